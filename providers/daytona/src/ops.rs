@@ -1,0 +1,674 @@
+//! The lease operations as Daytona REST calls: one request (or one page loop) per operation.
+
+use crate::api::{self, CreateSandbox, ReplaceLabels};
+use crate::cbx::provider::http::{Method, Request, Response};
+use crate::cbx::provider::types::{
+    Check, CheckStatus, CreateRequest, ProviderError, Sandbox, SshAccess,
+};
+use crate::config::{Auth, Config};
+use crate::encode::{LabelObject, labels_json, percent_encode};
+use crate::errors;
+use crate::ssh;
+use crate::transport::Transport;
+
+/// Timeout for calls the server may hold while the sandbox starts (it waits up to 30 s).
+const SLOW_CALL_TIMEOUT_MS: u32 = 90_000;
+/// Page size asked of `GET /sandbox`.
+const PAGE_LIMIT: u32 = 100;
+/// Most pages `list` follows before it gives up.
+const MAX_PAGES: usize = 1000;
+
+/// A configured Daytona client over a transport.
+pub struct Daytona<'a, T: Transport> {
+    cfg: &'a Config,
+    transport: &'a T,
+}
+
+impl<'a, T: Transport> Daytona<'a, T> {
+    /// A client for `cfg` that sends through `transport`.
+    pub fn new(cfg: &'a Config, transport: &'a T) -> Self {
+        Daytona { cfg, transport }
+    }
+
+    /// Lists one sandbox to prove the endpoint answers and accepts the credentials.
+    pub fn doctor(&self) -> Result<Vec<Check>, ProviderError> {
+        let action = "list sandboxes";
+        let labels = [("cbx".to_string(), "true".to_string())];
+        let path = format!(
+            "/sandbox?limit=1&labels={}",
+            percent_encode(&labels_json(&labels))
+        );
+        let resp = self.call(Method::Get, &path, None, None, action)?;
+        let auth = match self.cfg.auth {
+            Auth::None => check(
+                "auth",
+                CheckStatus::Warn,
+                "no credentials are attached, yet the server answered".to_string(),
+            ),
+            kind => check(
+                "auth",
+                CheckStatus::Ok,
+                format!("credentials accepted ({})", kind.as_str()),
+            ),
+        };
+        let api = match api::parse_page(action, &resp.body) {
+            Ok(_) => check(
+                "api",
+                CheckStatus::Ok,
+                format!("GET /sandbox answered {}", resp.status),
+            ),
+            Err(_) => check(
+                "api",
+                CheckStatus::Fail,
+                format!(
+                    "GET /sandbox answered {} but not with a sandbox list; the `api` endpoint \
+                     must be Daytona's API base URL, e.g. https://app.daytona.io/api",
+                    resp.status
+                ),
+            ),
+        };
+        Ok(vec![auth, api])
+    }
+
+    /// Creates a sandbox from the configured snapshot, in the configured region.
+    pub fn create(&self, req: &CreateRequest) -> Result<Sandbox, ProviderError> {
+        let action = "create sandbox";
+        let body = api::to_body(&CreateSandbox {
+            name: &req.name,
+            labels: LabelObject(&req.labels),
+            auto_stop_interval: req.idle_timeout_minutes,
+            auto_archive_interval: self.cfg.auto_archive_minutes,
+            public: false,
+            snapshot: &self.cfg.snapshot,
+            target: &self.cfg.target,
+            user: &self.cfg.user,
+        });
+        let resp = self.call(
+            Method::Post,
+            "/sandbox",
+            Some(body),
+            Some(SLOW_CALL_TIMEOUT_MS),
+            action,
+        )?;
+        sandbox_of(action, &resp)
+    }
+
+    /// Reads one sandbox by id or name.
+    pub fn get(&self, id: &str) -> Result<Sandbox, ProviderError> {
+        let action = format!("get sandbox {id}");
+        let path = sandbox_path(id, "", &action)?;
+        let resp = self.call(Method::Get, &path, None, None, &action)?;
+        sandbox_of(&action, &resp)
+    }
+
+    /// Lists every sandbox carrying all `labels`, following `nextCursor` to the end.
+    pub fn list(&self, labels: &[(String, String)]) -> Result<Vec<Sandbox>, ProviderError> {
+        let action = "list sandboxes";
+        let first = format!(
+            "/sandbox?limit={PAGE_LIMIT}&labels={}",
+            percent_encode(&labels_json(labels))
+        );
+        let mut path = first.clone();
+        let mut seen_cursors: Vec<String> = Vec::new();
+        let mut out: Vec<Sandbox> = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let resp = self.call(Method::Get, &path, None, None, action)?;
+            let page = api::parse_page(action, &resp.body).map_err(ProviderError::Other)?;
+            for sandbox in page.items {
+                // A sandbox whose sort key changes mid-walk can show up on two pages.
+                if !out.iter().any(|s| s.id == sandbox.id) {
+                    out.push(sandbox);
+                }
+            }
+            let Some(cursor) = page.next_cursor else {
+                return Ok(out);
+            };
+            if seen_cursors.contains(&cursor) {
+                return Err(ProviderError::Other(format!(
+                    "daytona {action}: the server repeated a pagination cursor after {} pages",
+                    seen_cursors.len() + 1
+                )));
+            }
+            path = format!("{first}&cursor={}", percent_encode(&cursor));
+            seen_cursors.push(cursor);
+        }
+        Err(ProviderError::Other(format!(
+            "daytona {action}: gave up after {MAX_PAGES} pages"
+        )))
+    }
+
+    /// Starts a stopped or archived sandbox.
+    pub fn start(&self, id: &str) -> Result<Sandbox, ProviderError> {
+        let action = format!("start sandbox {id}");
+        let path = sandbox_path(id, "/start", &action)?;
+        let resp = self.call(
+            Method::Post,
+            &path,
+            None,
+            Some(SLOW_CALL_TIMEOUT_MS),
+            &action,
+        )?;
+        sandbox_of(&action, &resp)
+    }
+
+    /// Stops a running sandbox.
+    pub fn stop(&self, id: &str) -> Result<Sandbox, ProviderError> {
+        let action = format!("stop sandbox {id}");
+        let path = sandbox_path(id, "/stop", &action)?;
+        let resp = self.call(Method::Post, &path, None, None, &action)?;
+        sandbox_of(&action, &resp)
+    }
+
+    /// Deletes a sandbox; `not-found` when it is already gone.
+    pub fn delete(&self, id: &str) -> Result<(), ProviderError> {
+        let action = format!("delete sandbox {id}");
+        let path = sandbox_path(id, "", &action)?;
+        self.call(Method::Delete, &path, None, None, &action)?;
+        Ok(())
+    }
+
+    /// Replaces all of a sandbox's labels and returns the sandbox as it is afterwards.
+    pub fn set_labels(
+        &self,
+        id: &str,
+        labels: &[(String, String)],
+    ) -> Result<Sandbox, ProviderError> {
+        let action = format!("set labels on sandbox {id}");
+        let path = sandbox_path(id, "/labels", &action)?;
+        let body = api::to_body(&ReplaceLabels {
+            labels: LabelObject(labels),
+        });
+        let resp = self.call(Method::Put, &path, Some(body), None, &action)?;
+        // Real servers answer with the Sandbox; the published spec says only `{labels}`.
+        if api::has_sandbox_id(&resp.body) {
+            sandbox_of(&action, &resp)
+        } else {
+            self.get(id)
+        }
+    }
+
+    /// Resets the sandbox's idle timer.
+    pub fn touch(&self, id: &str) -> Result<(), ProviderError> {
+        let action = format!("touch sandbox {id}");
+        let path = sandbox_path(id, "/last-activity", &action)?;
+        self.call(Method::Post, &path, None, None, &action)?;
+        Ok(())
+    }
+
+    /// Mints SSH access; the token is the SSH user and is marked secret.
+    pub fn mint_ssh_access(&self, id: &str) -> Result<SshAccess, ProviderError> {
+        let action = format!("mint ssh access for sandbox {id}");
+        let path = format!(
+            "{}?expiresInMinutes={}",
+            sandbox_path(id, "/ssh-access", &action)?,
+            self.cfg.ssh_access_minutes
+        );
+        let resp = self.call(Method::Post, &path, None, None, &action)?;
+        let access = api::parse_ssh_access(&action, &resp.body).map_err(ProviderError::Other)?;
+        let endpoint =
+            ssh::endpoint(access.ssh_command.as_deref()).map_err(ProviderError::Other)?;
+        Ok(SshAccess {
+            user: access.token,
+            user_is_secret: true,
+            host: endpoint.host,
+            port: endpoint.port,
+            identity_file: None,
+            expires_at: access.expires_at,
+        })
+    }
+
+    /// Sends one request under the API base; non-2xx answers become typed errors.
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout_ms: Option<u32>,
+        action: &str,
+    ) -> Result<Response, ProviderError> {
+        let mut headers = vec![("accept".to_string(), "application/json".to_string())];
+        if body.is_some() {
+            headers.push(("content-type".to_string(), "application/json".to_string()));
+        }
+        self.transport
+            .debug(&format!("{} {path}", method_name(method)));
+        let request = Request {
+            method,
+            url: format!("{}{path}", self.cfg.base),
+            headers,
+            body,
+            timeout_ms,
+        };
+        let resp = self
+            .transport
+            .send(&request)
+            .map_err(|e| errors::from_http_error(action, e))?;
+        if (200..300).contains(&resp.status) {
+            Ok(resp)
+        } else {
+            Err(errors::from_status(
+                action,
+                resp.status,
+                &resp.headers,
+                &resp.body,
+            ))
+        }
+    }
+}
+
+/// `/sandbox/{id}{suffix}` with the id percent-encoded; an empty id is refused, since it would
+/// address the collection instead.
+fn sandbox_path(id: &str, suffix: &str, action: &str) -> Result<String, ProviderError> {
+    if id.trim().is_empty() {
+        return Err(ProviderError::Other(format!(
+            "daytona {action}: the sandbox id is empty"
+        )));
+    }
+    Ok(format!("/sandbox/{}{suffix}", percent_encode(id)))
+}
+
+/// The Sandbox in a 2xx response body.
+fn sandbox_of(action: &str, resp: &Response) -> Result<Sandbox, ProviderError> {
+    api::parse_sandbox_body(action, &resp.body).map_err(ProviderError::Other)
+}
+
+/// One doctor line.
+fn check(name: &str, status: CheckStatus, detail: String) -> Check {
+    Check {
+        name: name.to_string(),
+        status,
+        detail,
+    }
+}
+
+/// The method's name as written in logs.
+fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cbx::provider::http::HttpError;
+    use crate::cbx::provider::types::{SandboxState, Settings};
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    /// A scripted transport: answers in order and records every request.
+    struct Fake {
+        answers: RefCell<VecDeque<Result<Response, HttpError>>>,
+        sent: RefCell<Vec<Request>>,
+        logs: RefCell<Vec<String>>,
+    }
+
+    impl Fake {
+        fn new(answers: Vec<Result<Response, HttpError>>) -> Fake {
+            Fake {
+                answers: RefCell::new(answers.into()),
+                sent: RefCell::new(Vec::new()),
+                logs: RefCell::new(Vec::new()),
+            }
+        }
+        fn urls(&self) -> Vec<String> {
+            self.sent.borrow().iter().map(|r| r.url.clone()).collect()
+        }
+    }
+
+    impl Transport for Fake {
+        fn send(&self, request: &Request) -> Result<Response, HttpError> {
+            self.sent.borrow_mut().push(request.clone());
+            self.answers
+                .borrow_mut()
+                .pop_front()
+                .expect("an answer is scripted")
+        }
+        fn debug(&self, message: &str) {
+            self.logs.borrow_mut().push(message.to_string());
+        }
+    }
+
+    fn ok(status: u16, body: &str) -> Result<Response, HttpError> {
+        Ok(Response {
+            status,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    fn cfg(options: &[(&str, &str)], credentials: &[&str]) -> Config {
+        Config::from_settings(&Settings {
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            endpoints: vec![("api".to_string(), "https://d.example/api/".to_string())],
+            credentials: credentials.iter().map(|s| s.to_string()).collect(),
+        })
+        .unwrap()
+    }
+
+    fn labels(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const SB: &str = r#"{"id":"id-1","name":"cbx-a","state":"creating","labels":{"cbx":"true"}}"#;
+
+    #[test]
+    fn create_request() {
+        let c = cfg(
+            &[("snapshot", "daytona-medium"), ("target", "eu")],
+            &["api-key"],
+        );
+        let fake = Fake::new(vec![ok(200, SB)]);
+        let req = CreateRequest {
+            name: "cbx-a".into(),
+            labels: labels(&[("cbx", "true"), ("lease", "l1")]),
+            idle_timeout_minutes: 30,
+            ttl_minutes: 90,
+        };
+        let sb = Daytona::new(&c, &fake).create(&req).unwrap();
+        assert_eq!(sb.state, SandboxState::Creating);
+        let sent = fake.sent.borrow();
+        let r = &sent[0];
+        assert_eq!(r.method, Method::Post);
+        assert_eq!(r.url, "https://d.example/api/sandbox");
+        assert_eq!(r.timeout_ms, Some(90_000));
+        assert!(
+            r.headers
+                .contains(&("content-type".into(), "application/json".into()))
+        );
+        assert!(
+            r.headers
+                .contains(&("accept".into(), "application/json".into()))
+        );
+        let body: serde_json::Value = serde_json::from_slice(r.body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "name": "cbx-a", "labels": {"cbx": "true", "lease": "l1"},
+                "autoStopInterval": 30, "autoArchiveInterval": 10080, "public": false,
+                "snapshot": "daytona-medium", "target": "eu", "user": "daytona"
+            })
+        );
+        assert_eq!(fake.logs.borrow().as_slice(), ["POST /sandbox"]);
+    }
+
+    #[test]
+    fn create_quota_error() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![ok(
+            400,
+            r#"{"statusCode":400,"message":"Total CPU limit exceeded. Maximum allowed: 10."}"#,
+        )]);
+        let req = CreateRequest {
+            name: "n".into(),
+            labels: vec![],
+            idle_timeout_minutes: 0,
+            ttl_minutes: 0,
+        };
+        let err = Daytona::new(&c, &fake).create(&req).unwrap_err();
+        let ProviderError::Quota(m) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            m,
+            "daytona create sandbox: Total CPU limit exceeded. Maximum allowed: 10. (HTTP 400)"
+        );
+    }
+
+    #[test]
+    fn get_encodes_id() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![ok(200, SB)]);
+        Daytona::new(&c, &fake).get("a b/c").unwrap();
+        assert_eq!(fake.urls(), ["https://d.example/api/sandbox/a%20b%2Fc"]);
+        assert_eq!(fake.sent.borrow()[0].body, None);
+    }
+
+    #[test]
+    fn empty_id_is_refused_without_a_request() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![]);
+        assert!(Daytona::new(&c, &fake).delete(" ").is_err());
+        assert!(fake.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn list_follows_cursors() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![
+            ok(
+                200,
+                r#"{"items":[{"id":"a"},{"id":"b"}],"nextCursor":"c/1"}"#,
+            ),
+            ok(
+                200,
+                r#"{"items":[{"id":"b"},{"id":"c"}],"nextCursor":"c2"}"#,
+            ),
+            ok(200, r#"{"items":[],"nextCursor":null}"#),
+        ]);
+        let out = Daytona::new(&c, &fake)
+            .list(&labels(&[("cbx", "true"), ("p", "d")]))
+            .unwrap();
+        let ids: Vec<&str> = out.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        let q = "https://d.example/api/sandbox?limit=100&labels=%7B%22cbx%22%3A%22true%22%2C%22p%22%3A%22d%22%7D";
+        assert_eq!(
+            fake.urls(),
+            [
+                q.to_string(),
+                format!("{q}&cursor=c%2F1"),
+                format!("{q}&cursor=c2")
+            ]
+        );
+    }
+
+    #[test]
+    fn list_accepts_bare_array() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![ok(200, r#"[{"id":"a"}]"#)]);
+        assert_eq!(Daytona::new(&c, &fake).list(&[]).unwrap().len(), 1);
+        assert_eq!(fake.sent.borrow().len(), 1);
+    }
+
+    #[test]
+    fn list_stops_on_repeated_cursor() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![
+            ok(200, r#"{"items":[],"nextCursor":"x"}"#),
+            ok(200, r#"{"items":[],"nextCursor":"y"}"#),
+            ok(200, r#"{"items":[],"nextCursor":"x"}"#),
+        ]);
+        let err = Daytona::new(&c, &fake).list(&[]).unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Other(ref m) if m.contains("repeated")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn list_gives_up_after_max_pages() {
+        let c = cfg(&[], &["api-key"]);
+        let answers = (0..MAX_PAGES)
+            .map(|i| ok(200, &format!(r#"{{"items":[],"nextCursor":"c{i}"}}"#)))
+            .collect();
+        let fake = Fake::new(answers);
+        let err = Daytona::new(&c, &fake).list(&[]).unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Other(ref m) if m.contains("1000 pages")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn start_stop_touch_paths() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![ok(200, SB), ok(200, SB), ok(201, "")]);
+        let d = Daytona::new(&c, &fake);
+        d.start("id-1").unwrap();
+        d.stop("id-1").unwrap();
+        d.touch("id-1").unwrap();
+        assert_eq!(
+            fake.urls(),
+            [
+                "https://d.example/api/sandbox/id-1/start",
+                "https://d.example/api/sandbox/id-1/stop",
+                "https://d.example/api/sandbox/id-1/last-activity",
+            ]
+        );
+        let sent = fake.sent.borrow();
+        assert_eq!(sent[0].timeout_ms, Some(90_000));
+        assert_eq!(sent[1].timeout_ms, None);
+        assert!(
+            sent.iter()
+                .all(|r| r.method == Method::Post && r.body.is_none())
+        );
+    }
+
+    #[test]
+    fn delete_outcomes() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![
+            ok(200, SB),
+            ok(
+                404,
+                r#"{"message":"Sandbox with ID or name id-1 not found"}"#,
+            ),
+            ok(409, r#"{"message":"Sandbox state change in progress"}"#),
+        ]);
+        let d = Daytona::new(&c, &fake);
+        d.delete("id-1").unwrap();
+        assert!(matches!(d.delete("id-1"), Err(ProviderError::NotFound(_))));
+        let err = d.delete("id-1").unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Conflict(ref m) if m == "daytona delete sandbox id-1: Sandbox state change in progress (HTTP 409)"),
+            "{err:?}"
+        );
+        assert_eq!(fake.sent.borrow()[0].method, Method::Delete);
+    }
+
+    #[test]
+    fn set_labels_with_full_sandbox_answer() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![ok(200, SB)]);
+        let sb = Daytona::new(&c, &fake)
+            .set_labels("id-1", &labels(&[("cbx", "true")]))
+            .unwrap();
+        assert_eq!(sb.id, "id-1");
+        let sent = fake.sent.borrow();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].method, Method::Put);
+        assert_eq!(sent[0].url, "https://d.example/api/sandbox/id-1/labels");
+        assert_eq!(
+            sent[0].body.as_deref(),
+            Some(&br#"{"labels":{"cbx":"true"}}"#[..])
+        );
+    }
+
+    #[test]
+    fn set_labels_with_labels_only_answer_reads_back() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![ok(200, r#"{"labels":{"cbx":"true"}}"#), ok(200, SB)]);
+        let sb = Daytona::new(&c, &fake)
+            .set_labels("id-1", &labels(&[("cbx", "true")]))
+            .unwrap();
+        assert_eq!(sb.name, "cbx-a");
+        let sent = fake.sent.borrow();
+        assert_eq!(sent[1].method, Method::Get);
+        assert_eq!(sent[1].url, "https://d.example/api/sandbox/id-1");
+    }
+
+    #[test]
+    fn mint_ssh_access_parses_command() {
+        let c = cfg(&[("ssh-access-minutes", "120")], &["api-key"]);
+        let fake = Fake::new(vec![ok(
+            200,
+            r#"{"token":"TOKsecret","sshCommand":"ssh -p 2222 TOKsecret@gw.example","expiresAt":"2026-01-01T00:00:00Z"}"#,
+        )]);
+        let a = Daytona::new(&c, &fake).mint_ssh_access("id-1").unwrap();
+        assert_eq!(a.user, "TOKsecret");
+        assert!(a.user_is_secret);
+        assert_eq!((a.host.as_str(), a.port), ("gw.example", 2222));
+        assert_eq!(a.identity_file, None);
+        assert_eq!(a.expires_at.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            fake.urls(),
+            ["https://d.example/api/sandbox/id-1/ssh-access?expiresInMinutes=120"]
+        );
+        assert!(fake.logs.borrow().iter().all(|l| !l.contains("TOKsecret")));
+    }
+
+    #[test]
+    fn mint_ssh_access_defaults_and_errors() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![
+            ok(200, r#"{"token":"T1"}"#),
+            ok(200, r#"{"token":""}"#),
+            ok(
+                200,
+                r#"{"token":"T2secret","sshCommand":"ssh -p T2secret@h"}"#,
+            ),
+        ]);
+        let d = Daytona::new(&c, &fake);
+        let a = d.mint_ssh_access("id-1").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("ssh.app.daytona.io", 22));
+        let err = d.mint_ssh_access("id-1").unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Other(ref m) if m == "daytona ssh access response has no token")
+        );
+        let err = d.mint_ssh_access("id-1").unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Other(ref m) if !m.contains("T2secret")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn doctor_checks() {
+        let c = cfg(&[], &["jwt"]);
+        let fake = Fake::new(vec![ok(200, r#"{"items":[],"nextCursor":null}"#)]);
+        let checks = Daytona::new(&c, &fake).doctor().unwrap();
+        assert_eq!(checks.len(), 2);
+        assert_eq!(checks[0].name, "auth");
+        assert_eq!(checks[0].status, CheckStatus::Ok);
+        assert_eq!(checks[0].detail, "credentials accepted (jwt)");
+        assert_eq!(checks[1].name, "api");
+        assert_eq!(checks[1].detail, "GET /sandbox answered 200");
+        assert_eq!(
+            fake.urls(),
+            ["https://d.example/api/sandbox?limit=1&labels=%7B%22cbx%22%3A%22true%22%7D"]
+        );
+    }
+
+    #[test]
+    fn doctor_flags_a_non_api_endpoint() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![ok(200, "<!doctype html><html></html>")]);
+        let checks = Daytona::new(&c, &fake).doctor().unwrap();
+        assert_eq!(checks[1].status, CheckStatus::Fail);
+    }
+
+    #[test]
+    fn doctor_maps_errors() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![ok(401, r#"{"message":"Invalid credentials"}"#)]);
+        let err = Daytona::new(&c, &fake).doctor().unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Unauthorized(ref m) if m == "daytona list sandboxes: Invalid credentials (HTTP 401)"),
+            "{err:?}"
+        );
+        let fake = Fake::new(vec![Err(HttpError::Connect("connection refused".into()))]);
+        let err = Daytona::new(&c, &fake).doctor().unwrap_err();
+        assert!(matches!(err, ProviderError::Unavailable(_)), "{err:?}");
+    }
+}
