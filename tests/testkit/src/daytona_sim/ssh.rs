@@ -1,0 +1,58 @@
+//! The pluggable SSH side of the simulator: what happens on the "runner" when sandboxes come
+//! and go and when SSH tokens are minted or revoked.
+
+/// Receives the simulator's SSH-relevant events; a real backend maps tokens to sshd users.
+///
+/// Calls are made from a blocking thread, never while the simulator's state lock is held, so an
+/// implementation may block briefly (spawn `useradd`, write files, ...).
+pub trait SshBackend: Send + Sync {
+    /// A sandbox was created; an error puts the sandbox into the `error` state.
+    fn sandbox_created(&self, id: &str) -> anyhow::Result<()>;
+    /// A token was minted for `sandbox_id`; returns the gateway `(host, port)` to advertise.
+    fn access_granted(&self, sandbox_id: &str, token: &str) -> anyhow::Result<(String, u16)>;
+    /// A token was revoked (replaced, deleted, expired, or its sandbox went away).
+    fn access_revoked(&self, token: &str);
+    /// A sandbox finished deleting and is gone (404) from now on.
+    fn sandbox_deleted(&self, id: &str);
+}
+
+/// A backend that does nothing and advertises the gateway `127.0.0.1:2222`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoSsh;
+
+impl SshBackend for NoSsh {
+    fn sandbox_created(&self, _id: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn access_granted(&self, _sandbox_id: &str, _token: &str) -> anyhow::Result<(String, u16)> {
+        Ok(("127.0.0.1".to_string(), 2222))
+    }
+
+    fn access_revoked(&self, _token: &str) {}
+
+    fn sandbox_deleted(&self, _id: &str) {}
+}
+
+/// Builds the `sshCommand` string Daytona returns (no `-p` for port 22).
+pub(crate) fn ssh_command(token: &str, host: &str, port: u16) -> String {
+    if port == 22 {
+        format!("ssh {token}@{host}")
+    } else {
+        format!("ssh -p {port} {token}@{host}")
+    }
+}
+
+/// Mints a 32-character token from `[a-z0-9]` whose first character is a letter.
+pub(crate) fn mint_token() -> String {
+    use rand::Rng;
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut token = String::with_capacity(32);
+    token.push(LETTERS[rng.random_range(0..LETTERS.len())] as char);
+    for _ in 1..32 {
+        token.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
+    }
+    token
+}
