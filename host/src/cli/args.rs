@@ -1,0 +1,145 @@
+//! Command-line arguments, all in one place.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Lease remote Linux sandboxes, sync your working tree and run commands there.
+///
+/// Providers (Daytona first) are sandboxed WebAssembly components; cbx keeps your credentials,
+/// SSH and rsync to itself and grants each provider only what its manifest declares.
+#[derive(Debug, Parser)]
+#[command(name = "cbx", version, about, long_about, propagate_version = true)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 other error, 2 usage or config, 3 authentication, \
+4 not found or not owned, 5 sandbox failed or timed out, 6 sync failed, 7 capability denied, \
+8 provider fault, 130 interrupted; `run` exits with the remote command's status."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// The provider to use [default: config, then CBX_PROVIDER, then daytona].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// Set a provider option (repeatable), e.g. `-o snapshot=daytona-small`.
+    #[arg(short = 'o', long = "option", global = true, value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub options: Vec<(String, String)>,
+    /// Point a provider endpoint elsewhere (repeatable), e.g. `--endpoint api=https://…`.
+    #[arg(long = "endpoint", global = true, value_name = "NAME=URL", value_parser = parse_pair)]
+    pub endpoints: Vec<(String, String)>,
+    /// Show more detail on stderr (-v: info, -vv: debug, including provider HTTP requests).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Show no progress, only results and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that cbx, the provider and your credentials work, without changing anything.
+    Doctor(DoctorArgs),
+    /// Lease a new sandbox and wait until it is ready.
+    Warmup(WarmupArgs),
+    /// List your leases with this provider.
+    List(ListArgs),
+    /// Show one lease and its sandbox's live state.
+    Status(StatusArgs),
+    /// Delete a lease's sandbox and forget the lease.
+    Stop(StopArgs),
+    /// List, inspect and manage providers.
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
+}
+
+/// `cbx doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Lease settings shared by commands that create leases.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LeaseArgs {
+    /// A slug for the lease (default: a random adjective-animal).
+    #[arg(long)]
+    pub slug: Option<String>,
+    /// Lease lifetime; cbx deletes the sandbox after it [default: 90m].
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Idle time after which the provider stops the sandbox [default: 30m].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// How long to wait for the sandbox to become ready.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub ready_timeout: String,
+}
+
+/// `cbx warmup`
+#[derive(Debug, Args)]
+pub struct WarmupArgs {
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cbx list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cbx status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Lease id or slug.
+    pub lease: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cbx stop`
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Lease id or slug.
+    pub lease: String,
+}
+
+/// `cbx providers …`
+#[derive(Debug, Subcommand)]
+pub enum ProvidersCommand {
+    /// List the providers this cbx knows.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a provider's interface, capabilities, grant and options, read from its files.
+    Inspect {
+        /// The provider's name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got `{text}`")),
+    }
+}

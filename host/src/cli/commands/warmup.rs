@@ -1,0 +1,49 @@
+//! `cbx warmup`: lease a new sandbox and wait until it is ready.
+
+use anyhow::Result;
+
+use crate::cli::Context;
+use crate::cli::args::{LeaseArgs, WarmupArgs};
+use crate::cli::output;
+use crate::config::parse_duration;
+use crate::lease::lifecycle::{self, AcquireRequest};
+use crate::lease::view::LeaseView;
+
+/// Runs `cbx warmup`.
+pub async fn run(ctx: &Context, args: &WarmupArgs) -> Result<u8> {
+    let mut session = ctx.session(&ctx.provider_name()).await?;
+    let request = acquire_request(ctx, &args.lease)?;
+    let lease = lifecycle::acquire(&mut session, &request).await?;
+    let view = LeaseView::of(&lease);
+    if args.json {
+        output::json(&view)?;
+    } else {
+        println!(
+            "leased {} slug={} provider={} sandbox={}",
+            view.lease_id, view.slug, view.provider, view.sandbox_id
+        );
+    }
+    Ok(0)
+}
+
+/// The acquire request from lease flags, environment and config.
+pub fn acquire_request(ctx: &Context, args: &LeaseArgs) -> Result<AcquireRequest> {
+    let (ttl, idle) =
+        ctx.config
+            .lease_times(args.ttl.as_deref(), args.idle_timeout.as_deref(), &|k| {
+                ctx.var(k)
+            })?;
+    if ttl.as_secs() < 60 {
+        return Err(crate::error::fail(
+            crate::error::ErrorKind::Usage,
+            "the lease TTL must be at least 1 minute",
+        ));
+    }
+    Ok(AcquireRequest {
+        slug: args.slug.clone(),
+        ttl,
+        idle,
+        repo_root: crate::cli::commands::repo_root(&ctx.cwd),
+        ready_timeout: parse_duration(&args.ready_timeout, "--ready-timeout")?,
+    })
+}

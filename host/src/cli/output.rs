@@ -1,0 +1,153 @@
+//! Formatting results for people and for `--json`. Results go to stdout.
+
+use std::io::Write;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use crate::lease::view::LeaseView;
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `in 1h25m` / `5m ago` relative to now.
+pub fn relative(rfc3339: &str) -> String {
+    let Ok(t) = DateTime::parse_from_rfc3339(rfc3339) else {
+        return rfc3339.to_string();
+    };
+    let secs = t
+        .with_timezone(&Utc)
+        .signed_duration_since(Utc::now())
+        .num_seconds();
+    let span = |s: i64| {
+        let s = s.unsigned_abs();
+        if s >= 3600 {
+            format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+        } else if s >= 60 {
+            format!("{}m", s / 60)
+        } else {
+            format!("{s}s")
+        }
+    };
+    if secs >= 0 {
+        format!("in {}", span(secs))
+    } else {
+        format!("{} ago", span(secs))
+    }
+}
+
+/// Humane seconds: `90m`, `2h`, `45s`.
+pub fn secs(s: u64) -> String {
+    if s == 0 {
+        "never".into()
+    } else if s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The multi-line human view of one lease.
+pub fn lease_details(v: &LeaseView) -> String {
+    let mut s = String::new();
+    let mut line = |k: &str, val: String| s.push_str(&format!("{k:<10} {val}\n"));
+    line("lease", v.lease_id.clone());
+    line("slug", v.slug.clone());
+    line("provider", v.provider.clone());
+    line("sandbox", format!("{} ({})", v.sandbox_id, v.sandbox_name));
+    let mut state = format!("{} ({}: {})", v.state, v.provider, v.provider_state);
+    if let Some(r) = &v.reason {
+        state.push_str(&format!(" — {r}"));
+    }
+    line("state", state);
+    line("ready", if v.ready { "yes".into() } else { "no".into() });
+    line(
+        "created",
+        format!("{} ({})", v.created_at, relative(&v.created_at)),
+    );
+    line(
+        "expires",
+        format!(
+            "{} ({}{})",
+            v.expires_at,
+            relative(&v.expires_at),
+            if v.expired { ", expired" } else { "" }
+        ),
+    );
+    line(
+        "idle stop",
+        format!("after {} idle", secs(v.idle_timeout_secs)),
+    );
+    line("work root", v.work_root.clone());
+    line(
+        "claim",
+        match (&v.claimed, &v.repo_root) {
+            (true, Some(r)) => format!("held here, for {r}"),
+            (true, None) => "held here".into(),
+            (false, _) => "not held here (read-only)".into(),
+        },
+    );
+    s
+}
+
+/// The `list` table.
+pub fn lease_table(views: &[LeaseView]) -> String {
+    let mut rows = vec![[
+        "LEASE".to_string(),
+        "SLUG".into(),
+        "STATE".into(),
+        "SANDBOX".into(),
+        "EXPIRES".into(),
+        "CLAIM".into(),
+    ]];
+    for v in views {
+        rows.push([
+            v.lease_id.clone(),
+            v.slug.clone(),
+            if v.state == v.provider_state {
+                v.state.clone()
+            } else {
+                format!("{} ({})", v.state, v.provider_state)
+            },
+            v.sandbox_id.clone(),
+            if v.expired {
+                "expired".into()
+            } else {
+                relative(&v.expires_at)
+            },
+            if v.claimed { "here".into() } else { "-".into() },
+        ]);
+    }
+    table(&rows)
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

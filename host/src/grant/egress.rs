@@ -1,0 +1,319 @@
+//! The one function that decides whether a provider's request may leave the machine.
+//!
+//! Every path by which a provider reaches the network — each request and each redirect hop —
+//! goes through [`authorize`]. It checks the URL against the granted endpoints, refuses
+//! headers the provider may not set, and only then attaches the credentials bound to the
+//! matched endpoint. Nothing else in cbx attaches credentials.
+
+use std::fmt;
+
+use url::Url;
+
+use super::Grant;
+
+/// A request that passed the check, ready to send.
+#[derive(Debug)]
+pub struct Authorized {
+    /// The parsed URL.
+    pub url: Url,
+    /// The granted endpoint it lies under.
+    pub endpoint: String,
+    /// The provider's headers.
+    pub headers: Vec<(String, String)>,
+    /// Credential headers the host adds: (header, value). Values are secret.
+    pub credential_headers: Vec<(String, String)>,
+    /// Names of the credentials attached.
+    pub credentials: Vec<String>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// The grant does not allow it.
+    Denied(Denial),
+    /// The request is malformed.
+    Invalid(String),
+}
+
+/// A request the grant does not allow, described for the user and the provider.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Denial {
+    /// The provider that made the request.
+    pub provider: String,
+    /// HTTP method.
+    pub method: String,
+    /// The URL, as requested (without query string).
+    pub url: String,
+    /// What the grant forbids.
+    pub reason: String,
+    /// What would allow it (the grant line to add), if anything would.
+    pub allow_with: Option<String>,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "provider {} was denied {} {}: {}",
+            self.provider, self.method, self.url, self.reason
+        )?;
+        if let Some(allow) = &self.allow_with {
+            write!(f, "; {allow}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Denial {}
+
+/// Headers that belong to the transport; the host sets them.
+const TRANSPORT_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "expect",
+];
+
+/// Checks one request against `grant`; on success attaches the endpoint's credentials.
+pub fn authorize(
+    grant: &Grant,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+) -> Result<Authorized, Refusal> {
+    let parsed =
+        Url::parse(url).map_err(|e| Refusal::Invalid(format!("invalid URL `{url}`: {e}")))?;
+    let shown = without_query(&parsed);
+    let deny = |reason: String, allow_with: Option<String>| {
+        Refusal::Denied(Denial {
+            provider: grant.provider.clone(),
+            method: method.to_string(),
+            url: shown.clone(),
+            reason,
+            allow_with,
+        })
+    };
+
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(deny(
+            "URLs may not carry a user name or password".into(),
+            None,
+        ));
+    }
+    let raw_path = parsed.path().to_ascii_lowercase();
+    if raw_path.contains("%2f") || raw_path.contains("%5c") || raw_path.contains("%2e") {
+        return Err(deny(
+            "encoded slashes, backslashes and dots in the path are not allowed".into(),
+            None,
+        ));
+    }
+
+    let Some(endpoint) = grant.endpoints.iter().find(|e| lies_under(&parsed, &e.url)) else {
+        let granted: Vec<String> = grant.endpoints.iter().map(|e| e.url.to_string()).collect();
+        let origin = parsed.origin().ascii_serialization();
+        let reason = if granted.is_empty() {
+            "its grant allows no network access at all".to_string()
+        } else {
+            format!(
+                "it is outside the granted endpoints ({})",
+                granted.join(", ")
+            )
+        };
+        return Err(deny(
+            reason,
+            Some(format!(
+                "allowing it would take a manifest endpoint `[endpoints.<name>] url = \"{origin}\"` and your approval"
+            )),
+        ));
+    };
+
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        if grant.reserved_headers.contains(&lower) {
+            return Err(deny(
+                format!(
+                    "providers may not set the `{name}` header; the host attaches credentials itself"
+                ),
+                None,
+            ));
+        }
+        if TRANSPORT_HEADERS.contains(&lower.as_str()) {
+            return Err(Refusal::Invalid(format!(
+                "the `{name}` header is set by the host"
+            )));
+        }
+        if !is_header_name(name) {
+            return Err(Refusal::Invalid(format!(
+                "`{name}` is not a valid header name"
+            )));
+        }
+        if value.contains(['\r', '\n', '\0']) {
+            return Err(Refusal::Invalid(format!(
+                "the value of header `{name}` contains a line break"
+            )));
+        }
+    }
+
+    let bound: Vec<_> = grant
+        .credentials
+        .iter()
+        .filter(|c| c.endpoint == endpoint.name)
+        .collect();
+    Ok(Authorized {
+        url: parsed,
+        endpoint: endpoint.name.clone(),
+        headers: headers.to_vec(),
+        credential_headers: bound
+            .iter()
+            .map(|c| (c.header.clone(), c.header_value()))
+            .collect(),
+        credentials: bound.iter().map(|c| c.name.clone()).collect(),
+    })
+}
+
+/// Whether `url` has `base`'s scheme, host and port and a path at or below `base`'s path.
+fn lies_under(url: &Url, base: &Url) -> bool {
+    if url.scheme() != base.scheme()
+        || url.host() != base.host()
+        || url.port_or_known_default() != base.port_or_known_default()
+    {
+        return false;
+    }
+    let segments = |u: &Url| -> Vec<String> {
+        u.path_segments()
+            .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let (want, have) = (segments(base), segments(url));
+    have.len() >= want.len() && want.iter().zip(&have).all(|(a, b)| a == b)
+}
+
+/// The URL without its query and fragment, for messages and logs.
+pub fn without_query(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::{EndpointOverrides, Grant};
+    use crate::provider::manifest::Manifest;
+    use crate::redact::Redactor;
+
+    const DAYTONA: &str = include_str!("../../../providers/daytona/cbx-provider.toml");
+
+    fn grant() -> Grant {
+        let m = Manifest::parse("builtin:daytona", DAYTONA).unwrap();
+        Grant::resolve(
+            &m,
+            &EndpointOverrides::default(),
+            &|k| (k == "DAYTONA_API_KEY").then(|| "key-123456".to_string()),
+            &Redactor::new(),
+        )
+        .unwrap()
+    }
+
+    fn denied(r: Result<Authorized, Refusal>) -> Denial {
+        match r {
+            Err(Refusal::Denied(d)) => d,
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn allows_paths_under_the_endpoint_and_attaches_credentials() {
+        let a = authorize(
+            &grant(),
+            "GET",
+            "https://app.daytona.io/api/sandbox?limit=1",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.endpoint, "api");
+        assert_eq!(
+            a.credential_headers,
+            [("Authorization".to_string(), "Bearer key-123456".to_string())]
+        );
+        assert!(authorize(&grant(), "GET", "https://app.daytona.io/api", &[]).is_ok());
+    }
+
+    #[test]
+    fn denies_other_origins_paths_and_ports() {
+        for url in [
+            "https://evil.example/api/sandbox",
+            "https://app.daytona.io/apix/sandbox",
+            "https://app.daytona.io/admin",
+            "https://app.daytona.io:8443/api/sandbox",
+            "http://app.daytona.io/api/sandbox",
+            "https://app.daytona.io/api/../admin",
+            "https://app.daytona.io/api/%2e%2e/admin",
+            "https://app.daytona.io/api/x%2F..%2F..%2Fadmin",
+            "https://user:pw@app.daytona.io/api/sandbox",
+        ] {
+            let d = denied(authorize(&grant(), "GET", url, &[]));
+            assert_eq!(d.provider, "daytona", "{url}");
+        }
+    }
+
+    #[test]
+    fn denial_names_provider_url_and_what_would_allow_it() {
+        let d = denied(authorize(
+            &grant(),
+            "POST",
+            "https://evil.example/steal?k=v",
+            &[],
+        ));
+        let text = d.to_string();
+        assert!(text.starts_with("provider daytona was denied POST https://evil.example/steal: it is outside the granted endpoints (https://app.daytona.io/api)"), "{text}");
+        assert!(text.contains("url = \"https://evil.example\""), "{text}");
+    }
+
+    #[test]
+    fn refuses_credential_headers_set_by_the_provider() {
+        for h in [
+            "Authorization",
+            "authorization",
+            "X-Daytona-Organization-ID",
+            "Cookie",
+        ] {
+            let d = denied(authorize(
+                &grant(),
+                "GET",
+                "https://app.daytona.io/api/sandbox",
+                &[(h.into(), "x".into())],
+            ));
+            assert!(d.reason.contains("may not set"), "{h}: {}", d.reason);
+        }
+        let ok = authorize(
+            &grant(),
+            "GET",
+            "https://app.daytona.io/api/x",
+            &[("Accept".into(), "application/json".into())],
+        );
+        assert!(ok.is_ok());
+        assert!(matches!(
+            authorize(
+                &grant(),
+                "GET",
+                "https://app.daytona.io/api/x",
+                &[("Host".into(), "evil".into())]
+            ),
+            Err(Refusal::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,356 @@
+//! Performs the HTTP requests providers ask for, within their grant.
+//!
+//! Each request and each redirect hop is checked by [`egress::authorize`]; redirects are
+//! followed only while they stay inside the grant (at most [`MAX_REDIRECTS`]); response bodies
+//! are capped at [`HttpLimits::max_response_bytes`]; every request is bounded in time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::Grant;
+use super::egress::{self, Denial, Refusal};
+use crate::redact::Redactor;
+
+/// Redirect hops followed per request.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Limits applied to provider HTTP traffic.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest response body accepted, in bytes.
+    pub max_response_bytes: u64,
+    /// Timeout when the provider names none.
+    pub default_timeout: Duration,
+    /// Largest timeout a provider may ask for.
+    pub max_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_response_bytes: 8 << 20,
+            default_timeout: Duration::from_secs(30),
+            max_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A request as a provider asks for it.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    /// Upper-case method name.
+    pub method: String,
+    /// Absolute URL.
+    pub url: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Option<Vec<u8>>,
+    /// Requested timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// A response handed back to the provider.
+#[derive(Debug, Clone)]
+pub struct InboundResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Why no response could be delivered.
+#[derive(Debug, Clone)]
+pub enum HttpFailure {
+    /// The grant forbids the request (or a redirect it led to).
+    Denied(Denial),
+    /// No response within the time allowed.
+    Timeout(String),
+    /// Connection failure.
+    Connect(String),
+    /// The body exceeded the cap (the cap, in bytes).
+    TooLarge(u64),
+    /// A malformed request.
+    Invalid(String),
+    /// Anything else.
+    Other(String),
+}
+
+/// What happened to one provider request; the raw material of logs and the audit trail.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpEvent {
+    /// The provider.
+    pub provider: String,
+    /// Method.
+    pub method: String,
+    /// URL without query string.
+    pub url: String,
+    /// Final status, if a response arrived.
+    pub status: Option<u16>,
+    /// Response body bytes received.
+    pub bytes: u64,
+    /// Credentials attached (names, never values).
+    pub credentials: Vec<String>,
+    /// `ok`, `denied`, `too-large`, `timeout`, `connect`, `invalid` or `error`.
+    pub outcome: &'static str,
+    /// Details for failures.
+    pub detail: Option<String>,
+    /// How long it took, in milliseconds.
+    pub millis: u64,
+}
+
+/// Sends provider requests within one provider's grant.
+#[derive(Clone)]
+pub struct HttpGateway {
+    client: reqwest::Client,
+    grant: Arc<Grant>,
+    limits: HttpLimits,
+    redactor: Redactor,
+}
+
+impl HttpGateway {
+    /// A gateway for `grant`.
+    pub fn new(grant: Arc<Grant>, limits: HttpLimits, redactor: Redactor) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cbx/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(HttpGateway {
+            client,
+            grant,
+            limits,
+            redactor,
+        })
+    }
+
+    /// The grant this gateway enforces.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// Sends `req`, following in-grant redirects, no later than `deadline`.
+    pub async fn send(
+        &self,
+        req: OutboundRequest,
+        deadline: Instant,
+    ) -> (Result<InboundResponse, HttpFailure>, HttpEvent) {
+        let started = Instant::now();
+        let mut event = HttpEvent {
+            provider: self.grant.provider.clone(),
+            method: req.method.clone(),
+            url: self.redactor.redact(&shown_url(&req.url)),
+            status: None,
+            bytes: 0,
+            credentials: Vec::new(),
+            outcome: "ok",
+            detail: None,
+            millis: 0,
+        };
+        let result = self.send_inner(req, deadline, &mut event).await;
+        event.millis = started.elapsed().as_millis() as u64;
+        if let Err(failure) = &result {
+            let (outcome, detail) = match failure {
+                HttpFailure::Denied(d) => ("denied", d.to_string()),
+                HttpFailure::Timeout(m) => ("timeout", m.clone()),
+                HttpFailure::Connect(m) => ("connect", m.clone()),
+                HttpFailure::TooLarge(cap) => ("too-large", format!("response over {cap} bytes")),
+                HttpFailure::Invalid(m) => ("invalid", m.clone()),
+                HttpFailure::Other(m) => ("error", m.clone()),
+            };
+            event.outcome = outcome;
+            event.detail = Some(self.redactor.redact(&detail));
+        }
+        (result, event)
+    }
+
+    async fn send_inner(
+        &self,
+        req: OutboundRequest,
+        deadline: Instant,
+        event: &mut HttpEvent,
+    ) -> Result<InboundResponse, HttpFailure> {
+        let timeout = req
+            .timeout
+            .unwrap_or(self.limits.default_timeout)
+            .min(self.limits.max_timeout)
+            .min(deadline.saturating_duration_since(Instant::now()));
+        if timeout.is_zero() {
+            return Err(HttpFailure::Timeout("the call's time is used up".into()));
+        }
+        let request_deadline = Instant::now() + timeout;
+        let mut method = parse_method(&req.method)?;
+        let mut url = req.url.clone();
+        let mut body = req.body.clone();
+        for hop in 0..=MAX_REDIRECTS {
+            let authorized =
+                match egress::authorize(&self.grant, method.as_str(), &url, &req.headers) {
+                    Ok(a) => a,
+                    Err(Refusal::Denied(mut d)) => {
+                        if hop > 0 {
+                            d.reason = format!("a redirect led off the grant: {}", d.reason);
+                        }
+                        return Err(HttpFailure::Denied(d));
+                    }
+                    Err(Refusal::Invalid(m)) => return Err(HttpFailure::Invalid(m)),
+                };
+            event.url = self
+                .redactor
+                .redact(&egress::without_query(&authorized.url));
+            event.credentials = authorized.credentials.clone();
+            let mut headers = HeaderMap::new();
+            for (name, value) in &authorized.headers {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| HttpFailure::Invalid(format!("bad header name `{name}`")))?;
+                let value = HeaderValue::from_str(value)
+                    .map_err(|_| HttpFailure::Invalid(format!("bad value for header `{name}`")))?;
+                headers.append(name, value);
+            }
+            for (name, value) in &authorized.credential_headers {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| HttpFailure::Other("bad credential header name".into()))?;
+                let mut value = HeaderValue::from_str(value).map_err(|_| {
+                    HttpFailure::Other("a credential value is not a valid header value".into())
+                })?;
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+            let remaining = request_deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(HttpFailure::Timeout(format!(
+                    "no response within {timeout:?}"
+                )));
+            }
+            let mut builder = self
+                .client
+                .request(method.clone(), authorized.url.clone())
+                .headers(headers)
+                .timeout(remaining);
+            if let Some(b) = &body {
+                builder = builder.body(b.clone());
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| self.classify(&e, timeout))?;
+            let status = response.status();
+            event.status = Some(status.as_u16());
+            if status.is_redirection()
+                && let Some(location) = response.headers().get(reqwest::header::LOCATION)
+            {
+                let location = location.to_str().map_err(|_| {
+                    HttpFailure::Other("redirect with an unreadable Location".into())
+                })?;
+                let next = authorized
+                    .url
+                    .join(location)
+                    .map_err(|e| HttpFailure::Other(format!("redirect to a bad URL: {e}")))?;
+                if hop == MAX_REDIRECTS {
+                    return Err(HttpFailure::Other(format!(
+                        "more than {MAX_REDIRECTS} redirects"
+                    )));
+                }
+                if matches!(status.as_u16(), 301..=303) && method != reqwest::Method::HEAD {
+                    method = reqwest::Method::GET;
+                    body = None;
+                }
+                url = next.to_string();
+                continue;
+            }
+            let headers_out: Vec<(String, String)> = response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let body = self.read_capped(response, timeout, event).await?;
+            return Ok(InboundResponse {
+                status: status.as_u16(),
+                headers: headers_out,
+                body,
+            });
+        }
+        Err(HttpFailure::Other(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+        timeout: Duration,
+        event: &mut HttpEvent,
+    ) -> Result<Vec<u8>, HttpFailure> {
+        let cap = self.limits.max_response_bytes;
+        if response.content_length().is_some_and(|n| n > cap) {
+            return Err(HttpFailure::TooLarge(cap));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.classify(&e, timeout))?
+        {
+            event.bytes += chunk.len() as u64;
+            if body.len() as u64 + chunk.len() as u64 > cap {
+                return Err(HttpFailure::TooLarge(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    fn classify(&self, e: &reqwest::Error, timeout: Duration) -> HttpFailure {
+        // reqwest's messages name the URL; redact in case it carries a secret.
+        let text = self.redactor.redact(&error_chain(e));
+        if e.is_timeout() {
+            HttpFailure::Timeout(format!("no response within {}s", timeout.as_secs_f32()))
+        } else if e.is_connect() {
+            HttpFailure::Connect(text)
+        } else {
+            HttpFailure::Other(text)
+        }
+    }
+}
+
+fn parse_method(m: &str) -> Result<reqwest::Method, HttpFailure> {
+    match m {
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" => {
+            reqwest::Method::from_bytes(m.as_bytes())
+                .map_err(|_| HttpFailure::Invalid(format!("bad method {m}")))
+        }
+        other => Err(HttpFailure::Invalid(format!(
+            "method {other} is not allowed"
+        ))),
+    }
+}
+
+fn shown_url(url: &str) -> String {
+    url::Url::parse(url).map_or_else(
+        |_| url.chars().take(200).collect(),
+        |u| egress::without_query(&u),
+    )
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

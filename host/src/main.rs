@@ -1,0 +1,5 @@
+//! The `cbx` command-line tool.
+
+fn main() -> std::process::ExitCode {
+    cbx::cli::main()
+}

@@ -1,0 +1,89 @@
+//! Where cbx keeps its files: config, state (claims, SSH access) and cache (compiled providers).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use etcetera::BaseStrategy;
+
+/// cbx's directories for one user.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// User configuration: `$XDG_CONFIG_HOME/cbx` (`config.toml`, installed providers).
+    pub config: PathBuf,
+    /// Durable state: `$XDG_STATE_HOME/cbx` (claims, secrets, audit log).
+    pub state: PathBuf,
+    /// Disposable cache: `$XDG_CACHE_HOME/cbx` (compiled components).
+    pub cache: PathBuf,
+}
+
+impl Dirs {
+    /// The XDG directories of the current user.
+    pub fn from_env() -> Result<Dirs> {
+        let base = etcetera::choose_base_strategy()
+            .context("cannot find your home directory (set HOME)")?;
+        let state = base
+            .state_dir()
+            .unwrap_or_else(|| base.home_dir().join(".local/state"));
+        Ok(Dirs {
+            config: base.config_dir().join("cbx"),
+            state: state.join("cbx"),
+            cache: base.cache_dir().join("cbx"),
+        })
+    }
+
+    /// The user configuration file.
+    pub fn config_file(&self) -> PathBuf {
+        self.config.join("config.toml")
+    }
+
+    /// Directory of local lease claims.
+    pub fn claims(&self) -> PathBuf {
+        self.state.join("claims")
+    }
+
+    /// Directory of secret files (cached SSH access, ssh configs); 0700, files 0600.
+    pub fn secrets(&self) -> PathBuf {
+        self.state.join("secrets")
+    }
+
+    /// Directory of compiled components.
+    pub fn component_cache(&self) -> PathBuf {
+        self.cache.join("components")
+    }
+}
+
+/// Creates `dir` (and parents) and restricts it to its owner (0700).
+pub fn private_dir(dir: &Path) -> Result<()> {
+    fs_err::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600: a temporary file in the same directory,
+/// synced, then renamed over the target. Readers see the old or the new file, never half.
+pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    private_dir(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}

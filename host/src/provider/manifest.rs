@@ -1,0 +1,503 @@
+//! The provider manifest (`cbx-provider.toml`): what a provider asks to be granted.
+//!
+//! It is validated when loaded, and every problem is reported with the line to change.
+//! See docs/security.md for what each field grants.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+use url::Url;
+
+use crate::config::diagnostic::Diagnostic;
+
+/// A validated provider manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The provider's name, e.g. `daytona`.
+    pub name: String,
+    /// One line about the provider.
+    pub description: String,
+    /// HTTP endpoints the provider may reach, by name.
+    pub endpoints: Vec<EndpointDecl>,
+    /// Credentials the host attaches for it.
+    pub credentials: Vec<CredentialDecl>,
+    /// Which credentials satisfy authentication, if the provider needs any.
+    pub auth: Option<AuthDecl>,
+    /// Where the manifest came from, for messages (`builtin:daytona` or a path).
+    pub origin: String,
+}
+
+/// An HTTP endpoint a provider may reach: a base URL under which all its requests must lie.
+#[derive(Debug, Clone)]
+pub struct EndpointDecl {
+    /// The endpoint's name, e.g. `api`.
+    pub name: String,
+    /// The default base URL.
+    pub url: Url,
+    /// An environment variable that may override the URL.
+    pub env: Option<String>,
+    /// What the endpoint is.
+    pub description: String,
+}
+
+/// A credential: read by the host from an environment variable and attached as a header to
+/// requests for one endpoint.
+#[derive(Debug, Clone)]
+pub struct CredentialDecl {
+    /// The credential's name, e.g. `api-key`.
+    pub name: String,
+    /// The environment variable holding the value.
+    pub env: String,
+    /// The endpoint it may be sent to.
+    pub endpoint: String,
+    /// The header it is sent in.
+    pub header: String,
+    /// The header value, with `{value}` standing for the credential.
+    pub format: String,
+    /// Whether the value is secret (redacted everywhere). Defaults to true.
+    pub secret: bool,
+    /// Other credentials that must be set when this one is used.
+    pub requires: Vec<String>,
+    /// What the credential is.
+    pub description: String,
+}
+
+/// Authentication alternatives: the first credential of `one_of` that is set is used.
+#[derive(Debug, Clone)]
+pub struct AuthDecl {
+    /// Credential names, in order of preference.
+    pub one_of: Vec<String>,
+    /// What to tell a user who has none of them.
+    pub hint: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    provider: RawProvider,
+    #[serde(default)]
+    endpoints: BTreeMap<String, Spanned<RawEndpoint>>,
+    #[serde(default)]
+    credentials: BTreeMap<String, Spanned<RawCredential>>,
+    auth: Option<RawAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    url: Spanned<String>,
+    env: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    env: Spanned<String>,
+    endpoint: Spanned<String>,
+    header: Spanned<String>,
+    format: Spanned<String>,
+    #[serde(default = "yes")]
+    secret: bool,
+    #[serde(default)]
+    requires: Vec<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawAuth {
+    one_of: Vec<Spanned<String>>,
+    hint: Option<String>,
+}
+
+/// Headers no credential may be attached as: they belong to the transport.
+const TRANSPORT_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+];
+
+impl Manifest {
+    /// Parses and validates a manifest. `file` names it in errors.
+    pub fn parse(file: &str, source: &str) -> Result<Manifest, Diagnostic> {
+        let raw: RawManifest =
+            toml::from_str(source).map_err(|e| Diagnostic::from_toml(file, source, &e))?;
+        let at =
+            |span: std::ops::Range<usize>, msg: String| Diagnostic::new(file, source, span, msg);
+
+        let name = raw.provider.name.get_ref().clone();
+        if !is_name(&name) {
+            return Err(at(
+                raw.provider.name.span(),
+                format!(
+                    "provider name `{name}` must be lowercase letters, digits and dashes, starting with a letter (at most 32)"
+                ),
+            ));
+        }
+
+        let mut endpoints = Vec::new();
+        for (ep_name, ep) in &raw.endpoints {
+            if !is_name(ep_name) {
+                return Err(at(
+                    ep.span(),
+                    format!(
+                        "endpoint name `{ep_name}` must be lowercase letters, digits and dashes"
+                    ),
+                ));
+            }
+            let ep_ref = ep.get_ref();
+            let url = parse_endpoint_url(ep_ref.url.get_ref())
+                .map_err(|m| at(ep_ref.url.span(), format!("endpoint `{ep_name}`: {m}")))?;
+            let env = match &ep_ref.env {
+                Some(v) if !is_env_name(v.get_ref()) => {
+                    return Err(at(
+                        v.span(),
+                        format!(
+                            "`{}` is not an environment variable name (use A-Z, 0-9 and _)",
+                            v.get_ref()
+                        ),
+                    ));
+                }
+                Some(v) => Some(v.get_ref().clone()),
+                None => None,
+            };
+            endpoints.push(EndpointDecl {
+                name: ep_name.clone(),
+                url,
+                env,
+                description: ep_ref.description.clone(),
+            });
+        }
+
+        let mut credentials = Vec::new();
+        for (cred_name, cred) in &raw.credentials {
+            let c = cred.get_ref();
+            if !is_name(cred_name) {
+                return Err(at(
+                    cred.span(),
+                    format!(
+                        "credential name `{cred_name}` must be lowercase letters, digits and dashes"
+                    ),
+                ));
+            }
+            if !is_env_name(c.env.get_ref()) {
+                return Err(at(
+                    c.env.span(),
+                    format!(
+                        "`{}` is not an environment variable name (use A-Z, 0-9 and _)",
+                        c.env.get_ref()
+                    ),
+                ));
+            }
+            if !raw.endpoints.contains_key(c.endpoint.get_ref()) {
+                let declared: Vec<&str> = raw.endpoints.keys().map(String::as_str).collect();
+                return Err(at(
+                    c.endpoint.span(),
+                    format!(
+                        "credential `{cred_name}` is bound to endpoint `{}`, which this manifest does not declare (declared: {})",
+                        c.endpoint.get_ref(),
+                        if declared.is_empty() {
+                            "none".to_string()
+                        } else {
+                            declared.join(", ")
+                        }
+                    ),
+                ));
+            }
+            let header = c.header.get_ref();
+            if !is_header_name(header) {
+                return Err(at(
+                    c.header.span(),
+                    format!("`{header}` is not a valid HTTP header name"),
+                ));
+            }
+            if TRANSPORT_HEADERS.contains(&header.to_ascii_lowercase().as_str()) {
+                return Err(at(
+                    c.header.span(),
+                    format!("a credential cannot be sent in the `{header}` header"),
+                ));
+            }
+            let format = c.format.get_ref();
+            if format.matches("{value}").count() != 1 || format.contains(['\r', '\n']) {
+                return Err(at(
+                    c.format.span(),
+                    "format must contain `{value}` exactly once (e.g. \"Bearer {value}\") and no line breaks".to_string(),
+                ));
+            }
+            for r in &c.requires {
+                if !raw.credentials.contains_key(r.get_ref()) || r.get_ref() == cred_name {
+                    return Err(at(
+                        r.span(),
+                        format!(
+                            "credential `{cred_name}` requires `{}`, which is not another credential of this manifest",
+                            r.get_ref()
+                        ),
+                    ));
+                }
+            }
+            credentials.push(CredentialDecl {
+                name: cred_name.clone(),
+                env: c.env.get_ref().clone(),
+                endpoint: c.endpoint.get_ref().clone(),
+                header: header.clone(),
+                format: format.clone(),
+                secret: c.secret,
+                requires: c.requires.iter().map(|r| r.get_ref().clone()).collect(),
+                description: c.description.clone(),
+            });
+        }
+
+        let auth = match raw.auth {
+            None => None,
+            Some(a) => {
+                if a.one_of.is_empty() {
+                    return Err(at(
+                        0..0,
+                        "[auth] one-of must name at least one credential".into(),
+                    ));
+                }
+                for n in &a.one_of {
+                    if !raw.credentials.contains_key(n.get_ref()) {
+                        return Err(at(
+                            n.span(),
+                            format!(
+                                "[auth] names `{}`, which is not a credential of this manifest",
+                                n.get_ref()
+                            ),
+                        ));
+                    }
+                }
+                Some(AuthDecl {
+                    one_of: a.one_of.iter().map(|n| n.get_ref().clone()).collect(),
+                    hint: a.hint,
+                })
+            }
+        };
+
+        // Two credentials sent in the same header to the same endpoint would collide unless
+        // they are alternatives of [auth].
+        for (i, a) in credentials.iter().enumerate() {
+            for b in &credentials[i + 1..] {
+                let alternatives = auth
+                    .as_ref()
+                    .is_some_and(|au| au.one_of.contains(&a.name) && au.one_of.contains(&b.name));
+                if a.endpoint == b.endpoint
+                    && a.header.eq_ignore_ascii_case(&b.header)
+                    && !alternatives
+                {
+                    let span = raw.credentials[&b.name].get_ref().header.span();
+                    return Err(at(
+                        span,
+                        format!(
+                            "credentials `{}` and `{}` are both sent in `{}` to endpoint `{}`; make them alternatives with [auth] one-of, or use different headers",
+                            a.name, b.name, b.header, b.endpoint
+                        ),
+                    ));
+                }
+            }
+        }
+
+        Ok(Manifest {
+            name,
+            description: raw.provider.description,
+            endpoints,
+            credentials,
+            auth,
+            origin: file.to_string(),
+        })
+    }
+
+    /// The endpoint called `name`, if declared.
+    pub fn endpoint(&self, name: &str) -> Option<&EndpointDecl> {
+        self.endpoints.iter().find(|e| e.name == name)
+    }
+
+    /// The credential called `name`, if declared.
+    pub fn credential(&self, name: &str) -> Option<&CredentialDecl> {
+        self.credentials.iter().find(|c| c.name == name)
+    }
+}
+
+/// Validates an endpoint base URL: absolute http(s), no credentials, query or fragment, and
+/// plain http only to a loopback address (anything else would send credentials in clear text).
+pub fn parse_endpoint_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL ({e})"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(format!(
+                "`{text}` uses plain http; credentials would travel unencrypted. Use https (plain http is allowed only for loopback addresses)"
+            ));
+        }
+        other => return Err(format!("`{text}` must be an http(s) URL, not {other}")),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{text}` has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("`{text}` must not contain a user name or password"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{text}` must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// Whether the URL's host is a loopback address.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAYTONA: &str = include_str!("../../../providers/daytona/cbx-provider.toml");
+
+    #[test]
+    fn daytona_manifest_is_valid() {
+        let m = Manifest::parse("daytona", DAYTONA).unwrap();
+        assert_eq!(m.name, "daytona");
+        assert_eq!(m.endpoints[0].url.as_str(), "https://app.daytona.io/api");
+        assert_eq!(m.auth.as_ref().unwrap().one_of, ["api-key", "jwt"]);
+        assert!(!m.credential("organization").unwrap().secret);
+    }
+
+    fn err(src: &str) -> String {
+        Manifest::parse("m.toml", src).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_endpoint_points_at_the_line() {
+        let e = err(r#"
+[provider]
+name = "p"
+[endpoints.api]
+url = "https://x.example"
+[credentials.k]
+env = "K"
+endpoint = "apii"
+header = "Authorization"
+format = "Bearer {value}"
+"#);
+        assert!(
+            e.starts_with("m.toml:8:12: credential `k` is bound to endpoint `apii`"),
+            "{e}"
+        );
+        assert!(e.contains("declared: api"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback() {
+        let e = err("[provider]\nname = \"p\"\n[endpoints.api]\nurl = \"http://x.example\"\n");
+        assert!(
+            e.contains("m.toml:4:7: endpoint `api`: `http://x.example` uses plain http"),
+            "{e}"
+        );
+        assert!(
+            Manifest::parse(
+                "m",
+                "[provider]\nname = \"p\"\n[endpoints.api]\nurl = \"http://127.0.0.1:9/api\"\n"
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn typos_are_caught() {
+        let e = err("[provider]\nname = \"p\"\n[endpoints.api]\nurll = \"https://x\"\n");
+        assert!(e.contains("m.toml:4:1"), "{e}");
+        assert!(e.contains("unknown field `urll`"), "{e}");
+    }
+
+    #[test]
+    fn format_needs_value_placeholder() {
+        let e = err(r#"
+[provider]
+name = "p"
+[endpoints.api]
+url = "https://x.example"
+[credentials.k]
+env = "K"
+endpoint = "api"
+header = "Authorization"
+format = "Bearer"
+"#);
+        assert!(
+            e.contains("m.toml:10:10: format must contain `{value}`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn colliding_headers_need_auth_alternatives() {
+        let e = err(r#"
+[provider]
+name = "p"
+[endpoints.api]
+url = "https://x.example"
+[credentials.a]
+env = "A"
+endpoint = "api"
+header = "Authorization"
+format = "Bearer {value}"
+[credentials.b]
+env = "B"
+endpoint = "api"
+header = "authorization"
+format = "Bearer {value}"
+"#);
+        assert!(
+            e.contains("credentials `a` and `b` are both sent in `authorization`"),
+            "{e}"
+        );
+    }
+}
