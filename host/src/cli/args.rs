@@ -96,6 +96,9 @@ pub struct WarmupArgs {
 /// `cbx list`
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Include sandboxes that are being deleted.
+    #[arg(long)]
+    pub all: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -17,7 +17,7 @@ use self::args::{Cli, Command, GlobalArgs, ProvidersCommand};
 use crate::config::Config;
 use crate::error::{self, ErrorKind, Failure};
 use crate::grant::Grant;
-use crate::grant::http::{HttpGateway, HttpLimits};
+use crate::grant::http::HttpLimits;
 use crate::lease::claims::Claims;
 use crate::lease::session::{RetryPolicy, Session};
 use crate::paths::Dirs;
@@ -180,20 +180,15 @@ impl Context {
         )?);
         let engine = Engine::new(Some(self.dirs.component_cache()))?;
         let started = std::time::Instant::now();
-        let (component, how) = engine
-            .load(&package.component)
-            .with_context(|| format!("load provider {name}"))?;
-        let load_time = started.elapsed();
-        let gateway =
-            HttpGateway::new(grant.clone(), HttpLimits::default(), self.redactor.clone())?;
-        let mut instance = ProviderInstance::new(
-            name,
+        let (mut instance, component, how) = crate::provider::instantiate(
             &engine,
-            &component,
-            gateway,
+            &package,
+            grant.clone(),
             self.redactor.clone(),
             Limits::default(),
+            HttpLimits::default(),
         )?;
+        let load_time = started.elapsed();
         let info = instance
             .describe()
             .await

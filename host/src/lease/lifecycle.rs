@@ -449,15 +449,37 @@ pub enum Released {
     AlreadyGone,
 }
 
-/// Deletes a lease's sandbox — only with an exact claim — and removes the claim.
-pub async fn release(session: &mut Session, lease: &Lease) -> Result<Released> {
+/// Deletes a lease's sandbox — only with an exact claim — removes the claim, and waits (up to
+/// `wait`) until the provider reports the sandbox gone.
+pub async fn release(session: &mut Session, lease: &Lease, wait: Duration) -> Result<Released> {
     lease.require_claim("delete")?;
-    let existed = session
-        .delete(&lease.sandbox.id)
-        .await
-        .map_err(|e| session.failure(e))?;
-    let lock = session.claims.lock()?;
-    session.claims.remove(&lease.ownership.lease, &lock)?;
+    let id = lease.sandbox.id.clone();
+    let existed = session.delete(&id).await.map_err(|e| session.failure(e))?;
+    {
+        let lock = session.claims.lock()?;
+        session.claims.remove(&lease.ownership.lease, &lock)?;
+    }
+    if existed && !wait.is_zero() {
+        let mut progress = Progress::start(format!("deleting sandbox {id}"), session.quiet);
+        let deadline = Instant::now() + wait;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match session.get(&id).await {
+                Ok(s) => progress.set(format!("deleting sandbox {id} ({})", s.provider_state)),
+                // Gone (404), or unreadable: the deletion was accepted either way.
+                Err(_) => break,
+            }
+            if Instant::now() + delay > deadline {
+                progress.warn(&format!(
+                    "the provider accepted the deletion of sandbox {id} but has not finished it yet"
+                ));
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 3 / 2).min(Duration::from_secs(2));
+        }
+        progress.clear();
+    }
     Ok(if existed {
         Released::Deleted
     } else {
@@ -498,7 +520,7 @@ pub async fn reap_expired(session: &mut Session) {
         }
         let result = async {
             let lease = resolve(session, claim.lease_id.as_str()).await?;
-            release(session, &lease).await
+            release(session, &lease, Duration::ZERO).await
         }
         .await;
         match result {

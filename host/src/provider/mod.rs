@@ -21,3 +21,34 @@ pub use bindings::api;
 pub use engine::Engine;
 pub use instance::{CallError, ProviderInstance};
 pub use limits::Limits;
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+
+use crate::grant::Grant;
+use crate::grant::http::{HttpGateway, HttpLimits};
+use crate::redact::Redactor;
+
+/// Compiles (or loads from cache) `package`'s component and links it under `grant`, ready for
+/// its first call. The one way cbx turns a provider package into something callable.
+pub fn instantiate(
+    engine: &Engine,
+    package: &registry::ProviderPackage,
+    grant: Arc<Grant>,
+    redactor: Redactor,
+    limits: Limits,
+    http_limits: HttpLimits,
+) -> Result<(
+    ProviderInstance,
+    wasmtime::component::Component,
+    engine::Loaded,
+)> {
+    let name = package.name();
+    let (component, how) = engine
+        .load(&package.component)
+        .with_context(|| format!("load provider {name}"))?;
+    let gateway = HttpGateway::new(grant, http_limits, redactor.clone())?;
+    let instance = ProviderInstance::new(name, engine, &component, gateway, redactor, limits)?;
+    Ok((instance, component, how))
+}

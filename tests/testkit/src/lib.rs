@@ -2,3 +2,4 @@
 //! sshd and helpers for running the real `cbx` binary in an isolated home.
 
 pub mod daytona_sim;
+pub mod home;

@@ -9,7 +9,7 @@ use crate::lease::labels::Ownership;
 use crate::lease::lifecycle::Lease;
 use crate::lease::view::LeaseView;
 use crate::provider::CallError;
-use crate::provider::api::ProviderError;
+use crate::provider::api::{ProviderError, SandboxState};
 
 /// Runs `cbx list`.
 pub async fn run(ctx: &Context, args: &ListArgs) -> Result<u8> {
@@ -65,7 +65,11 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> Result<u8> {
             .cmp(&b.ownership.created_at)
             .then(a.ownership.lease.cmp(&b.ownership.lease))
     });
-    let views: Vec<LeaseView> = leases.iter().map(LeaseView::of).collect();
+    let views: Vec<LeaseView> = leases
+        .iter()
+        .filter(|l| args.all || l.sandbox.state != SandboxState::Deleted)
+        .map(LeaseView::of)
+        .collect();
     if args.json {
         output::json(&views)?;
     } else if views.is_empty() {

@@ -35,7 +35,8 @@ pub async fn run(ctx: &Context, args: &StopArgs) -> Result<u8> {
         }
         Err(e) => return Err(e),
     };
-    let released = lifecycle::release(&mut session, &lease).await?;
+    let released =
+        lifecycle::release(&mut session, &lease, std::time::Duration::from_secs(60)).await?;
     println!(
         "released {} slug={} sandbox={}{}",
         lease.ownership.lease,
