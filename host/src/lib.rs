@@ -8,6 +8,8 @@
 //! - [`provider`]: the wasm boundary — engine, component cache, bindings, limits, manifests.
 //! - [`grant`]: capabilities — the effective grant, credentials and the one egress check.
 //! - [`lease`]: the provider-neutral lease lifecycle — ids, slugs, labels, claims, waiting.
+//! - [`ssh`], [`sync`], [`remote`]: the data plane — OpenSSH with a private config, rsync of
+//!   the working tree, remote command lines.
 //! - [`config`]: user and repository configuration, provider option resolution.
 //! - [`cli`]: argument types, one file per command, output formatting.
 
@@ -20,3 +22,6 @@ pub mod paths;
 pub mod progress;
 pub mod provider;
 pub mod redact;
+pub mod remote;
+pub mod ssh;
+pub mod sync;

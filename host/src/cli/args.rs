@@ -53,6 +53,13 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete a lease's sandbox and forget the lease.
     Stop(StopArgs),
+    /// Sync the working tree to a sandbox and run a command there.
+    ///
+    /// Without --id, leases a new sandbox and deletes it when the command ends (unless
+    /// --keep). The command's output streams back live and cbx exits with its status.
+    Run(RunArgs),
+    /// Open a shell on a lease's sandbox, or run one command there.
+    Ssh(SshArgs),
     /// List, inspect and manage providers.
     #[command(subcommand)]
     Providers(ProvidersCommand),
@@ -119,6 +126,55 @@ pub struct StatusArgs {
 pub struct StopArgs {
     /// Lease id or slug.
     pub lease: String,
+}
+
+/// `cbx run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Reuse this lease (id or slug) instead of leasing a new sandbox.
+    #[arg(long, value_name = "LEASE")]
+    pub id: Option<String>,
+    /// Keep a newly leased sandbox after the command ends.
+    #[arg(long)]
+    pub keep: bool,
+    /// Do not sync the working tree.
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Sync even if nothing changed since the last sync.
+    #[arg(long)]
+    pub resync: bool,
+    /// Sync a tree past the size limit.
+    #[arg(long, env = "CBX_SYNC_ALLOW_LARGE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub sync_large: bool,
+    /// Run the command as one shell script string instead of an exact argv.
+    #[arg(long)]
+    pub shell: bool,
+    /// Forward this local environment variable (repeatable). CBX_LEASE_ID and CBX_SLUG are
+    /// always set.
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Vec<String>,
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `cbx ssh`
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Lease id or slug.
+    pub lease: String,
+    /// Print a paste-able ssh command instead of connecting (a secret user is shown as
+    /// `<token>`).
+    #[arg(long)]
+    pub print: bool,
+    /// With --print, show the secret user in full.
+    #[arg(long, requires = "print")]
+    pub show_secret: bool,
+    /// A command to run instead of an interactive shell, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// `cbx providers …`

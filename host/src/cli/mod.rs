@@ -94,6 +94,8 @@ async fn run(cli: Cli, redactor: Redactor) -> Result<u8> {
         Command::List(a) => commands::list::run(&ctx, &a).await,
         Command::Status(a) => commands::status::run(&ctx, &a).await,
         Command::Stop(a) => commands::stop::run(&ctx, &a).await,
+        Command::Run(a) => commands::run::run(&ctx, &a).await,
+        Command::Ssh(a) => commands::ssh::run(&ctx, &a).await,
         Command::Providers(ProvidersCommand::List { json }) => {
             commands::providers::list(&ctx, json).await
         }
@@ -257,6 +259,7 @@ impl Context {
             },
             options,
             claims: Claims::new(self.dirs.claims()),
+            dirs: self.dirs.clone(),
             quiet: self.global.quiet,
             retry: RetryPolicy::default(),
         };

@@ -8,7 +8,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
 
 use crate::lease::id::LeaseId;
@@ -58,7 +57,7 @@ pub struct ClaimsLock {
 
 impl Drop for ClaimsLock {
     fn drop(&mut self) {
-        let _ = FileExt::unlock(&self.file);
+        let _ = self.file.unlock();
     }
 }
 
@@ -87,7 +86,7 @@ impl Claims {
             .write(true)
             .open(&path)
             .with_context(|| format!("open {}", path.display()))?;
-        file.lock_exclusive()
+        file.lock()
             .with_context(|| format!("lock {}", path.display()))?;
         Ok(ClaimsLock { file })
     }

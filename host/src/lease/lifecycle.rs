@@ -340,8 +340,12 @@ pub async fn wait_ready(
 
 async fn delete_and_forget(session: &mut Session, id: &str, lease: &LeaseId) -> Result<()> {
     session.delete(id).await.map_err(|e| session.failure(e))?;
-    let lock = session.claims.lock()?;
-    session.claims.remove(lease, &lock)
+    {
+        let lock = session.claims.lock()?;
+        session.claims.remove(lease, &lock)?;
+    }
+    forget_local(session, lease).await;
+    Ok(())
 }
 
 async fn reconcile_lost_create(session: &mut Session, name: &str, lease: &LeaseId) -> Result<()> {
@@ -459,6 +463,7 @@ pub async fn release(session: &mut Session, lease: &Lease, wait: Duration) -> Re
         let lock = session.claims.lock()?;
         session.claims.remove(&lease.ownership.lease, &lock)?;
     }
+    forget_local(session, &lease.ownership.lease).await;
     if existed && !wait.is_zero() {
         let mut progress = Progress::start(format!("deleting sandbox {id}"), session.quiet);
         let deadline = Instant::now() + wait;
@@ -487,17 +492,83 @@ pub async fn release(session: &mut Session, lease: &Lease, wait: Duration) -> Re
     })
 }
 
+/// Removes what this machine keeps for a lease besides its claim: SSH access (closing its
+/// connection) and sync records.
+pub async fn forget_local(session: &Session, lease: &LeaseId) {
+    crate::ssh::access::forget(&session.dirs, lease.as_str()).await;
+    crate::sync::forget(&session.dirs.state, lease.as_str());
+}
+
+/// Fails with exit 5 if the lease has expired; otherwise waits until its sandbox is ready,
+/// starting it if it was stopped.
+pub async fn ensure_ready(
+    session: &mut Session,
+    lease: &mut Lease,
+    timeout: Duration,
+) -> Result<()> {
+    if lease.ownership.expires_at() <= now_unix() {
+        return Err(Failure::new(
+            ErrorKind::Sandbox,
+            format!(
+                "lease {} ({}) expired at {}",
+                lease.ownership.lease,
+                lease.ownership.slug,
+                rfc3339(lease.ownership.expires_at())
+            ),
+        )
+        .hint(format!(
+            "`cbx stop {}` deletes it; `cbx warmup` leases a new one",
+            lease.ownership.lease
+        ))
+        .into());
+    }
+    if lease.sandbox.state != SandboxState::Ready {
+        let mut progress = Progress::start(
+            format!(
+                "sandbox {} is {}; starting it",
+                lease.sandbox.id, lease.sandbox.provider_state
+            ),
+            session.quiet,
+        );
+        let result = wait_ready(session, &lease.sandbox.id.clone(), timeout, &mut progress).await;
+        progress.clear();
+        lease.sandbox = result?;
+    }
+    Ok(())
+}
+
+/// Records that the lease is in use: the provider's idle timer and the claim's last use.
+/// Best effort.
+pub async fn touch(session: &mut Session, lease: &Lease) {
+    if let Err(e) = session.touch(&lease.sandbox.id).await {
+        tracing::debug!("touch failed: {e}");
+    }
+    if let Some(claim) = &lease.claim
+        && let Ok(lock) = session.claims.lock()
+    {
+        let mut claim = claim.clone();
+        claim.last_used_at = rfc3339(now_unix());
+        let _ = session.claims.put(&claim, &lock);
+    }
+}
+
 /// Removes a claim whose sandbox no longer exists (confirmed by the provider).
 pub async fn forget_if_gone(session: &mut Session, claim: &Claim) -> Result<bool> {
     match session.get(&claim.sandbox_id).await {
         Err(CallError::Provider(ProviderError::NotFound(_))) => {
-            let lock = session.claims.lock()?;
-            session.claims.remove(&claim.lease_id, &lock)?;
+            {
+                let lock = session.claims.lock()?;
+                session.claims.remove(&claim.lease_id, &lock)?;
+            }
+            forget_local(session, &claim.lease_id).await;
             Ok(true)
         }
         Ok(s) if s.state == SandboxState::Deleted => {
-            let lock = session.claims.lock()?;
-            session.claims.remove(&claim.lease_id, &lock)?;
+            {
+                let lock = session.claims.lock()?;
+                session.claims.remove(&claim.lease_id, &lock)?;
+            }
+            forget_local(session, &claim.lease_id).await;
             Ok(true)
         }
         Ok(_) => Ok(false),

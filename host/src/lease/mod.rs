@@ -9,9 +9,11 @@
 //! - [`claims`]: local claims (JSON files, 0600, atomic, locked).
 //! - [`session`]: a configured provider with retries and error mapping.
 //! - [`lifecycle`]: acquire, resolve, wait, release.
+//! - [`connect`]: SSH access with refresh, the remote work directory.
 //! - [`view`]: what `status`, `list` and `warmup` report.
 
 pub mod claims;
+pub mod connect;
 pub mod id;
 pub mod labels;
 pub mod lifecycle;

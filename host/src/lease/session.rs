@@ -50,6 +50,8 @@ pub struct Session {
     pub options: Vec<OptionValue>,
     /// This user's claims.
     pub claims: Claims,
+    /// cbx's directories (SSH access and sync records live there too).
+    pub dirs: crate::paths::Dirs,
     /// Suppress progress.
     pub quiet: bool,
     /// Retry policy.

@@ -3,3 +3,4 @@
 
 pub mod daytona_sim;
 pub mod home;
+pub mod sshd;

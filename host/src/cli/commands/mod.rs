@@ -3,6 +3,8 @@
 pub mod doctor;
 pub mod list;
 pub mod providers;
+pub mod run;
+pub mod ssh;
 pub mod status;
 pub mod stop;
 pub mod warmup;

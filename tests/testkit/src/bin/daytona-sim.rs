@@ -12,18 +12,24 @@ use cbx_testkit::daytona_sim::{DaytonaSim, SimConfig};
 const USAGE: &str = "usage: daytona-sim [--port N] [--api-key K] [--exit-on-stdin-close]
        [--jwt T] [--organization-id ID] [--create-delay-ms N] [--start-delay-ms N]
        [--stop-delay-ms N] [--delete-delay-ms N] [--server-wait-ms N] [--list-lag-ms N]
-       [--legacy-list] [--max-page-size N] [--snapshot NAME]...";
+       [--legacy-list] [--max-page-size N] [--snapshot NAME]... [--ssh]
+
+  --ssh  serve the sandboxes over a real sshd on loopback that logs in with the access
+         token as user name, like Daytona's gateway (needs root: it creates throwaway
+         system users, removed again on exit)";
 
 /// Parsed command line.
 struct Args {
     config: SimConfig,
     exit_on_stdin_close: bool,
+    ssh: bool,
 }
 
 /// Parses the command line (`--flag value` or `--flag=value`).
 fn parse_args() -> Result<Args, String> {
     let mut config = SimConfig::default();
     let mut exit_on_stdin_close = false;
+    let mut ssh = false;
     let mut custom_snapshots = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -61,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--snapshot" => custom_snapshots.push(value()?),
             "--exit-on-stdin-close" => exit_on_stdin_close = true,
+            "--ssh" => ssh = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -74,6 +81,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         config,
         exit_on_stdin_close,
+        ssh,
     })
 }
 
@@ -109,7 +117,15 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let sim = DaytonaSim::start(args.config).await?;
+    let mut config = args.config;
+    let gateway = if args.ssh {
+        let g = std::sync::Arc::new(cbx_testkit::sshd::SshdGateway::start()?);
+        config.ssh = g.clone();
+        Some(g)
+    } else {
+        None
+    };
+    let sim = DaytonaSim::start(config).await?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "DAYTONA_API_URL={}", sim.api_url())?;
@@ -133,5 +149,7 @@ async fn main() -> anyhow::Result<()> {
         terminated().await;
     }
     sim.shutdown();
+    // Removes the sandbox users and stops sshd.
+    drop(gateway);
     Ok(())
 }

@@ -1,0 +1,84 @@
+//! `cbx ssh`: an interactive shell on a lease's sandbox, one command, or a paste-able command
+//! line.
+
+use std::io::IsTerminal;
+
+use anyhow::Result;
+
+use crate::cli::Context;
+use crate::cli::args::SshArgs;
+use crate::error::{ErrorKind, Failure, fail};
+use crate::lease::{connect, lifecycle};
+use crate::remote::{self, Program};
+
+/// Runs `cbx ssh`.
+pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
+    let provider = super::provider_for(ctx, &args.lease)?;
+    let mut session = ctx.session(&provider).await?;
+    let mut lease = lifecycle::resolve(&mut session, &args.lease).await?;
+    lease.require_claim("use")?;
+    lifecycle::ensure_ready(
+        &mut session,
+        &mut lease,
+        std::time::Duration::from_secs(300),
+    )
+    .await?;
+    lifecycle::touch(&mut session, &lease).await;
+    let ssh = connect::ssh(&mut session, &lease).await?;
+    if args.print {
+        println!("{}", ssh.printable(args.show_secret));
+        if ssh.target().user_is_secret && !args.show_secret {
+            eprintln!(
+                "note: the SSH user is an access token, shown as <token>; --show-secret prints it"
+            );
+        }
+        return Ok(0);
+    }
+    let repo = super::repo_root(&ctx.cwd).or_else(|| {
+        lease
+            .claim
+            .as_ref()
+            .and_then(|c| c.repo_root.as_ref().map(std::path::PathBuf::from))
+    });
+    let workdir = connect::workdir(&lease, repo.as_deref());
+    let exports = vec![
+        (
+            "CBX_LEASE_ID".to_string(),
+            lease.ownership.lease.to_string(),
+        ),
+        ("CBX_SLUG".to_string(), lease.ownership.slug.clone()),
+    ];
+    let mut cmd = ssh.ssh();
+    if args.command.is_empty() {
+        let interactive = std::io::stdin().is_terminal();
+        cmd.arg(if interactive { "-t" } else { "-T" })
+            .arg(ssh.alias());
+        cmd.arg(remote::command_line(
+            &workdir,
+            false,
+            &exports,
+            None,
+            &Program::Shell("exec \"${SHELL:-/bin/sh}\" -l".into()),
+        ));
+    } else {
+        cmd.args(["-T", ssh.alias()]);
+        cmd.arg(remote::command_line(
+            &workdir,
+            false,
+            &exports,
+            None,
+            &Program::Argv(args.command.clone()),
+        ));
+    }
+    let status = cmd
+        .status()
+        .await
+        .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
+    match status.code() {
+        Some(code) => Ok(code as u8),
+        None => Err(fail(
+            ErrorKind::Interrupted,
+            "the ssh session was interrupted",
+        )),
+    }
+}

@@ -1,0 +1,57 @@
+//! Reaching a lease's sandbox: SSH access that refreshes itself, and the remote work directory.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::lease::lifecycle::Lease;
+use crate::lease::session::Session;
+use crate::ssh::SshClient;
+use crate::ssh::access;
+
+/// How long to wait for SSH to accept a login on a fresh sandbox.
+pub const SSH_READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An SSH client for `lease` that can log in now. Cached access that no longer works (expired
+/// or revoked) is replaced by freshly minted access.
+pub async fn ssh(session: &mut Session, lease: &Lease) -> Result<SshClient> {
+    let dirs = session.dirs.clone();
+    let client = access::obtain(session, &dirs, lease, None).await?;
+    if client.master_alive().await || client.probe().await.is_ok() {
+        return Ok(client);
+    }
+    // The cached access may be stale; mint new access (unless another process just did)
+    // and wait for the sandbox's SSH to come up.
+    let client = access::obtain(session, &dirs, lease, Some(&client)).await?;
+    client.wait_ready(SSH_READY_TIMEOUT, session.quiet).await?;
+    Ok(client)
+}
+
+/// The remote work directory for `repo` on `lease`: `<work root>/<lease id>/<repo name>`.
+pub fn workdir(lease: &Lease, repo: Option<&Path>) -> String {
+    let root = lease.ownership.work_root.trim_end_matches('/');
+    let root = root.strip_prefix("~/").unwrap_or(root);
+    let root = if root.is_empty() || root == "~" {
+        "."
+    } else {
+        root
+    };
+    let name = repo
+        .and_then(|r| r.file_name())
+        .map(|n| {
+            n.to_string_lossy()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty() && n != "." && n != "..")
+        .unwrap_or_else(|| "work".into());
+    format!("{root}/{}/{name}", lease.ownership.lease)
+}

@@ -1,0 +1,420 @@
+//! The SSH side of the data plane: OpenSSH `ssh` driven through a private config file.
+//!
+//! Each lease gets a 0600 ssh config under the secrets directory naming its host, port, user
+//! and options, so no secret ever appears on a command line: every `ssh` and `rsync` cbx runs
+//! says only `ssh -F <config> cbx-<lease>`. Connections are multiplexed (ControlMaster), host
+//! keys go to a known_hosts file cbx owns (accept-new), agents and forwarding are off.
+
+pub mod access;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::process::Command;
+
+use crate::error::{ErrorKind, Failure};
+use crate::paths;
+use crate::progress::Progress;
+use crate::redact::TOKEN;
+
+/// How to reach a sandbox over SSH.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// SSH user name (a bearer token for some providers).
+    pub user: String,
+    /// Whether the user name is a secret.
+    pub user_is_secret: bool,
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Private key to log in with.
+    pub identity_file: Option<String>,
+}
+
+impl Target {
+    /// Checks that every field is safe to write into an ssh config (a provider chose them).
+    pub fn validate(&self, provider: &str) -> Result<()> {
+        let bad = |what: &str| -> anyhow::Error {
+            Failure::new(
+                ErrorKind::Provider,
+                format!("provider {provider} returned an unusable SSH {what}"),
+            )
+            .into()
+        };
+        let user_ok = !self.user.is_empty()
+            && !self.user.starts_with('-')
+            && self.user.len() <= 256
+            && self
+                .user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !user_ok {
+            return Err(bad("user"));
+        }
+        let host_ok = !self.host.is_empty()
+            && !self.host.starts_with('-')
+            && self.host.len() <= 253
+            && self
+                .host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b));
+        if !host_ok {
+            return Err(bad("host"));
+        }
+        if self.port == 0 {
+            return Err(bad("port"));
+        }
+        if let Some(key) = &self.identity_file
+            && (key.is_empty() || key.chars().any(|c| c.is_control() || c == '"' || c == '%'))
+        {
+            return Err(bad("identity file path"));
+        }
+        Ok(())
+    }
+
+    /// `user@host` with a secret user shown as `<token>`.
+    pub fn shown_destination(&self) -> String {
+        let user = if self.user_is_secret {
+            TOKEN
+        } else {
+            self.user.as_str()
+        };
+        format!("{user}@{}", self.host)
+    }
+}
+
+/// A configured SSH connection to one lease's sandbox.
+#[derive(Debug, Clone)]
+pub struct SshClient {
+    config: PathBuf,
+    alias: String,
+    known_hosts: PathBuf,
+    target: Target,
+}
+
+/// The ssh config's host alias for a lease.
+pub fn alias(lease: &str) -> String {
+    format!("cbx-{lease}")
+}
+
+impl SshClient {
+    /// Writes the lease's ssh config (0600) into `dir` and returns a client using it.
+    pub fn prepare(dir: &Path, state_dir: &Path, lease: &str, target: Target) -> Result<SshClient> {
+        paths::private_dir(dir)?;
+        let known_hosts = state_dir.join("known_hosts");
+        let control_dir = control_dir(state_dir)?;
+        let alias = alias(lease);
+        let mut cfg = String::new();
+        cfg.push_str(&format!(
+            "# Written by cbx for lease {lease}. It may hold an access token: keep it private.\n"
+        ));
+        cfg.push_str(&format!("Host {alias}\n"));
+        let mut opt = |k: &str, v: &str| cfg.push_str(&format!("  {k} {v}\n"));
+        opt("HostName", &target.host);
+        opt("Port", &target.port.to_string());
+        opt("User", &target.user);
+        opt("BatchMode", "yes");
+        opt("StrictHostKeyChecking", "accept-new");
+        opt(
+            "UserKnownHostsFile",
+            &format!("\"{}\"", known_hosts.display()),
+        );
+        opt("GlobalKnownHostsFile", "/dev/null");
+        opt("UpdateHostKeys", "no");
+        opt("ControlMaster", "auto");
+        opt("ControlPath", &format!("\"{}/%C\"", control_dir.display()));
+        opt("ControlPersist", "600");
+        opt("ServerAliveInterval", "15");
+        opt("ServerAliveCountMax", "3");
+        opt("ConnectTimeout", "10");
+        opt("ForwardAgent", "no");
+        opt("ForwardX11", "no");
+        opt("ClearAllForwardings", "yes");
+        opt("PermitLocalCommand", "no");
+        opt("LogLevel", "ERROR");
+        match &target.identity_file {
+            Some(key) => {
+                opt("IdentityFile", &format!("\"{key}\""));
+                opt("IdentitiesOnly", "yes");
+                opt("PasswordAuthentication", "no");
+                opt("KbdInteractiveAuthentication", "no");
+            }
+            None => {
+                // The user name is the credential: offer no keys, no agent, no passwords.
+                opt("IdentitiesOnly", "yes");
+                opt("IdentityFile", "none");
+                opt("IdentityAgent", "none");
+                opt("PubkeyAuthentication", "no");
+                opt("PasswordAuthentication", "no");
+                opt("KbdInteractiveAuthentication", "no");
+            }
+        }
+        let config = dir.join("ssh_config");
+        paths::write_private_atomic(&config, cfg.as_bytes())?;
+        Ok(SshClient {
+            config,
+            alias,
+            known_hosts,
+            target,
+        })
+    }
+
+    /// The target this client connects to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The host alias to pass to ssh and rsync.
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    /// `ssh -F <config>`, ready for more arguments.
+    pub fn ssh(&self) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-F").arg(&self.config);
+        cmd
+    }
+
+    /// The `-e` value for rsync: the same ssh, quoted for rsync's own word splitting.
+    pub fn rsync_shell(&self) -> String {
+        format!(
+            "ssh -F '{}'",
+            self.config.display().to_string().replace('\'', "")
+        )
+    }
+
+    /// Whether a multiplexing master connection is up.
+    pub async fn master_alive(&self) -> bool {
+        let mut cmd = self.ssh();
+        cmd.args(["-O", "check", &self.alias])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.status().await.is_ok_and(|s| s.success())
+    }
+
+    /// One attempt to log in and run `true`; returns ssh's stderr on failure.
+    pub async fn probe(&self) -> Result<(), String> {
+        let mut cmd = self.ssh();
+        cmd.args(["-o", "ConnectTimeout=5", &self.alias, "true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let out = cmd.output().await.map_err(|e| spawn_error(&e))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// Waits until SSH login works (which also starts the multiplexing master), showing
+    /// progress; fails with exit 5 after `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration, quiet: bool) -> Result<()> {
+        if self.master_alive().await {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        let mut progress = Progress::start(
+            format!(
+                "connecting over SSH to {}:{}",
+                self.target.host, self.target.port
+            ),
+            quiet,
+        );
+        let mut attempt = 1;
+        loop {
+            match self.probe().await {
+                Ok(()) => {
+                    progress.clear();
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    progress.clear();
+                    return Err(Failure::new(
+                        ErrorKind::Sandbox,
+                        format!(
+                            "could not log in over SSH to {}:{} within {}s{}",
+                            self.target.host,
+                            self.target.port,
+                            timeout.as_secs(),
+                            if e.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {e}")
+                            }
+                        ),
+                    )
+                    .into());
+                }
+                Err(_) => {
+                    attempt += 1;
+                    progress.set(format!(
+                        "waiting for SSH on {}:{} (attempt {attempt})",
+                        self.target.host, self.target.port
+                    ));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Closes the multiplexing master, if any (best effort).
+    pub async fn close_master(&self) {
+        let mut cmd = self.ssh();
+        cmd.args(["-O", "exit", &self.alias])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = tokio::time::timeout(Duration::from_secs(5), cmd.status()).await;
+    }
+
+    /// A paste-able ssh command; the user is shown as `<token>` unless `show_secret`.
+    pub fn printable(&self, show_secret: bool) -> String {
+        let t = &self.target;
+        let user = if t.user_is_secret && !show_secret {
+            TOKEN.to_string()
+        } else {
+            t.user.clone()
+        };
+        let mut words = vec!["ssh".to_string()];
+        if t.port != 22 {
+            words.extend(["-p".into(), t.port.to_string()]);
+        }
+        words.extend([
+            "-o".into(),
+            "StrictHostKeyChecking=accept-new".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+        ]);
+        if let Some(key) = &t.identity_file {
+            words.extend([
+                "-i".into(),
+                key.clone(),
+                "-o".into(),
+                "IdentitiesOnly=yes".into(),
+            ]);
+        }
+        words.push(format!("{user}@{}", t.host));
+        words
+            .iter()
+            .map(|w| {
+                if w == &format!("{TOKEN}@{}", t.host) {
+                    w.clone()
+                } else {
+                    crate::remote::quote(w)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Where multiplexing sockets live: a private directory whose path is short enough for a
+/// Unix socket name.
+fn control_dir(state_dir: &Path) -> Result<PathBuf> {
+    let preferred = state_dir.join("secrets/cm");
+    // Socket paths are limited to ~104 bytes; %C expands to 40 characters.
+    let dir = if preferred.as_os_str().len() + 42 <= 100 {
+        preferred
+    } else {
+        std::env::temp_dir().join(format!("cbx-cm-{}", user_id()))
+    };
+    paths::private_dir(&dir).with_context(|| format!("create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn user_id() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(std::env::var_os("HOME").unwrap_or_default())
+            .map(|m| m.uid().to_string())
+            .unwrap_or_else(|_| "user".into())
+    }
+    #[cfg(not(unix))]
+    {
+        "user".into()
+    }
+}
+
+/// A clear error for a tool that could not be started.
+pub fn spawn_error(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        "the `ssh` client is not installed (install OpenSSH, e.g. apt-get install openssh-client)"
+            .into()
+    } else {
+        format!("could not run ssh: {e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            user: "tok123secret".into(),
+            user_is_secret: true,
+            host: "ssh.example.com".into(),
+            port: 2222,
+            identity_file: None,
+        }
+    }
+
+    #[test]
+    fn config_is_private_and_injection_proof() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = SshClient::prepare(
+            &dir.path().join("s"),
+            dir.path(),
+            "cbx_0123456789ab",
+            target(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&c.config).unwrap();
+        assert!(text.contains("  User tok123secret\n"));
+        assert!(text.contains("  IdentityAgent none\n"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&c.config).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let mut evil = target();
+        evil.host = "x\n  ProxyCommand touch /tmp/pwned".into();
+        assert!(evil.validate("p").is_err());
+        let mut evil = target();
+        evil.user = "-oProxyCommand=x".into();
+        assert!(evil.validate("p").is_err());
+        assert!(target().validate("p").is_ok());
+    }
+
+    #[test]
+    fn printable_hides_the_token_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = SshClient::prepare(
+            &dir.path().join("s"),
+            dir.path(),
+            "cbx_0123456789ab",
+            target(),
+        )
+        .unwrap();
+        let shown = c.printable(false);
+        assert!(
+            shown.starts_with("ssh -p 2222 -o StrictHostKeyChecking=accept-new"),
+            "{shown}"
+        );
+        assert!(shown.ends_with(" <token>@ssh.example.com"), "{shown}");
+        assert!(!shown.contains("tok123secret"));
+        assert!(c.printable(true).ends_with(" tok123secret@ssh.example.com"));
+    }
+}

@@ -1,0 +1,361 @@
+//! A real OpenSSH server on loopback that logs clients in the way Daytona's gateway does: the
+//! user name is the access token and no key or password is asked for.
+//!
+//! [`SshdGateway`] plugs into the Daytona simulator: each sandbox becomes a system user with a
+//! home directory (the sandbox's file system), and each minted token becomes an alias of that
+//! user (same uid, same home) with an empty password, which sshd accepts with
+//! `PermitEmptyPasswords`. Revoking a token deletes its alias. This needs root (CI runs as
+//! root); [`SshdGateway::available`] says why it cannot run elsewhere.
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::daytona_sim::SshBackend;
+
+/// An sshd process on 127.0.0.1 with its own config and host key.
+pub struct Sshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    /// Starts sshd on a free loopback port.
+    pub fn start() -> Result<Sshd> {
+        let dir = tempfile::Builder::new().prefix("cbx-sshd-").tempdir()?;
+        let key = dir.path().join("host_key");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .context("run ssh-keygen (install openssh-client)")?;
+        if !status.success() {
+            bail!("ssh-keygen failed");
+        }
+        let port = free_port()?;
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {pid}\n\
+                 PermitEmptyPasswords yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
+                 PubkeyAuthentication no\nUsePAM no\nPermitRootLogin no\nStrictModes no\n\
+                 MaxSessions 64\nMaxStartups 200:30:400\nPrintMotd no\nPrintLastLog no\n\
+                 X11Forwarding no\nAllowTcpForwarding no\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n",
+                key = key.display(),
+                pid = dir.path().join("sshd.pid").display(),
+            ),
+        )?;
+        std::fs::create_dir_all("/run/sshd").context("create /run/sshd")?;
+        let log = std::fs::File::create(dir.path().join("sshd.log"))?;
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("start /usr/sbin/sshd (install openssh-server)")?;
+        let mut sshd = Sshd { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = sshd.child.try_wait() {
+                bail!("sshd exited ({status}): {}", sshd.log());
+            }
+            if Instant::now() > deadline {
+                bail!("sshd did not listen on port {port}: {}", sshd.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(sshd)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// sshd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+struct SandboxUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+}
+
+#[derive(Default)]
+struct Users {
+    sandboxes: HashMap<String, SandboxUser>,
+    tokens: HashMap<String, String>,
+}
+
+/// The simulator's SSH backend: sandboxes are system users served by a real sshd.
+pub struct SshdGateway {
+    sshd: Sshd,
+    root: tempfile::TempDir,
+    users: Mutex<Users>,
+}
+
+impl SshdGateway {
+    /// Why the gateway cannot run here, if it cannot (not root, or sshd/useradd missing).
+    pub fn unavailable() -> Option<String> {
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        if uid.as_deref() != Some("0") {
+            return Some("the SSH tests need root: they create throwaway system users for the simulated Daytona SSH gateway (CI runs them as root)".into());
+        }
+        for tool in [
+            "/usr/sbin/sshd",
+            "/usr/sbin/useradd",
+            "/usr/bin/rsync",
+            "/usr/bin/ssh",
+        ] {
+            if !Path::new(tool).exists() {
+                return Some(format!(
+                    "{tool} is missing (install openssh-server, openssh-client and rsync)"
+                ));
+            }
+        }
+        None
+    }
+
+    /// Starts sshd and an empty set of sandbox users.
+    pub fn start() -> Result<SshdGateway> {
+        if let Some(why) = SshdGateway::unavailable() {
+            bail!("{why}");
+        }
+        let root = tempfile::Builder::new()
+            .prefix("cbx-sandboxes-")
+            .tempdir()?;
+        set_mode(root.path(), 0o755)?;
+        Ok(SshdGateway {
+            sshd: Sshd::start()?,
+            root,
+            users: Mutex::new(Users::default()),
+        })
+    }
+
+    /// The sshd.
+    pub fn sshd(&self) -> &Sshd {
+        &self.sshd
+    }
+
+    /// The home directory (file system) of a sandbox.
+    pub fn sandbox_home(&self, id: &str) -> Option<PathBuf> {
+        self.users
+            .lock()
+            .unwrap()
+            .sandboxes
+            .get(id)
+            .map(|s| s.home.clone())
+    }
+}
+
+impl SshBackend for SshdGateway {
+    fn sandbox_created(&self, id: &str) -> Result<()> {
+        let short: String = id
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(10)
+            .collect();
+        let name = format!("cbxsb{short}");
+        let home = self.root.path().join(id);
+        std::fs::create_dir_all(&home)?;
+        retry_useradd(&[
+            "-M",
+            "-U",
+            "-d",
+            &home.to_string_lossy(),
+            "-s",
+            "/bin/bash",
+            &name,
+        ])?;
+        let (uid, gid) = ids(&name)?;
+        chown(&home, uid, gid)?;
+        self.users.lock().unwrap().sandboxes.insert(
+            id.to_string(),
+            SandboxUser {
+                name,
+                uid,
+                gid,
+                home,
+            },
+        );
+        Ok(())
+    }
+
+    fn access_granted(&self, sandbox_id: &str, token: &str) -> Result<(String, u16)> {
+        let (uid, gid, home) = {
+            let users = self.users.lock().unwrap();
+            let s = users.sandboxes.get(sandbox_id).context("unknown sandbox")?;
+            (s.uid, s.gid, s.home.clone())
+        };
+        retry_useradd(&[
+            "-o",
+            "-u",
+            &uid.to_string(),
+            "-g",
+            &gid.to_string(),
+            "-M",
+            "-d",
+            &home.to_string_lossy(),
+            "-s",
+            "/bin/bash",
+            token,
+        ])?;
+        let status = Command::new("passwd")
+            .args(["-d", token])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("passwd -d {token} failed");
+        }
+        self.users
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(token.to_string(), sandbox_id.to_string());
+        Ok(("127.0.0.1".to_string(), self.sshd.port()))
+    }
+
+    fn access_revoked(&self, token: &str) {
+        if self.users.lock().unwrap().tokens.remove(token).is_some() {
+            userdel(token);
+        }
+    }
+
+    fn sandbox_deleted(&self, id: &str) {
+        let (user, tokens) = {
+            let mut users = self.users.lock().unwrap();
+            let tokens: Vec<String> = users
+                .tokens
+                .iter()
+                .filter(|(_, s)| *s == id)
+                .map(|(t, _)| t.clone())
+                .collect();
+            for t in &tokens {
+                users.tokens.remove(t);
+            }
+            (users.sandboxes.remove(id), tokens)
+        };
+        for t in tokens {
+            userdel(&t);
+        }
+        if let Some(user) = user {
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-u", &user.uid.to_string()])
+                .status();
+            userdel(&user.name);
+            let _ = std::fs::remove_dir_all(&user.home);
+        }
+    }
+}
+
+impl Drop for SshdGateway {
+    fn drop(&mut self) {
+        let ids: Vec<String> = self
+            .users
+            .lock()
+            .unwrap()
+            .sandboxes
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.sandbox_deleted(&id);
+        }
+        let tokens: Vec<String> = self
+            .users
+            .lock()
+            .unwrap()
+            .tokens
+            .drain()
+            .map(|(t, _)| t)
+            .collect();
+        for t in tokens {
+            userdel(&t);
+        }
+    }
+}
+
+fn retry_useradd(args: &[&str]) -> Result<()> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let out = Command::new("/usr/sbin/useradd").args(args).output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        // Another useradd holds the passwd lock: wait and retry.
+        if out.status.code() == Some(10) || last.contains("lock") {
+            std::thread::sleep(Duration::from_millis(30));
+            continue;
+        }
+        break;
+    }
+    bail!("useradd {}: {last}", args.join(" "))
+}
+
+fn userdel(name: &str) {
+    for _ in 0..100 {
+        let out = Command::new("/usr/sbin/userdel")
+            .args(["-f", name])
+            .output();
+        match out {
+            Ok(o) if o.status.success() || o.status.code() == Some(6) => return,
+            Ok(o)
+                if o.status.code() == Some(10)
+                    || String::from_utf8_lossy(&o.stderr).contains("lock") =>
+            {
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            _ => return,
+        }
+    }
+}
+
+fn ids(name: &str) -> Result<(u32, u32)> {
+    let read = |flag: &str| -> Result<u32> {
+        let out = Command::new("id").args([flag, name]).output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    };
+    Ok((read("-u")?, read("-g")?))
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", path.display()))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
