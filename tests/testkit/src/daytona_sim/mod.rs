@@ -406,6 +406,11 @@ impl DaytonaSim {
         self.shared.locked_sync(|s| s.expire(sandbox_id));
     }
 
+    /// Every SSH token ever minted, revoked ones included, in order.
+    pub fn minted_ssh_tokens(&self) -> Vec<String> {
+        self.shared.locked_sync(|s| s.minted.clone())
+    }
+
     /// Every SSH token not revoked (expired ones included).
     pub fn ssh_tokens(&self) -> Vec<SshTokenView> {
         self.shared.locked_sync(|s| s.token_views())

@@ -781,6 +781,7 @@ async fn create_ssh(
             }
             // A concurrent mint may have slipped in; keep only ours.
             s.revoke(&id, None);
+            s.minted.push(record.token.clone());
             s.tokens.push(record);
             true
         })

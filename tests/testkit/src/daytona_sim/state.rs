@@ -243,6 +243,8 @@ pub struct SshTokenView {
 pub(crate) struct Store {
     pub sandboxes: Vec<Sandbox>,
     pub tokens: Vec<SshToken>,
+    /// Every token ever minted, revoked ones included, in order.
+    pub minted: Vec<String>,
     pub next_seq: u64,
     /// SSH events produced under the lock, dispatched after it is released.
     pub outbox: Vec<SshEvent>,

@@ -1,0 +1,584 @@
+//! End-to-end tests of the data plane: the real `cbx` binary against the Daytona simulator
+//! whose sandboxes are served by a real sshd on loopback (tokens as user names), with real
+//! `ssh` and `rsync`.
+//!
+//! These need root (the simulated gateway creates throwaway system users); elsewhere each
+//! test prints why it is skipped. CI runs them as root.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cbx_testkit::daytona_sim::{DaytonaSim, SimConfig};
+use cbx_testkit::home::{CbxHome, Output};
+use cbx_testkit::sshd::SshdGateway;
+
+const CBX: &str = env!("CARGO_BIN_EXE_cbx");
+
+/// One sshd gateway shared by every test in this binary.
+fn gateway() -> Option<Arc<SshdGateway>> {
+    static GATEWAY: OnceLock<Option<Arc<SshdGateway>>> = OnceLock::new();
+    GATEWAY
+        .get_or_init(|| {
+            if let Some(why) = SshdGateway::unavailable() {
+                eprintln!("skipping data-plane tests: {why}");
+                return None;
+            }
+            Some(Arc::new(SshdGateway::start().expect("start sshd gateway")))
+        })
+        .clone()
+}
+
+/// A simulator with SSH, a cbx home pointed at it, and a git repository as working directory.
+struct World {
+    sim: DaytonaSim,
+    gateway: Arc<SshdGateway>,
+    home: CbxHome,
+    /// Runs the simulator.
+    _rt: tokio::runtime::Runtime,
+}
+
+impl World {
+    fn new() -> Option<World> {
+        let gateway = gateway()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = SimConfig {
+            ssh: gateway.clone(),
+            ..SimConfig::default().with_delays(Duration::from_millis(100))
+        };
+        let sim = rt.block_on(DaytonaSim::start(config)).unwrap();
+        let mut home = CbxHome::new(CBX);
+        home.env("DAYTONA_API_URL", &sim.api_url())
+            .env("DAYTONA_API_KEY", &sim.api_key());
+        let world = World {
+            sim,
+            gateway,
+            home,
+            _rt: rt,
+        };
+        world.git(&["init", "-q"]);
+        world.write("README.md", "hello from the repo\n");
+        world.write("src/lib.rs", "pub fn answer() -> u32 { 42 }\n");
+        world.write(".gitignore", "target/\n");
+        world.write("target/junk", "ignored\n");
+        world.git(&["add", "."]);
+        Some(world)
+    }
+
+    fn repo(&self) -> &Path {
+        &self.home.cwd
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.repo().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn git(&self, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(self.repo())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn cbx(&self, args: &[&str]) -> Output {
+        self.home.run(args)
+    }
+
+    fn warmup(&self, slug: &str) -> serde_json::Value {
+        let out = self.cbx(&["warmup", "--slug", slug, "--json"]);
+        out.ok();
+        out.json()
+    }
+
+    /// The work directory of `lease` for this repository, on the sandbox's file system.
+    fn remote_workdir(&self, sandbox_id: &str, lease: &str) -> PathBuf {
+        let repo_name = self
+            .repo()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        self.gateway
+            .sandbox_home(sandbox_id)
+            .expect("sandbox has a home")
+            .join("cbx")
+            .join(lease)
+            .join(repo_name)
+    }
+
+    fn ssh_access_requests(&self) -> usize {
+        self.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/ssh-access"))
+            .count()
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        self.sim.ssh_tokens().into_iter().map(|t| t.token).collect()
+    }
+}
+
+#[test]
+fn run_syncs_the_tree_streams_output_and_passes_the_exit_code_through() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("alpha");
+    let (lease_id, sandbox) = (
+        lease["leaseId"].as_str().unwrap(),
+        lease["sandboxId"].as_str().unwrap(),
+    );
+
+    let out = w.cbx(&[
+        "run",
+        "--id",
+        "alpha",
+        "--",
+        "sh",
+        "-c",
+        "cat README.md; echo \"$CBX_LEASE_ID $CBX_SLUG\"; exit 3",
+    ]);
+    out.expect_code(3);
+    assert!(out.stdout.contains("hello from the repo"), "{out}");
+    assert!(out.stdout.contains(&format!("{lease_id} alpha")), "{out}");
+    assert!(out.stderr.contains("synced 3 files"), "{out}");
+
+    let wd = w.remote_workdir(sandbox, lease_id);
+    assert_eq!(
+        std::fs::read_to_string(wd.join("src/lib.rs")).unwrap(),
+        "pub fn answer() -> u32 { 42 }\n"
+    );
+    assert!(
+        !wd.join("target/junk").exists(),
+        "ignored files must not be synced"
+    );
+
+    // Nothing changed: the second run skips the sync without touching the network for it.
+    let out = w.cbx(&["run", "--id", "alpha", "--", "true"]);
+    out.ok();
+    assert!(
+        out.stderr.contains("no changes since the last sync"),
+        "{out}"
+    );
+
+    // A remote-only file (installed dependencies, caches) survives; a file deleted locally is
+    // pruned remotely; a new untracked file arrives.
+    std::fs::create_dir_all(wd.join("node_modules")).unwrap();
+    std::fs::write(wd.join("node_modules/dep.js"), "remote only").unwrap();
+    std::fs::remove_file(w.repo().join("README.md")).unwrap();
+    w.write("notes.txt", "untracked but not ignored\n");
+    let out = w.cbx(&["run", "--id", "alpha", "--", "ls", "-a"]);
+    out.ok();
+    assert!(out.stderr.contains("1 pruned"), "{out}");
+    assert!(!wd.join("README.md").exists());
+    assert_eq!(
+        std::fs::read_to_string(wd.join("notes.txt")).unwrap(),
+        "untracked but not ignored\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wd.join("node_modules/dep.js")).unwrap(),
+        "remote only"
+    );
+
+    // Exact argv, no shell interpretation; --shell runs one script string.
+    let out = w.cbx(&[
+        "run", "--id", "alpha", "--", "printf", "%s|", "a b", "it's", "$HOME", "*",
+    ]);
+    out.ok();
+    assert_eq!(out.stdout, "a b|it's|$HOME|*|");
+    let out = w.cbx(&[
+        "run",
+        "--id",
+        "alpha",
+        "--shell",
+        "--",
+        "echo $CBX_SLUG && exit 5",
+    ]);
+    out.expect_code(5);
+    assert_eq!(out.stdout, "alpha\n");
+
+    // cbx ssh with one command, in the lease's work directory.
+    let out = w.cbx(&["ssh", "alpha", "--", "cat", "notes.txt"]);
+    out.ok();
+    assert_eq!(out.stdout, "untracked but not ignored\n");
+    let out = w.cbx(&["ssh", "alpha", "--", "sh", "-c", "exit 4"]);
+    out.expect_code(4);
+
+    // One SSH access for all of the above: it is cached and reused.
+    assert_eq!(w.ssh_access_requests(), 1);
+
+    w.cbx(&["stop", "alpha"]).ok();
+    assert!(
+        w.sim.sandbox(sandbox).is_none(),
+        "stop waits until the sandbox is gone"
+    );
+    eventually("the sandbox's file system is removed", || {
+        w.gateway.sandbox_home(sandbox).is_none()
+    });
+    assert!(
+        !w.home.state_dir().join("secrets").join(lease_id).exists(),
+        "SSH secrets are removed on stop"
+    );
+}
+
+#[test]
+fn output_streams_while_the_command_runs() {
+    let Some(w) = World::new() else { return };
+    w.warmup("stream");
+    let mut child = w
+        .home
+        .command(&[
+            "run",
+            "--id",
+            "stream",
+            "--",
+            "sh",
+            "-c",
+            "echo first; sleep 4; echo second",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let first_at = Instant::now();
+    assert_eq!(first, "first");
+    assert_eq!(lines.next().unwrap().unwrap(), "second");
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(
+        first_at.elapsed() >= Duration::from_secs(2),
+        "the first line must arrive long before the command ends"
+    );
+    w.cbx(&["stop", "stream"]).ok();
+}
+
+#[test]
+fn one_shot_run_deletes_its_sandbox_also_on_failure() {
+    let Some(w) = World::new() else { return };
+    let out = w.cbx(&["run", "--", "sh", "-c", "echo one-shot; exit 9"]);
+    out.expect_code(9);
+    assert!(out.stdout.contains("one-shot"));
+    assert!(out.stderr.contains("released"), "{out}");
+    assert!(
+        w.cbx(&["list", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        w.sim
+            .sandboxes()
+            .iter()
+            .all(|s| s.state == "destroying" || s.name.starts_with("DESTROYED_"))
+    );
+
+    // --keep keeps it.
+    let out = w.cbx(&["run", "--keep", "--", "true"]);
+    out.ok();
+    let leases = w.cbx(&["list", "--json"]).json();
+    assert_eq!(leases.as_array().unwrap().len(), 1, "{leases}");
+}
+
+#[test]
+fn ctrl_c_during_a_one_shot_run_deletes_the_sandbox() {
+    let Some(w) = World::new() else { return };
+    let mut child = w
+        .home
+        .command(&["run", "--", "sh", "-c", "echo started; sleep 60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "started");
+    let live: Vec<_> = w
+        .sim
+        .sandboxes()
+        .into_iter()
+        .filter(|s| s.state == "started")
+        .collect();
+    assert_eq!(live.len(), 1);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(stderr.contains("released"), "{stderr}");
+    let sandbox = w.sim.sandbox(&live[0].id);
+    assert!(
+        sandbox.is_none_or(|s| s.state == "destroying"),
+        "the interrupted run's sandbox must be deleted"
+    );
+    assert!(
+        w.cbx(&["list", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn two_concurrent_runs_on_one_lease_share_one_ssh_access() {
+    let Some(w) = World::new() else { return };
+    w.warmup("pair");
+    let spawn = |tag: &str| {
+        w.home
+            .command(&[
+                "run",
+                "--id",
+                "pair",
+                "--",
+                "sh",
+                "-c",
+                &format!("sleep 1; echo {tag}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("A"), spawn("B"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    assert_eq!(String::from_utf8_lossy(&a.stdout), "A\n");
+    assert_eq!(String::from_utf8_lossy(&b.stdout), "B\n");
+    assert_eq!(
+        w.ssh_access_requests(),
+        1,
+        "minting twice would revoke the first token"
+    );
+    w.cbx(&["stop", "pair"]).ok();
+}
+
+#[test]
+fn an_expired_token_is_refreshed() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("expiry");
+    let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+    let lease_id = lease["leaseId"].as_str().unwrap().to_string();
+    w.cbx(&["run", "--id", "expiry", "--", "true"]).ok();
+    let first = w.tokens();
+    assert_eq!(first.len(), 1);
+
+    // The token expires server-side and the multiplexed connection goes away.
+    w.sim.expire_ssh_tokens(&sandbox);
+    let config = w
+        .home
+        .state_dir()
+        .join("secrets")
+        .join(&lease_id)
+        .join("ssh_config");
+    let _ = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-O", "exit", &format!("cbx-{lease_id}")])
+        .output();
+
+    let out = w.cbx(&["run", "--id", "expiry", "--", "echo", "still works"]);
+    out.ok();
+    assert_eq!(out.stdout, "still works\n");
+    assert_eq!(w.ssh_access_requests(), 2, "a fresh token was minted");
+    let second = w.tokens();
+    assert!(second.iter().all(|t| !first.contains(t)));
+    w.cbx(&["stop", "expiry"]).ok();
+}
+
+#[test]
+fn a_stopped_lease_is_started_before_it_is_used() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("sleepy");
+    let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+    assert!(w.sim.set_state(&sandbox, "stopped"));
+    let out = w.cbx(&["run", "--id", "sleepy", "--", "echo", "awake"]);
+    out.ok();
+    assert_eq!(out.stdout, "awake\n");
+    assert!(
+        w.sim
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/start"))
+    );
+    w.cbx(&["stop", "sleepy"]).ok();
+}
+
+#[test]
+fn env_forwarding_is_opt_in_and_values_stay_off_command_lines() {
+    let Some(w) = World::new() else { return };
+    let shims = ArgvShims::install(w.home.path());
+    let mut home = CbxHome::new(CBX);
+    home.cwd = w.repo().to_path_buf();
+    home.env("DAYTONA_API_URL", &w.sim.api_url())
+        .env("DAYTONA_API_KEY", &w.sim.api_key())
+        .env("PATH", &shims.path_var())
+        .env("DEPLOY_TOKEN", "s3cr3t-deploy-value")
+        .env("NOT_FORWARDED", "should-not-appear");
+
+    let warm = home.run(&["warmup", "--slug", "envy"]);
+    warm.ok();
+    let run = home.run(&[
+        "run",
+        "--id",
+        "envy",
+        "--env",
+        "DEPLOY_TOKEN",
+        "--",
+        "sh",
+        "-c",
+        "echo \"[$DEPLOY_TOKEN][$NOT_FORWARDED]\"",
+    ]);
+    run.ok();
+    assert_eq!(run.stdout, "[s3cr3t-deploy-value][]\n");
+    let ssh = home.run(&["ssh", "envy", "--", "true"]);
+    ssh.ok();
+    let printed = home.run(&["ssh", "envy", "--print"]);
+    printed.ok();
+    assert!(printed.stdout.contains("<token>@127.0.0.1"), "{printed}");
+    let missing = home.run(&["run", "--id", "envy", "--env", "NOPE_UNSET", "--", "true"]);
+    missing.expect_code(2);
+    assert!(
+        missing.stderr.contains("NOPE_UNSET is not set"),
+        "{missing}"
+    );
+    let stop = home.run(&["stop", "envy"]);
+    stop.ok();
+
+    let argv = shims.logged();
+    assert!(
+        argv.contains("ssh") && argv.contains("rsync"),
+        "the shims must have seen ssh and rsync:\n{argv}"
+    );
+    let tokens = w.sim.minted_ssh_tokens();
+    assert!(
+        !tokens.is_empty(),
+        "the test must know the token it searches for"
+    );
+    for token in &tokens {
+        assert!(
+            !argv.contains(token.as_str()),
+            "token on a command line:\n{argv}"
+        );
+        home.assert_secret_absent(
+            token,
+            &[&warm, &run, &ssh, &printed, &missing, &stop],
+            &["state/cbx/secrets"],
+        );
+    }
+    assert!(
+        !argv.contains("s3cr3t-deploy-value"),
+        "forwarded value on a command line:\n{argv}"
+    );
+    home.assert_secret_absent(
+        "s3cr3t-deploy-value",
+        &[&warm, &ssh, &printed, &missing, &stop],
+        &[],
+    );
+    home.assert_secret_absent(
+        &w.sim.api_key(),
+        &[&warm, &run, &ssh, &printed, &missing, &stop],
+        &[],
+    );
+}
+
+#[test]
+fn sync_errors_are_clear() {
+    let Some(w) = World::new() else { return };
+    let mut home = CbxHome::new(CBX);
+    home.env("DAYTONA_API_URL", &w.sim.api_url())
+        .env("DAYTONA_API_KEY", &w.sim.api_key());
+    // home.cwd is not a git repository.
+    let out = home.run(&["run", "--", "true"]);
+    out.expect_code(6);
+    assert!(
+        out.stderr.contains("is not inside a git repository"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("--no-sync"), "{out}");
+    assert!(
+        w.sim.sandboxes().is_empty(),
+        "nothing is leased when the sync cannot happen"
+    );
+    let out = home.run(&["run", "--no-sync", "--", "echo", "no sync needed"]);
+    out.ok();
+    assert_eq!(out.stdout, "no sync needed\n");
+}
+
+/// Waits up to 5 s for `check` to hold.
+#[track_caller]
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ssh` and `rsync` wrappers that log their argv, then run the real tools.
+struct ArgvShims {
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl ArgvShims {
+    fn install(base: &Path) -> ArgvShims {
+        let dir = base.join("shims");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = base.join("argv.log");
+        for tool in ["ssh", "rsync"] {
+            let real = which(tool);
+            let script = format!(
+                "#!/bin/sh\nprintf '%s' '{tool}' >> '{log}'\nfor a in \"$@\"; do printf ' %s' \"$a\" >> '{log}'; done\necho >> '{log}'\nexec '{real}' \"$@\"\n",
+                log = log.display(),
+                real = real.display()
+            );
+            let path = dir.join(tool);
+            std::fs::write(&path, script).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        ArgvShims { dir, log }
+    }
+
+    fn path_var(&self) -> String {
+        format!(
+            "{}:{}",
+            self.dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    fn logged(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn which(tool: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{tool} not found on PATH"))
+}
