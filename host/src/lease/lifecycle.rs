@@ -220,7 +220,6 @@ async fn provision(
         session.claims.put(&claim, &lock)?;
     }
 
-    progress.set(format!("waiting for sandbox {} to be ready", sandbox.id));
     let ready = wait_ready(session, &sandbox.id, request.ready_timeout, &mut progress).await;
     let sandbox = match ready {
         Ok(s) => s,

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test of cbx: unit tests, the Daytona provider's own tests, and the end-to-end
+# tests (the real cbx binary against the Daytona simulator, wiremock, a real sshd, ssh and
+# rsync). Installs what it needs first (tests/setup.sh). The SSH tests need root; elsewhere
+# they say why they are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tests/setup.sh
+cargo test --workspace --locked "$@"
+# The provider's pure logic (requests, errors, parsing) also has native unit tests.
+cargo test --locked --manifest-path providers/daytona/Cargo.toml --target-dir target/provider-tests
