@@ -65,6 +65,22 @@ pub async fn run(ctx: &Context, args: &DoctorArgs) -> Result<u8> {
         ),
     );
 
+    for (tool, args, purpose) in [
+        ("git", &["--version"][..], "decides which files to sync"),
+        ("ssh", &["-V"][..], "reaches sandboxes"),
+        ("rsync", &["--version"][..], "syncs the working tree"),
+    ] {
+        match tool_version(tool, args).await {
+            Some(v) => add(&mut checks, tool, "ok", v),
+            None => add(
+                &mut checks,
+                tool,
+                "warn",
+                format!("`{tool}` not found; cbx uses it for `run` and `ssh` ({purpose})"),
+            ),
+        }
+    }
+
     let loaded = match ctx.load(&name).await {
         Ok(l) => l,
         Err(e) => {
@@ -161,6 +177,21 @@ pub async fn run(ctx: &Context, args: &DoctorArgs) -> Result<u8> {
         }
     }
     finish(ctx, args, name, checks, exit)
+}
+
+/// The first line a tool prints about its version, if it runs.
+async fn tool_version(tool: &str, args: &[&str]) -> Option<String> {
+    let out = tokio::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
 }
 
 fn finish(
