@@ -1,1 +1,896 @@
-//! (being written)
+//! The real `cbx` binary against the stateful Daytona simulator: the whole control plane
+//! (doctor → warmup → list → status → stop), pagination, list lag, ownership, claims, failed
+//! and slow sandboxes, authentication, configuration and secret hygiene.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cbx_testkit::daytona_sim::{DaytonaSim, SimConfig, SshBackend};
+use cbx_testkit::home::{CbxHome, Output};
+use serde_json::{Value, json};
+
+/// The ownership labels every cbx sandbox carries.
+const OWNERSHIP_LABELS: &[&str] = &[
+    "cbx",
+    "cbx_provider",
+    "cbx_lease",
+    "cbx_slug",
+    "cbx_created_at",
+    "cbx_touched_at",
+    "cbx_ttl_secs",
+    "cbx_idle_secs",
+    "cbx_expires_at",
+    "cbx_work_root",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// A fast simulator.
+fn fast() -> SimConfig {
+    SimConfig::default().with_delays(Duration::from_millis(100))
+}
+
+/// Starts `config` and a home pointed at it with the simulator's API key.
+fn setup(config: SimConfig) -> (DaytonaSim, CbxHome) {
+    let sim = DaytonaSim::start_background(config).expect("start the simulator");
+    let mut home = CbxHome::new(env!("CARGO_BIN_EXE_cbx"));
+    home.env("DAYTONA_API_URL", &sim.api_url())
+        .env("DAYTONA_API_KEY", &sim.api_key());
+    (sim, home)
+}
+
+/// A lease as `warmup --json` reports it.
+#[derive(Debug, Clone)]
+struct Leased {
+    lease: String,
+    slug: String,
+    sandbox: String,
+    json: Value,
+}
+
+/// Runs `cbx warmup --json` plus `extra` and returns the lease.
+#[track_caller]
+fn warmup(home: &CbxHome, extra: &[&str]) -> (Leased, Output) {
+    let mut args = vec!["warmup", "--json"];
+    args.extend_from_slice(extra);
+    let out = home.run(&args);
+    out.ok();
+    let json = out.json();
+    let s = |k: &str| {
+        json[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("`{k}` missing\n{out}"))
+            .to_string()
+    };
+    (
+        Leased {
+            lease: s("leaseId"),
+            slug: s("slug"),
+            sandbox: s("sandboxId"),
+            json: json.clone(),
+        },
+        out,
+    )
+}
+
+/// The claim files under the home.
+fn claim_files(home: &CbxHome) -> Vec<PathBuf> {
+    let dir = home.state_dir().join("claims");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect()
+}
+
+/// The claim file of one lease.
+fn claim_file(home: &CbxHome, lease: &str) -> PathBuf {
+    home.state_dir()
+        .join("claims")
+        .join(format!("{lease}.json"))
+}
+
+/// Waits (bounded) until the simulator holds no sandbox at all, not even a `destroying` one.
+#[track_caller]
+fn assert_sim_empties(sim: &DaytonaSim, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = sim.sandboxes();
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("sandboxes left behind: {left:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Lease ids in `list --json` output.
+fn lease_ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .expect("list --json is an array")
+        .iter()
+        .map(|v| v["leaseId"].as_str().expect("leaseId").to_string())
+        .collect()
+}
+
+/// A minimal blocking HTTP/1.1 call to the simulator (for sandboxes cbx did not create).
+fn sim_http(sim: &DaytonaSim, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(sim.addr()).expect("connect to the simulator");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        sim.addr(),
+        sim.api_key(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("receive");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, payload) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+}
+
+/// Creates a sandbox directly in the simulator, as another tool (or another cbx) would.
+fn create_foreign(sim: &DaytonaSim, name: &str, labels: Value) -> String {
+    let (status, body) = sim_http(
+        sim,
+        "POST",
+        "/api/sandbox",
+        Some(&json!({ "name": name, "labels": labels })),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["id"].as_str().expect("an id").to_string()
+}
+
+/// Waits (bounded) until the simulator reports `id` as `started`.
+fn wait_started(sim: &DaytonaSim, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.sandbox(id).is_none_or(|s| s.state != "started") {
+        assert!(Instant::now() < deadline, "sandbox {id} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The full flow
+
+#[test]
+fn full_flow_doctor_warmup_list_status_stop() {
+    let (sim, home) = setup(fast());
+    let key = sim.api_key();
+    let mut outs = Vec::new();
+
+    // doctor: human and JSON.
+    let doctor = home.run(&["doctor"]);
+    doctor.ok();
+    assert!(
+        doctor.stdout.contains("credentials accepted (api-key)"),
+        "{doctor}"
+    );
+    let doctor_json = home.run(&["doctor", "--json"]);
+    doctor_json.ok();
+    let report = doctor_json.json();
+    assert_eq!(report["provider"], "daytona");
+    assert_eq!(report["ok"], true);
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] != "fail"),
+        "{report:#}"
+    );
+    outs.extend([doctor, doctor_json]);
+
+    // warmup (human): one result line on stdout, progress on stderr.
+    let human = home.run(&["warmup", "--slug", "first-otter", "--ttl", "2h"]);
+    human.ok();
+    let line = human.stdout.trim_end();
+    assert_eq!(human.stdout.lines().count(), 1, "{human}");
+    let parts: Vec<&str> = line.split(' ').collect();
+    assert_eq!(parts.len(), 5, "{human}");
+    assert_eq!(parts[0], "leased");
+    assert!(
+        parts[1].starts_with("cbx_") && parts[1].len() == 16,
+        "{human}"
+    );
+    assert_eq!(parts[2], "slug=first-otter");
+    assert_eq!(parts[3], "provider=daytona");
+    let first_sandbox = parts[4].strip_prefix("sandbox=").expect("sandbox=");
+    assert!(sim.sandbox(first_sandbox).is_some(), "{human}");
+    assert!(
+        human.stderr.contains("creating a daytona sandbox"),
+        "{human}"
+    );
+    assert!(human.stderr.contains("is ready"), "{human}");
+    outs.push(human);
+
+    // warmup (JSON): every documented field, consistent with the simulator.
+    let (lease, out) = warmup(&home, &["--slug", "second-otter", "--ttl", "2h"]);
+    let j = &lease.json;
+    assert_eq!(j["provider"], "daytona");
+    assert_eq!(j["slug"], "second-otter");
+    assert_eq!(j["state"], "ready");
+    assert_eq!(j["ready"], true);
+    assert_eq!(j["claimed"], true);
+    assert!(lease.lease.starts_with("cbx_") && lease.lease.len() == 16);
+    let view = sim.sandbox(&lease.sandbox).expect("the sandbox exists");
+    assert_eq!(view.state, "started");
+    for label in OWNERSHIP_LABELS {
+        assert!(view.labels.contains_key(*label), "label {label} missing");
+        assert_eq!(
+            j["labels"][label].as_str(),
+            Some(view.labels[*label].as_str()),
+            "label {label}"
+        );
+    }
+    assert_eq!(view.labels["cbx"], "true");
+    assert_eq!(view.labels["cbx_provider"], "daytona");
+    assert_eq!(view.labels["cbx_lease"], lease.lease);
+    assert_eq!(view.labels["cbx_slug"], "second-otter");
+    assert_eq!(view.labels["cbx_ttl_secs"], "7200");
+    let created: i64 = view.labels["cbx_created_at"].parse().unwrap();
+    let expires: i64 = view.labels["cbx_expires_at"].parse().unwrap();
+    assert_eq!(expires - created, 7200);
+    let ts = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(j[k].as_str().expect(k))
+            .unwrap_or_else(|e| panic!("{k}: {e}"))
+            .timestamp()
+    };
+    assert_eq!(ts("createdAt"), created);
+    assert_eq!(ts("expiresAt"), expires);
+    assert!((created - chrono::Utc::now().timestamp()).abs() < 300);
+    assert!(claim_file(&home, &lease.lease).is_file());
+    assert!(out.stderr.contains("is ready"), "{out}");
+    outs.push(out);
+
+    // list: JSON and human.
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    let ids = lease_ids(&list.json());
+    assert_eq!(ids.len(), 2, "{list}");
+    assert!(ids.contains(&lease.lease));
+    let list_human = home.run(&["list"]);
+    list_human.ok();
+    assert!(list_human.stdout.contains(&lease.lease), "{list_human}");
+    assert!(list_human.stdout.contains("second-otter"), "{list_human}");
+    assert!(list_human.stdout.contains(&lease.sandbox), "{list_human}");
+    outs.extend([list, list_human]);
+
+    // status: live state, by slug and by lease id.
+    let status = home.run(&["status", "second-otter", "--json"]);
+    status.ok();
+    let s = status.json();
+    assert_eq!(s["leaseId"], lease.lease.as_str());
+    assert_eq!(s["sandboxId"], lease.sandbox.as_str());
+    assert_eq!(s["state"], "ready");
+    assert_eq!(s["ready"], true);
+    outs.push(status);
+
+    // The sandbox stops behind cbx's back: status reports it, labels notwithstanding.
+    assert!(sim.set_state(&lease.sandbox, "stopped"));
+    let status = home.run(&["status", &lease.lease, "--json"]);
+    status.ok();
+    let s = status.json();
+    assert_eq!(s["state"], "stopped", "{status}");
+    assert_eq!(s["providerState"], "stopped", "{status}");
+    assert_eq!(s["ready"], false, "{status}");
+    let status_human = home.run(&["status", "second-otter"]);
+    status_human.ok();
+    assert!(
+        status_human.stdout.contains("stopped (daytona: stopped)"),
+        "{status_human}"
+    );
+    assert!(
+        status_human
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("ready") && l.trim_end().ends_with("no")),
+        "{status_human}"
+    );
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    let listed = list.json();
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["leaseId"] == lease.lease.as_str())
+        .expect("listed");
+    assert_eq!(entry["state"], "stopped");
+    assert_eq!(entry["ready"], false);
+    outs.extend([status, status_human, list]);
+
+    // stop: the sandbox is gone from the simulator and the claim is removed.
+    let stop = home.run(&["stop", "second-otter"]);
+    stop.ok();
+    assert!(
+        stop.stdout
+            .starts_with(&format!("released {} slug=second-otter", lease.lease)),
+        "{stop}"
+    );
+    assert!(sim.sandbox(&lease.sandbox).is_none(), "still there: {stop}");
+    assert!(!claim_file(&home, &lease.lease).exists());
+    outs.push(stop);
+    let stop = home.run(&["stop", "first-otter"]);
+    stop.ok();
+    outs.push(stop);
+    assert_sim_empties(&sim, Duration::from_secs(5));
+    assert!(claim_files(&home).is_empty());
+
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    assert_eq!(list.json(), json!([]));
+    let list_human = home.run(&["list"]);
+    list_human.ok();
+    assert_eq!(list_human.stdout, "", "{list_human}");
+    assert!(
+        list_human.stderr.contains("no daytona leases"),
+        "{list_human}"
+    );
+    outs.extend([list, list_human]);
+
+    // Every request carried the key, and the key is nowhere in outputs or files.
+    for r in sim.requests() {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {key}").as_str()),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+    let refs: Vec<&Output> = outs.iter().collect();
+    home.assert_secret_absent(&key, &refs, &[]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing
+
+#[test]
+fn list_follows_pagination_across_pages() {
+    let (sim, home) = setup(SimConfig {
+        max_page_size: 2,
+        ..fast()
+    });
+    let mut outs = Vec::new();
+    let mut leases = Vec::new();
+    for _ in 0..5 {
+        let (lease, out) = warmup(&home, &[]);
+        leases.push(lease.lease);
+        outs.push(out);
+    }
+    sim.clear_requests();
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    let mut ids = lease_ids(&list.json());
+    ids.sort();
+    leases.sort();
+    assert_eq!(ids, leases, "{list}");
+    let pages: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/sandbox")
+        .collect();
+    assert_eq!(pages.len(), 3, "5 sandboxes in pages of 2: {pages:#?}");
+    assert!(!pages[0].query_pairs().iter().any(|(k, _)| k == "cursor"));
+    for page in &pages[1..] {
+        assert!(
+            page.query_pairs()
+                .iter()
+                .any(|(k, v)| k == "cursor" && !v.is_empty()),
+            "{page:?}"
+        );
+    }
+    // No per-sandbox reads were needed: the list had them all.
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|r| r.path.starts_with("/api/sandbox/")),
+        "{:#?}",
+        sim.requests()
+    );
+    outs.push(list);
+    let refs: Vec<&Output> = outs.iter().collect();
+    home.assert_secret_absent(&sim.api_key(), &refs, &[]);
+}
+
+#[test]
+fn list_accepts_legacy_bare_array() {
+    let (sim, home) = setup(SimConfig {
+        legacy_list: true,
+        ..fast()
+    });
+    let (a, out_a) = warmup(&home, &[]);
+    let (b, out_b) = warmup(&home, &[]);
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    let mut ids = lease_ids(&list.json());
+    ids.sort();
+    let mut want = vec![a.lease.clone(), b.lease.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    let stop = home.run(&["stop", &a.slug]);
+    stop.ok();
+    let list2 = home.run(&["list", "--json"]);
+    list2.ok();
+    assert_eq!(lease_ids(&list2.json()), vec![b.lease.clone()]);
+    home.assert_secret_absent(&sim.api_key(), &[&out_a, &out_b, &list, &stop, &list2], &[]);
+}
+
+#[test]
+fn list_lag_falls_back_to_claims() {
+    let (sim, home) = setup(SimConfig {
+        list_lag: Duration::from_secs(3600),
+        ..fast()
+    });
+    let (lease, out) = warmup(&home, &[]);
+    // The simulator's list does not show it yet…
+    assert!(!sim.sandbox(&lease.sandbox).unwrap().listed);
+    // …but cbx list does, through the claim.
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    let listed = list.json();
+    assert_eq!(lease_ids(&listed), vec![lease.lease.clone()], "{list}");
+    assert_eq!(listed[0]["state"], "ready");
+    assert_eq!(listed[0]["sandboxId"], lease.sandbox.as_str());
+    let status = home.run(&["status", &lease.slug, "--json"]);
+    status.ok();
+    assert_eq!(status.json()["leaseId"], lease.lease.as_str());
+    assert_eq!(status.json()["ready"], true);
+    let stop = home.run(&["stop", &lease.lease]);
+    stop.ok();
+    assert_sim_empties(&sim, Duration::from_secs(5));
+    assert!(claim_files(&home).is_empty());
+    home.assert_secret_absent(&sim.api_key(), &[&out, &list, &status, &stop], &[]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ownership and claims
+
+#[test]
+fn foreign_sandboxes_are_invisible_and_untouchable() {
+    let (sim, home) = setup(fast());
+    let plain = create_foreign(&sim, "someone-elses-box", json!({ "team": "web" }));
+    let other_provider = create_foreign(
+        &sim,
+        "other-provider-box",
+        json!({
+            "cbx": "true",
+            "cbx_provider": "e2b",
+            "cbx_lease": "cbx_0123456789ab",
+            "cbx_slug": "foreign-fox",
+        }),
+    );
+    // Owned by cbx (labels), but this machine holds no claim for it.
+    let unclaimed = create_foreign(
+        &sim,
+        "unclaimed-box",
+        json!({
+            "cbx": "true",
+            "cbx_provider": "daytona",
+            "cbx_lease": "cbx_abcdefabcdef",
+            "cbx_slug": "lonely-lynx",
+        }),
+    );
+    for id in [&plain, &other_provider, &unclaimed] {
+        wait_started(&sim, id);
+    }
+    let (mine, warm) = warmup(&home, &[]);
+
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    let listed = list.json();
+    let ids = lease_ids(&listed);
+    assert!(ids.contains(&mine.lease), "{list}");
+    assert!(!ids.contains(&"cbx_0123456789ab".to_string()), "{list}");
+    for id in [&plain, &other_provider] {
+        assert!(!list.stdout.contains(id.as_str()), "{list}");
+    }
+    let lonely = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["leaseId"] == "cbx_abcdefabcdef")
+        .expect("an owned sandbox is listed");
+    assert_eq!(lonely["claimed"], false);
+    let list_human = home.run(&["list"]);
+    list_human.ok();
+    assert!(!list_human.stdout.contains(&plain), "{list_human}");
+    assert!(!list_human.stdout.contains("foreign-fox"), "{list_human}");
+
+    let mut outs = vec![warm, list, list_human];
+    for ident in [
+        plain.as_str(),
+        "someone-elses-box",
+        other_provider.as_str(),
+        "other-provider-box",
+        "foreign-fox",
+        "cbx_0123456789ab",
+        "lonely-lynx",
+        "cbx_abcdefabcdef",
+    ] {
+        let out = home.run(&["stop", ident]);
+        assert_eq!(out.code, 4, "stop {ident}\n{out}");
+        let status = home.run(&["status", ident]);
+        if ident.contains("lonely") || ident == "cbx_abcdefabcdef" {
+            status.ok();
+            assert!(status.stdout.contains("not held here"), "{status}");
+        } else {
+            assert_eq!(status.code, 4, "status {ident}\n{status}");
+        }
+        outs.extend([out, status]);
+    }
+    assert!(
+        !sim.requests().iter().any(|r| r.method == "DELETE"),
+        "cbx deleted something: {:#?}",
+        sim.requests()
+    );
+    for id in [&plain, &other_provider, &unclaimed, &mine.sandbox] {
+        let v = sim.sandbox(id).expect("still there");
+        assert_eq!(v.desired_state, "started", "{v:?}");
+    }
+    let refs: Vec<&Output> = outs.iter().collect();
+    home.assert_secret_absent(&sim.api_key(), &refs, &[]);
+}
+
+#[test]
+fn stop_requires_an_exact_claim() {
+    let (sim, home) = setup(fast());
+    let (lease, warm) = warmup(&home, &[]);
+    let claim = claim_file(&home, &lease.lease);
+    assert!(claim.is_file());
+    std::fs::remove_file(&claim).unwrap();
+
+    let stop = home.run(&["stop", &lease.slug]);
+    assert_eq!(stop.code, 4, "{stop}");
+    assert!(stop.stderr.contains("no claim"), "{stop}");
+    let stop_id = home.run(&["stop", &lease.lease]);
+    assert_eq!(stop_id.code, 4, "{stop_id}");
+
+    // A claim binding this lease to another lease's sandbox is not exact either.
+    let (other, warm_other) = warmup(&home, &[]);
+    let forge = |sandbox: &str| {
+        json!({
+            "version": 1,
+            "leaseId": lease.lease,
+            "slug": lease.slug,
+            "provider": "daytona",
+            "sandboxId": sandbox,
+            "sandboxName": "cbx-elsewhere",
+            "repoRoot": null,
+            "workRoot": "cbx",
+            "createdAt": "2099-01-01T00:00:00Z",
+            "expiresAt": "2099-01-01T01:30:00Z",
+            "lastUsedAt": "2099-01-01T00:00:00Z",
+        })
+    };
+    std::fs::write(
+        &claim,
+        serde_json::to_vec_pretty(&forge(&other.sandbox)).unwrap(),
+    )
+    .unwrap();
+    let stop_crossed = home.run(&["stop", &lease.lease]);
+    assert_eq!(stop_crossed.code, 4, "{stop_crossed}");
+    assert!(
+        stop_crossed.stderr.contains(&other.sandbox),
+        "{stop_crossed}"
+    );
+
+    // A claim whose sandbox does not exist is dropped as stale; the real sandbox is untouched.
+    std::fs::write(
+        &claim,
+        serde_json::to_vec_pretty(&forge("00000000-0000-4000-8000-000000000000")).unwrap(),
+    )
+    .unwrap();
+    let stop_stale = home.run(&["stop", &lease.lease]);
+    stop_stale.ok();
+    assert!(stop_stale.stdout.contains("already gone"), "{stop_stale}");
+    assert!(!claim.exists());
+
+    assert!(
+        !sim.requests().iter().any(|r| r.method == "DELETE"),
+        "{:#?}",
+        sim.requests()
+    );
+    for id in [&lease.sandbox, &other.sandbox] {
+        let v = sim.sandbox(id).expect("still there");
+        assert_eq!(v.state, "started");
+        assert_eq!(v.desired_state, "started");
+    }
+    home.assert_secret_absent(
+        &sim.api_key(),
+        &[
+            &warm,
+            &warm_other,
+            &stop,
+            &stop_id,
+            &stop_crossed,
+            &stop_stale,
+        ],
+        &[],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failed and slow sandboxes
+
+/// An SSH side whose runner cannot provision sandboxes: every new sandbox goes to `error`.
+struct BrokenRunner;
+
+impl SshBackend for BrokenRunner {
+    fn sandbox_created(&self, _id: &str) -> anyhow::Result<()> {
+        anyhow::bail!("runner disk is full")
+    }
+    fn access_granted(&self, _sandbox_id: &str, _token: &str) -> anyhow::Result<(String, u16)> {
+        anyhow::bail!("no ssh")
+    }
+    fn access_revoked(&self, _token: &str) {}
+    fn sandbox_deleted(&self, _id: &str) {}
+}
+
+#[test]
+fn failed_sandbox_exits_5_and_leaves_nothing() {
+    let (sim, home) = setup(SimConfig {
+        ssh: Arc::new(BrokenRunner),
+        ..fast()
+    });
+    let out = home.run(&["warmup"]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+    assert!(out.stderr.contains("failed (error)"), "{out}");
+    assert!(out.stderr.contains("runner disk is full"), "{out}");
+    // It was created, then deleted again.
+    let reqs = sim.requests();
+    assert_eq!(
+        reqs.iter()
+            .filter(|r| r.method == "POST" && r.path == "/api/sandbox")
+            .count(),
+        1
+    );
+    assert_eq!(reqs.iter().filter(|r| r.method == "DELETE").count(), 1);
+    assert_sim_empties(&sim, Duration::from_secs(5));
+    assert!(claim_files(&home).is_empty(), "{:?}", claim_files(&home));
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    assert_eq!(list.json(), json!([]));
+    home.assert_secret_absent(&sim.api_key(), &[&out, &list], &[]);
+}
+
+#[test]
+fn ready_timeout_exits_5_and_leaves_nothing() {
+    // Creation takes much longer than cbx waits; Daytona refuses to delete a sandbox while
+    // it is still being created (409), so cbx must outlast the transition to clean up.
+    let (sim, home) = setup(SimConfig {
+        create_delay: Duration::from_secs(12),
+        ..fast()
+    });
+    let started = Instant::now();
+    let out = home.run(&["warmup", "--ready-timeout", "1s"]);
+    let took = started.elapsed();
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains("was not ready after"), "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+    // Whatever cbx did, when it exits the sandbox must be gone or its deletion accepted.
+    let left: Vec<_> = sim
+        .sandboxes()
+        .into_iter()
+        .filter(|s| s.desired_state != "destroyed")
+        .collect();
+    assert!(
+        left.is_empty(),
+        "cbx exited after {took:?} leaving {left:#?}\n{out}\nrequests: {:#?}",
+        sim.requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    );
+    assert!(claim_files(&home).is_empty(), "{:?}", claim_files(&home));
+    assert_sim_empties(&sim, Duration::from_secs(5));
+    home.assert_secret_absent(&sim.api_key(), &[&out], &[]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication
+
+#[test]
+fn missing_credentials_exit_3_naming_the_variable() {
+    let (sim, mut home) = setup(fast());
+    home.unset("DAYTONA_API_KEY");
+    for cmd in [&["warmup"][..], &["list"], &["doctor"]] {
+        let out = home.run(cmd);
+        assert_eq!(out.code, 3, "{cmd:?}\n{out}");
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(text.contains("DAYTONA_API_KEY"), "{cmd:?}\n{out}");
+    }
+    assert!(sim.requests().is_empty(), "{:#?}", sim.requests());
+}
+
+#[test]
+fn jwt_without_organization_exits_3() {
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.test-jwt-without-org.sig";
+    let (sim, mut home) = setup(SimConfig {
+        jwt: Some(jwt.to_string()),
+        ..fast()
+    });
+    home.unset("DAYTONA_API_KEY").env("DAYTONA_JWT_TOKEN", jwt);
+    let list = home.run(&["list"]);
+    assert_eq!(list.code, 3, "{list}");
+    assert!(list.stderr.contains("DAYTONA_ORGANIZATION_ID"), "{list}");
+    let warm = home.run(&["warmup"]);
+    assert_eq!(warm.code, 3, "{warm}");
+    assert!(warm.stderr.contains("DAYTONA_ORGANIZATION_ID"), "{warm}");
+    assert!(sim.requests().is_empty(), "{:#?}", sim.requests());
+    home.assert_secret_absent(jwt, &[&list, &warm], &[]);
+}
+
+#[test]
+fn wrong_key_exits_3() {
+    let (sim, mut home) = setup(fast());
+    let wrong = "dtn_0000000000000000000000000000000000000000000000000000000000000bad";
+    home.env("DAYTONA_API_KEY", wrong);
+    let list = home.run(&["list"]);
+    assert_eq!(list.code, 3, "{list}");
+    assert!(list.stderr.contains("Invalid credentials"), "{list}");
+    assert!(list.stderr.contains("DAYTONA_API_KEY"), "{list}");
+    let warm = home.run(&["warmup"]);
+    assert_eq!(warm.code, 3, "{warm}");
+    let doctor = home.run(&["doctor"]);
+    assert_eq!(doctor.code, 3, "{doctor}");
+    assert!(sim.sandboxes().is_empty());
+    assert!(
+        sim.requests()
+            .iter()
+            .all(|r| r.header("authorization") == Some(format!("Bearer {wrong}").as_str()))
+    );
+    home.assert_secret_absent(wrong, &[&list, &warm, &doctor], &[]);
+}
+
+#[test]
+fn jwt_with_organization_works_end_to_end() {
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjYngtZTJlIn0.c2lnbmF0dXJl";
+    let (sim, mut home) = setup(SimConfig {
+        jwt: Some(jwt.to_string()),
+        ..fast()
+    });
+    let org = sim.organization_id();
+    let key = sim.api_key();
+    home.unset("DAYTONA_API_KEY")
+        .env("DAYTONA_JWT_TOKEN", jwt)
+        .env("DAYTONA_ORGANIZATION_ID", &org);
+    let doctor = home.run(&["doctor"]);
+    doctor.ok();
+    assert!(
+        doctor.stdout.contains("credentials accepted (jwt)"),
+        "{doctor}"
+    );
+    let (lease, warm) = warmup(&home, &[]);
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    assert_eq!(lease_ids(&list.json()), vec![lease.lease.clone()]);
+    let status = home.run(&["status", &lease.slug]);
+    status.ok();
+    let stop = home.run(&["stop", &lease.slug]);
+    stop.ok();
+    assert_sim_empties(&sim, Duration::from_secs(5));
+    let reqs = sim.requests();
+    assert!(!reqs.is_empty());
+    for r in &reqs {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {jwt}").as_str())
+        );
+        assert_eq!(r.header("x-daytona-organization-id"), Some(org.as_str()));
+    }
+    let outs = [&doctor, &warm, &list, &status, &stop];
+    home.assert_secret_absent(jwt, &outs, &[]);
+    home.assert_secret_absent(&key, &outs, &[]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+#[test]
+fn unknown_option_from_flag_env_and_repo_config_exits_2() {
+    let (sim, mut home) = setup(fast());
+    let key = sim.api_key();
+
+    let flag = home.run(&["warmup", "-o", "flavour=large"]);
+    assert_eq!(flag.code, 2, "{flag}");
+    assert!(flag.stderr.contains("unknown option `flavour`"), "{flag}");
+    assert!(
+        flag.stderr.contains("snapshot"),
+        "lists known options\n{flag}"
+    );
+
+    home.env("CBX_DAYTONA_FOO", "1");
+    let env = home.run(&["list"]);
+    assert_eq!(env.code, 2, "{env}");
+    assert!(env.stderr.contains("CBX_DAYTONA_FOO"), "{env}");
+    home.unset("CBX_DAYTONA_FOO");
+
+    std::fs::create_dir_all(home.cwd.join(".git")).unwrap();
+    std::fs::write(
+        home.cwd.join("cbx.toml"),
+        "# repository settings\n[providers.daytona.options]\nsnapshot = \"daytona-small\"\nsnapshott = \"daytona-large\"\n",
+    )
+    .unwrap();
+    let repo = home.run(&["warmup"]);
+    assert_eq!(repo.code, 2, "{repo}");
+    let shown = format!("{}:4:", home.cwd.join("cbx.toml").display());
+    assert!(repo.stderr.contains(&shown), "wants {shown}\n{repo}");
+    assert!(repo.stderr.contains("unknown option `snapshott`"), "{repo}");
+
+    assert!(sim.requests().is_empty(), "{:#?}", sim.requests());
+    home.assert_secret_absent(&key, &[&flag, &env, &repo], &[]);
+}
+
+#[test]
+fn repo_config_may_not_set_endpoints() {
+    let (sim, home) = setup(fast());
+    std::fs::create_dir_all(home.cwd.join(".git")).unwrap();
+    std::fs::write(
+        home.cwd.join("cbx.toml"),
+        "[providers.daytona.endpoints]\napi = \"http://127.0.0.1:9/api\"\n",
+    )
+    .unwrap();
+    for cmd in [&["warmup"][..], &["list"], &["doctor"]] {
+        let out = home.run(cmd);
+        assert_eq!(out.code, 2, "{cmd:?}\n{out}");
+        assert!(out.stderr.contains("cbx.toml:1:"), "{out}");
+        assert!(
+            out.stderr
+                .contains("may not set providers.daytona.endpoints"),
+            "{out}"
+        );
+        home.assert_secret_absent(&sim.api_key(), &[&out], &[]);
+    }
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn snapshot_from_user_config_reaches_the_create_body() {
+    let (sim, home) = setup(fast());
+    home.write_config("[providers.daytona.options]\nsnapshot = \"daytona-medium\"\n");
+    let (lease, warm) = warmup(&home, &["--idle-timeout", "20m"]);
+    let creates: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/sandbox")
+        .collect();
+    assert_eq!(creates.len(), 1);
+    let body = creates[0].body_json().expect("a JSON body");
+    assert_eq!(body["snapshot"], "daytona-medium", "{body:#}");
+    assert_eq!(body["autoStopInterval"], 20, "{body:#}");
+    for field in ["cpu", "memory", "disk", "gpu"] {
+        assert!(body.get(field).is_none(), "{field} sent: {body:#}");
+    }
+    let v = sim.sandbox(&lease.sandbox).unwrap();
+    assert_eq!(v.snapshot.as_deref(), Some("daytona-medium"));
+    // A flag overrides the user config.
+    let (_, warm2) = warmup(&home, &["-o", "snapshot=daytona-large"]);
+    let body = sim
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "POST" && r.path == "/api/sandbox")
+        .and_then(|r| r.body_json())
+        .unwrap();
+    assert_eq!(body["snapshot"], "daytona-large");
+    home.assert_secret_absent(&sim.api_key(), &[&warm, &warm2], &[]);
+}

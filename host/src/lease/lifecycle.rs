@@ -337,13 +337,60 @@ pub async fn wait_ready(
     }
 }
 
+/// How long clean-up after a failed acquire keeps trying to delete a sandbox that is still
+/// changing state (services refuse to delete a sandbox mid-creation).
+pub const CLEANUP_PATIENCE: Duration = Duration::from_secs(300);
+
 async fn delete_and_forget(session: &mut Session, id: &str, lease: &LeaseId) -> Result<()> {
-    session.delete(id).await.map_err(|e| session.failure(e))?;
+    delete_patiently(session, id, CLEANUP_PATIENCE).await?;
     {
         let lock = session.claims.lock()?;
         session.claims.remove(lease, &lock)?;
     }
     forget_local(session, lease).await;
+    Ok(())
+}
+
+/// Deletes `id`, waiting out conflicts (a transition in progress) and temporary failures
+/// until `patience` is used up. `Ok` also when it was already gone.
+pub async fn delete_patiently(session: &mut Session, id: &str, patience: Duration) -> Result<()> {
+    let deadline = Instant::now() + patience;
+    let mut progress: Option<Progress> = None;
+    loop {
+        match session.delete(id).await {
+            Ok(_) => break,
+            Err(CallError::Provider(
+                ProviderError::Conflict(_)
+                | ProviderError::Unavailable(_)
+                | ProviderError::RateLimited(_),
+            )) if Instant::now() < deadline => {
+                let state = session
+                    .get(id)
+                    .await
+                    .map(|s| s.provider_state)
+                    .unwrap_or_default();
+                let p = progress.get_or_insert_with(|| {
+                    Progress::start(
+                        format!("waiting for sandbox {id} to settle so it can be deleted"),
+                        session.quiet,
+                    )
+                });
+                p.set(format!(
+                    "waiting for sandbox {id} to settle so it can be deleted ({state})"
+                ));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => {
+                if let Some(p) = progress {
+                    p.clear();
+                }
+                return Err(session.failure(e));
+            }
+        }
+    }
+    if let Some(p) = progress {
+        p.clear();
+    }
     Ok(())
 }
 

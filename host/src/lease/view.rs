@@ -38,7 +38,8 @@ pub struct LeaseView {
     pub created_at: String,
     /// When the lease expires (RFC 3339).
     pub expires_at: String,
-    /// Last time cbx used the lease (RFC 3339).
+    /// Last time cbx used the lease (RFC 3339): the later of the label written at creation and
+    /// this machine's claim.
     pub last_touched_at: String,
     /// Lease lifetime in seconds.
     pub ttl_secs: u64,
@@ -72,7 +73,12 @@ impl LeaseView {
             labels: lease.sandbox.labels.iter().cloned().collect(),
             created_at: rfc3339(o.created_at),
             expires_at: rfc3339(o.expires_at()),
-            last_touched_at: rfc3339(o.touched_at),
+            last_touched_at: lease
+                .claim
+                .as_ref()
+                .map(|c| c.last_used_at.clone())
+                .filter(|t| t.as_str() > rfc3339(o.touched_at).as_str())
+                .unwrap_or_else(|| rfc3339(o.touched_at)),
             ttl_secs: o.ttl_secs,
             idle_timeout_secs: o.idle_secs,
             expired: o.expires_at() <= now_unix(),
