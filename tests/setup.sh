@@ -17,6 +17,7 @@ wasm_ready() {
 }
 
 wasm_ready || missing+=(rustc-web cargo-web rust-web-src lld-19)
+[ -d /usr/lib/wasm32-wasi ] || rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || missing+=(wasi-libc)
 have git || missing+=(git)
 have ssh || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
@@ -45,8 +46,8 @@ if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
   # Without Debian's rustc-web (e.g. on Ubuntu), fall back to rustup's target.
   rest=()
   for p in "${missing[@]}"; do
-    case "$p" in rustc-web|cargo-web|rust-web-src|lld-19) ;; *) rest+=("$p") ;; esac
+    case "$p" in rustc-web|cargo-web|rust-web-src|lld-19|wasi-libc) ;; *) rest+=("$p") ;; esac
   done
   [ ${#rest[@]} -eq 0 ] || "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${rest[@]}" >/dev/null
-  wasm_ready || rustup target add wasm32-unknown-unknown
+  rustup target add wasm32-unknown-unknown wasm32-wasip2
 fi

@@ -13,6 +13,7 @@
 //! - [`config`]: user and repository configuration, provider option resolution.
 //! - [`cli`]: argument types, one file per command, output formatting.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod error;

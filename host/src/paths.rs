@@ -1,4 +1,5 @@
-//! Where cbx keeps its files: config, state (claims, SSH access) and cache (compiled providers).
+//! Where cbx keeps its files: config (settings, approvals), state (claims, SSH access, sync
+//! records, audit log), data (installed providers) and cache (compiled components).
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,8 @@ pub struct Dirs {
     pub state: PathBuf,
     /// Disposable cache: `$XDG_CACHE_HOME/cbx` (compiled components).
     pub cache: PathBuf,
+    /// Installed data: `$XDG_DATA_HOME/cbx` (installed providers).
+    pub data: PathBuf,
 }
 
 impl Dirs {
@@ -28,6 +31,7 @@ impl Dirs {
             config: base.config_dir().join("cbx"),
             state: state.join("cbx"),
             cache: base.cache_dir().join("cbx"),
+            data: base.data_dir().join("cbx"),
         })
     }
 
@@ -44,6 +48,21 @@ impl Dirs {
     /// Directory of secret files (cached SSH access, ssh configs); 0700, files 0600.
     pub fn secrets(&self) -> PathBuf {
         self.state.join("secrets")
+    }
+
+    /// The file recording which providers the user approved, with what.
+    pub fn grants_file(&self) -> PathBuf {
+        self.config.join("grants.toml")
+    }
+
+    /// Directory of installed providers, one subdirectory each.
+    pub fn installed_providers(&self) -> PathBuf {
+        self.data.join("providers")
+    }
+
+    /// The audit log of provider activity.
+    pub fn audit_log(&self) -> PathBuf {
+        self.state.join("audit.jsonl")
     }
 
     /// Directory of compiled components.

@@ -12,8 +12,29 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The wasm target guests are compiled for.
+/// The wasm target guests are compiled for by default.
 pub const TARGET: &str = "wasm32-unknown-unknown";
+
+/// What a guest crate is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestTarget {
+    /// `wasm32-unknown-unknown`: a core module wrapped into a component here. It imports
+    /// nothing but its own WIT interfaces.
+    Core,
+    /// `wasm32-wasip2`: a component straight from the linker, importing WASI, as third parties
+    /// usually build them.
+    WasiP2,
+}
+
+impl GuestTarget {
+    /// The rustc target triple.
+    pub fn triple(self) -> &'static str {
+        match self {
+            GuestTarget::Core => TARGET,
+            GuestTarget::WasiP2 => "wasm32-wasip2",
+        }
+    }
+}
 
 /// A Rust toolchain able to compile for [`TARGET`].
 #[derive(Debug, Clone)]
@@ -33,29 +54,41 @@ apt-get install rustc-web cargo-web rust-web-src lld-19   (Debian 12 or Ubuntu, 
 impl Toolchain {
     /// Finds a usable toolchain, preferring the installed rustup target.
     pub fn detect() -> Result<Toolchain, String> {
+        Toolchain::detect_for(GuestTarget::Core)
+    }
+
+    /// Finds a usable toolchain for `target`.
+    pub fn detect_for(target: GuestTarget) -> Result<Toolchain, String> {
         let rustc = env::var_os("RUSTC").map_or_else(|| PathBuf::from("rustc"), PathBuf::from);
         let cargo = env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
-        if has_target_std(&rustc) {
+        if has_target_std(&rustc, target.triple()) {
             return Ok(Toolchain::Installed { cargo, rustc });
         }
         let debian_src = Path::new("/usr/lib/rustlib/src/rust/library/std");
+        let wasi_libc = target == GuestTarget::Core || Path::new(WASI_LIBC).exists();
         if Path::new("/usr/bin/cargo").exists()
             && Path::new("/usr/bin/rustc").exists()
             && debian_src.exists()
+            && wasi_libc
             && let Some(linker) = find_wasm_ld()
         {
             return Ok(Toolchain::DebianBuildStd { linker });
         }
-        Err(INSTALL_HINT.to_string())
+        Err(match target {
+            GuestTarget::Core => INSTALL_HINT.to_string(),
+            GuestTarget::WasiP2 => "building wasm32-wasip2 guests needs `rustup target add \
+                 wasm32-wasip2`, or Debian's rustc-web, rust-web-src, lld-19 and wasi-libc"
+                .to_string(),
+        })
     }
 
-    fn command(&self) -> Command {
+    fn command_for(&self, target: GuestTarget) -> Command {
         match self {
             Toolchain::Installed { cargo, rustc } => {
                 let mut cmd = Command::new(cargo);
                 scrub_env(&mut cmd);
                 cmd.env("RUSTC", rustc);
-                cmd.args(["build", "--release", "--target", TARGET]);
+                cmd.args(["build", "--release", "--target", target.triple()]);
                 cmd
             }
             Toolchain::DebianBuildStd { linker } => {
@@ -64,11 +97,29 @@ impl Toolchain {
                 cmd.env("RUSTC", "/usr/bin/rustc")
                     .env("RUSTC_BOOTSTRAP", "1")
                     .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker);
+                if target == GuestTarget::WasiP2 {
+                    // rustc's wasm-component-ld calls `wasm-ld` by that name; Debian names it
+                    // wasm-ld-19. Debian's wasi-libc holds the C runtime std links against.
+                    let shim = env::temp_dir().join(format!("cbx-wasm-ld-{}", std::process::id()));
+                    let _ = fs::create_dir_all(&shim);
+                    let link = shim.join("wasm-ld");
+                    if !link.exists() {
+                        #[cfg(unix)]
+                        let _ = std::os::unix::fs::symlink(linker, &link);
+                    }
+                    let path = env::var_os("PATH").unwrap_or_default();
+                    let mut paths = vec![shim];
+                    paths.extend(env::split_paths(&path));
+                    if let Ok(joined) = env::join_paths(paths) {
+                        cmd.env("PATH", joined);
+                    }
+                    cmd.env("RUSTFLAGS", format!("-L {WASI_LIBC}"));
+                }
                 cmd.args([
                     "build",
                     "--release",
                     "--target",
-                    TARGET,
+                    target.triple(),
                     "-Zbuild-std=std,panic_abort",
                 ]);
                 cmd
@@ -77,8 +128,11 @@ impl Toolchain {
     }
 }
 
-/// Whether `rustc`'s sysroot holds a standard library for [`TARGET`].
-fn has_target_std(rustc: &Path) -> bool {
+/// Debian's wasi-libc (preview 1), which wasm32-wasip2 std links against.
+const WASI_LIBC: &str = "/usr/lib/wasm32-wasi";
+
+/// Whether `rustc`'s sysroot holds a standard library for `triple`.
+fn has_target_std(rustc: &Path, triple: &str) -> bool {
     let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
         return false;
     };
@@ -86,7 +140,7 @@ fn has_target_std(rustc: &Path) -> bool {
         return false;
     }
     let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let lib = sysroot.join("lib/rustlib").join(TARGET).join("lib");
+    let lib = sysroot.join("lib/rustlib").join(triple).join("lib");
     fs::read_dir(lib).is_ok_and(|entries| {
         entries
             .flatten()
@@ -132,8 +186,19 @@ pub fn build_components(
     target_dir: &Path,
     out_dir: &Path,
 ) -> Result<Vec<BuiltComponent>, String> {
-    let toolchain = Toolchain::detect()?;
-    let mut cmd = toolchain.command();
+    build_components_for(GuestTarget::Core, workspace, packages, target_dir, out_dir)
+}
+
+/// Like [`build_components`], for `target`.
+pub fn build_components_for(
+    target: GuestTarget,
+    workspace: &Path,
+    packages: &[&str],
+    target_dir: &Path,
+    out_dir: &Path,
+) -> Result<Vec<BuiltComponent>, String> {
+    let toolchain = Toolchain::detect_for(target)?;
+    let mut cmd = toolchain.command_for(target);
     cmd.current_dir(workspace)
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))

@@ -23,7 +23,7 @@ pub struct Cli {
 /// Flags every command accepts.
 #[derive(Debug, Args, Clone, Default)]
 pub struct GlobalArgs {
-    /// The provider to use [default: config, then CBX_PROVIDER, then daytona].
+    /// The provider to use [default: CBX_PROVIDER, then config, then daytona].
     #[arg(long, global = true, value_name = "NAME")]
     pub provider: Option<String>,
     /// Set a provider option (repeatable), e.g. `-o snapshot=daytona-small`.
@@ -180,13 +180,13 @@ pub struct SshArgs {
 /// `cbx providers …`
 #[derive(Debug, Subcommand)]
 pub enum ProvidersCommand {
-    /// List the providers this cbx knows.
+    /// List the providers this cbx knows: built in and installed.
     List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Show a provider's interface, capabilities, grant and options, read from its files.
+    /// Show a provider's interface, capabilities, approval, grant and options.
     Inspect {
         /// The provider's name.
         name: String,
@@ -194,6 +194,45 @@ pub enum ProvidersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Install a provider component after showing what it asks for and recording your approval.
+    Install(InstallArgs),
+    /// Uninstall a provider and forget its approval.
+    Remove {
+        /// The provider's name.
+        name: String,
+    },
+    /// Show the audit log: every request, denial and limit hit of providers.
+    Audit(AuditArgs),
+}
+
+/// `cbx providers install`
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The component: a local `.wasm` file or an https URL.
+    pub source: String,
+    /// Its manifest (default: `cbx-provider.toml` beside the component).
+    #[arg(long, value_name = "PATH_OR_URL")]
+    pub manifest: Option<String>,
+    /// The component's expected sha256 (required for URLs).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Approve without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `cbx providers audit`
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this provider's records.
+    #[arg(long = "of", value_name = "NAME")]
+    pub of: Option<String>,
+    /// Only the last N records.
+    #[arg(long, value_name = "N", default_value = "50")]
+    pub last: usize,
+    /// Print JSON lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {

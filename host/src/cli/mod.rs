@@ -14,15 +14,18 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 
 use self::args::{Cli, Command, GlobalArgs, ProvidersCommand};
+use crate::audit::{self, AuditLog};
 use crate::config::Config;
 use crate::error::{self, ErrorKind, Failure};
 use crate::grant::Grant;
+use crate::grant::approval::{Approval, Approvals};
 use crate::grant::http::HttpLimits;
 use crate::lease::claims::Claims;
 use crate::lease::session::{RetryPolicy, Session};
 use crate::paths::Dirs;
+use crate::provider::ProviderEvent;
 use crate::provider::api;
-use crate::provider::registry::{self, ProviderPackage};
+use crate::provider::registry::{self, Origin, ProviderPackage};
 use crate::provider::{Engine, Limits, ProviderInstance};
 use crate::redact::{RedactingStderr, Redactor};
 
@@ -102,6 +105,11 @@ async fn run(cli: Cli, redactor: Redactor) -> Result<u8> {
         Command::Providers(ProvidersCommand::Inspect { name, json }) => {
             commands::providers::inspect(&ctx, &name, json).await
         }
+        Command::Providers(ProvidersCommand::Install(a)) => commands::install::run(&ctx, &a).await,
+        Command::Providers(ProvidersCommand::Remove { name }) => {
+            commands::install::remove(&ctx, &name).await
+        }
+        Command::Providers(ProvidersCommand::Audit(a)) => commands::providers::audit(&ctx, &a),
     }
 }
 
@@ -139,6 +147,8 @@ pub struct Loaded {
     pub instance: ProviderInstance,
     /// What it says about itself.
     pub info: api::ProviderInfo,
+    /// The user's approval (installed providers; none for built-in ones).
+    pub approval: Option<Approval>,
 }
 
 impl Context {
@@ -169,17 +179,38 @@ impl Context {
             .provider(self.global.provider.as_deref(), &|k| self.var(k))
     }
 
-    /// Loads provider `name`: resolves its grant, compiles (or loads from cache) its
-    /// component, instantiates it and asks it to describe itself.
+    /// Loads provider `name`: checks its approval (installed providers), resolves its grant,
+    /// compiles (or loads from cache) its component, instantiates it and asks it to describe
+    /// itself.
     pub async fn load(&self, name: &str) -> Result<Loaded> {
-        let package = registry::find(name)?;
-        let overrides = self.config.endpoint_overrides(name, &self.global.endpoints);
+        let package = registry::find(&self.dirs.installed_providers(), name)?;
+        let approval = match package.origin {
+            Origin::Builtin => None,
+            Origin::File(_) => Some(Approvals::new(self.dirs.grants_file()).check(
+                name,
+                &package.digest,
+                &package.manifest,
+            )?),
+        };
+        let overrides = self
+            .config
+            .endpoint_overrides(name, &self.global.endpoints)?;
         let grant = Arc::new(Grant::resolve(
             &package.manifest,
             &overrides,
             &|k| self.var(k),
             &self.redactor,
         )?);
+        self.load_package(package, grant, approval).await
+    }
+
+    /// Instantiates `package` under `grant`, with its activity going to the audit log.
+    pub async fn load_package(
+        &self,
+        package: ProviderPackage,
+        grant: Arc<Grant>,
+        approval: Option<Approval>,
+    ) -> Result<Loaded> {
         let engine = Engine::new(Some(self.dirs.component_cache()))?;
         let started = std::time::Instant::now();
         let (mut instance, component, how) = crate::provider::instantiate(
@@ -191,6 +222,21 @@ impl Context {
             HttpLimits::default(),
         )?;
         let load_time = started.elapsed();
+        let log = AuditLog::new(self.dirs.audit_log());
+        instance.observe(Arc::new(move |event| {
+            let record = match event {
+                ProviderEvent::Http(e) => audit::Record::from_http(e),
+                ProviderEvent::Fault {
+                    provider,
+                    op,
+                    limit,
+                    detail,
+                } => audit::Record::fault(provider, op, *limit, detail),
+            };
+            if let Err(e) = log.append(&record) {
+                tracing::warn!("could not write the audit log: {e:#}");
+            }
+        }));
         let info = instance
             .describe()
             .await
@@ -213,6 +259,7 @@ impl Context {
             load_time,
             instance,
             info,
+            approval,
         })
     }
 

@@ -51,6 +51,15 @@ struct RawProviderConfig {
     #[serde(default)]
     options: BTreeMap<String, Spanned<toml::Value>>,
     endpoints: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    grant: Option<Spanned<RawGrant>>,
+}
+
+/// A user's narrowing of a provider's grant.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    endpoints: Option<Vec<Spanned<String>>>,
+    credentials: Option<Vec<Spanned<String>>>,
 }
 
 /// One parsed config file.
@@ -164,6 +173,15 @@ impl Config {
         };
         if let Some(repo) = &repo {
             for (name, p) in &repo.raw.providers {
+                if let Some(grant) = &p.grant {
+                    return Err(repo.diagnostic(
+                        grant.span(),
+                        format!(
+                            "a repository's {REPO_CONFIG} may not set providers.{name}.grant; grants belong in your user config ({})",
+                            user_path.display()
+                        ),
+                    ));
+                }
                 if let Some(endpoints) = &p.endpoints {
                     return Err(repo.diagnostic(
                         endpoints.span(),
@@ -247,16 +265,36 @@ impl Config {
         Ok((ttl, idle))
     }
 
-    /// The endpoint URLs the user chose for `provider` (never from a repository).
+    /// The endpoint URLs and grant narrowing the user chose for `provider` (never from a
+    /// repository).
     pub fn endpoint_overrides(
         &self,
         provider: &str,
         flags: &[(String, String)],
-    ) -> EndpointOverrides {
+    ) -> Result<EndpointOverrides> {
         let mut overrides = EndpointOverrides {
             flags: flags.to_vec(),
             ..Default::default()
         };
+        if let Some(user) = &self.user
+            && let Some(p) = user.raw.providers.get(provider)
+            && let Some(grant) = &p.grant
+        {
+            let place = |span: std::ops::Range<usize>| {
+                format!("{}:{}", user.path.display(), user.line_of(span))
+            };
+            let g = grant.get_ref();
+            overrides.allow_endpoints = g.endpoints.as_ref().map(|l| {
+                l.iter()
+                    .map(|n| (n.get_ref().clone(), place(n.span())))
+                    .collect()
+            });
+            overrides.allow_credentials = g.credentials.as_ref().map(|l| {
+                l.iter()
+                    .map(|n| (n.get_ref().clone(), place(n.span())))
+                    .collect()
+            });
+        }
         if let Some(user) = &self.user
             && let Some(p) = user.raw.providers.get(provider)
             && let Some(endpoints) = &p.endpoints
@@ -269,7 +307,7 @@ impl Config {
                 ));
             }
         }
-        overrides
+        Ok(overrides)
     }
 
     /// Resolves `provider`'s options against the specs it declares: defaults, then user
@@ -581,7 +619,7 @@ mod tests {
             "[lease]\nttl = \"2h\"\n[providers.daytona.endpoints]\napi = \"https://x.example/api\"\n",
             "[lease]\nidle-timeout = \"10m\"\n",
         );
-        let o = cfg.endpoint_overrides("daytona", &[]);
+        let o = cfg.endpoint_overrides("daytona", &[]).unwrap();
         assert_eq!(o.user_config[0].1, "https://x.example/api");
         let (ttl, idle) = cfg.lease_times(None, None, &|_| None).unwrap();
         assert_eq!((ttl.as_secs(), idle.as_secs()), (7200, 600));

@@ -86,6 +86,8 @@ pub enum HttpFailure {
 pub struct HttpEvent {
     /// The provider.
     pub provider: String,
+    /// The provider operation that made the request (set by the caller).
+    pub operation: &'static str,
     /// Method.
     pub method: String,
     /// URL without query string.
@@ -143,6 +145,7 @@ impl HttpGateway {
         let started = Instant::now();
         let mut event = HttpEvent {
             provider: self.grant.provider.clone(),
+            operation: "",
             method: req.method.clone(),
             url: self.redactor.redact(&shown_url(&req.url)),
             status: None,
@@ -273,6 +276,9 @@ impl HttpGateway {
                 })
                 .collect();
             let body = self.read_capped(response, timeout, event).await?;
+            // A service that echoes requests (an error page, a debug endpoint) must not hand the
+            // provider a credential the host attached.
+            let (headers_out, body) = self.scrub_credentials(headers_out, body);
             return Ok(InboundResponse {
                 status: status.as_u16(),
                 headers: headers_out,
@@ -309,6 +315,39 @@ impl HttpGateway {
         Ok(body)
     }
 
+    /// Replaces every secret credential value in a response with `<redacted>`.
+    fn scrub_credentials(
+        &self,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> (Vec<(String, String)>, Vec<u8>) {
+        let secrets: Vec<String> = self
+            .grant
+            .credentials
+            .iter()
+            .filter(|c| c.secret)
+            .map(|c| c.secret_value().to_string())
+            .filter(|v| v.len() >= 4)
+            .collect();
+        if secrets.is_empty() {
+            return (headers, body);
+        }
+        let headers = headers
+            .into_iter()
+            .map(|(k, mut v)| {
+                for s in &secrets {
+                    v = v.replace(s.as_str(), crate::redact::SECRET);
+                }
+                (k, v)
+            })
+            .collect();
+        let mut body = body;
+        for s in &secrets {
+            body = replace_bytes(&body, s.as_bytes(), crate::redact::SECRET.as_bytes());
+        }
+        (headers, body)
+    }
+
     fn classify(&self, e: &reqwest::Error, timeout: Duration) -> HttpFailure {
         // reqwest's messages name the URL; redact in case it carries a secret.
         let text = self.redactor.redact(&error_chain(e));
@@ -320,6 +359,25 @@ impl HttpGateway {
             HttpFailure::Other(text)
         }
     }
+}
+
+/// `haystack` with every occurrence of `needle` replaced by `with`.
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return haystack.to_vec();
+    }
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn parse_method(m: &str) -> Result<reqwest::Method, HttpFailure> {

@@ -7,6 +7,7 @@
 //! from the environment, bound to one endpoint each). [`egress::authorize`] checks every
 //! request a provider makes against it; [`http::HttpGateway`] performs only what it allows.
 
+pub mod approval;
 pub mod egress;
 pub mod http;
 
@@ -92,6 +93,11 @@ pub struct BoundCredential {
 }
 
 impl BoundCredential {
+    /// The raw value (for scrubbing it from responses). Never log it.
+    pub fn secret_value(&self) -> &str {
+        self.value.expose()
+    }
+
     /// The header value to send.
     pub fn header_value(&self) -> String {
         self.format.replace("{value}", self.value.expose())
@@ -105,8 +111,10 @@ pub struct EndpointOverrides {
     pub user_config: Vec<(String, String, String)>,
     /// From `--endpoint NAME=URL`.
     pub flags: Vec<(String, String)>,
-    /// User narrowing: endpoints the user config removes from the grant.
-    pub denied: Vec<String>,
+    /// User narrowing: if set, only these endpoints (name, where it was set) are granted.
+    pub allow_endpoints: Option<Vec<(String, String)>>,
+    /// User narrowing: if set, only these credentials (name, where it was set) are attached.
+    pub allow_credentials: Option<Vec<(String, String)>>,
 }
 
 /// The effective capabilities of one provider for one invocation.
@@ -158,9 +166,43 @@ impl Grant {
                 return Err(unknown_endpoint(manifest, name, "--endpoint"));
             }
         }
+        for (name, place) in overrides.allow_endpoints.iter().flatten() {
+            if manifest.endpoint(name).is_none() {
+                return Err(Failure::new(
+                    ErrorKind::Usage,
+                    format!(
+                        "{place}: grant lists endpoint `{name}`, which provider {provider} does not declare; a grant can only narrow what the manifest declares"
+                    ),
+                )
+                .into());
+            }
+        }
+        for (name, place) in overrides.allow_credentials.iter().flatten() {
+            if manifest.credential(name).is_none() {
+                return Err(Failure::new(
+                    ErrorKind::Usage,
+                    format!(
+                        "{place}: grant lists credential `{name}`, which provider {provider} does not declare; a grant can only narrow what the manifest declares"
+                    ),
+                )
+                .into());
+            }
+        }
+        let endpoint_allowed = |n: &str| {
+            overrides
+                .allow_endpoints
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|(a, _)| a == n))
+        };
+        let credential_allowed = |n: &str| {
+            overrides
+                .allow_credentials
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|(a, _)| a == n))
+        };
         let mut endpoints = Vec::new();
         for decl in &manifest.endpoints {
-            if overrides.denied.contains(&decl.name) {
+            if !endpoint_allowed(&decl.name) {
                 continue;
             }
             let mut url = decl.url.clone();
@@ -213,6 +255,8 @@ impl Grant {
             {
                 redactor.add(v, SECRET);
             }
+            // A credential the user's grant leaves out is never part of the grant.
+            let value = value.filter(|_| credential_allowed(&decl.name));
             values.push((decl, value));
         }
         let value_of = |name: &str| {

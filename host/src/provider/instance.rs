@@ -25,8 +25,26 @@ const MAX_LOG_LINES_PER_CALL: u32 = 1000;
 /// Longest log line kept, in bytes.
 const MAX_LOG_LINE: usize = 4096;
 
-/// A callback that sees every HTTP request a provider makes.
-pub type HttpObserver = Arc<dyn Fn(&HttpEvent) + Send + Sync>;
+/// Something a provider did that an auditor wants to know.
+#[derive(Debug, Clone)]
+pub enum ProviderEvent {
+    /// An HTTP request (allowed or denied).
+    Http(HttpEvent),
+    /// A call failed: a limit was hit (`limit: true`) or the component misbehaved.
+    Fault {
+        /// The provider.
+        provider: String,
+        /// The operation.
+        op: &'static str,
+        /// Whether a limit was hit.
+        limit: bool,
+        /// What happened.
+        detail: String,
+    },
+}
+
+/// A callback that sees every [`ProviderEvent`].
+pub type ProviderObserver = Arc<dyn Fn(&ProviderEvent) + Send + Sync>;
 
 /// Everything the host keeps for one provider store.
 pub struct HostState {
@@ -39,7 +57,19 @@ pub struct HostState {
     denial: Option<Denial>,
     events: Vec<HttpEvent>,
     log_lines: u32,
-    observer: Option<HttpObserver>,
+    observer: Option<ProviderObserver>,
+    op: &'static str,
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for HostState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl wit_types::Host for HostState {}
@@ -66,7 +96,8 @@ impl wit_http::Host for HostState {
                 .timeout_ms
                 .map(|ms| Duration::from_millis(ms.into())),
         };
-        let (result, event) = self.gateway.send(outbound, self.budget.deadline).await;
+        let (result, mut event) = self.gateway.send(outbound, self.budget.deadline).await;
+        event.operation = self.op;
         tracing::debug!(
             provider = %self.provider,
             method = %event.method,
@@ -79,7 +110,7 @@ impl wit_http::Host for HostState {
             "provider http request"
         );
         if let Some(observer) = &self.observer {
-            observer(&event);
+            observer(&ProviderEvent::Http(event.clone()));
         }
         self.events.push(event);
         match result {
@@ -191,6 +222,8 @@ struct Live {
     bindings: ProviderWorld,
     /// A call was abandoned or trapped; the instance must not be entered again.
     poisoned: bool,
+    /// `configure` succeeded on this instance.
+    configured: bool,
 }
 
 /// A loaded provider: its compiled component, its grant and (once called) a live instance.
@@ -203,12 +236,12 @@ pub struct ProviderInstance {
     limits: Limits,
     live: Option<Live>,
     settings: Option<api::Settings>,
-    observer: Option<HttpObserver>,
+    observer: Option<ProviderObserver>,
 }
 
 macro_rules! provider_call {
     ($self:ident, $op:literal, |$b:ident, $s:ident| $call:expr) => {{
-        $self.ensure_configured($op).await?;
+        $self.ensure_configured().await?;
         $self.invoke($op, |$b, $s| Box::pin($call)).await
     }};
 }
@@ -229,6 +262,7 @@ impl ProviderInstance {
         let mut linker: Linker<HostState> = Linker::new(engine.wasmtime());
         ProviderWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         let pre = linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
@@ -267,8 +301,8 @@ impl ProviderInstance {
         &self.redactor
     }
 
-    /// Calls `observer` with every HTTP request the provider makes (for audit logs).
-    pub fn observe(&mut self, observer: HttpObserver) {
+    /// Calls `observer` with every request, denial and failure of the provider (audit log).
+    pub fn observe(&mut self, observer: ProviderObserver) {
         self.observer = Some(observer);
     }
 
@@ -291,6 +325,9 @@ impl ProviderInstance {
             events: Vec::new(),
             log_lines: 0,
             observer: self.observer.clone(),
+            op: "instantiate",
+            wasi: super::wasi::deny_by_default(&self.name, &self.redactor),
+            table: wasmtime::component::ResourceTable::new(),
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|s| &mut s.memory);
@@ -314,11 +351,13 @@ impl ProviderInstance {
             .pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| self.fault("instantiate", e, &store))?;
+            .map_err(|e| self.fault("instantiate", e, &store))
+            .inspect_err(|e| self.report(e))?;
         self.live = Some(Live {
             store,
             bindings,
             poisoned: false,
+            configured: false,
         });
         Ok(())
     }
@@ -342,6 +381,7 @@ impl ProviderInstance {
         {
             let state = live.store.data_mut();
             state.budget = CallBudget::start(&state.limits);
+            state.op = op;
             state.denial = None;
             state.log_lines = 0;
             state.memory.hit = None;
@@ -360,15 +400,20 @@ impl ProviderInstance {
             .as_mut()
             .and_then(|l| l.store.data_mut().denial.take());
         match outcome {
-            Err(_elapsed) => Err(CallError::Fault {
-                provider: self.name.clone(),
-                op,
-                message: LimitHit::WallClock(wall).to_string(),
-                limit: Some(LimitHit::WallClock(wall)),
-            }),
+            Err(_elapsed) => {
+                let err = CallError::Fault {
+                    provider: self.name.clone(),
+                    op,
+                    message: LimitHit::WallClock(wall).to_string(),
+                    limit: Some(LimitHit::WallClock(wall)),
+                };
+                self.report(&err);
+                Err(err)
+            }
             Ok(Err(trap)) => {
                 let live = self.live.as_ref().expect("still live");
                 let err = self.fault(op, trap, &live.store);
+                self.report(&err);
                 Err(denial.map_or(err, CallError::Denied))
             }
             Ok(Ok(result)) => {
@@ -380,6 +425,26 @@ impl ProviderInstance {
                 }
                 result.map_err(CallError::Provider)
             }
+        }
+    }
+
+    fn report(&self, err: &CallError) {
+        if let (
+            Some(observer),
+            CallError::Fault {
+                provider,
+                op,
+                message,
+                limit,
+            },
+        ) = (&self.observer, err)
+        {
+            observer(&ProviderEvent::Fault {
+                provider: provider.clone(),
+                op,
+                limit: limit.is_some(),
+                detail: message.clone(),
+            });
         }
     }
 
@@ -398,6 +463,9 @@ impl ProviderInstance {
                 wasmtime::Trap::UnreachableCodeReached => {
                     "crashed (it panicked or aborted; run with -v to see its log)".to_string()
                 }
+                wasmtime::Trap::MemoryOutOfBounds => {
+                    "crashed: out-of-bounds memory access (in Rust guests also the sign of unbounded recursion)".to_string()
+                }
                 other => format!("crashed: {other}"),
             }
         } else {
@@ -411,16 +479,15 @@ impl ProviderInstance {
         }
     }
 
-    async fn ensure_configured(&mut self, op: &'static str) -> Result<(), CallError> {
-        let needs = self.live.as_ref().is_none_or(|l| l.poisoned);
-        if needs && let Some(settings) = self.settings.clone() {
-            let _ = op;
-            self.invoke("configure", move |b, s| {
-                Box::pin(
-                    async move { b.cbx_provider_provider().call_configure(s, &settings).await },
-                )
-            })
-            .await?;
+    /// Replays the remembered settings into an instance that has not seen them (a fresh one,
+    /// or one re-created after a fault).
+    async fn ensure_configured(&mut self) -> Result<(), CallError> {
+        let ready = self
+            .live
+            .as_ref()
+            .is_some_and(|l| !l.poisoned && l.configured);
+        if !ready && let Some(settings) = self.settings.clone() {
+            self.configure(settings).await?;
         }
         Ok(())
     }
@@ -441,10 +508,17 @@ impl ProviderInstance {
     /// `configure`: hands over this invocation's settings; remembered for re-instantiation.
     pub async fn configure(&mut self, settings: api::Settings) -> Result<api::Profile, CallError> {
         self.settings = Some(settings.clone());
-        self.invoke("configure", move |b, s| {
-            Box::pin(async move { b.cbx_provider_provider().call_configure(s, &settings).await })
-        })
-        .await
+        let profile = self
+            .invoke("configure", move |b, s| {
+                Box::pin(
+                    async move { b.cbx_provider_provider().call_configure(s, &settings).await },
+                )
+            })
+            .await?;
+        if let Some(live) = self.live.as_mut() {
+            live.configured = true;
+        }
+        Ok(profile)
     }
 
     /// `doctor`: read-only readiness checks.

@@ -1,5 +1,5 @@
-//! Where providers come from. Today: the providers embedded in the cbx binary.
-//! (Installed third-party providers are found here too once installed; see docs/providers.)
+//! Where providers come from: the providers embedded in the cbx binary, and providers the user
+//! installed (`<data>/providers/<name>/provider.wasm` + `cbx-provider.toml`).
 
 use anyhow::Result;
 
@@ -42,6 +42,8 @@ pub struct ProviderPackage {
     pub digest: String,
     /// Where it came from.
     pub origin: Origin,
+    /// The version recorded when it was installed (installed providers).
+    pub installed_version: Option<String>,
 }
 
 impl ProviderPackage {
@@ -60,6 +62,7 @@ impl ProviderPackage {
             manifest,
             component,
             origin,
+            installed_version: None,
         })
     }
 
@@ -82,14 +85,55 @@ pub fn builtin() -> Vec<ProviderPackage> {
     ]
 }
 
-/// Every known provider.
-pub fn all() -> Vec<ProviderPackage> {
-    builtin()
+/// The file names of an installed provider.
+pub const COMPONENT_FILE: &str = "provider.wasm";
+/// The manifest file name.
+pub const MANIFEST_FILE: &str = "cbx-provider.toml";
+/// The file recording the provider's version at install.
+pub const VERSION_FILE: &str = "version";
+
+/// The providers installed under `dir` (one subdirectory each). Unreadable entries are errors:
+/// a damaged installation should be noticed, not silently skipped.
+pub fn installed(dir: &std::path::Path) -> Result<Vec<ProviderPackage>> {
+    let entries = match fs_err::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let manifest_path = path.join(MANIFEST_FILE);
+        let manifest = fs_err::read_to_string(&manifest_path)?;
+        let component = fs_err::read(path.join(COMPONENT_FILE))?;
+        let mut package = ProviderPackage::from_parts(
+            &manifest_path.display().to_string(),
+            &manifest,
+            component,
+            Origin::File(path.join(COMPONENT_FILE).display().to_string()),
+        )?;
+        package.installed_version = fs_err::read_to_string(path.join(VERSION_FILE))
+            .ok()
+            .map(|v| v.trim().to_string());
+        out.push(package);
+    }
+    out.sort_by(|a, b| a.name().cmp(b.name()));
+    Ok(out)
+}
+
+/// Every known provider: built in first, then installed.
+pub fn all(installed_dir: &std::path::Path) -> Result<Vec<ProviderPackage>> {
+    let mut all = builtin();
+    all.extend(installed(installed_dir)?);
+    Ok(all)
 }
 
 /// The provider called `name`, or a usage error listing the known ones.
-pub fn find(name: &str) -> Result<ProviderPackage> {
-    let all = all();
+pub fn find(installed_dir: &std::path::Path, name: &str) -> Result<ProviderPackage> {
+    let all = all(installed_dir)?;
     let names: Vec<String> = all.iter().map(|p| p.name().to_string()).collect();
     all.into_iter().find(|p| p.name() == name).ok_or_else(|| {
         Failure::new(

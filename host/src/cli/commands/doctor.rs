@@ -187,7 +187,11 @@ async fn tool_version(tool: &str, args: &[&str]) -> Option<String> {
         .output()
         .await
         .ok()?;
-    let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
     String::from_utf8_lossy(&text)
         .lines()
         .next()

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod doctor;
+pub mod install;
 pub mod list;
 pub mod providers;
 pub mod run;

@@ -3,11 +3,15 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::audit::{AuditLog, Record};
 use crate::cli::Context;
+use crate::cli::args::AuditArgs;
 use crate::cli::output;
 use crate::config::OptionValue;
+use crate::grant::approval::{Approval, Approvals};
 use crate::grant::{GrantedEndpoint, Source};
 use crate::provider::api::{self, OptionKind};
+use crate::provider::contract;
 use crate::provider::inspect::{self, Interface};
 use crate::provider::registry::{self, Origin};
 
@@ -15,6 +19,7 @@ use crate::provider::registry::{self, Origin};
 #[serde(rename_all = "camelCase")]
 struct ListEntry {
     name: String,
+    version: String,
     description: String,
     origin: Origin,
     digest: String,
@@ -24,41 +29,120 @@ struct ListEntry {
 /// Runs `cbx providers list`.
 pub async fn list(ctx: &Context, json: bool) -> Result<u8> {
     let default = ctx.provider_name();
-    let entries: Vec<ListEntry> = registry::all()
-        .into_iter()
-        .map(|p| ListEntry {
+    let approvals = Approvals::new(ctx.dirs.grants_file());
+    let mut entries = Vec::new();
+    for p in registry::all(&ctx.dirs.installed_providers())? {
+        let mut status = match &p.origin {
+            Origin::Builtin => "built in".to_string(),
+            Origin::File(_) => match approvals.check(p.name(), &p.digest, &p.manifest) {
+                Ok(_) => "approved".into(),
+                Err(e) if e.to_string().contains("changed since") => {
+                    "changed: needs approval".into()
+                }
+                Err(e) if e.to_string().contains("asks for more") => {
+                    "asks for more: needs approval".into()
+                }
+                Err(_) => "not approved".into(),
+            },
+        };
+        if p.name() == default {
+            status.push_str(", default");
+        }
+        entries.push(ListEntry {
             name: p.name().to_string(),
+            version: version_of(&p),
             description: p.manifest.description.clone(),
             origin: p.origin.clone(),
             digest: p.digest.clone(),
-            status: if p.name() == default {
-                "available (default)".into()
-            } else {
-                "available".into()
-            },
-        })
-        .collect();
+            status,
+        });
+    }
     if json {
         output::json(&entries)?;
     } else {
         let mut rows = vec![[
             "NAME".to_string(),
+            "VERSION".into(),
             "SOURCE".into(),
             "DIGEST".into(),
             "STATUS".into(),
-            "DESCRIPTION".into(),
         ]];
         for e in &entries {
             rows.push([
                 e.name.clone(),
+                e.version.clone(),
                 e.origin.to_string(),
                 format!("sha256:{}…", &e.digest[..12]),
                 e.status.clone(),
-                e.description.clone(),
             ]);
         }
         print!("{}", output::table(&rows));
     }
+    Ok(0)
+}
+
+/// The provider's version as recorded at approval, or "built in".
+fn version_of(p: &crate::provider::registry::ProviderPackage) -> String {
+    match &p.origin {
+        Origin::Builtin => env!("CARGO_PKG_VERSION").to_string(),
+        Origin::File(_) => p.installed_version.clone().unwrap_or_else(|| "-".into()),
+    }
+}
+
+/// Runs `cbx providers audit`.
+pub fn audit(ctx: &Context, args: &AuditArgs) -> Result<u8> {
+    let records: Vec<Record> = AuditLog::new(ctx.dirs.audit_log())
+        .read()?
+        .into_iter()
+        .filter(|r| args.of.as_ref().is_none_or(|p| &r.provider == p))
+        .collect();
+    let skip = records.len().saturating_sub(args.last);
+    let records = &records[skip..];
+    if args.json {
+        for r in records {
+            println!("{}", serde_json::to_string(r)?);
+        }
+        return Ok(0);
+    }
+    if records.is_empty() {
+        eprintln!(
+            "the audit log is empty ({})",
+            ctx.dirs.audit_log().display()
+        );
+        return Ok(0);
+    }
+    let mut rows = vec![[
+        "TIME".to_string(),
+        "PROVIDER".into(),
+        "OPERATION".into(),
+        "OUTCOME".into(),
+        "REQUEST".into(),
+        "STATUS".into(),
+        "BYTES".into(),
+        "CREDENTIALS".into(),
+    ]];
+    for r in records {
+        rows.push([
+            r.time.clone(),
+            r.provider.clone(),
+            r.operation.clone(),
+            r.outcome.clone(),
+            match (&r.method, &r.url) {
+                (Some(m), Some(u)) => format!("{m} {u}"),
+                _ => r.detail.clone().unwrap_or_default(),
+            },
+            r.status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+            if r.credentials.is_empty() {
+                "-".into()
+            } else {
+                r.credentials.join(",")
+            },
+        ]);
+    }
+    print!("{}", ctx.redactor.redact(&output::table(&rows)));
     Ok(0)
 }
 
@@ -78,6 +162,8 @@ struct Inspection {
     options: Vec<OptionReport>,
     manifest: ManifestReport,
     approval: String,
+    approved: Option<Approval>,
+    wasi: bool,
     grant: GrantReport,
 }
 
@@ -220,10 +306,20 @@ pub async fn inspect(ctx: &Context, name: &str, json: bool) -> Result<u8> {
                 .map(|a| a.one_of.clone())
                 .unwrap_or_default(),
         },
-        approval: match loaded.package.origin {
-            Origin::Builtin => "built into cbx (trusted with cbx itself)".into(),
-            Origin::File(_) => "not approved".into(),
+        approval: match (&loaded.package.origin, &loaded.approval) {
+            (Origin::Builtin, _) => "built into cbx (trusted with cbx itself)".into(),
+            (Origin::File(_), Some(a)) => format!(
+                "approved {} (sha256 {}…, from {})",
+                a.approved_at,
+                &a.sha256[..12],
+                a.source
+            ),
+            (Origin::File(_), None) => "not approved".into(),
         },
+        approved: loaded.approval.clone(),
+        wasi: contract::check(loaded.engine.wasmtime(), &loaded.component)
+            .map(|f| f.wasi)
+            .unwrap_or(false),
         grant: GrantReport {
             endpoints: loaded.grant.endpoints.clone(),
             credentials: m
@@ -289,6 +385,12 @@ fn human(r: &Inspection) -> String {
     out("Exports:".into());
     for e in &r.exports {
         out(format!("  {:<32} {}", e.name, e.functions.join(", ")));
+    }
+    if r.wasi {
+        out(
+            "  WASI is linked deny-by-default: no environment, arguments, files or sockets;".into(),
+        );
+        out("  stdout and stderr go to the provider's log; clocks and randomness work.".into());
     }
     out(String::new());
     out(format!("Manifest ({}) declares:", r.manifest.origin));

@@ -1,0 +1,169 @@
+//! The audit log: every outbound request a provider makes, every denial and every limit hit,
+//! appended as JSON lines to `<state>/audit.jsonl` (0600). `cbx providers audit` reads it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::grant::http::HttpEvent;
+use crate::paths;
+
+/// When the log passes this size it is rotated to `audit.jsonl.1`.
+const ROTATE_BYTES: u64 = 16 << 20;
+
+/// One audit record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// When (RFC 3339, UTC).
+    pub time: String,
+    /// The provider.
+    pub provider: String,
+    /// `request`, `denied`, `limit` or `fault`.
+    pub kind: String,
+    /// The provider operation in progress (`create`, `list`, …).
+    pub operation: String,
+    /// HTTP method, for requests and denials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// URL without query string, secrets redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// HTTP status, if a response arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Response bytes received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Names of the credentials the host attached (never values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
+    /// `ok`, `denied`, `too-large`, `timeout`, `connect`, `invalid`, `error`, or the limit hit.
+    pub outcome: String,
+    /// Details (what was denied and why; which limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Record {
+    /// The record of one HTTP request (or denial).
+    pub fn from_http(event: &HttpEvent) -> Record {
+        Record {
+            time: now(),
+            provider: event.provider.clone(),
+            kind: if event.outcome == "denied" {
+                "denied"
+            } else {
+                "request"
+            }
+            .into(),
+            operation: event.operation.to_string(),
+            method: Some(event.method.clone()),
+            url: Some(event.url.clone()),
+            status: event.status,
+            bytes: Some(event.bytes),
+            credentials: event.credentials.clone(),
+            outcome: event.outcome.to_string(),
+            detail: event.detail.clone(),
+        }
+    }
+
+    /// The record of a provider failure: a limit hit or another fault.
+    pub fn fault(provider: &str, operation: &str, limit: bool, detail: &str) -> Record {
+        Record {
+            time: now(),
+            provider: provider.to_string(),
+            kind: if limit { "limit" } else { "fault" }.into(),
+            operation: operation.to_string(),
+            method: None,
+            url: None,
+            status: None,
+            bytes: None,
+            credentials: Vec::new(),
+            outcome: if limit { "limit" } else { "fault" }.into(),
+            detail: Some(detail.to_string()),
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The audit log file.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// The log at `path`.
+    pub fn new(path: PathBuf) -> AuditLog {
+        AuditLog { path }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record (one `write` of one line, so concurrent writers do not interleave).
+    pub fn append(&self, record: &Record) -> Result<()> {
+        let dir = self.path.parent().context("audit log has no directory")?;
+        paths::private_dir(dir)?;
+        if fs_err::metadata(&self.path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
+            let _ = fs_err::rename(&self.path, self.path.with_extension("jsonl.1"));
+        }
+        let mut line = serde_json::to_vec(record)?;
+        line.push(b'\n');
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&self.path)
+            .with_context(|| format!("open {}", self.path.display()))?;
+        file.write_all(&line)?;
+        Ok(())
+    }
+
+    /// All records, oldest first (rotated file included); unreadable lines are skipped.
+    pub fn read(&self) -> Result<Vec<Record>> {
+        let mut records = Vec::new();
+        for path in [self.path.with_extension("jsonl.1"), self.path.clone()] {
+            let text = match fs_err::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            records.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_and_reads_back_with_private_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("state/audit.jsonl"));
+        let r = Record::fault("p", "create", true, "exceeded its CPU budget");
+        log.append(&r).unwrap();
+        log.append(&r).unwrap();
+        assert_eq!(log.read().unwrap(), vec![r.clone(), r]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(log.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

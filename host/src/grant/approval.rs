@@ -1,0 +1,271 @@
+//! What the user approved for each installed provider, pinned to the component's digest.
+//!
+//! `cbx providers install` shows what a provider asks for and records the user's approval in
+//! `grants.toml` in the user's config. Every load checks that the component's sha256 is the
+//! approved one and that the manifest asks for nothing beyond the approval; otherwise the
+//! provider is refused until approved again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorKind, Failure};
+use crate::paths;
+use crate::provider::manifest::Manifest;
+
+/// One provider's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Approval {
+    /// The approved component's sha256 (hex).
+    pub sha256: String,
+    /// Where it was installed from.
+    pub source: String,
+    /// The provider's version at approval.
+    pub version: String,
+    /// When (RFC 3339).
+    pub approved_at: String,
+    /// Approved endpoints: name → default URL from the manifest.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, String>,
+    /// Approved credentials.
+    #[serde(default)]
+    pub credentials: Vec<ApprovedCredential>,
+}
+
+/// A credential as approved: which variable, sent how, to which endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApprovedCredential {
+    /// The credential's name.
+    pub name: String,
+    /// Its environment variable.
+    pub env: String,
+    /// The endpoint it may be sent to.
+    pub endpoint: String,
+    /// The header.
+    pub header: String,
+    /// The header value format.
+    pub format: String,
+}
+
+impl Approval {
+    /// The approval that grants exactly what `manifest` asks for.
+    pub fn of(manifest: &Manifest, sha256: &str, source: &str, version: &str) -> Approval {
+        Approval {
+            sha256: sha256.to_string(),
+            source: source.to_string(),
+            version: version.to_string(),
+            approved_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            endpoints: manifest
+                .endpoints
+                .iter()
+                .map(|e| (e.name.clone(), e.url.to_string()))
+                .collect(),
+            credentials: manifest
+                .credentials
+                .iter()
+                .map(|c| ApprovedCredential {
+                    name: c.name.clone(),
+                    env: c.env.clone(),
+                    endpoint: c.endpoint.clone(),
+                    header: c.header.clone(),
+                    format: c.format.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// What `manifest` asks for beyond this approval (empty: nothing).
+    pub fn excess(&self, manifest: &Manifest) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in &manifest.endpoints {
+            match self.endpoints.get(&e.name) {
+                None => out.push(format!("a new endpoint `{}` ({})", e.name, e.url)),
+                Some(url) if url != e.url.as_str() => out.push(format!(
+                    "endpoint `{}` moved from {url} to {}",
+                    e.name, e.url
+                )),
+                Some(_) => {}
+            }
+        }
+        for c in &manifest.credentials {
+            let wanted = ApprovedCredential {
+                name: c.name.clone(),
+                env: c.env.clone(),
+                endpoint: c.endpoint.clone(),
+                header: c.header.clone(),
+                format: c.format.clone(),
+            };
+            if !self.credentials.contains(&wanted) {
+                out.push(format!(
+                    "credential `{}` ({} as `{}` to `{}`)",
+                    c.name, c.env, c.header, c.endpoint
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsFile {
+    #[serde(default)]
+    providers: BTreeMap<String, Approval>,
+}
+
+/// The grants file.
+#[derive(Debug, Clone)]
+pub struct Approvals {
+    path: PathBuf,
+}
+
+impl Approvals {
+    /// The grants file at `path`.
+    pub fn new(path: PathBuf) -> Approvals {
+        Approvals { path }
+    }
+
+    fn load(&self) -> Result<GrantsFile> {
+        match fs_err::read_to_string(&self.path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                Failure::new(
+                    ErrorKind::Usage,
+                    crate::config::diagnostic::Diagnostic::from_toml(
+                        &self.path.display().to_string(),
+                        &text,
+                        &e,
+                    )
+                    .to_string(),
+                )
+                .into()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GrantsFile::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn save(&self, file: &GrantsFile) -> Result<()> {
+        let mut text = String::from(
+            "# Providers you approved with `cbx providers install`, and exactly what you approved.\n\
+             # cbx refuses a provider whose component or manifest changed since; reinstall to review.\n\n",
+        );
+        text.push_str(&toml::to_string_pretty(file).context("encode grants")?);
+        paths::write_private_atomic(&self.path, text.as_bytes())
+    }
+
+    /// The approval for `name`, if any.
+    pub fn get(&self, name: &str) -> Result<Option<Approval>> {
+        Ok(self.load()?.providers.remove(name))
+    }
+
+    /// Records an approval (replacing any earlier one).
+    pub fn put(&self, name: &str, approval: Approval) -> Result<()> {
+        let mut file = self.load()?;
+        file.providers.insert(name.to_string(), approval);
+        self.save(&file)
+    }
+
+    /// Forgets an approval.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let mut file = self.load()?;
+        if file.providers.remove(name).is_some() {
+            self.save(&file)?;
+        }
+        Ok(())
+    }
+
+    /// Fails (exit 7) unless `name`'s component `sha256` and `manifest` are covered by an
+    /// approval.
+    pub fn check(&self, name: &str, sha256: &str, manifest: &Manifest) -> Result<Approval> {
+        let reinstall = format!(
+            "review and approve it again with `cbx providers install <file> --manifest <manifest>` (`cbx providers inspect {name}` shows what it asks for)"
+        );
+        let Some(approval) = self.get(name)? else {
+            return Err(Failure::new(
+                ErrorKind::Denied,
+                format!("provider {name} is installed but you have not approved it"),
+            )
+            .hint(reinstall)
+            .into());
+        };
+        if approval.sha256 != sha256 {
+            return Err(Failure::new(
+                ErrorKind::Denied,
+                format!(
+                    "provider {name} changed since you approved it: its component's sha256 is {sha256}, you approved {}",
+                    approval.sha256
+                ),
+            )
+            .hint(reinstall)
+            .into());
+        }
+        let excess = approval.excess(manifest);
+        if !excess.is_empty() {
+            return Err(Failure::new(
+                ErrorKind::Denied,
+                format!(
+                    "provider {name}'s manifest asks for more than you approved: {}",
+                    excess.join("; ")
+                ),
+            )
+            .hint(reinstall)
+            .into());
+        }
+        Ok(approval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: &str = "[provider]\nname = \"p\"\n[endpoints.api]\nurl = \"https://api.example.com\"\n[credentials.key]\nenv = \"P_KEY\"\nendpoint = \"api\"\nheader = \"Authorization\"\nformat = \"Bearer {value}\"\n";
+
+    #[test]
+    fn approval_pins_digest_and_capabilities() {
+        let dir = tempfile::tempdir().unwrap();
+        let approvals = Approvals::new(dir.path().join("grants.toml"));
+        let m = Manifest::parse("m", M).unwrap();
+        let err = approvals.check("p", "aa", &m).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 7);
+        approvals
+            .put("p", Approval::of(&m, "aa", "/x/p.wasm", "1.0.0"))
+            .unwrap();
+        approvals.check("p", "aa", &m).unwrap();
+        let err = approvals.check("p", "bb", &m).unwrap_err();
+        assert!(
+            err.to_string().contains("changed since you approved it"),
+            "{err}"
+        );
+        let wider = Manifest::parse(
+            "m",
+            &M.replace("https://api.example.com", "https://evil.example.com"),
+        )
+        .unwrap();
+        let err = approvals.check("p", "aa", &wider).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "endpoint `api` moved from https://api.example.com/ to https://evil.example.com/"
+            ),
+            "{err}"
+        );
+        let more = Manifest::parse(
+            "m",
+            &format!("{M}[endpoints.extra]\nurl = \"https://x.example\"\n"),
+        )
+        .unwrap();
+        assert!(
+            approvals
+                .check("p", "aa", &more)
+                .unwrap_err()
+                .to_string()
+                .contains("a new endpoint `extra`")
+        );
+        approvals.remove("p").unwrap();
+        assert!(approvals.get("p").unwrap().is_none());
+    }
+}

@@ -1,0 +1,27 @@
+//! The test guests: small provider components built from `tests/guests` by this crate's build
+//! script, for tests that run real components in the real host.
+//!
+//! - `probe` (`cbx-guest-probe`): a provider steered by its options; see
+//!   `tests/guests/probe/src/lib.rs` for its option protocol.
+
+use std::path::PathBuf;
+
+/// Where the build script wrote the components.
+const DIR: &str = env!("CBX_TEST_GUESTS_DIR");
+
+/// The path of the built component `name` (`probe` or its package name `cbx-guest-probe`).
+pub fn path(name: &str) -> PathBuf {
+    let package = if name.starts_with("cbx-guest-") {
+        name.to_string()
+    } else {
+        format!("cbx-guest-{name}")
+    };
+    PathBuf::from(DIR).join(format!("{package}.wasm"))
+}
+
+/// The bytes of the built component `name`; panics if it was not built.
+pub fn bytes(name: &str) -> Vec<u8> {
+    let path = path(name);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("test guest {name} is not built at {}: {e}", path.display()))
+}
