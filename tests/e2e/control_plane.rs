@@ -894,3 +894,41 @@ fn snapshot_from_user_config_reaches_the_create_body() {
     assert_eq!(body["snapshot"], "daytona-large");
     home.assert_secret_absent(&sim.api_key(), &[&warm, &warm2], &[]);
 }
+
+#[test]
+fn the_daytona_provider_passes_the_conformance_test() {
+    let (sim, home) = setup(fast());
+    let out = home.run(&["providers", "test", "daytona", "--json"]);
+    out.ok();
+    let report = out.json();
+    assert_eq!(report["passed"], true, "{report}");
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    for step in [
+        "describe",
+        "create",
+        "ready",
+        "list",
+        "set-labels",
+        "ssh-access",
+        "stop",
+        "start",
+        "delete",
+        "gone",
+    ] {
+        assert!(steps.contains(&step), "missing step {step}: {report}");
+    }
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["result"] != "fail")
+    );
+    assert_sim_empties(&sim, Duration::from_secs(5));
+    home.assert_secret_absent(&sim.api_key(), &[&out], &[]);
+}

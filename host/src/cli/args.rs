@@ -203,6 +203,18 @@ pub enum ProvidersCommand {
     },
     /// Show the audit log: every request, denial and limit hit of providers.
     Audit(AuditArgs),
+    /// Run a provider through the whole lease lifecycle against its configured endpoint (a
+    /// simulator while you develop one) and report each step of the contract.
+    Test {
+        /// The provider's name.
+        name: String,
+        /// How long to wait for the sandbox to become ready, stopped or gone.
+        #[arg(long, value_name = "DURATION", default_value = "5m")]
+        timeout: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `cbx providers install`

@@ -110,6 +110,14 @@ async fn run(cli: Cli, redactor: Redactor) -> Result<u8> {
             commands::install::remove(&ctx, &name).await
         }
         Command::Providers(ProvidersCommand::Audit(a)) => commands::providers::audit(&ctx, &a),
+        Command::Providers(ProvidersCommand::Test {
+            name,
+            timeout,
+            json,
+        }) => {
+            let timeout = crate::config::parse_duration(&timeout, "--timeout")?;
+            commands::conformance::run(&ctx, &name, timeout, json).await
+        }
     }
 }
 
@@ -202,6 +210,35 @@ impl Context {
             &self.redactor,
         )?);
         self.load_package(package, grant, approval).await
+    }
+
+    /// Loads provider `name` for review (`inspect`): approved providers under their grant,
+    /// others — not approved, changed, asking for more — under an empty grant, with the reason.
+    pub async fn load_for_review(&self, name: &str) -> Result<(Loaded, Option<String>)> {
+        let package = registry::find(&self.dirs.installed_providers(), name)?;
+        if let Origin::File(_) = package.origin
+            && let Err(e) = Approvals::new(self.dirs.grants_file()).check(
+                name,
+                &package.digest,
+                &package.manifest,
+            )
+        {
+            let empty = crate::provider::manifest::Manifest {
+                endpoints: Vec::new(),
+                credentials: Vec::new(),
+                auth: None,
+                ..package.manifest.clone()
+            };
+            let grant = Arc::new(Grant::resolve(
+                &empty,
+                &Default::default(),
+                &|_| None,
+                &self.redactor,
+            )?);
+            let loaded = self.load_package(package, grant, None).await?;
+            return Ok((loaded, Some(e.to_string())));
+        }
+        Ok((self.load(name).await?, None))
     }
 
     /// Instantiates `package` under `grant`, with its activity going to the audit log.

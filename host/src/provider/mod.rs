@@ -52,6 +52,8 @@ pub fn instantiate(
     let (component, how) = engine
         .load(&package.component)
         .with_context(|| format!("load provider {name}"))?;
+    contract::check(engine.wasmtime(), &component)
+        .with_context(|| format!("provider {name} does not fit this cbx"))?;
     let gateway = HttpGateway::new(grant, http_limits, redactor.clone())?;
     let instance = ProviderInstance::new(name, engine, &component, gateway, redactor, limits)?;
     Ok((instance, component, how))

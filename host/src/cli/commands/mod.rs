@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod conformance;
 pub mod doctor;
 pub mod install;
 pub mod list;

@@ -231,7 +231,7 @@ struct GrantedCredential {
 
 /// Runs `cbx providers inspect NAME`.
 pub async fn inspect(ctx: &Context, name: &str, json: bool) -> Result<u8> {
-    let loaded = ctx.load(name).await?;
+    let (loaded, refused) = ctx.load_for_review(name).await?;
     let (imports, exports) = inspect::interfaces(loaded.engine.wasmtime(), &loaded.component);
     let env_vars: Vec<(String, String)> = ctx
         .env
@@ -314,7 +314,10 @@ pub async fn inspect(ctx: &Context, name: &str, json: bool) -> Result<u8> {
                 &a.sha256[..12],
                 a.source
             ),
-            (Origin::File(_), None) => "not approved".into(),
+            (Origin::File(_), None) => format!(
+                "REFUSED: {} (shown with an empty grant)",
+                refused.as_deref().unwrap_or("not approved")
+            ),
         },
         approved: loaded.approval.clone(),
         wasi: contract::check(loaded.engine.wasmtime(), &loaded.component)
