@@ -12,19 +12,36 @@ use crate::ssh::access;
 
 /// How long to wait for SSH to accept a login on a fresh sandbox.
 pub const SSH_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long to wait for SSH on a persistent provider's sandbox: an existing host is up or not,
+/// and a refused login will not start working by waiting.
+pub const PERSISTENT_SSH_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An SSH client for `lease` that can log in now. Cached access that no longer works (expired
 /// or revoked) is replaced by freshly minted access.
 pub async fn ssh(session: &mut Session, lease: &Lease) -> Result<SshClient> {
     let dirs = session.dirs.clone();
-    let client = access::obtain(session, &dirs, lease, None).await?;
-    if client.master_alive().await || client.probe().await.is_ok() {
+    let timeout = if session.persistent() {
+        PERSISTENT_SSH_READY_TIMEOUT
+    } else {
+        SSH_READY_TIMEOUT
+    };
+    let (client, fresh) = access::obtain(session, &dirs, lease, None).await?;
+    if client.master_alive().await {
         return Ok(client);
     }
-    // The cached access may be stale; mint new access (unless another process just did)
-    // and wait for the sandbox's SSH to come up.
-    let client = access::obtain(session, &dirs, lease, Some(&client)).await?;
-    client.wait_ready(SSH_READY_TIMEOUT, session.quiet).await?;
+    if fresh {
+        // Just minted: the sandbox's SSH may still be coming up. Minting again would only
+        // revoke this access (and another process's, sharing it).
+        client.wait_ready(timeout, session.quiet).await?;
+        return Ok(client);
+    }
+    if client.probe().await.is_ok() {
+        return Ok(client);
+    }
+    // Cached access that no longer logs in (expired or revoked): mint new access, unless
+    // another process just did, and wait for it to work.
+    let (client, _) = access::obtain(session, &dirs, lease, Some(&client)).await?;
+    client.wait_ready(timeout, session.quiet).await?;
     Ok(client)
 }
 

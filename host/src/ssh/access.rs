@@ -36,13 +36,14 @@ pub fn lease_secrets_dir(dirs: &Dirs, lease: &str) -> PathBuf {
 }
 
 /// SSH access for `lease`: the cached one if still good (and `stale` is not the one we have),
-/// else freshly minted. `stale` names access that just failed to log in.
+/// else freshly minted. `stale` names access that just failed to log in. The flag says whether
+/// the access was minted by this call.
 pub async fn obtain(
     session: &mut Session,
     dirs: &Dirs,
     lease: &Lease,
     stale: Option<&SshClient>,
-) -> Result<SshClient> {
+) -> Result<(SshClient, bool)> {
     let lease_id = lease.ownership.lease.to_string();
     let dir = lease_secrets_dir(dirs, &lease_id);
     paths::private_dir(&dir)?;
@@ -61,6 +62,7 @@ pub async fn obtain(
                 })
             })
     });
+    let fresh = usable.is_none();
     let access = match usable {
         Some(c) => c,
         None => {
@@ -93,7 +95,10 @@ pub async fn obtain(
         session.provider.redactor().add(&access.target.user, TOKEN);
     }
     access.target.validate(session.name())?;
-    SshClient::prepare(&dir, &dirs.state, &lease_id, access.target)
+    Ok((
+        SshClient::prepare(&dir, &dirs.state, &lease_id, access.target)?,
+        fresh,
+    ))
 }
 
 /// Forgets a lease's SSH access: closes its master connection and removes its secret files.
