@@ -1,6 +1,14 @@
-//! Builds the embedded Daytona provider from `providers/daytona` into a WebAssembly component.
+//! Builds the embedded providers (`providers/daytona`, `providers/ssh`) into WebAssembly
+//! components. Each is its own guest workspace; they share one guest target directory, so the
+//! standard library built for wasm32 is built once.
 
 use std::path::PathBuf;
+
+/// The embedded providers: (directory under `providers/`, guest package).
+const PROVIDERS: &[(&str, &str)] = &[
+    ("daytona", "cbx-provider-daytona"),
+    ("ssh", "cbx-provider-ssh"),
+];
 
 fn main() {
     let manifest_dir =
@@ -10,24 +18,18 @@ fn main() {
         .parent()
         .expect("host/ has a parent")
         .to_path_buf();
-    let daytona = root.join("providers/daytona");
-    cbx_guest_build::rerun_if_changed_tree(&daytona.join("src"));
-    println!(
-        "cargo:rerun-if-changed={}",
-        daytona.join("Cargo.toml").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        daytona.join("Cargo.lock").display()
-    );
     cbx_guest_build::rerun_if_changed_tree(&root.join("wit"));
     let target_dir = cbx_guest_build::guest_target_dir(&out_dir);
-    if let Err(e) = cbx_guest_build::build_components(
-        &daytona,
-        &["cbx-provider-daytona"],
-        &target_dir,
-        &out_dir,
-    ) {
-        cbx_guest_build::fail(&e);
+    for (dir, package) in PROVIDERS {
+        let workspace = root.join("providers").join(dir);
+        cbx_guest_build::rerun_if_changed_tree(&workspace.join("src"));
+        for file in ["Cargo.toml", "Cargo.lock"] {
+            println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+        }
+        if let Err(e) =
+            cbx_guest_build::build_components(&workspace, &[package], &target_dir, &out_dir)
+        {
+            cbx_guest_build::fail(&e);
+        }
     }
 }

@@ -7,5 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
 cargo test --workspace --locked "$@"
-# The provider's pure logic (requests, errors, parsing) also has native unit tests.
+# The providers' pure logic (requests, errors, parsing, the ssh provider's id codec) also has
+# native unit tests.
 cargo test --locked --manifest-path providers/daytona/Cargo.toml --target-dir target/provider-tests
+cargo test --locked --manifest-path providers/ssh/Cargo.toml --target-dir target/provider-tests

@@ -47,7 +47,7 @@ pub enum Toolchain {
 
 /// How to install a wasm toolchain, shown when none is found.
 pub const INSTALL_HINT: &str = "building cbx needs a Rust toolchain that can compile for \
-wasm32-unknown-unknown (cbx embeds its Daytona provider as a WebAssembly component), and none was found. \
+wasm32-unknown-unknown (cbx embeds its providers, Daytona and ssh, as WebAssembly components), and none was found. \
 Install one of:\n  rustup target add wasm32-unknown-unknown\n  \
 apt-get install rustc-web cargo-web rust-web-src lld-19   (Debian 12 or Ubuntu, works offline)";
 

@@ -499,8 +499,13 @@ pub enum Released {
     AlreadyGone,
 }
 
+/// The provider feature saying its sandboxes outlive their leases (an existing host): `delete`
+/// only releases the lease, so `get` keeps answering and there is nothing to wait for.
+pub const FEATURE_PERSISTENT: &str = "persistent";
+
 /// Deletes a lease's sandbox — only with an exact claim — removes the claim, and waits (up to
-/// `wait`) until the provider reports the sandbox gone.
+/// `wait`) until the provider reports the sandbox gone, unless the provider's sandboxes are
+/// persistent.
 pub async fn release(session: &mut Session, lease: &Lease, wait: Duration) -> Result<Released> {
     lease.require_claim("delete")?;
     let id = lease.sandbox.id.clone();
@@ -510,7 +515,7 @@ pub async fn release(session: &mut Session, lease: &Lease, wait: Duration) -> Re
         session.claims.remove(&lease.ownership.lease, &lock)?;
     }
     forget_local(session, &lease.ownership.lease).await;
-    if existed && !wait.is_zero() {
+    if existed && !wait.is_zero() && !session.persistent() {
         let mut progress = Progress::start(format!("deleting sandbox {id}"), session.quiet);
         let deadline = Instant::now() + wait;
         let mut delay = Duration::from_millis(200);

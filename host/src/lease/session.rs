@@ -102,6 +102,15 @@ impl Session {
         self.provider.name()
     }
 
+    /// Whether the provider's sandboxes outlive their leases (an existing host): it declares
+    /// the `persistent` feature.
+    pub fn persistent(&self) -> bool {
+        self.info
+            .features
+            .iter()
+            .any(|f| f == crate::lease::lifecycle::FEATURE_PERSISTENT)
+    }
+
     fn retry_delay(&self, err: &CallError, attempt: u32, repeat: Repeat) -> Option<Duration> {
         if attempt >= self.retry.attempts {
             return None;

@@ -11,6 +11,10 @@ use crate::error::{ErrorKind, Failure};
 static DAYTONA_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cbx-provider-daytona.wasm"));
 /// Daytona's manifest.
 static DAYTONA_MANIFEST: &str = include_str!("../../../providers/daytona/cbx-provider.toml");
+/// The ssh provider's component, built from `providers/ssh` by `build.rs`.
+static SSH_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cbx-provider-ssh.wasm"));
+/// The ssh provider's manifest: no endpoints, no credentials.
+static SSH_MANIFEST: &str = include_str!("../../../providers/ssh/cbx-provider.toml");
 
 /// Where a provider's files came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -82,6 +86,13 @@ pub fn builtin() -> Vec<ProviderPackage> {
             Origin::Builtin,
         )
         .expect("the embedded Daytona manifest is valid (checked by tests)"),
+        ProviderPackage::from_parts(
+            "builtin:ssh/cbx-provider.toml",
+            SSH_MANIFEST,
+            SSH_WASM.to_vec(),
+            Origin::Builtin,
+        )
+        .expect("the embedded ssh manifest is valid (checked by tests)"),
     ]
 }
 

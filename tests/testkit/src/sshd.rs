@@ -25,9 +25,27 @@ pub struct Sshd {
     dir: tempfile::TempDir,
 }
 
+/// sshd_config lines for logins with a user name and no key or password (Daytona's gateway).
+const EMPTY_PASSWORD_AUTH: &str = "PermitEmptyPasswords yes\nPasswordAuthentication yes\n\
+                                   KbdInteractiveAuthentication no\nPubkeyAuthentication no\n";
+/// sshd_config lines for logins with a key in the user's `~/.ssh/authorized_keys` only.
+const PUBKEY_AUTH: &str = "PermitEmptyPasswords no\nPasswordAuthentication no\n\
+                           KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                           AuthorizedKeysFile .ssh/authorized_keys\n";
+
 impl Sshd {
     /// Starts sshd on a free loopback port.
     pub fn start() -> Result<Sshd> {
+        Sshd::launch(EMPTY_PASSWORD_AUTH)
+    }
+
+    /// Starts sshd on a free loopback port accepting only public-key logins (an ordinary
+    /// host, as the ssh provider reaches it). See [`SshUser`].
+    pub fn start_with_pubkey() -> Result<Sshd> {
+        Sshd::launch(PUBKEY_AUTH)
+    }
+
+    fn launch(auth: &str) -> Result<Sshd> {
         let dir = tempfile::Builder::new().prefix("cbx-sshd-").tempdir()?;
         let key = dir.path().join("host_key");
         let status = Command::new("ssh-keygen")
@@ -44,8 +62,7 @@ impl Sshd {
             &config,
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {pid}\n\
-                 PermitEmptyPasswords yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
-                 PubkeyAuthentication no\nUsePAM no\nPermitRootLogin no\nStrictModes no\n\
+                 {auth}UsePAM no\nPermitRootLogin no\nStrictModes no\n\
                  MaxSessions 64\nMaxStartups 200:30:400\nPrintMotd no\nPrintLastLog no\n\
                  X11Forwarding no\nAllowTcpForwarding no\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n",
                 key = key.display(),
@@ -91,6 +108,104 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A throwaway system user that logs in with a freshly generated ed25519 key: a home
+/// directory with `~/.ssh/authorized_keys`, and the private key in a separate root-owned
+/// directory (the client's side). Removed, with its processes and files, on drop. Needs root;
+/// [`SshdGateway::unavailable`] says why it cannot run elsewhere.
+pub struct SshUser {
+    name: String,
+    uid: u32,
+    home: PathBuf,
+    key: PathBuf,
+    _homes: tempfile::TempDir,
+    _keys: tempfile::TempDir,
+}
+
+impl SshUser {
+    /// Creates the user and its key.
+    pub fn create() -> Result<SshUser> {
+        let homes = tempfile::Builder::new().prefix("cbx-sshuser-").tempdir()?;
+        set_mode(homes.path(), 0o755)?;
+        let keys = tempfile::Builder::new().prefix("cbx-sshkey-").tempdir()?;
+        let key = keys.path().join("id_ed25519");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "cbx-test", "-f"])
+            .arg(&key)
+            .status()
+            .context("run ssh-keygen (install openssh-client)")?;
+        if !status.success() {
+            bail!("ssh-keygen failed");
+        }
+        let name = format!("cbxu{:08x}", rand::random::<u32>());
+        let home = homes.path().join(&name);
+        retry_useradd(&[
+            "-M",
+            "-U",
+            "-d",
+            &home.to_string_lossy(),
+            "-s",
+            "/bin/sh",
+            &name,
+        ])?;
+        // Without PAM, sshd refuses accounts whose password is locked (`!`, useradd's default);
+        // `*` allows no password login yet is not locked.
+        let status = Command::new("/usr/sbin/usermod")
+            .args(["-p", "*", &name])
+            .status()?;
+        if !status.success() {
+            userdel(&name);
+            bail!("usermod -p '*' {name} failed");
+        }
+        let (uid, gid) = ids(&name)?;
+        let user = SshUser {
+            name,
+            uid,
+            home: home.clone(),
+            key,
+            _homes: homes,
+            _keys: keys,
+        };
+        let ssh_dir = home.join(".ssh");
+        std::fs::create_dir_all(&ssh_dir)?;
+        std::fs::copy(
+            user.key.with_extension("pub"),
+            ssh_dir.join("authorized_keys"),
+        )?;
+        set_mode(&home, 0o755)?;
+        set_mode(&ssh_dir, 0o700)?;
+        set_mode(&ssh_dir.join("authorized_keys"), 0o600)?;
+        for p in [&home, &ssh_dir, &ssh_dir.join("authorized_keys")] {
+            chown(p, uid, gid)?;
+        }
+        Ok(user)
+    }
+
+    /// The user name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The home directory (what the user sees as `~`).
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The private key file (0600, owned by the test process's user).
+    pub fn key(&self) -> &Path {
+        &self.key
+    }
+}
+
+impl Drop for SshUser {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.uid.to_string()])
+            .status();
+        userdel(&self.name);
+        // The home is removed with its temporary parent directory.
     }
 }
 
