@@ -313,6 +313,7 @@ impl Context {
             grant,
             instance,
             info,
+            package,
             ..
         } = loaded;
         let name = info.name.clone();
@@ -321,9 +322,13 @@ impl Context {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let options = self
-            .config
-            .options(&name, &info.options, &self.global.options, &env_vars)?;
+        let options = self.config.options(
+            &name,
+            &info.options,
+            &package.manifest.user_only_options,
+            &self.global.options,
+            &env_vars,
+        )?;
         grant.require_auth()?;
         let settings = api::Settings {
             options: options

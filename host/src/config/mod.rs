@@ -317,6 +317,7 @@ impl Config {
         &self,
         provider: &str,
         specs: &[OptionSpec],
+        user_only: &[String],
         flags: &[(String, String)],
         env_vars: &[(String, String)],
     ) -> Result<Vec<OptionValue>> {
@@ -352,7 +353,17 @@ impl Config {
             let Some(p) = file.raw.providers.get(provider) else {
                 continue;
             };
+            let from_repo = self.repo.as_ref().is_some_and(|r| std::ptr::eq(r, file));
             for (name, value) in &p.options {
+                if from_repo && user_only.contains(name) {
+                    return Err(file.diagnostic(
+                        value.span(),
+                        format!(
+                            "a repository's {REPO_CONFIG} may not set option `{name}` of provider {provider}: it chooses where your files and keys go. \
+                             Set it in your user config or with -o {name}=…"
+                        ),
+                    ));
+                }
                 let Some(spec) = specs.iter().find(|s| s.name == *name) else {
                     return Err(file.diagnostic(
                         value.span(),
@@ -523,7 +534,7 @@ mod tests {
             "[providers.daytona.options]\nsnapshot = \"user\"\nminutes = 5\n",
             "[providers.daytona.options]\nsnapshot = \"repo\"\n",
         );
-        let v = cfg.options("daytona", &specs, &[], &[]).unwrap();
+        let v = cfg.options("daytona", &specs, &[], &[], &[]).unwrap();
         assert_eq!(
             v.iter().map(|o| o.value.as_str()).collect::<Vec<_>>(),
             ["5", "repo"]
@@ -533,6 +544,7 @@ mod tests {
             .options(
                 "daytona",
                 &specs,
+                &[],
                 &[("snapshot".into(), "flag".into())],
                 &[("CBX_DAYTONA_SNAPSHOT".into(), "env".into())],
             )
@@ -542,6 +554,7 @@ mod tests {
             .options(
                 "daytona",
                 &specs,
+                &[],
                 &[],
                 &[("CBX_DAYTONA_SNAPSHOT".into(), "env".into())],
             )
@@ -554,7 +567,7 @@ mod tests {
         let specs = [spec("snapshot", OptionKind::Text, None)];
         let (_d, cfg) = setup("", "# x\n[providers.daytona.options]\nsnapshott = \"a\"\n");
         let err = cfg
-            .options("daytona", &specs, &[], &[])
+            .options("daytona", &specs, &[], &[], &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("cbx.toml:3:13: unknown option `snapshott` for provider daytona; it accepts: snapshot"), "{err}");
@@ -569,12 +582,13 @@ mod tests {
                 "daytona",
                 &specs,
                 &[],
+                &[],
                 &[("CBX_DAYTONA_SNAP".into(), "x".into())],
             )
             .unwrap_err();
         assert!(err.to_string().contains("unknown option `snap` for provider daytona (from environment variable CBX_DAYTONA_SNAP)"), "{err}");
         let err = cfg
-            .options("daytona", &specs, &[("x".into(), "1".into())], &[])
+            .options("daytona", &specs, &[], &[("x".into(), "1".into())], &[])
             .unwrap_err();
         assert_eq!(crate::error::exit_code(&err), 2);
     }
@@ -584,12 +598,41 @@ mod tests {
         let specs = [spec("minutes", OptionKind::Integer, None)];
         let (_d, cfg) = setup("", "");
         let err = cfg
-            .options("daytona", &specs, &[("minutes".into(), "ten".into())], &[])
+            .options(
+                "daytona",
+                &specs,
+                &[],
+                &[("minutes".into(), "ten".into())],
+                &[],
+            )
             .unwrap_err();
         assert!(
             err.to_string()
                 .contains("option `minutes` must be an integer, got `ten`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn repository_may_not_set_user_only_options() {
+        let specs = [spec("host", OptionKind::Text, None)];
+        let (_d, cfg) = setup("", "[providers.ssh.options]\nhost = \"evil.example\"\n");
+        let err = cfg
+            .options("ssh", &specs, &["host".into()], &[], &[])
+            .unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert!(
+            err.to_string().contains(
+                "cbx.toml:2:8: a repository's cbx.toml may not set option `host` of provider ssh"
+            ),
+            "{err}"
+        );
+        let (_d, cfg) = setup("[providers.ssh.options]\nhost = \"mine.example\"\n", "");
+        assert_eq!(
+            cfg.options("ssh", &specs, &["host".into()], &[], &[])
+                .unwrap()[0]
+                .value,
+            "mine.example"
         );
     }
 

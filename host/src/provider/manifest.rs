@@ -24,6 +24,9 @@ pub struct Manifest {
     pub credentials: Vec<CredentialDecl>,
     /// Which credentials satisfy authentication, if the provider needs any.
     pub auth: Option<AuthDecl>,
+    /// Options a repository's `cbx.toml` may not set, because they choose where the user's
+    /// files or keys go (e.g. the host of an existing SSH server).
+    pub user_only_options: Vec<String>,
     /// Where the manifest came from, for messages (`builtin:daytona` or a path).
     pub origin: String,
 }
@@ -81,6 +84,14 @@ struct RawManifest {
     #[serde(default)]
     credentials: BTreeMap<String, Spanned<RawCredential>>,
     auth: Option<RawAuth>,
+    options: Option<RawOptions>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawOptions {
+    #[serde(default)]
+    user_only: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +335,7 @@ impl Manifest {
             endpoints,
             credentials,
             auth,
+            user_only_options: raw.options.map(|o| o.user_only).unwrap_or_default(),
             origin: file.to_string(),
         })
     }

@@ -130,6 +130,14 @@ pub async fn run(ctx: &Context, name: &str, timeout: Duration, json: bool) -> Re
         Ok(_) => run.record("delete", "pass", "accepted"),
         Err(e) => run.record("delete", "fail", text(&session, e)),
     }
+    if session.persistent() {
+        run.record(
+            "gone",
+            "skip",
+            "the provider's sandboxes are persistent: delete releases the lease only",
+        );
+        return finish(ctx, name, run, json);
+    }
     let deadline = Instant::now() + run.timeout;
     loop {
         match session.get(&id).await {

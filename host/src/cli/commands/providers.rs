@@ -240,7 +240,13 @@ pub async fn inspect(ctx: &Context, name: &str, json: bool) -> Result<u8> {
         .collect();
     let values: Vec<OptionValue> = ctx
         .config
-        .options(name, &loaded.info.options, &ctx.global.options, &env_vars)
+        .options(
+            name,
+            &loaded.info.options,
+            &loaded.package.manifest.user_only_options,
+            &ctx.global.options,
+            &env_vars,
+        )
         .unwrap_or_default();
     let m = &loaded.package.manifest;
     let report = Inspection {
