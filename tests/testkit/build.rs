@@ -3,8 +3,15 @@
 
 use std::path::PathBuf;
 
-/// The guest packages to build, each written to `OUT_DIR/<package>.wasm`.
-const GUESTS: &[&str] = &["cbx-guest-probe"];
+use cbx_guest_build::GuestTarget;
+
+/// The guest packages built for `wasm32-unknown-unknown` (core modules wrapped into
+/// components), each written to `OUT_DIR/<package>.wasm`.
+const GUESTS: &[&str] = &["cbx-guest-probe", "cbx-guest-malformed"];
+
+/// The guest packages built for `wasm32-wasip2` (components straight from the linker, importing
+/// WASI as third-party providers usually do), each written to `OUT_DIR/<package>.wasm`.
+const WASI_GUESTS: &[&str] = &["cbx-guest-escape-wasi"];
 
 fn main() {
     let manifest_dir =
@@ -20,6 +27,15 @@ fn main() {
     cbx_guest_build::rerun_if_changed_tree(&root.join("wit"));
     let target_dir = cbx_guest_build::guest_target_dir(&out_dir);
     if let Err(e) = cbx_guest_build::build_components(&guests, GUESTS, &target_dir, &out_dir) {
+        cbx_guest_build::fail(&e);
+    }
+    if let Err(e) = cbx_guest_build::build_components_for(
+        GuestTarget::WasiP2,
+        &guests,
+        WASI_GUESTS,
+        &target_dir,
+        &out_dir,
+    ) {
         cbx_guest_build::fail(&e);
     }
     println!("cargo:rustc-env=CBX_TEST_GUESTS_DIR={}", out_dir.display());

@@ -220,13 +220,17 @@ pub fn build_components_for(
     let mut built = Vec::new();
     for package in packages {
         let module_path = target_dir
-            .join(TARGET)
+            .join(target.triple())
             .join("release")
             .join(format!("{}.wasm", package.replace('-', "_")));
         let module =
             fs::read(&module_path).map_err(|e| format!("read {}: {e}", module_path.display()))?;
-        let component = encode_component(&module)
-            .map_err(|e| format!("make a component of {}: {e}", module_path.display()))?;
+        let component = match target {
+            GuestTarget::Core => encode_component(&module)
+                .map_err(|e| format!("make a component of {}: {e}", module_path.display()))?,
+            // The wasip2 linker (wasm-component-ld) already made a component.
+            GuestTarget::WasiP2 => module,
+        };
         let path = out_dir.join(format!("{package}.wasm"));
         fs::write(&path, component).map_err(|e| format!("write {}: {e}", path.display()))?;
         built.push(BuiltComponent {

@@ -98,7 +98,7 @@ pub struct HttpEvent {
     pub bytes: u64,
     /// Credentials attached (names, never values).
     pub credentials: Vec<String>,
-    /// `ok`, `denied`, `too-large`, `timeout`, `connect`, `invalid` or `error`.
+    /// `ok`, `redirect`, `denied`, `too-large`, `timeout`, `connect`, `invalid` or `error`.
     pub outcome: &'static str,
     /// Details for failures.
     pub detail: Option<String>,
@@ -137,11 +137,13 @@ impl HttpGateway {
     }
 
     /// Sends `req`, following in-grant redirects, no later than `deadline`.
+    /// Returns one event per request that left the machine (each redirect hop) and, for a
+    /// refused request or hop, one `denied` event naming its URL.
     pub async fn send(
         &self,
         req: OutboundRequest,
         deadline: Instant,
-    ) -> (Result<InboundResponse, HttpFailure>, HttpEvent) {
+    ) -> (Result<InboundResponse, HttpFailure>, Vec<HttpEvent>) {
         let started = Instant::now();
         let mut event = HttpEvent {
             provider: self.grant.provider.clone(),
@@ -155,7 +157,10 @@ impl HttpGateway {
             detail: None,
             millis: 0,
         };
-        let result = self.send_inner(req, deadline, &mut event).await;
+        let mut hops = Vec::new();
+        let result = self
+            .send_inner(req, deadline, &mut event, &mut hops, started)
+            .await;
         event.millis = started.elapsed().as_millis() as u64;
         if let Err(failure) = &result {
             let (outcome, detail) = match failure {
@@ -169,7 +174,8 @@ impl HttpGateway {
             event.outcome = outcome;
             event.detail = Some(self.redactor.redact(&detail));
         }
-        (result, event)
+        hops.push(event);
+        (result, hops)
     }
 
     async fn send_inner(
@@ -177,6 +183,8 @@ impl HttpGateway {
         req: OutboundRequest,
         deadline: Instant,
         event: &mut HttpEvent,
+        hops: &mut Vec<HttpEvent>,
+        started: Instant,
     ) -> Result<InboundResponse, HttpFailure> {
         let timeout = req
             .timeout
@@ -262,6 +270,18 @@ impl HttpGateway {
                     method = reqwest::Method::GET;
                     body = None;
                 }
+                // This hop went out; the next one is a request of its own, checked afresh.
+                let shown_next = self.redactor.redact(&egress::without_query(&next));
+                let mut done = event.clone();
+                done.outcome = "redirect";
+                done.detail = Some(format!("redirected to {shown_next}"));
+                done.millis = started.elapsed().as_millis() as u64;
+                hops.push(done);
+                event.method = method.as_str().to_string();
+                event.url = shown_next;
+                event.status = None;
+                event.bytes = 0;
+                event.credentials.clear();
                 url = next.to_string();
                 continue;
             }

@@ -61,6 +61,7 @@ pub struct HostState {
     op: &'static str,
     wasi: wasmtime_wasi::WasiCtx,
     table: wasmtime::component::ResourceTable,
+    sockets: super::wasi::SocketAttempts,
 }
 
 impl wasmtime_wasi::WasiView for HostState {
@@ -96,23 +97,25 @@ impl wit_http::Host for HostState {
                 .timeout_ms
                 .map(|ms| Duration::from_millis(ms.into())),
         };
-        let (result, mut event) = self.gateway.send(outbound, self.budget.deadline).await;
-        event.operation = self.op;
-        tracing::debug!(
-            provider = %self.provider,
-            method = %event.method,
-            url = %event.url,
-            status = ?event.status,
-            bytes = event.bytes,
-            credentials = ?event.credentials,
-            outcome = event.outcome,
-            millis = event.millis,
-            "provider http request"
-        );
-        if let Some(observer) = &self.observer {
-            observer(&ProviderEvent::Http(event.clone()));
+        let (result, events) = self.gateway.send(outbound, self.budget.deadline).await;
+        for mut event in events {
+            event.operation = self.op;
+            tracing::debug!(
+                provider = %self.provider,
+                method = %event.method,
+                url = %event.url,
+                status = ?event.status,
+                bytes = event.bytes,
+                credentials = ?event.credentials,
+                outcome = event.outcome,
+                millis = event.millis,
+                "provider http request"
+            );
+            if let Some(observer) = &self.observer {
+                observer(&ProviderEvent::Http(event.clone()));
+            }
+            self.events.push(event);
         }
-        self.events.push(event);
         match result {
             Ok(r) => Ok(wit_http::Response {
                 status: r.status,
@@ -314,6 +317,7 @@ impl ProviderInstance {
     }
 
     async fn instantiate(&mut self) -> Result<(), CallError> {
+        let sockets = super::wasi::SocketAttempts::default();
         let state = HostState {
             provider: self.name.clone(),
             gateway: self.gateway.clone(),
@@ -326,8 +330,9 @@ impl ProviderInstance {
             log_lines: 0,
             observer: self.observer.clone(),
             op: "instantiate",
-            wasi: super::wasi::deny_by_default(&self.name, &self.redactor),
+            wasi: super::wasi::deny_by_default(&self.name, &self.redactor, sockets.clone()),
             table: wasmtime::component::ResourceTable::new(),
+            sockets,
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|s| &mut s.memory);
@@ -399,6 +404,7 @@ impl ProviderInstance {
             .live
             .as_mut()
             .and_then(|l| l.store.data_mut().denial.take());
+        let denial = self.socket_denials(op).or(denial);
         match outcome {
             Err(_elapsed) => {
                 let err = CallError::Fault {
@@ -426,6 +432,44 @@ impl ProviderInstance {
                 result.map_err(CallError::Provider)
             }
         }
+    }
+
+    /// Turns the socket uses the provider attempted during the call (all refused by WASI) into
+    /// a denial and audit events, so they are never silent.
+    fn socket_denials(&mut self, op: &'static str) -> Option<Denial> {
+        let live = self.live.as_mut()?;
+        let attempts: Vec<String> = live
+            .store
+            .data()
+            .sockets
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default();
+        let first = attempts.first()?.clone();
+        let reason = "providers may not open sockets; they reach the network only through the host's http import".to_string();
+        for what in &attempts {
+            if let Some(observer) = &self.observer {
+                observer(&ProviderEvent::Http(HttpEvent {
+                    provider: self.name.clone(),
+                    operation: op,
+                    method: "SOCKET".into(),
+                    url: what.clone(),
+                    status: None,
+                    bytes: 0,
+                    credentials: Vec::new(),
+                    outcome: "denied",
+                    detail: Some(reason.clone()),
+                    millis: 0,
+                }));
+            }
+        }
+        Some(Denial {
+            provider: self.name.clone(),
+            method: "an attempt to".into(),
+            url: first,
+            reason,
+            allow_with: None,
+        })
     }
 
     fn report(&self, err: &CallError) {

@@ -10,8 +10,11 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::sync::{Arc, Mutex};
+
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 use crate::redact::Redactor;
@@ -19,16 +22,38 @@ use crate::redact::Redactor;
 /// Most bytes of stdout/stderr kept per stream; the rest is dropped.
 const MAX_OUTPUT: usize = 1 << 20;
 
-/// A WASI context that grants nothing but clocks and randomness.
-pub fn deny_by_default(provider: &str, redactor: &Redactor) -> WasiCtx {
+/// Socket uses a provider attempted (every one refused), described for the user and the
+/// audit log; drained by the host after each call.
+pub type SocketAttempts = Arc<Mutex<Vec<String>>>;
+
+/// A WASI context that grants nothing but clocks and randomness. Sockets may be created but
+/// every address is refused, so each attempt is seen — and recorded in `attempts` — rather than
+/// failing silently.
+pub fn deny_by_default(provider: &str, redactor: &Redactor, attempts: SocketAttempts) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(LogStream::new(provider, "stdout", redactor))
         .stderr(LogStream::new(provider, "stderr", redactor))
-        .allow_tcp(false)
-        .allow_udp(false)
+        .allow_tcp(true)
+        .allow_udp(true)
         .allow_ip_name_lookup(false)
-        .socket_addr_check(|_, _| Box::pin(async { false }));
+        .socket_addr_check(move |addr, usage| {
+            let what = match usage {
+                SocketAddrUse::TcpBind => format!("bind a TCP socket to {addr}"),
+                SocketAddrUse::TcpListen => format!("listen for TCP connections on {addr}"),
+                SocketAddrUse::TcpAccept => format!("accept a TCP connection from {addr}"),
+                SocketAddrUse::TcpConnect => format!("open a TCP connection to {addr}"),
+                SocketAddrUse::UdpBind => format!("bind a UDP socket to {addr}"),
+                SocketAddrUse::UdpSend => format!("send UDP datagrams to {addr}"),
+                SocketAddrUse::UdpReceive => format!("receive UDP datagrams from {addr}"),
+            };
+            if let Ok(mut a) = attempts.lock()
+                && a.len() < 100
+            {
+                a.push(what);
+            }
+            Box::pin(async { false })
+        });
     builder.build()
 }
 

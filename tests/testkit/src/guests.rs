@@ -3,13 +3,19 @@
 //!
 //! - `probe` (`cbx-guest-probe`): a provider steered by its options; see
 //!   `tests/guests/probe/src/lib.rs` for its option protocol.
+//! - `malformed` (`cbx-guest-malformed`): a provider that answers with malformed data (SSH
+//!   access that would inject ssh options, invalid UTF-8, huge lists); see
+//!   `tests/guests/malformed/src/lib.rs`.
+//! - `escape-wasi` (`cbx-guest-escape-wasi`): built for wasm32-wasip2; tries the environment,
+//!   arguments, files, sockets, name lookups and processes through WASI and reports what it
+//!   got; see `tests/guests/escape-wasi/src/lib.rs`.
 
 use std::path::PathBuf;
 
 /// Where the build script wrote the components.
 const DIR: &str = env!("CBX_TEST_GUESTS_DIR");
 
-/// The path of the built component `name` (`probe` or its package name `cbx-guest-probe`).
+/// The path of the built component `name` (e.g. `probe`, or its package name `cbx-guest-probe`).
 pub fn path(name: &str) -> PathBuf {
     let package = if name.starts_with("cbx-guest-") {
         name.to_string()
