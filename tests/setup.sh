@@ -23,6 +23,16 @@ have ssh || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 have rsync || missing+=(rsync)
 
+# componentize-py (PyPI; it ships its own binary) builds the Python provider in
+# providers/daytona-py for its end-to-end test. Pinned: installed when absent or another version.
+componentize_py_version=0.25.1
+if ! python3 -c "import componentize_py, importlib.metadata as m, sys; sys.exit(m.version('componentize-py') != '$componentize_py_version')" 2>/dev/null; then
+  echo "setup: installing componentize-py==$componentize_py_version with pip" >&2
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q "componentize-py==$componentize_py_version" ||
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --break-system-packages "componentize-py==$componentize_py_version"
+  if have pyenv; then pyenv rehash; fi
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
