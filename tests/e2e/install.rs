@@ -407,3 +407,49 @@ fn the_conformance_test_reports_a_provider_that_does_not_conform() {
     );
     assert!(out.stderr.contains("pass  describe"), "{out}");
 }
+
+#[test]
+fn the_provider_template_installs_and_conforms() {
+    use cbx_testkit::daytona_sim::{DaytonaSim, SimConfig};
+    let sim = DaytonaSim::start_background(
+        SimConfig::default().with_delays(std::time::Duration::from_millis(100)),
+    )
+    .unwrap();
+    let mut home = CbxHome::new(CBX);
+    let data = home.path().join("data");
+    home.env("XDG_DATA_HOME", data.to_str().unwrap())
+        .env("TEMPLATE_API_KEY", &sim.api_key())
+        .env("TEMPLATE_API_URL", &sim.api_url());
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../providers/template/cbx-provider.toml");
+    let wasm = guests::path("template");
+    let out = home.run(&[
+        "providers",
+        "install",
+        wasm.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--yes",
+    ]);
+    out.ok();
+    assert!(
+        out.stdout.contains("WASI: clocks and randomness only"),
+        "{out}"
+    );
+    let test = home.run(&["providers", "test", "template", "--timeout", "30s"]);
+    test.ok();
+    assert!(test.stdout.contains("template: conforms"), "{test}");
+    // And the real flow.
+    let warm = home.run(&[
+        "--provider",
+        "template",
+        "warmup",
+        "--slug",
+        "tpl",
+        "--json",
+    ]);
+    warm.ok();
+    home.run(&["--provider", "template", "status", "tpl"]).ok();
+    home.run(&["--provider", "template", "stop", "tpl"]).ok();
+    home.assert_secret_absent(&sim.api_key(), &[&out, &test, &warm], &[]);
+}

@@ -1,5 +1,6 @@
-//! Builds the test guests of `tests/guests` into WebAssembly components in `OUT_DIR`, where
-//! [`guests`](src/guests.rs) finds them.
+//! Builds the test guests of `tests/guests`, and the provider template of
+//! `providers/template` (as authors build it, for wasm32-wasip2), into WebAssembly components
+//! in `OUT_DIR`, where [`guests`](src/guests.rs) finds them.
 
 use std::path::PathBuf;
 
@@ -33,6 +34,17 @@ fn main() {
         GuestTarget::WasiP2,
         &guests,
         WASI_GUESTS,
+        &target_dir,
+        &out_dir,
+    ) {
+        cbx_guest_build::fail(&e);
+    }
+    let template = root.join("providers/template");
+    cbx_guest_build::rerun_if_changed_tree(&template);
+    if let Err(e) = cbx_guest_build::build_components_for(
+        GuestTarget::WasiP2,
+        &template,
+        &["cbx-provider-template"],
         &target_dir,
         &out_dir,
     ) {

@@ -9,6 +9,8 @@
 //! - `escape-wasi` (`cbx-guest-escape-wasi`): built for wasm32-wasip2; tries the environment,
 //!   arguments, files, sockets, name lookups and processes through WASI and reports what it
 //!   got; see `tests/guests/escape-wasi/src/lib.rs`.
+//! - `template` (`cbx-provider-template`): the provider template of `providers/template`,
+//!   built for wasm32-wasip2 the way its README tells authors to.
 
 use std::path::PathBuf;
 
@@ -17,8 +19,10 @@ const DIR: &str = env!("CBX_TEST_GUESTS_DIR");
 
 /// The path of the built component `name` (e.g. `probe`, or its package name `cbx-guest-probe`).
 pub fn path(name: &str) -> PathBuf {
-    let package = if name.starts_with("cbx-guest-") {
+    let package = if name.starts_with("cbx-") {
         name.to_string()
+    } else if name == "template" {
+        "cbx-provider-template".to_string()
     } else {
         format!("cbx-guest-{name}")
     };
