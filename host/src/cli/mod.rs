@@ -300,6 +300,24 @@ impl Context {
         })
     }
 
+    /// The environment, minus `CBX_<OTHER>_…` variables of another provider whose name extends
+    /// this one's (`CBX_DAYTONA_PY_SNAPSHOT` is daytona-py's, not daytona's `py-snapshot`).
+    pub fn option_vars(&self, provider: &str) -> Vec<(String, String)> {
+        let prefix = |p: &str| format!("CBX_{}_", p.to_ascii_uppercase().replace('-', "_"));
+        let own = prefix(provider);
+        let longer: Vec<String> = registry::all(&self.dirs.installed_providers())
+            .unwrap_or_default()
+            .iter()
+            .map(|p| prefix(p.name()))
+            .filter(|p| p.len() > own.len() && p.starts_with(&own))
+            .collect();
+        self.env
+            .iter()
+            .filter(|(k, _)| !longer.iter().any(|p| k.starts_with(p.as_str())))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Loads and configures provider `name` for lease operations (credentials required).
     pub async fn session(&self, name: &str) -> Result<Session> {
         let loaded = self.load(name).await?;
@@ -317,11 +335,7 @@ impl Context {
             ..
         } = loaded;
         let name = info.name.clone();
-        let env_vars: Vec<(String, String)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let env_vars = self.option_vars(&name);
         let options = self.config.options(
             &name,
             &info.options,

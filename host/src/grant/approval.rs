@@ -21,6 +21,9 @@ use crate::provider::manifest::Manifest;
 pub struct Approval {
     /// The approved component's sha256 (hex).
     pub sha256: String,
+    /// The approved manifest's sha256 (hex): any change to it needs a new approval.
+    #[serde(default)]
+    pub manifest_sha256: String,
     /// Where it was installed from.
     pub source: String,
     /// The provider's version at approval.
@@ -56,6 +59,7 @@ impl Approval {
     pub fn of(manifest: &Manifest, sha256: &str, source: &str, version: &str) -> Approval {
         Approval {
             sha256: sha256.to_string(),
+            manifest_sha256: manifest.sha256.clone(),
             source: source.to_string(),
             version: version.to_string(),
             approved_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -215,6 +219,18 @@ impl Approvals {
             .hint(reinstall)
             .into());
         }
+        if approval.manifest_sha256 != manifest.sha256 {
+            return Err(Failure::new(
+                ErrorKind::Denied,
+                format!(
+                    "provider {name}'s manifest changed since you approved it (sha256 {}, you approved {})",
+                    manifest.sha256,
+                    if approval.manifest_sha256.is_empty() { "an unpinned manifest" } else { &approval.manifest_sha256 }
+                ),
+            )
+            .hint(reinstall)
+            .into());
+        }
         Ok(approval)
     }
 }
@@ -264,6 +280,17 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("a new endpoint `extra`")
+        );
+        let quieter = Manifest::parse(
+            "m",
+            &M.replace("[credentials.key]", "[credentials.key]\nsecret = false"),
+        )
+        .unwrap();
+        let err = approvals.check("p", "aa", &quieter).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("p's manifest changed since you approved it"),
+            "{err}"
         );
         approvals.remove("p").unwrap();
         assert!(approvals.get("p").unwrap().is_none());

@@ -29,6 +29,8 @@ pub struct Manifest {
     pub user_only_options: Vec<String>,
     /// Where the manifest came from, for messages (`builtin:daytona` or a path).
     pub origin: String,
+    /// Hex sha256 of the manifest's text, so an approval can pin all of it.
+    pub sha256: String,
 }
 
 /// An HTTP endpoint a provider may reach: a base URL under which all its requests must lie.
@@ -337,6 +339,7 @@ impl Manifest {
             auth,
             user_only_options: raw.options.map(|o| o.user_only).unwrap_or_default(),
             origin: file.to_string(),
+            sha256: crate::provider::engine::sha256_hex(source.as_bytes()),
         })
     }
 

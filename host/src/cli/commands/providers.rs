@@ -233,11 +233,7 @@ struct GrantedCredential {
 pub async fn inspect(ctx: &Context, name: &str, json: bool) -> Result<u8> {
     let (loaded, refused) = ctx.load_for_review(name).await?;
     let (imports, exports) = inspect::interfaces(loaded.engine.wasmtime(), &loaded.component);
-    let env_vars: Vec<(String, String)> = ctx
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let env_vars = ctx.option_vars(name);
     let values: Vec<OptionValue> = ctx
         .config
         .options(
