@@ -75,7 +75,7 @@ pub async fn run(ctx: &Context, name: &str, timeout: Duration, json: bool) -> Re
                 "fail",
                 ctx.redactor.redact(&format!("{e:#}")),
             );
-            return finish(ctx, name, run, json);
+            return finish(name, run, json);
         }
     };
     run.record(
@@ -107,7 +107,7 @@ pub async fn run(ctx: &Context, name: &str, timeout: Duration, json: bool) -> Re
     let sandbox = match session.create(&request).await {
         Ok(s) if s.id.is_empty() => {
             run.record("create", "fail", "the sandbox has an empty id");
-            return finish(ctx, name, run, json);
+            return finish(name, run, json);
         }
         Ok(s) => {
             run.record(
@@ -119,7 +119,7 @@ pub async fn run(ctx: &Context, name: &str, timeout: Duration, json: bool) -> Re
         }
         Err(e) => {
             run.record("create", "fail", text(&session, e));
-            return finish(ctx, name, run, json);
+            return finish(name, run, json);
         }
     };
     let id = sandbox.id.clone();
@@ -136,7 +136,7 @@ pub async fn run(ctx: &Context, name: &str, timeout: Duration, json: bool) -> Re
             "skip",
             "the provider's sandboxes are persistent: delete releases the lease only",
         );
-        return finish(ctx, name, run, json);
+        return finish(name, run, json);
     }
     let deadline = Instant::now() + run.timeout;
     loop {
@@ -174,7 +174,7 @@ pub async fn run(ctx: &Context, name: &str, timeout: Duration, json: bool) -> Re
         }
         Err(e) => run.record("delete again", "fail", text(&session, e)),
     }
-    finish(ctx, name, run, json)
+    finish(name, run, json)
 }
 
 fn describe_checks(run: &mut Run, info: &api::ProviderInfo) {
@@ -373,7 +373,7 @@ fn text(session: &Session, e: CallError) -> String {
     session.provider.redactor().redact(&e.to_string())
 }
 
-fn finish(ctx: &Context, name: &str, run: Run, json: bool) -> Result<u8> {
+fn finish(name: &str, run: Run, json: bool) -> Result<u8> {
     let passed = !run.failed();
     let report = Report {
         provider: name.to_string(),
@@ -396,7 +396,6 @@ fn finish(ctx: &Context, name: &str, run: Run, json: bool) -> Result<u8> {
             report.steps.len()
         );
     }
-    let _ = ctx;
     Ok(if passed {
         0
     } else {
