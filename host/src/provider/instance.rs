@@ -265,7 +265,15 @@ impl ProviderInstance {
         let mut linker: Linker<HostState> = Linker::new(engine.wasmtime());
         ProviderWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        // WASI is hundreds of host functions; linking them is most of the cost of this call
+        // (issue 5), so only components that import WASI (built for wasm32-wasip2) get it.
+        let imports_wasi = component
+            .component_type()
+            .imports(engine.wasmtime())
+            .any(|(name, _)| name.starts_with("wasi:"));
+        if imports_wasi {
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        }
         let pre = linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
