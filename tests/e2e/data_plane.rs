@@ -236,6 +236,58 @@ fn run_syncs_the_tree_streams_output_and_passes_the_exit_code_through() {
 }
 
 #[test]
+fn the_listing_cache_is_used_and_still_sees_new_files() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("gamma");
+    let (lease, sandbox) = (
+        lease["leaseId"].as_str().unwrap(),
+        lease["sandboxId"].as_str().unwrap(),
+    );
+    // Stamps older than the cache's two-second distrust window, as a tree is between edits.
+    let past = std::time::SystemTime::now() - Duration::from_secs(60);
+    let age = |rel: &str| {
+        let path = w.repo().join(rel);
+        let file = if path.is_dir() {
+            std::fs::File::open(path)
+        } else {
+            std::fs::File::options().write(true).open(path)
+        };
+        file.unwrap().set_modified(past).unwrap();
+    };
+    // Everything the listing depends on: the directories git walks, the ignore rules, the
+    // index and the repository's configuration.
+    for path in [
+        "",
+        "src",
+        ".gitignore",
+        ".git/index",
+        ".git/config",
+        ".git/info/exclude",
+    ] {
+        age(path);
+    }
+    w.cbx(&["run", "--id", "gamma", "--", "true"]).ok();
+    // The cache directory is shared by the tests of a run: find this repository's listing.
+    let root = std::fs::canonicalize(w.repo()).unwrap();
+    let listing = std::fs::read_dir(w.home.cache_dir().join("listings"))
+        .expect("listings are cached")
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let bytes = std::fs::read(p).unwrap_or_default();
+            let root = root.to_str().unwrap().as_bytes();
+            bytes.windows(root.len()).any(|w| w == root)
+        });
+    assert!(listing.is_some(), "this repository's listing is cached");
+    // A new untracked file: its directory changed, so git is asked and the file arrives.
+    w.write("src/new.rs", "// new\n");
+    let out = w.cbx(&["run", "--id", "gamma", "--", "cat", "src/new.rs"]);
+    out.ok();
+    assert_eq!(out.stdout, "// new\n", "{out}");
+    assert!(w.remote_workdir(sandbox, lease).join("src/new.rs").exists());
+    w.cbx(&["stop", "gamma"]).ok();
+}
+
+#[test]
 fn output_streams_while_the_command_runs() {
     let Some(w) = World::new() else { return };
     w.warmup("stream");

@@ -88,6 +88,11 @@ impl CbxHome {
         self.path().join("state/cbx")
     }
 
+    /// cbx's cache directory, shared by every home of a test run (see [`shared_cache_dir`]).
+    pub fn cache_dir(&self) -> PathBuf {
+        shared_cache_dir().join("cbx")
+    }
+
     /// Sets an environment variable for every command.
     pub fn env(&mut self, key: &str, value: &str) -> &mut CbxHome {
         self.env.retain(|(k, _)| k != key);

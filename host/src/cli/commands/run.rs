@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<u8> {
     };
     let files = match (&repo, args.no_sync) {
         (Some(root), false) => {
-            let list = FileList::collect(root)?;
+            let list = FileList::collect_cached(root, &ctx.dirs.cache.join("listings"))?;
             list.check_size(args.sync_large, &|m| eprintln!("{m}"))?;
             Some(list)
         }
