@@ -236,6 +236,34 @@ fn run_syncs_the_tree_streams_output_and_passes_the_exit_code_through() {
 }
 
 #[test]
+fn an_edit_of_the_same_size_within_the_same_second_is_synced() {
+    let Some(w) = World::new() else { return };
+    w.warmup("beta");
+    // Two versions of a file, the same size, stamped within one second: rsync's default quick
+    // check (size and whole seconds) would take the second for the first.
+    let second = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let stamp = |at: Duration| {
+        std::fs::File::options()
+            .write(true)
+            .open(w.repo().join("src/lib.rs"))
+            .unwrap()
+            .set_modified(second + at)
+            .unwrap();
+    };
+    w.write("src/lib.rs", "pub fn answer() -> u32 { 42 }\n");
+    stamp(Duration::from_millis(100));
+    let out = w.cbx(&["run", "--id", "beta", "--", "cat", "src/lib.rs"]);
+    out.ok();
+    assert_eq!(out.stdout, "pub fn answer() -> u32 { 42 }\n");
+    w.write("src/lib.rs", "pub fn answer() -> u32 { 43 }\n");
+    stamp(Duration::from_millis(200));
+    let out = w.cbx(&["run", "--id", "beta", "--", "cat", "src/lib.rs"]);
+    out.ok();
+    assert_eq!(out.stdout, "pub fn answer() -> u32 { 43 }\n", "{out}");
+    w.cbx(&["stop", "beta"]).ok();
+}
+
+#[test]
 fn the_listing_cache_is_used_and_still_sees_new_files() {
     let Some(w) = World::new() else { return };
     let lease = w.warmup("gamma");

@@ -544,9 +544,12 @@ async fn transfer(
     }
     let dir = quote(remote_dir);
     let mut cmd = ssh.ssh();
-    cmd.arg(ssh.alias())
-        .arg(format!("mkdir -p {dir} && cd {dir} && xargs -0 rm -f --"));
-    run_with_input(cmd, &deleted_in, "prepare the work directory", redactor).await?;
+    // The same round trip reports the sandbox's rsync version (nothing when it has none:
+    // rsync itself then says so).
+    cmd.arg(ssh.alias()).arg(format!(
+        "mkdir -p {dir} && cd {dir} && xargs -0 rm -f -- && {{ rsync --version 2>/dev/null | head -n 1; true; }}"
+    ));
+    let remote = run_with_input(cmd, &deleted_in, "prepare the work directory", redactor).await?;
 
     let mut rsync = tokio::process::Command::new("rsync");
     rsync
@@ -564,6 +567,12 @@ async fn transfer(
     if !is_loopback(&ssh.target().host) {
         rsync.arg("--compress");
     }
+    // rsync's quick check compares whole seconds: a file rewritten at the same size within
+    // the second of the previous sync would be skipped. Nanoseconds, where the sandbox's
+    // rsync can compare them.
+    if compares_nanoseconds(&String::from_utf8_lossy(&remote)) {
+        rsync.arg("--modify-window=-1");
+    }
     let mut source = list.root.as_os_str().to_owned();
     source.push("/");
     rsync
@@ -572,14 +581,34 @@ async fn transfer(
     run_rsync(rsync, files_in, redactor).await
 }
 
+/// Whether an `rsync --version` first line names a version that compares modification times
+/// to the nanosecond (`--modify-window=-1`, rsync 3.1.3 and later).
+fn compares_nanoseconds(version_line: &str) -> bool {
+    let Some(version) = version_line
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+    else {
+        return false;
+    };
+    let numbers: Vec<u32> = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|n| !n.is_empty())
+        .take(3)
+        .map_while(|n| n.parse().ok())
+        .collect();
+    numbers.len() == 3 && (numbers[0], numbers[1], numbers[2]) >= (3, 1, 3)
+}
+
+/// Runs `cmd` with `input` on stdin; returns its stdout.
 async fn run_with_input(
     mut cmd: tokio::process::Command,
     input: &[u8],
     what: &str,
     redactor: &Redactor,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd
@@ -603,7 +632,7 @@ async fn run_with_input(
         )
         .into());
     }
-    Ok(())
+    Ok(out.stdout)
 }
 
 /// Runs rsync with the file list on stdin; returns the number of files it transferred.
@@ -796,6 +825,21 @@ mod tests {
         git(&root, &["worktree", "add", "-q", linked.to_str().unwrap()]);
         let linked = std::fs::canonicalize(&linked).unwrap();
         assert_eq!(work_tree_containing(&linked), Some(linked.clone()));
+    }
+
+    #[test]
+    fn nanosecond_comparison_needs_rsync_3_1_3() {
+        for (line, yes) in [
+            ("rsync  version 3.2.7  protocol version 31", true),
+            ("rsync  version v3.4.1  protocol version 32", true),
+            ("rsync  version 3.1.3  protocol version 31", true),
+            ("rsync  version 3.1.2  protocol version 31", false),
+            ("rsync  version 2.6.9  protocol version 29", false),
+            ("", false),
+            ("sh: rsync: not found", false),
+        ] {
+            assert_eq!(compares_nanoseconds(line), yes, "{line:?}");
+        }
     }
 
     #[test]
