@@ -289,6 +289,7 @@ fn the_listing_cache_is_used_and_still_sees_new_files() {
         "src",
         ".gitignore",
         ".git/index",
+        ".git/HEAD",
         ".git/config",
         ".git/info/exclude",
     ] {

@@ -259,18 +259,33 @@ fn git_context() -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-/// The files outside the walk that the listing depends on: the index, the repository's
-/// excludes, `.cbxignore`, every configuration file git reads (present or not) and the global
-/// excludes file it names.
+/// The files outside the walk that the listing depends on: the index, `HEAD`, the
+/// repository's excludes, `.cbxignore`, every configuration file git reads or would read if it
+/// existed, and the global excludes file.
 fn guard_paths(root: &Path) -> Result<Vec<PathBuf>> {
     let git_dir = root.join(".git");
     let mut guards = vec![
         git_dir.join("index"),
+        // Conditional configuration (`includeIf "onbranch:…"`) follows the branch.
+        git_dir.join("HEAD"),
         git_dir.join("info").join("exclude"),
         git_dir.join("config"),
         root.join(".cbxignore"),
         PathBuf::from("/etc/gitconfig"),
     ];
+    // Where this git reads system and global configuration, existing or not (git 2.42 and
+    // later say; the system file depends on where git was installed, /usr/local/etc/gitconfig
+    // for a git built from source).
+    for var in ["GIT_CONFIG_SYSTEM", "GIT_CONFIG_GLOBAL"] {
+        if let Ok(paths) = git(root, &["var", var]) {
+            guards.extend(
+                paths
+                    .split(|b| *b == b'\n')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| PathBuf::from(OsStr::from_bytes(p))),
+            );
+        }
+    }
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
@@ -567,6 +582,19 @@ mod tests {
             let after = collect(root, cache.path());
             assert_ne!(after.fingerprint, before.fingerprint, "{what}");
         }
+    }
+
+    #[test]
+    fn a_branch_switch_is_not_trusted() {
+        // Configuration can depend on the branch (`includeIf "onbranch:…"`); the listing is
+        // asked of git again, and is the same.
+        let repo = repo();
+        let cache = tempfile::tempdir().unwrap();
+        let root = repo.path();
+        let before = collect(root, cache.path());
+        git(root, &["checkout", "-q", "-b", "other"]);
+        assert!(reuse(cache.path(), root).is_none());
+        assert_eq!(collect(root, cache.path()).files, before.files);
     }
 
     #[test]
