@@ -317,6 +317,68 @@ fn the_listing_cache_is_used_and_still_sees_new_files() {
 }
 
 #[test]
+fn exit_255_says_whether_the_connection_was_lost() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("delta");
+    let lease = lease["leaseId"].as_str().unwrap();
+
+    // The command's own 255 passes through, and the connection is still up.
+    let out = w.cbx(&["run", "--id", "delta", "--", "sh", "-c", "exit 255"]);
+    out.expect_code(255);
+    assert!(
+        out.stderr
+            .contains("the command itself exited 255, or its ssh session failed"),
+        "{out}"
+    );
+
+    // The connection goes away while the command runs: stop the multiplexing master.
+    let mut child = w
+        .home
+        .command(&[
+            "run",
+            "--id",
+            "delta",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "started");
+    let config = w
+        .home
+        .state_dir()
+        .join("secrets")
+        .join(lease)
+        .join("ssh_config");
+    let alias = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Host ").map(str::to_string))
+        .expect("the ssh config names its host");
+    let exit = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-O", "exit", &alias])
+        .output()
+        .unwrap();
+    assert!(exit.status.success(), "{exit:?}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    assert!(
+        stderr.contains("its connection to the sandbox is gone")
+            && stderr.contains("`cbx ssh delta`"),
+        "{stderr}"
+    );
+    w.cbx(&["stop", "delta"]).ok();
+}
+
+#[test]
 fn output_streams_while_the_command_runs() {
     let Some(w) = World::new() else { return };
     w.warmup("stream");

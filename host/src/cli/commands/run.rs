@@ -181,9 +181,21 @@ async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<
         .await
         .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
     match status.code() {
+        // ssh's own failures are 255 too. The multiplexing master outlives every session, so
+        // when it is gone as well, the connection was lost; when it is up, the command most
+        // likely exited 255 itself.
+        Some(255) if ssh.master_alive().await => {
+            tracing::warn!(
+                "ssh exited 255: the command itself exited 255, or its ssh session failed"
+            );
+            Ok(255)
+        }
         Some(255) => {
             tracing::warn!(
-                "ssh exited 255: the connection failed, or the command itself exited 255"
+                "ssh exited 255 and its connection to the sandbox is gone: the connection was \
+                 lost, and the command may not have finished (run it again, or look with \
+                 `cbx ssh {}`)",
+                lease.ownership.slug
             );
             Ok(255)
         }
