@@ -76,22 +76,11 @@ impl World {
     }
 
     fn write(&self, rel: &str, text: &str) {
-        let p = self.repo().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
+        self.home.write_file(rel, text);
     }
 
     fn git(&self, args: &[&str]) {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(self.repo())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.home.git(args);
     }
 
     fn cbx(&self, args: &[&str]) -> Output {

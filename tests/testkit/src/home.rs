@@ -106,6 +106,27 @@ impl CbxHome {
         self
     }
 
+    /// Writes `text` to `rel` in the working directory, creating its parent directories.
+    pub fn write_file(&self, rel: &str, text: &str) {
+        let path = self.cwd.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("create directories");
+        std::fs::write(path, text).expect("write file");
+    }
+
+    /// Runs `git <args>` in the working directory; panics with git's stderr if it fails.
+    pub fn git(&self, args: &[&str]) {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&self.cwd)
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Writes the user config file.
     pub fn write_config(&self, toml: &str) {
         let path = self.config_file();
