@@ -166,4 +166,62 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
     }
+
+    /// Every kind of line, byte for byte as `audit.jsonl` and `providers audit --json` hold it.
+    #[test]
+    fn lines_are_pinned() {
+        let line = |mut r: Record| {
+            r.time = "T".into();
+            serde_json::to_string(&r).unwrap()
+        };
+        let event = |outcome, status, detail: Option<&str>| HttpEvent {
+            provider: "p".into(),
+            operation: "create",
+            method: "POST".into(),
+            url: "https://x.example/api/sandbox".into(),
+            status,
+            bytes: 12,
+            credentials: vec!["api-key".into()],
+            outcome,
+            detail: detail.map(String::from),
+            millis: 5,
+        };
+        assert_eq!(
+            line(Record::from_http(&event("ok", Some(200), None))),
+            r#"{"time":"T","provider":"p","kind":"request","operation":"create","method":"POST","url":"https://x.example/api/sandbox","status":200,"bytes":12,"credentials":["api-key"],"outcome":"ok"}"#
+        );
+        assert_eq!(
+            line(Record::from_http(&event(
+                "redirect",
+                Some(302),
+                Some("redirected to https://x.example/b")
+            ))),
+            r#"{"time":"T","provider":"p","kind":"request","operation":"create","method":"POST","url":"https://x.example/api/sandbox","status":302,"bytes":12,"credentials":["api-key"],"outcome":"redirect","detail":"redirected to https://x.example/b"}"#
+        );
+        assert_eq!(
+            line(Record::from_http(&event("denied", None, Some("no")))),
+            r#"{"time":"T","provider":"p","kind":"denied","operation":"create","method":"POST","url":"https://x.example/api/sandbox","bytes":12,"credentials":["api-key"],"outcome":"denied","detail":"no"}"#
+        );
+        for (outcome, word) in [
+            ("too-large", "too-large"),
+            ("timeout", "timeout"),
+            ("connect", "connect"),
+            ("invalid", "invalid"),
+            ("error", "error"),
+        ] {
+            assert!(
+                line(Record::from_http(&event(outcome, None, Some("x"))))
+                    .ends_with(&format!(r#""kind":"request","operation":"create","method":"POST","url":"https://x.example/api/sandbox","bytes":12,"credentials":["api-key"],"outcome":"{word}","detail":"x"}}"#)),
+                "{outcome}"
+            );
+        }
+        assert_eq!(
+            line(Record::fault("p", "get", true, "exceeded its CPU budget")),
+            r#"{"time":"T","provider":"p","kind":"limit","operation":"get","outcome":"limit","detail":"exceeded its CPU budget"}"#
+        );
+        assert_eq!(
+            line(Record::fault("p", "get", false, "crashed")),
+            r#"{"time":"T","provider":"p","kind":"fault","operation":"get","outcome":"fault","detail":"crashed"}"#
+        );
+    }
 }

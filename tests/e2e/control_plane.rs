@@ -932,3 +932,732 @@ fn the_daytona_provider_passes_the_conformance_test() {
     assert_sim_empties(&sim, Duration::from_secs(5));
     home.assert_secret_absent(&sim.api_key(), &[&out], &[]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Output formats pinned byte for byte
+
+/// Replaces what changes from run to run — ids, times, ports, paths, durations, sizes — with
+/// fixed words, so that the rest of an output can be compared byte for byte.
+struct Scrub {
+    words: Vec<(String, String)>,
+}
+
+impl Scrub {
+    fn new() -> Scrub {
+        Scrub { words: Vec::new() }
+    }
+
+    /// Replaces `from` with `to` (longest first, whatever the order they were added in).
+    fn word(&mut self, from: &str, to: &str) -> &mut Scrub {
+        if !from.is_empty() {
+            self.words.push((from.to_string(), to.to_string()));
+            self.words.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
+        }
+        self
+    }
+
+    fn apply(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (from, to) in &self.words {
+            out = out.replace(from.as_str(), to);
+        }
+        let out = mask_times(&out);
+        let out = mask_digits_after(&out, "\"millis\": ");
+        let out = mask_digits_after(&out, "\"bytes\":");
+        let out = mask_digits_after(&out, "\"size\": ");
+        let out = ["created_at", "touched_at", "expires_at"]
+            .iter()
+            .fold(out, |out, label| {
+                mask_digits_after(&out, &format!("\"cbx_{label}\": \""))
+            });
+        mask_load_time(&out)
+    }
+}
+
+/// Every RFC 3339 time (`2026-01-01T00:00:00Z`, with fractions or an offset) as `<time>`.
+fn mask_times(text: &str) -> String {
+    let b = text.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd";
+    let fits = |at: usize| {
+        at + shape.len() <= b.len()
+            && shape.iter().zip(&b[at..]).all(|(s, c)| match s {
+                b'd' => c.is_ascii_digit(),
+                s => s == c,
+            })
+    };
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if fits(i) {
+            let mut end = i + shape.len();
+            if b.get(end) == Some(&b'.') {
+                end += 1;
+                while b.get(end).is_some_and(u8::is_ascii_digit) {
+                    end += 1;
+                }
+            }
+            if b.get(end) == Some(&b'Z') {
+                end += 1;
+            } else if matches!(b.get(end), Some(b'+' | b'-')) && end + 6 <= b.len() {
+                end += 6;
+            }
+            out.push_str("<time>");
+            i = end;
+        } else {
+            let ch = text[i..].chars().next().expect("a char");
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+/// The digits right after each `key` replaced by `0`.
+fn mask_digits_after(text: &str, key: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(key) {
+        out.push_str(&rest[..at + key.len()]);
+        rest = &rest[at + key.len()..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            out.push('0');
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `compiled in 1.2s` / `loaded from cache in 35ms` as `<loaded>`.
+fn mask_load_time(text: &str) -> String {
+    let mut out = text.to_string();
+    for lead in ["; compiled in ", "; loaded from cache in "] {
+        while let Some(at) = out.find(lead) {
+            let end = out[at..].find(')').map_or(out.len(), |e| at + e);
+            out.replace_range(at..end, "; <loaded>");
+        }
+    }
+    out
+}
+
+/// The first line a tool prints about its version, as `doctor` shows it.
+fn tool_line(tool: &str, arg: &str) -> String {
+    let out = std::process::Command::new(tool)
+        .arg(arg)
+        .output()
+        .expect("run the tool");
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn json_outputs_claims_and_audit_lines_are_pinned() {
+    let (sim, mut home) = setup(fast());
+    home.env("CBX_DAYTONA_TARGET", "eu");
+    home.write_config("[providers.daytona.options]\nuser = \"daytona\"\n");
+    home.git(&["init", "-q"]);
+    let mut scrub = Scrub::new();
+    scrub
+        .word(&sim.api_url(), "<api>")
+        .word(&sim.base_url(), "<base>")
+        .word(&home.path().display().to_string(), "<home>")
+        .word(&tool_line("git", "--version"), "<git version>")
+        .word(&tool_line("ssh", "-V"), "<ssh version>")
+        .word(&tool_line("rsync", "--version"), "<rsync version>");
+    let mut got = String::new();
+    let mut add = |title: &str, text: &str| {
+        got.push_str(&format!("=== {title}\n{text}"));
+        if !text.ends_with('\n') {
+            got.push('\n');
+        }
+    };
+
+    let doctor = home.run(&["doctor", "--json"]);
+    doctor.ok();
+    let (leased, warmup) = warmup(&home, &["--slug", "pinned-otter"]);
+    scrub
+        .word(&leased.lease, "<lease>")
+        .word(&leased.lease[4..], "<lease-hex>")
+        .word(&leased.sandbox, "<sandbox>");
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    let status = home.run(&["status", &leased.lease, "--json"]);
+    status.ok();
+    let claim = std::fs::read_to_string(claim_file(&home, &leased.lease)).expect("the claim");
+    let providers = home.run(&["providers", "list", "--json"]);
+    providers.ok();
+    let digest = providers.json()[0]["digest"]
+        .as_str()
+        .expect("a digest")
+        .to_string();
+    scrub
+        .word(&digest, "<digest>")
+        .word(&digest[..12], "<digest12>");
+    let ssh_digest = providers.json()[1]["digest"]
+        .as_str()
+        .expect("a digest")
+        .to_string();
+    scrub.word(&ssh_digest, "<ssh digest>");
+    let inspect = home.run(&["providers", "inspect", "daytona", "--json"]);
+    inspect.ok();
+    home.run(&["stop", &leased.lease]).ok();
+    let audit = home.run(&["providers", "audit", "--json", "--last", "1000"]);
+    audit.ok();
+    let mut audit_lines: Vec<String> = audit.stdout.lines().map(|l| scrub.apply(l)).collect();
+    audit_lines.sort();
+    audit_lines.dedup();
+    let test = home.run(&["providers", "test", "daytona", "--json"]);
+    test.ok();
+    let created = test.json()["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["step"] == "create")
+        .and_then(|s| s["detail"].as_str())
+        .and_then(|d| d.strip_prefix("sandbox "))
+        .and_then(|d| d.split(' ').next())
+        .expect("the created sandbox")
+        .to_string();
+    scrub.word(&created, "<conformance sandbox>");
+
+    add("doctor --json", &scrub.apply(&doctor.stdout));
+    add("warmup --json", &scrub.apply(&warmup.stdout));
+    add("list --json", &scrub.apply(&list.stdout));
+    add("status --json", &scrub.apply(&status.stdout));
+    add("claim file", &scrub.apply(&claim));
+    add("providers list --json", &scrub.apply(&providers.stdout));
+    add(
+        "providers inspect daytona --json",
+        &scrub.apply(&inspect.stdout),
+    );
+    add(
+        "providers audit --json (sorted, unique)",
+        &audit_lines.join("\n"),
+    );
+    add("providers test daytona --json", &scrub.apply(&test.stdout));
+    assert_eq!(got, PINNED, "an output format changed");
+}
+
+/// What the outputs were when this test was written; a change here is a change of a
+/// documented format (docs/cli.md) or of a state file.
+const PINNED: &str = r##"=== doctor --json
+{
+  "provider": "daytona",
+  "ok": true,
+  "checks": [
+    {
+      "name": "config",
+      "status": "ok",
+      "detail": "user config <home>/config/cbx/config.toml; repository config none"
+    },
+    {
+      "name": "git",
+      "status": "ok",
+      "detail": "<git version>"
+    },
+    {
+      "name": "ssh",
+      "status": "ok",
+      "detail": "<ssh version>"
+    },
+    {
+      "name": "rsync",
+      "status": "ok",
+      "detail": "<rsync version>"
+    },
+    {
+      "name": "provider",
+      "status": "ok",
+      "detail": "daytona 0.1.0 (built into cbx, sha256 <digest12>…; <loaded>)"
+    },
+    {
+      "name": "grant",
+      "status": "ok",
+      "detail": "may reach <api> `api` (from environment variable DAYTONA_API_URL)"
+    },
+    {
+      "name": "credentials",
+      "status": "ok",
+      "detail": "api-key from DAYTONA_API_KEY → Authorization header to `api`"
+    },
+    {
+      "name": "options",
+      "status": "ok",
+      "detail": "api=<api> snapshot=account default target=eu user=daytona auth=api-key"
+    },
+    {
+      "name": "auth",
+      "status": "ok",
+      "detail": "credentials accepted (api-key)"
+    },
+    {
+      "name": "api",
+      "status": "ok",
+      "detail": "GET /sandbox answered 200"
+    }
+  ]
+}
+=== warmup --json
+{
+  "leaseId": "<lease>",
+  "slug": "pinned-otter",
+  "provider": "daytona",
+  "sandboxId": "<sandbox>",
+  "sandboxName": "cbx-pinned-otter-<lease-hex>",
+  "state": "ready",
+  "providerState": "started",
+  "ready": true,
+  "labels": {
+    "cbx": "true",
+    "cbx_created_at": "0",
+    "cbx_expires_at": "0",
+    "cbx_idle_secs": "1800",
+    "cbx_lease": "<lease>",
+    "cbx_provider": "daytona",
+    "cbx_slug": "pinned-otter",
+    "cbx_touched_at": "0",
+    "cbx_ttl_secs": "5400",
+    "cbx_work_root": "cbx"
+  },
+  "createdAt": "<time>",
+  "expiresAt": "<time>",
+  "lastTouchedAt": "<time>",
+  "ttlSecs": 5400,
+  "idleTimeoutSecs": 1800,
+  "expired": false,
+  "workRoot": "cbx",
+  "claimed": true,
+  "repoRoot": "<home>/work"
+}
+=== list --json
+[
+  {
+    "leaseId": "<lease>",
+    "slug": "pinned-otter",
+    "provider": "daytona",
+    "sandboxId": "<sandbox>",
+    "sandboxName": "cbx-pinned-otter-<lease-hex>",
+    "state": "ready",
+    "providerState": "started",
+    "ready": true,
+    "labels": {
+      "cbx": "true",
+      "cbx_created_at": "0",
+      "cbx_expires_at": "0",
+      "cbx_idle_secs": "1800",
+      "cbx_lease": "<lease>",
+      "cbx_provider": "daytona",
+      "cbx_slug": "pinned-otter",
+      "cbx_touched_at": "0",
+      "cbx_ttl_secs": "5400",
+      "cbx_work_root": "cbx"
+    },
+    "createdAt": "<time>",
+    "expiresAt": "<time>",
+    "lastTouchedAt": "<time>",
+    "ttlSecs": 5400,
+    "idleTimeoutSecs": 1800,
+    "expired": false,
+    "workRoot": "cbx",
+    "claimed": true,
+    "repoRoot": "<home>/work"
+  }
+]
+=== status --json
+{
+  "leaseId": "<lease>",
+  "slug": "pinned-otter",
+  "provider": "daytona",
+  "sandboxId": "<sandbox>",
+  "sandboxName": "cbx-pinned-otter-<lease-hex>",
+  "state": "ready",
+  "providerState": "started",
+  "ready": true,
+  "labels": {
+    "cbx": "true",
+    "cbx_created_at": "0",
+    "cbx_expires_at": "0",
+    "cbx_idle_secs": "1800",
+    "cbx_lease": "<lease>",
+    "cbx_provider": "daytona",
+    "cbx_slug": "pinned-otter",
+    "cbx_touched_at": "0",
+    "cbx_ttl_secs": "5400",
+    "cbx_work_root": "cbx"
+  },
+  "createdAt": "<time>",
+  "expiresAt": "<time>",
+  "lastTouchedAt": "<time>",
+  "ttlSecs": 5400,
+  "idleTimeoutSecs": 1800,
+  "expired": false,
+  "workRoot": "cbx",
+  "claimed": true,
+  "repoRoot": "<home>/work"
+}
+=== claim file
+{
+  "version": 1,
+  "leaseId": "<lease>",
+  "slug": "pinned-otter",
+  "provider": "daytona",
+  "sandboxId": "<sandbox>",
+  "sandboxName": "cbx-pinned-otter-<lease-hex>",
+  "repoRoot": "<home>/work",
+  "workRoot": "cbx",
+  "createdAt": "<time>",
+  "expiresAt": "<time>",
+  "lastUsedAt": "<time>"
+}
+=== providers list --json
+[
+  {
+    "name": "daytona",
+    "version": "0.1.0",
+    "description": "Daytona cloud sandboxes",
+    "origin": {
+      "kind": "builtin"
+    },
+    "digest": "<digest>",
+    "status": "built in, default"
+  },
+  {
+    "name": "ssh",
+    "version": "0.1.0",
+    "description": "An existing SSH host you already have (host, port, user and key from your config)",
+    "origin": {
+      "kind": "builtin"
+    },
+    "digest": "<ssh digest>",
+    "status": "built in"
+  }
+]
+=== providers inspect daytona --json
+{
+  "name": "daytona",
+  "version": "0.1.0",
+  "description": "Daytona cloud sandboxes",
+  "contract": "cbx:provider@0.1.0",
+  "origin": {
+    "kind": "builtin"
+  },
+  "digest": "<digest>",
+  "size": 0,
+  "imports": [
+    {
+      "name": "cbx:provider/http@0.1.0",
+      "functions": [
+        "send"
+      ]
+    },
+    {
+      "name": "cbx:provider/log@0.1.0",
+      "functions": [
+        "log"
+      ]
+    },
+    {
+      "name": "cbx:provider/types@0.1.0",
+      "functions": []
+    }
+  ],
+  "exports": [
+    {
+      "name": "cbx:provider/provider@0.1.0",
+      "functions": [
+        "describe",
+        "configure",
+        "doctor",
+        "create",
+        "get",
+        "list",
+        "start",
+        "stop",
+        "delete",
+        "set-labels",
+        "touch",
+        "mint-ssh-access"
+      ]
+    }
+  ],
+  "features": [
+    "start",
+    "stop",
+    "touch",
+    "labels"
+  ],
+  "options": [
+    {
+      "name": "snapshot",
+      "kind": "text",
+      "description": "Snapshot to create sandboxes from; it sets the size (daytona-small, daytona-medium, daytona-large). Empty: the account's default snapshot",
+      "default": "",
+      "value": "",
+      "origin": {
+        "kind": "default"
+      }
+    },
+    {
+      "name": "target",
+      "kind": "text",
+      "description": "Region to create sandboxes in, e.g. us or eu. Empty: the organization's default region",
+      "default": "",
+      "value": "eu",
+      "origin": {
+        "kind": "env",
+        "where": "CBX_DAYTONA_TARGET"
+      }
+    },
+    {
+      "name": "user",
+      "kind": "text",
+      "description": "OS user that runs in the sandbox",
+      "default": "daytona",
+      "value": "daytona",
+      "origin": {
+        "kind": "file",
+        "where": "<home>/config/cbx/config.toml:2"
+      }
+    },
+    {
+      "name": "work-root",
+      "kind": "text",
+      "description": "Where leases keep their work directories; a relative path is relative to the SSH user's home",
+      "default": "cbx",
+      "value": "cbx",
+      "origin": {
+        "kind": "default"
+      }
+    },
+    {
+      "name": "ssh-access-minutes",
+      "kind": "integer",
+      "description": "Lifetime of minted SSH access in minutes, 1 to 1440",
+      "default": "60",
+      "value": "60",
+      "origin": {
+        "kind": "default"
+      }
+    },
+    {
+      "name": "auto-archive-minutes",
+      "kind": "integer",
+      "description": "Minutes a stopped sandbox waits before Daytona archives it; 0 means Daytona's maximum",
+      "default": "10080",
+      "value": "10080",
+      "origin": {
+        "kind": "default"
+      }
+    }
+  ],
+  "manifest": {
+    "origin": "builtin:daytona/cbx-provider.toml",
+    "endpoints": [
+      {
+        "name": "api",
+        "url": "https://app.daytona.io/api",
+        "env": "DAYTONA_API_URL",
+        "description": "Daytona's REST API"
+      }
+    ],
+    "credentials": [
+      {
+        "name": "api-key",
+        "env": "DAYTONA_API_KEY",
+        "endpoint": "api",
+        "header": "Authorization",
+        "format": "Bearer {value}",
+        "secret": true,
+        "requires": [],
+        "description": "A Daytona API key (dashboard → Keys)"
+      },
+      {
+        "name": "jwt",
+        "env": "DAYTONA_JWT_TOKEN",
+        "endpoint": "api",
+        "header": "Authorization",
+        "format": "Bearer {value}",
+        "secret": true,
+        "requires": [
+          "organization"
+        ],
+        "description": "A Daytona login token (JWT); needs the organization id"
+      },
+      {
+        "name": "organization",
+        "env": "DAYTONA_ORGANIZATION_ID",
+        "endpoint": "api",
+        "header": "X-Daytona-Organization-ID",
+        "format": "{value}",
+        "secret": false,
+        "requires": [],
+        "description": "The Daytona organization to act in"
+      }
+    ],
+    "authOneOf": [
+      "api-key",
+      "jwt"
+    ]
+  },
+  "approval": "built into cbx (trusted with cbx itself)",
+  "approved": null,
+  "wasi": false,
+  "grant": {
+    "endpoints": [
+      {
+        "name": "api",
+        "url": "<api>",
+        "source": {
+          "kind": "env",
+          "where": "DAYTONA_API_URL"
+        }
+      }
+    ],
+    "credentials": [
+      {
+        "name": "api-key",
+        "env": "DAYTONA_API_KEY",
+        "set": true,
+        "attached": true,
+        "header": "Authorization",
+        "endpoint": "api",
+        "endpointUrl": "<api>"
+      },
+      {
+        "name": "jwt",
+        "env": "DAYTONA_JWT_TOKEN",
+        "set": false,
+        "attached": false,
+        "header": "Authorization",
+        "endpoint": "api",
+        "endpointUrl": "<api>"
+      },
+      {
+        "name": "organization",
+        "env": "DAYTONA_ORGANIZATION_ID",
+        "set": false,
+        "attached": false,
+        "header": "X-Daytona-Organization-ID",
+        "endpoint": "api",
+        "endpointUrl": "<api>"
+      }
+    ],
+    "authProblem": null
+  }
+}
+=== providers audit --json (sorted, unique)
+{"time":"<time>","provider":"daytona","kind":"request","operation":"create","method":"POST","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"delete","method":"DELETE","url":"<api>/sandbox/<sandbox>","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"get","method":"GET","url":"<api>/sandbox/<sandbox>","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"get","method":"GET","url":"<api>/sandbox/<sandbox>","status":404,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"list","method":"GET","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"set-labels","method":"PUT","url":"<api>/sandbox/<sandbox>/labels","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+=== providers test daytona --json
+{
+  "provider": "daytona",
+  "passed": true,
+  "steps": [
+    {
+      "step": "load+configure",
+      "result": "pass",
+      "detail": "work root `cbx`",
+      "millis": 0
+    },
+    {
+      "step": "describe",
+      "result": "pass",
+      "detail": "daytona 0.1.0, 6 options",
+      "millis": 0
+    },
+    {
+      "step": "doctor",
+      "result": "pass",
+      "detail": "2 checks",
+      "millis": 0
+    },
+    {
+      "step": "create",
+      "result": "pass",
+      "detail": "sandbox <conformance sandbox> (creating)",
+      "millis": 0
+    },
+    {
+      "step": "ready",
+      "result": "pass",
+      "detail": "state started",
+      "millis": 0
+    },
+    {
+      "step": "get",
+      "result": "pass",
+      "detail": "returns the id and the labels given at create",
+      "millis": 0
+    },
+    {
+      "step": "list",
+      "result": "pass",
+      "detail": "the sandbox is listed under its labels",
+      "millis": 0
+    },
+    {
+      "step": "set-labels",
+      "result": "pass",
+      "detail": "replaced labels read back",
+      "millis": 0
+    },
+    {
+      "step": "touch",
+      "result": "pass",
+      "detail": "ok",
+      "millis": 0
+    },
+    {
+      "step": "ssh-access",
+      "result": "pass",
+      "detail": "<token>@127.0.0.1:2222",
+      "millis": 0
+    },
+    {
+      "step": "stop",
+      "result": "pass",
+      "detail": "stopped",
+      "millis": 0
+    },
+    {
+      "step": "start",
+      "result": "pass",
+      "detail": "ready again",
+      "millis": 0
+    },
+    {
+      "step": "delete",
+      "result": "pass",
+      "detail": "accepted",
+      "millis": 0
+    },
+    {
+      "step": "gone",
+      "result": "pass",
+      "detail": "get answers not-found",
+      "millis": 0
+    },
+    {
+      "step": "delete again",
+      "result": "pass",
+      "detail": "idempotent",
+      "millis": 0
+    }
+  ]
+}
+"##;

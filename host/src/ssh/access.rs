@@ -134,3 +134,29 @@ async fn lock(path: &std::path::Path) -> Result<std::fs::File> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `access.json` as every cbx so far has written it.
+    #[test]
+    fn the_cache_file_format_is_pinned() {
+        let cached = CachedAccess {
+            sandbox_id: "sb-1".into(),
+            target: Target {
+                user: "tok".into(),
+                user_is_secret: true,
+                host: "ssh.example.com".into(),
+                port: 22,
+                identity_file: None,
+            },
+            expires_at: Some("E".into()),
+            minted_at: "M".into(),
+        };
+        assert_eq!(
+            String::from_utf8(serde_json::to_vec_pretty(&cached).unwrap()).unwrap(),
+            "{\n  \"sandboxId\": \"sb-1\",\n  \"target\": {\n    \"user\": \"tok\",\n    \"userIsSecret\": true,\n    \"host\": \"ssh.example.com\",\n    \"port\": 22,\n    \"identityFile\": null\n  },\n  \"expiresAt\": \"E\",\n  \"mintedAt\": \"M\"\n}"
+        );
+    }
+}

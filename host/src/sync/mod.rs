@@ -976,4 +976,18 @@ mod tests {
         list.check_size(true, &|_| warned.set(true)).unwrap();
         assert!(warned.get());
     }
+
+    /// The sync record as every cbx so far has written it.
+    #[test]
+    fn the_record_format_is_pinned() {
+        let record = Record {
+            remote_dir: "cbx/cbx_0123456789ab/app".into(),
+            fingerprint: "f".into(),
+            synced_at: "T".into(),
+        };
+        assert_eq!(
+            String::from_utf8(serde_json::to_vec_pretty(&record).unwrap()).unwrap(),
+            "{\n  \"remoteDir\": \"cbx/cbx_0123456789ab/app\",\n  \"fingerprint\": \"f\",\n  \"syncedAt\": \"T\"\n}"
+        );
+    }
 }
