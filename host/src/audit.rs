@@ -7,22 +7,67 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::grant::http::HttpEvent;
+use crate::grant::http::{HttpEvent, HttpOutcome};
 use crate::paths;
 
 /// When the log passes this size it is rotated to `audit.jsonl.1`.
 const ROTATE_BYTES: u64 = 16 << 20;
 
+/// What an audit record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    /// A request that left the machine (or was meant to).
+    Request,
+    /// A request the grant refused.
+    Denied,
+    /// A call that hit a limit.
+    Limit,
+    /// A call the component failed otherwise.
+    Fault,
+}
+
+/// How a provider call failed, as the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultKind {
+    /// It hit a limit.
+    Limit,
+    /// It crashed or returned something unusable.
+    Fault,
+}
+
+/// How the recorded event ended: an HTTP outcome, or the kind of a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RecordOutcome {
+    /// The outcome of a request.
+    Http(HttpOutcome),
+    /// A failed call.
+    Fault(FaultKind),
+}
+
+impl RecordOutcome {
+    /// The word the audit log writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordOutcome::Http(o) => o.as_str(),
+            RecordOutcome::Fault(FaultKind::Limit) => "limit",
+            RecordOutcome::Fault(FaultKind::Fault) => "fault",
+        }
+    }
+}
+
 /// One audit record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Record {
+pub struct AuditRecord {
     /// When (RFC 3339, UTC).
     pub time: String,
     /// The provider.
     pub provider: String,
-    /// `request`, `denied`, `limit` or `fault`.
-    pub kind: String,
+    /// What it is about.
+    pub kind: RecordKind,
     /// The provider operation in progress (`create`, `list`, …).
     pub operation: String,
     /// HTTP method, for requests and denials.
@@ -40,49 +85,52 @@ pub struct Record {
     /// Names of the credentials the host attached (never values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<String>,
-    /// `ok`, `denied`, `too-large`, `timeout`, `connect`, `invalid`, `error`, or the limit hit.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: RecordOutcome,
     /// Details (what was denied and why; which limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
-impl Record {
+impl AuditRecord {
     /// The record of one HTTP request (or denial).
-    pub fn from_http(event: &HttpEvent) -> Record {
-        Record {
+    pub fn from_http(event: &HttpEvent) -> AuditRecord {
+        AuditRecord {
             time: now(),
             provider: event.provider.clone(),
-            kind: if event.outcome == "denied" {
-                "denied"
-            } else {
-                "request"
-            }
-            .into(),
+            kind: match event.outcome {
+                HttpOutcome::Denied => RecordKind::Denied,
+                _ => RecordKind::Request,
+            },
             operation: event.operation.to_string(),
             method: Some(event.method.clone()),
             url: Some(event.url.clone()),
             status: event.status,
             bytes: Some(event.bytes),
             credentials: event.credentials.clone(),
-            outcome: event.outcome.to_string(),
+            outcome: RecordOutcome::Http(event.outcome),
             detail: event.detail.clone(),
         }
     }
 
     /// The record of a provider failure: a limit hit or another fault.
-    pub fn fault(provider: &str, operation: &str, limit: bool, detail: &str) -> Record {
-        Record {
+    pub fn fault(provider: &str, operation: &str, limit: bool, detail: &str) -> AuditRecord {
+        let (kind, outcome) = if limit {
+            (RecordKind::Limit, FaultKind::Limit)
+        } else {
+            (RecordKind::Fault, FaultKind::Fault)
+        };
+        AuditRecord {
             time: now(),
             provider: provider.to_string(),
-            kind: if limit { "limit" } else { "fault" }.into(),
+            kind,
             operation: operation.to_string(),
             method: None,
             url: None,
             status: None,
             bytes: None,
             credentials: Vec::new(),
-            outcome: if limit { "limit" } else { "fault" }.into(),
+            outcome: RecordOutcome::Fault(outcome),
             detail: Some(detail.to_string()),
         }
     }
@@ -110,7 +158,7 @@ impl AuditLog {
     }
 
     /// Appends one record (one `write` of one line, so concurrent writers do not interleave).
-    pub fn append(&self, record: &Record) -> Result<()> {
+    pub fn append(&self, record: &AuditRecord) -> Result<()> {
         let dir = self.path.parent().context("audit log has no directory")?;
         paths::private_dir(dir)?;
         if fs_err::metadata(&self.path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
@@ -133,7 +181,7 @@ impl AuditLog {
     }
 
     /// All records, oldest first (rotated file included); unreadable lines are skipped.
-    pub fn read(&self) -> Result<Vec<Record>> {
+    pub fn read(&self) -> Result<Vec<AuditRecord>> {
         let mut records = Vec::new();
         for path in [self.path.with_extension("jsonl.1"), self.path.clone()] {
             let text = match fs_err::read_to_string(&path) {
@@ -155,7 +203,7 @@ mod tests {
     fn appends_and_reads_back_with_private_mode() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::new(dir.path().join("state/audit.jsonl"));
-        let r = Record::fault("p", "create", true, "exceeded its CPU budget");
+        let r = AuditRecord::fault("p", "create", true, "exceeded its CPU budget");
         log.append(&r).unwrap();
         log.append(&r).unwrap();
         assert_eq!(log.read().unwrap(), vec![r.clone(), r]);
@@ -170,11 +218,11 @@ mod tests {
     /// Every kind of line, byte for byte as `audit.jsonl` and `providers audit --json` hold it.
     #[test]
     fn lines_are_pinned() {
-        let line = |mut r: Record| {
+        let line = |mut r: AuditRecord| {
             r.time = "T".into();
             serde_json::to_string(&r).unwrap()
         };
-        let event = |outcome, status, detail: Option<&str>| HttpEvent {
+        let event = |outcome: HttpOutcome, status, detail: Option<&str>| HttpEvent {
             provider: "p".into(),
             operation: "create",
             method: "POST".into(),
@@ -187,41 +235,75 @@ mod tests {
             millis: 5,
         };
         assert_eq!(
-            line(Record::from_http(&event("ok", Some(200), None))),
+            line(AuditRecord::from_http(&event(
+                HttpOutcome::Ok,
+                Some(200),
+                None
+            ))),
             r#"{"time":"T","provider":"p","kind":"request","operation":"create","method":"POST","url":"https://x.example/api/sandbox","status":200,"bytes":12,"credentials":["api-key"],"outcome":"ok"}"#
         );
         assert_eq!(
-            line(Record::from_http(&event(
-                "redirect",
+            line(AuditRecord::from_http(&event(
+                HttpOutcome::Redirect,
                 Some(302),
                 Some("redirected to https://x.example/b")
             ))),
             r#"{"time":"T","provider":"p","kind":"request","operation":"create","method":"POST","url":"https://x.example/api/sandbox","status":302,"bytes":12,"credentials":["api-key"],"outcome":"redirect","detail":"redirected to https://x.example/b"}"#
         );
         assert_eq!(
-            line(Record::from_http(&event("denied", None, Some("no")))),
+            line(AuditRecord::from_http(&event(
+                HttpOutcome::Denied,
+                None,
+                Some("no")
+            ))),
             r#"{"time":"T","provider":"p","kind":"denied","operation":"create","method":"POST","url":"https://x.example/api/sandbox","bytes":12,"credentials":["api-key"],"outcome":"denied","detail":"no"}"#
         );
         for (outcome, word) in [
-            ("too-large", "too-large"),
-            ("timeout", "timeout"),
-            ("connect", "connect"),
-            ("invalid", "invalid"),
-            ("error", "error"),
+            (HttpOutcome::TooLarge, "too-large"),
+            (HttpOutcome::Timeout, "timeout"),
+            (HttpOutcome::Connect, "connect"),
+            (HttpOutcome::Invalid, "invalid"),
+            (HttpOutcome::Error, "error"),
         ] {
             assert!(
-                line(Record::from_http(&event(outcome, None, Some("x"))))
+                line(AuditRecord::from_http(&event(outcome, None, Some("x"))))
                     .ends_with(&format!(r#""kind":"request","operation":"create","method":"POST","url":"https://x.example/api/sandbox","bytes":12,"credentials":["api-key"],"outcome":"{word}","detail":"x"}}"#)),
-                "{outcome}"
+                "{outcome:?}"
             );
+            assert_eq!(outcome.as_str(), word);
         }
         assert_eq!(
-            line(Record::fault("p", "get", true, "exceeded its CPU budget")),
+            line(AuditRecord::fault(
+                "p",
+                "get",
+                true,
+                "exceeded its CPU budget"
+            )),
             r#"{"time":"T","provider":"p","kind":"limit","operation":"get","outcome":"limit","detail":"exceeded its CPU budget"}"#
         );
         assert_eq!(
-            line(Record::fault("p", "get", false, "crashed")),
+            line(AuditRecord::fault("p", "get", false, "crashed")),
             r#"{"time":"T","provider":"p","kind":"fault","operation":"get","outcome":"fault","detail":"crashed"}"#
         );
+    }
+
+    #[test]
+    fn lines_read_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl"));
+        std::fs::write(
+            log.path(),
+            concat!(
+                r#"{"time":"T","provider":"p","kind":"denied","operation":"get","method":"GET","url":"https://x.example/","bytes":0,"outcome":"denied","detail":"no"}"#,
+                "\n",
+                r#"{"time":"T","provider":"p","kind":"limit","operation":"get","outcome":"limit","detail":"cpu"}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let records = log.read().unwrap();
+        assert_eq!(records[0].kind, RecordKind::Denied);
+        assert_eq!(records[0].outcome, RecordOutcome::Http(HttpOutcome::Denied));
+        assert_eq!(records[1].outcome, RecordOutcome::Fault(FaultKind::Limit));
     }
 }

@@ -4,23 +4,37 @@
 //! everything dangerous — credentials, SSH, rsync, the local file system — and grants each
 //! provider only the capabilities its manifest declares and the user allows.
 //!
-//! The modules follow the architecture:
-//! - [`provider`]: the wasm boundary — engine, component cache, bindings, limits, manifests.
-//! - [`grant`]: capabilities — the effective grant, credentials and the one egress check.
-//! - [`lease`]: the provider-neutral lease lifecycle — ids, slugs, labels, claims, waiting.
+//! The modules, from the top (docs/architecture.md draws the layers):
+//! - [`cli`]: argument types, one thin file per command, output formatting.
+//! - [`ops`]: what the commands do, as library calls (doctor, conformance, provider review,
+//!   run).
+//! - [`context`]: one invocation's directories, configuration, environment and repository.
+//! - [`lease`]: the provider-neutral lease lifecycle — ids, labels, claims, sessions with
+//!   retries, acquire/resolve/release, the SSH access cache.
+//! - [`provider`]: the wasm boundary — loading (runtime, registry, install), engine, component
+//!   cache, bindings, the host side of each import, limits.
+//! - [`grant`]: capabilities — manifests, approvals, the effective grant, the one egress check.
+//! - [`audit`]: the audit log.
+//! - [`config`]: user and repository configuration, provider option resolution.
 //! - [`ssh`], [`sync`], [`remote`]: the data plane — OpenSSH with a private config, rsync of
 //!   the working tree, remote command lines.
-//! - [`config`]: user and repository configuration, provider option resolution.
-//! - [`cli`]: argument types, one file per command, output formatting.
+//! - Leaves: [`environment`] (read once), [`provenance`] (where a setting came from),
+//!   [`diagnostic`], [`digest`], [`error`], [`paths`], [`progress`], [`redact`].
 
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod context;
+pub mod diagnostic;
+pub mod digest;
+pub mod environment;
 pub mod error;
 pub mod grant;
 pub mod lease;
+pub mod ops;
 pub mod paths;
 pub mod progress;
+pub mod provenance;
 pub mod provider;
 pub mod redact;
 pub mod remote;

@@ -1,4 +1,5 @@
-//! Progress on stderr: a spinner on a terminal, plain lines otherwise.
+//! Progress on stderr: a spinner on a terminal, plain lines otherwise; and the single lines
+//! ([`note`], [`report`]) that the library prints instead of calling `eprintln!` itself.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -86,6 +87,19 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// A line on stderr unless `quiet`: a step the user may want to follow (a retry, a summary).
+pub fn note(quiet: bool, message: &str) {
+    if !quiet {
+        eprintln!("{message}");
+    }
+}
+
+/// A line on stderr even when quiet: something cbx did on its own (deleting an expired lease),
+/// or a warning.
+pub fn report(message: &str) {
+    eprintln!("{message}");
 }
 
 /// Formats a duration for people: `850ms`, `4.2s`, `3m05s`.

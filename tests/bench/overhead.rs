@@ -24,10 +24,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cbx::environment::Environment;
 use cbx::grant::http::{HttpGateway, HttpLimits};
 use cbx::grant::{EndpointOverrides, Grant};
 use cbx::provider::api::{CheckStatus, Settings};
-use cbx::provider::engine::Loaded;
+use cbx::provider::engine::Compilation;
 use cbx::provider::registry::{self, ProviderPackage};
 use cbx::provider::{Engine, Limits, ProviderInstance, contract};
 use cbx::redact::Redactor;
@@ -476,7 +477,7 @@ fn bench_provider(o: &Opts, rows: &mut Vec<Row>) -> Res<()> {
         let engine = Engine::new(Some(dir))?;
         let (_, how) = engine.load(&package.component)?;
         let d = t.elapsed();
-        assert_eq!(how, Loaded::Compiled);
+        assert_eq!(how, Compilation::Compiled);
         if i > 0 {
             cold.cbx.push(d);
         }
@@ -502,7 +503,7 @@ fn bench_provider(o: &Opts, rows: &mut Vec<Row>) -> Res<()> {
         let t2 = Instant::now();
         let (component, how) = engine.load(&package.component)?;
         let t3 = Instant::now();
-        assert_eq!(how, Loaded::Cached);
+        assert_eq!(how, Compilation::Cached);
         if i > 0 {
             cached.cbx.push(t3 - t);
             cached.part("registry::builtin", t1 - t);
@@ -901,9 +902,10 @@ fn cbx_sync(
     redactor: &Redactor,
 ) -> Res<Synced> {
     let t = Instant::now();
-    let root = sync::repo_root(tree)?;
+    let env = Environment::capture();
+    let root = sync::repo_root(tree, &env)?;
     let t1 = Instant::now();
-    let list = FileList::collect_cached(&root, &state.join("listings"))?;
+    let list = FileList::collect_cached(&root, &state.join("listings"), &env)?;
     list.check_size(false, &|_| {})?;
     let t2 = Instant::now();
     let report = rt.block_on(sync::sync(
@@ -937,7 +939,7 @@ struct Synced {
     repo_root: Duration,
     collect: Duration,
     sync: Duration,
-    report: sync::Report,
+    report: sync::SyncReport,
 }
 
 impl Synced {
@@ -1073,6 +1075,7 @@ fn data_rows(
         &home.state_dir(),
         &lease,
         target,
+        &Environment::capture(),
     )?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cbx::grant::egress::Denial;
-use cbx::grant::http::HttpLimits;
+use cbx::grant::http::{HttpLimits, HttpOutcome};
 use cbx::grant::{EndpointOverrides, Grant};
 use cbx::provider::api::{Check, Settings};
 use cbx::provider::limits::LimitHit;
@@ -114,7 +114,7 @@ impl Probe {
         .expect("the grant resolves");
         assert_eq!(grant.credential_names(), ["api-key", "tenant"]);
         let engine = Engine::new(None).expect("engine");
-        let (mut instance, _, _) = cbx::provider::instantiate(
+        let mut instance = cbx::provider::instantiate(
             &engine,
             &package,
             Arc::new(grant.clone()),
@@ -122,7 +122,8 @@ impl Probe {
             limits,
             http,
         )
-        .expect("the probe instantiates");
+        .expect("the probe instantiates")
+        .instance;
         let info = instance.describe().await.expect("describe");
         assert_eq!(info.name, "probe");
         let names: Vec<&str> = info.options.iter().map(|o| o.name.as_str()).collect();
@@ -586,7 +587,7 @@ async fn responses_over_the_size_cap_are_refused() {
     assert_eq!(detail(&checks, "http-error"), "too-large: 4096");
     assert!(details(&checks, "body").is_empty());
     let event = probe.instance.http_events().last().unwrap();
-    assert_eq!(event.outcome, "too-large");
+    assert_eq!(event.outcome, HttpOutcome::TooLarge);
 
     // Without a Content-Length the cap still holds while streaming.
     let chunked = raw_server(|s| {

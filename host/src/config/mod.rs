@@ -1,13 +1,15 @@
 //! Configuration: the user's config file, a repository's `cbx.toml`, environment variables and
 //! flags, merged into the choices one command runs with.
 //!
-//! Precedence, lowest first: provider defaults, user config, repository config, environment,
-//! flags. A repository config may choose options, never where credentials are sent: it cannot
-//! set endpoints. Every problem names the file and line to change.
+//! Precedence, lowest first: defaults, user config, repository config, environment, flags —
+//! written once, in [`crate::provenance`]; every getter returns a [`Value`] that says where it
+//! came from. A repository config may choose options, never where credentials are sent: it
+//! cannot set endpoints or grants. Every problem names the file and line to change.
 
-pub mod diagnostic;
+mod options;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,10 +17,11 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use toml::Spanned;
 
-use self::diagnostic::Diagnostic;
+use crate::diagnostic::Diagnostic;
+use crate::environment::Environment;
 use crate::error::{ErrorKind, Failure};
 use crate::grant::EndpointOverrides;
-use crate::provider::api::{OptionKind, OptionSpec};
+use crate::provenance::{self, Definition, Value};
 
 /// The provider used when nothing chooses one.
 pub const DEFAULT_PROVIDER: &str = "daytona";
@@ -62,16 +65,26 @@ struct RawGrant {
     credentials: Option<Vec<Spanned<String>>>,
 }
 
+/// Whose config file it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The user's own.
+    User,
+    /// A repository's `cbx.toml`.
+    Repo,
+}
+
 /// One parsed config file.
 #[derive(Debug)]
 struct ConfigFile {
     path: PathBuf,
     source: String,
     raw: RawConfig,
+    scope: Scope,
 }
 
 impl ConfigFile {
-    fn load(path: &Path) -> Result<Option<ConfigFile>> {
+    fn load(path: &Path, scope: Scope) -> Result<Option<ConfigFile>> {
         let source = match fs_err::read_to_string(path) {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -88,14 +101,11 @@ impl ConfigFile {
             path: path.to_path_buf(),
             source,
             raw,
+            scope,
         }))
     }
 
-    fn diagnostic(
-        &self,
-        span: std::ops::Range<usize>,
-        message: impl Into<String>,
-    ) -> anyhow::Error {
+    fn diagnostic(&self, span: Range<usize>, message: impl Into<String>) -> anyhow::Error {
         Failure::new(
             ErrorKind::Usage,
             Diagnostic::new(
@@ -109,49 +119,49 @@ impl ConfigFile {
         .into()
     }
 
-    fn line_of(&self, span: std::ops::Range<usize>) -> usize {
-        self.source[..span.start.min(self.source.len())]
+    /// The definition of a value at `span`: this file and the line.
+    fn definition(&self, span: Range<usize>) -> Definition {
+        let line = self.source[..span.start.min(self.source.len())]
             .matches('\n')
             .count()
-            + 1
-    }
-}
-
-/// Where a setting's value came from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase", tag = "kind", content = "where")]
-pub enum Origin {
-    /// The provider's default.
-    Default,
-    /// A config file and line.
-    File(String),
-    /// An environment variable.
-    Env(String),
-    /// A command-line flag.
-    Flag(String),
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Origin::Default => f.write_str("default"),
-            Origin::File(w) => f.write_str(w),
-            Origin::Env(v) => write!(f, "environment variable {v}"),
-            Origin::Flag(flag) => write!(f, "{flag}"),
+            + 1;
+        let place = format!("{}:{line}", self.path.display());
+        match self.scope {
+            Scope::User => Definition::UserFile(place),
+            Scope::Repo => Definition::RepoFile(place),
         }
     }
-}
 
-/// A provider option's value and where it came from.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OptionValue {
-    /// The option's name.
-    pub name: String,
-    /// Its value.
-    pub value: String,
-    /// Where the value came from.
-    pub origin: Origin,
+    /// What this file says about provider `name`.
+    fn provider(&self, name: &str) -> Option<&RawProviderConfig> {
+        self.raw.providers.get(name)
+    }
+
+    /// Refuses what only the user may choose: endpoints and grants.
+    fn check_repository_limits(&self, user_path: &Path) -> Result<()> {
+        for (name, p) in &self.raw.providers {
+            if let Some(grant) = &p.grant {
+                return Err(self.diagnostic(
+                    grant.span(),
+                    format!(
+                        "a repository's {REPO_CONFIG} may not set providers.{name}.grant; grants belong in your user config ({})",
+                        user_path.display()
+                    ),
+                ));
+            }
+            if let Some(endpoints) = &p.endpoints {
+                return Err(self.diagnostic(
+                    endpoints.span(),
+                    format!(
+                        "a repository's {REPO_CONFIG} may not set providers.{name}.endpoints: it would choose where your credentials are sent. \
+                         Set it in your user config ({}) or with --endpoint instead",
+                        user_path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The user's and the repository's configuration.
@@ -161,38 +171,23 @@ pub struct Config {
     repo: Option<ConfigFile>,
 }
 
+/// A value read from one of the layers, before it is parsed: its text and, from a file, the
+/// file and span to point a diagnostic at.
+type Layered<'a> = Value<Option<(String, Option<(&'a ConfigFile, Range<usize>)>)>>;
+
 impl Config {
-    /// Loads the user config at `user_path` and the `cbx.toml` governing `cwd`, if any.
-    pub fn load(user_path: &Path, cwd: &Path) -> Result<Config> {
-        let user = ConfigFile::load(user_path)
+    /// Loads the user config at `user_path` and the `cbx.toml` governing `cwd` (in `cwd` or a
+    /// parent, not above `repo_root`, the repository `cwd` is in).
+    pub fn load(user_path: &Path, cwd: &Path, repo_root: Option<&Path>) -> Result<Config> {
+        let user = ConfigFile::load(user_path, Scope::User)
             .with_context(|| format!("read user config {}", user_path.display()))?;
-        let repo = match find_repo_config(cwd) {
-            Some(path) => ConfigFile::load(&path)
+        let repo = match find_repo_config(cwd, repo_root) {
+            Some(path) => ConfigFile::load(&path, Scope::Repo)
                 .with_context(|| format!("read repository config {}", path.display()))?,
             None => None,
         };
         if let Some(repo) = &repo {
-            for (name, p) in &repo.raw.providers {
-                if let Some(grant) = &p.grant {
-                    return Err(repo.diagnostic(
-                        grant.span(),
-                        format!(
-                            "a repository's {REPO_CONFIG} may not set providers.{name}.grant; grants belong in your user config ({})",
-                            user_path.display()
-                        ),
-                    ));
-                }
-                if let Some(endpoints) = &p.endpoints {
-                    return Err(repo.diagnostic(
-                        endpoints.span(),
-                        format!(
-                            "a repository's {REPO_CONFIG} may not set providers.{name}.endpoints: it would choose where your credentials are sent. \
-                             Set it in your user config ({}) or with --endpoint instead",
-                            user_path.display()
-                        ),
-                    ));
-                }
-            }
+            repo.check_repository_limits(user_path)?;
         }
         Ok(Config { user, repo })
     }
@@ -202,273 +197,122 @@ impl Config {
         self.repo.as_ref().map(|r| r.path.as_path())
     }
 
-    /// The provider to use: `flag`, else `CBX_PROVIDER`, else the repository's or user's
-    /// `provider`, else Daytona.
-    pub fn provider(&self, flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
-        if let Some(p) = flag {
-            return p.to_string();
-        }
-        if let Some(p) = env("CBX_PROVIDER").filter(|p| !p.is_empty()) {
-            return p;
-        }
-        for file in [&self.repo, &self.user].into_iter().flatten() {
-            if let Some(p) = &file.raw.provider {
-                return p.get_ref().clone();
-            }
-        }
-        DEFAULT_PROVIDER.to_string()
+    /// The files, lowest precedence first.
+    fn files(&self) -> impl Iterator<Item = &ConfigFile> {
+        [&self.user, &self.repo].into_iter().flatten()
     }
 
-    /// The lease TTL and idle timeout: flags, else `CBX_TTL`/`CBX_IDLE_TIMEOUT`, else config.
+    /// The provider to use: `--provider`, else `CBX_PROVIDER`, else the repository's or user's
+    /// `provider`, else Daytona.
+    pub fn provider(&self, flag: Option<&str>, env: &Environment) -> Value<String> {
+        let mut candidates = vec![Value::new(
+            DEFAULT_PROVIDER.to_string(),
+            Definition::Default,
+        )];
+        candidates.extend(self.files().filter_map(|file| {
+            let p = file.raw.provider.as_ref()?;
+            Some(Value::new(p.get_ref().clone(), file.definition(p.span())))
+        }));
+        candidates.extend(
+            env.var("CBX_PROVIDER")
+                .filter(|p| !p.is_empty())
+                .map(|p| Value::new(p, Definition::Env("CBX_PROVIDER".into()))),
+        );
+        candidates
+            .extend(flag.map(|p| Value::new(p.to_string(), Definition::Flag("--provider".into()))));
+        provenance::pick(candidates).expect("the default is a candidate")
+    }
+
+    /// The lease TTL and idle timeout: flags, else `CBX_TTL`/`CBX_IDLE_TIMEOUT`, else config,
+    /// else the defaults.
     pub fn lease_times(
         &self,
         ttl_flag: Option<&str>,
         idle_flag: Option<&str>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(Duration, Duration)> {
-        let pick = |flag: Option<&str>,
-                    flag_name: &str,
-                    var: &str,
-                    key: fn(&RawLease) -> &Option<Spanned<String>>,
-                    default: Duration|
-         -> Result<Duration> {
-            if let Some(v) = flag {
-                return parse_duration(v, &format!("--{flag_name}"));
-            }
-            if let Some(v) = env(var).filter(|v| !v.is_empty()) {
-                return parse_duration(&v, &format!("environment variable {var}"));
-            }
-            for file in [&self.repo, &self.user].into_iter().flatten() {
-                if let Some(v) = file.raw.lease.as_ref().and_then(|l| key(l).as_ref()) {
-                    return parse_duration(v.get_ref(), "").map_err(|e| {
-                        file.diagnostic(
-                            v.span(),
-                            format!(
-                                "lease.{flag_name}: {}",
-                                crate::error::failure(&e)
-                                    .map_or(e.to_string(), |f| f.message.clone())
-                            ),
-                        )
-                    });
-                }
-            }
-            Ok(default)
-        };
-        let ttl = pick(ttl_flag, "ttl", "CBX_TTL", |l| &l.ttl, DEFAULT_TTL)?;
-        let idle = pick(
+        env: &Environment,
+    ) -> Result<(Value<Duration>, Value<Duration>)> {
+        let ttl = self.lease_time(ttl_flag, "ttl", "CBX_TTL", |l| &l.ttl, DEFAULT_TTL, env)?;
+        let idle = self.lease_time(
             idle_flag,
             "idle-timeout",
             "CBX_IDLE_TIMEOUT",
             |l| &l.idle_timeout,
             DEFAULT_IDLE,
+            env,
         )?;
         Ok((ttl, idle))
     }
 
+    /// One lease time, from the layer of highest precedence (only that one is parsed).
+    fn lease_time(
+        &self,
+        flag: Option<&str>,
+        name: &str,
+        var: &str,
+        key: fn(&RawLease) -> &Option<Spanned<String>>,
+        default: Duration,
+        env: &Environment,
+    ) -> Result<Value<Duration>> {
+        let mut candidates: Vec<Layered<'_>> = vec![Value::new(None, Definition::Default)];
+        for file in self.files() {
+            if let Some(v) = file.raw.lease.as_ref().and_then(|l| key(l).as_ref()) {
+                let text = (v.get_ref().clone(), Some((file, v.span())));
+                candidates.push(Value::new(Some(text), file.definition(v.span())));
+            }
+        }
+        if let Some(text) = env.var(var).filter(|v| !v.is_empty()) {
+            candidates.push(Value::new(Some((text, None)), Definition::Env(var.into())));
+        }
+        if let Some(text) = flag {
+            let definition = Definition::Flag(format!("--{name}"));
+            candidates.push(Value::new(Some((text.to_string(), None)), definition));
+        }
+        let chosen = provenance::pick(candidates).expect("the default is a candidate");
+        let duration = match &chosen.val {
+            None => default,
+            Some((text, None)) => parse_duration(text, &chosen.definition.place())?,
+            Some((text, Some((file, span)))) => parse_duration(text, "").map_err(|e| {
+                let why = crate::error::failure(&e).map_or(e.to_string(), |f| f.message.clone());
+                file.diagnostic(span.clone(), format!("lease.{name}: {why}"))
+            })?,
+        };
+        Ok(Value::new(duration, chosen.definition))
+    }
+
     /// The endpoint URLs and grant narrowing the user chose for `provider` (never from a
-    /// repository).
+    /// repository), with the `--endpoint` flags after the user config's URLs.
     pub fn endpoint_overrides(
         &self,
         provider: &str,
         flags: &[(String, String)],
     ) -> Result<EndpointOverrides> {
-        let mut overrides = EndpointOverrides {
-            flags: flags.to_vec(),
-            ..Default::default()
-        };
+        let mut overrides = EndpointOverrides::default();
         if let Some(user) = &self.user
-            && let Some(p) = user.raw.providers.get(provider)
-            && let Some(grant) = &p.grant
+            && let Some(p) = user.provider(provider)
         {
-            let place = |span: std::ops::Range<usize>| {
-                format!("{}:{}", user.path.display(), user.line_of(span))
-            };
-            let g = grant.get_ref();
-            overrides.allow_endpoints = g.endpoints.as_ref().map(|l| {
-                l.iter()
-                    .map(|n| (n.get_ref().clone(), place(n.span())))
-                    .collect()
-            });
-            overrides.allow_credentials = g.credentials.as_ref().map(|l| {
-                l.iter()
-                    .map(|n| (n.get_ref().clone(), place(n.span())))
-                    .collect()
-            });
-        }
-        if let Some(user) = &self.user
-            && let Some(p) = user.raw.providers.get(provider)
-            && let Some(endpoints) = &p.endpoints
-        {
-            for (name, url) in endpoints.get_ref() {
-                overrides.user_config.push((
-                    name.clone(),
-                    url.get_ref().clone(),
-                    format!("{}:{}", user.path.display(), user.line_of(url.span())),
-                ));
+            if let Some(grant) = &p.grant {
+                let named = |l: &Vec<Spanned<String>>| -> Vec<(String, Definition)> {
+                    l.iter()
+                        .map(|n| (n.get_ref().clone(), user.definition(n.span())))
+                        .collect()
+                };
+                overrides.allow_endpoints = grant.get_ref().endpoints.as_ref().map(named);
+                overrides.allow_credentials = grant.get_ref().credentials.as_ref().map(named);
             }
+            for (name, url) in p.endpoints.iter().flat_map(|e| e.get_ref()) {
+                let value = Value::new(url.get_ref().clone(), user.definition(url.span()));
+                overrides.urls.push((name.clone(), value));
+            }
+        }
+        for (name, url) in flags {
+            let value = Value::new(url.clone(), Definition::Flag(format!("--endpoint {name}")));
+            overrides.urls.push((name.clone(), value));
         }
         Ok(overrides)
     }
-
-    /// Resolves `provider`'s options against the specs it declares: defaults, then user
-    /// config, repository config, `CBX_<PROVIDER>_<OPTION>` variables and `--option` flags.
-    /// Unknown options and badly typed values are errors that say where they were set.
-    pub fn options(
-        &self,
-        provider: &str,
-        specs: &[OptionSpec],
-        user_only: &[String],
-        flags: &[(String, String)],
-        env_vars: &[(String, String)],
-    ) -> Result<Vec<OptionValue>> {
-        let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        let unknown = |name: &str, place: String| -> anyhow::Error {
-            Failure::new(
-                ErrorKind::Usage,
-                format!(
-                    "unknown option `{name}` for provider {provider} ({place}); it accepts: {}",
-                    if known.is_empty() {
-                        "no options".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            )
-            .into()
-        };
-        let mut values: BTreeMap<String, OptionValue> = BTreeMap::new();
-        for spec in specs {
-            if let Some(d) = &spec.default {
-                values.insert(
-                    spec.name.clone(),
-                    OptionValue {
-                        name: spec.name.clone(),
-                        value: d.clone(),
-                        origin: Origin::Default,
-                    },
-                );
-            }
-        }
-        for file in [&self.user, &self.repo].into_iter().flatten() {
-            let Some(p) = file.raw.providers.get(provider) else {
-                continue;
-            };
-            let from_repo = self.repo.as_ref().is_some_and(|r| std::ptr::eq(r, file));
-            for (name, value) in &p.options {
-                if from_repo && user_only.contains(name) {
-                    return Err(file.diagnostic(
-                        value.span(),
-                        format!(
-                            "a repository's {REPO_CONFIG} may not set option `{name}` of provider {provider}: it chooses where your files and keys go. \
-                             Set it in your user config or with -o {name}=…"
-                        ),
-                    ));
-                }
-                let Some(spec) = specs.iter().find(|s| s.name == *name) else {
-                    return Err(file.diagnostic(
-                        value.span(),
-                        format!(
-                            "unknown option `{name}` for provider {provider}; it accepts: {}",
-                            if known.is_empty() {
-                                "no options".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    ));
-                };
-                let text = match value.get_ref() {
-                    toml::Value::String(s) => s.clone(),
-                    toml::Value::Integer(i) => i.to_string(),
-                    toml::Value::Boolean(b) => b.to_string(),
-                    other => {
-                        return Err(file.diagnostic(
-                            value.span(),
-                            format!(
-                                "option `{name}` must be a string, integer or boolean, not {}",
-                                other.type_str()
-                            ),
-                        ));
-                    }
-                };
-                check_kind(spec, &text).map_err(|m| file.diagnostic(value.span(), m))?;
-                let origin = Origin::File(format!(
-                    "{}:{}",
-                    file.path.display(),
-                    file.line_of(value.span())
-                ));
-                values.insert(
-                    name.clone(),
-                    OptionValue {
-                        name: name.clone(),
-                        value: text,
-                        origin,
-                    },
-                );
-            }
-        }
-        let prefix = format!("CBX_{}_", provider.to_ascii_uppercase().replace('-', "_"));
-        for (var, value) in env_vars {
-            let Some(rest) = var.strip_prefix(&prefix) else {
-                continue;
-            };
-            let name = rest.to_ascii_lowercase().replace('_', "-");
-            let Some(spec) = specs.iter().find(|s| s.name == name) else {
-                return Err(unknown(&name, format!("from environment variable {var}")));
-            };
-            check_kind(spec, value).map_err(|m| {
-                Failure::new(
-                    ErrorKind::Usage,
-                    format!("{m} (from environment variable {var})"),
-                )
-            })?;
-            values.insert(
-                name.clone(),
-                OptionValue {
-                    name,
-                    value: value.clone(),
-                    origin: Origin::Env(var.clone()),
-                },
-            );
-        }
-        for (name, value) in flags {
-            let Some(spec) = specs.iter().find(|s| s.name == *name) else {
-                return Err(unknown(name, format!("from --option {name}={value}")));
-            };
-            check_kind(spec, value)
-                .map_err(|m| Failure::new(ErrorKind::Usage, format!("{m} (from --option)")))?;
-            values.insert(
-                name.clone(),
-                OptionValue {
-                    name: name.clone(),
-                    value: value.clone(),
-                    origin: Origin::Flag(format!("--option {name}")),
-                },
-            );
-        }
-        Ok(values.into_values().collect())
-    }
 }
 
-fn check_kind(spec: &OptionSpec, value: &str) -> Result<(), String> {
-    match spec.kind {
-        OptionKind::Text => Ok(()),
-        OptionKind::Integer => value
-            .trim()
-            .parse::<i64>()
-            .map(|_| ())
-            .map_err(|_| format!("option `{}` must be an integer, got `{value}`", spec.name)),
-        OptionKind::Boolean => match value.trim() {
-            "true" | "false" => Ok(()),
-            _ => Err(format!(
-                "option `{}` must be true or false, got `{value}`",
-                spec.name
-            )),
-        },
-    }
-}
-
-/// Parses a duration like `90m`, `1h30m` or `45s`.
+/// Parses a duration like `90m`, `1h30m` or `45s`; `place` says where it was set.
 pub fn parse_duration(text: &str, place: &str) -> Result<Duration> {
     let d = humantime::parse_duration(text.trim()).map_err(|e| {
         let at = if place.is_empty() {
@@ -484,18 +328,19 @@ pub fn parse_duration(text: &str, place: &str) -> Result<Duration> {
     Ok(d)
 }
 
-/// The `cbx.toml` governing `cwd`: in `cwd` or a parent, not above the repository root.
-pub fn find_repo_config(cwd: &Path) -> Option<PathBuf> {
-    let mut dir = Some(cwd);
-    while let Some(d) = dir {
-        let candidate = d.join(REPO_CONFIG);
+/// The `cbx.toml` governing `cwd`: in `cwd` or a parent, not above `repo_root` (when `cwd` is
+/// in a repository).
+pub fn find_repo_config(cwd: &Path, repo_root: Option<&Path>) -> Option<PathBuf> {
+    for dir in cwd.ancestors() {
+        let candidate = dir.join(REPO_CONFIG);
         if candidate.is_file() {
             return Some(candidate);
         }
-        if d.join(".git").exists() {
+        if let Some(root) = repo_root
+            && (dir == root || std::fs::canonicalize(dir).is_ok_and(|d| d == root))
+        {
             return None;
         }
-        dir = d.parent();
     }
     None
 }
@@ -503,6 +348,7 @@ pub fn find_repo_config(cwd: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::api::{OptionKind, OptionSpec};
 
     fn spec(name: &str, kind: OptionKind, default: Option<&str>) -> OptionSpec {
         OptionSpec {
@@ -520,7 +366,8 @@ mod tests {
         let repo_dir = dir.path().join("repo");
         std::fs::create_dir_all(repo_dir.join(".git")).unwrap();
         std::fs::write(repo_dir.join("cbx.toml"), repo).unwrap();
-        let cfg = Config::load(&user_path, &repo_dir).unwrap_or_else(|e| panic!("{e:#}"));
+        let cfg = Config::load(&user_path, &repo_dir, Some(&repo_dir))
+            .unwrap_or_else(|e| panic!("{e:#}"));
         (dir, cfg)
     }
 
@@ -536,10 +383,13 @@ mod tests {
         );
         let v = cfg.options("daytona", &specs, &[], &[], &[]).unwrap();
         assert_eq!(
-            v.iter().map(|o| o.value.as_str()).collect::<Vec<_>>(),
+            v.iter().map(|(_, o)| o.val.as_str()).collect::<Vec<_>>(),
             ["5", "repo"]
         );
-        assert!(matches!(&v[1].origin, Origin::File(f) if f.ends_with("cbx.toml:2")));
+        assert!(matches!(&v[1].1.definition, Definition::RepoFile(f) if f.ends_with("cbx.toml:2")));
+        assert!(
+            matches!(&v[0].1.definition, Definition::UserFile(f) if f.ends_with("config.toml:3"))
+        );
         let v = cfg
             .options(
                 "daytona",
@@ -549,7 +399,11 @@ mod tests {
                 &[("CBX_DAYTONA_SNAPSHOT".into(), "env".into())],
             )
             .unwrap();
-        assert_eq!(v[1].value, "flag");
+        assert_eq!(v[1].1.val, "flag");
+        assert_eq!(
+            v[1].1.definition,
+            Definition::Flag("--option snapshot".into())
+        );
         let v = cfg
             .options(
                 "daytona",
@@ -559,7 +413,10 @@ mod tests {
                 &[("CBX_DAYTONA_SNAPSHOT".into(), "env".into())],
             )
             .unwrap();
-        assert_eq!(v[1].origin, Origin::Env("CBX_DAYTONA_SNAPSHOT".into()));
+        assert_eq!(
+            v[1].1.definition,
+            Definition::Env("CBX_DAYTONA_SNAPSHOT".into())
+        );
     }
 
     #[test]
@@ -631,7 +488,8 @@ mod tests {
         assert_eq!(
             cfg.options("ssh", &specs, &["host".into()], &[], &[])
                 .unwrap()[0]
-                .value,
+                .1
+                .val,
             "mine.example"
         );
     }
@@ -645,7 +503,8 @@ mod tests {
             "[providers.daytona.endpoints]\napi = \"https://evil.example/api\"\n",
         )
         .unwrap();
-        let err = Config::load(&dir.path().join("none.toml"), dir.path()).unwrap_err();
+        let err =
+            Config::load(&dir.path().join("none.toml"), dir.path(), Some(dir.path())).unwrap_err();
         assert_eq!(crate::error::exit_code(&err), 2);
         let text = err.to_string();
         assert!(
@@ -663,14 +522,56 @@ mod tests {
             "[lease]\nidle-timeout = \"10m\"\n",
         );
         let o = cfg.endpoint_overrides("daytona", &[]).unwrap();
-        assert_eq!(o.user_config[0].1, "https://x.example/api");
-        let (ttl, idle) = cfg.lease_times(None, None, &|_| None).unwrap();
-        assert_eq!((ttl.as_secs(), idle.as_secs()), (7200, 600));
-        let err = cfg.lease_times(Some("soon"), None, &|_| None).unwrap_err();
+        assert_eq!(o.urls[0].1.val, "https://x.example/api");
+        let none = Environment::default();
+        let (ttl, idle) = cfg.lease_times(None, None, &none).unwrap();
+        assert_eq!((ttl.val.as_secs(), idle.val.as_secs()), (7200, 600));
+        assert!(matches!(ttl.definition, Definition::UserFile(_)));
+        assert!(matches!(idle.definition, Definition::RepoFile(_)));
+        let env = Environment::from_pairs([("CBX_TTL", "3h")]);
+        let (ttl, _) = cfg.lease_times(None, None, &env).unwrap();
+        assert_eq!(ttl.val.as_secs(), 3 * 3600);
+        let err = cfg.lease_times(Some("soon"), None, &none).unwrap_err();
         assert!(
             err.to_string()
                 .contains("`soon` is not a duration (from --ttl)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn provider_from_flag_env_repo_user_default() {
+        let (_d, cfg) = setup("provider = \"user\"\n", "provider = \"repo\"\n");
+        let none = Environment::default();
+        assert_eq!(cfg.provider(None, &none).val, "repo");
+        let env = Environment::from_pairs([("CBX_PROVIDER", "env")]);
+        assert_eq!(cfg.provider(None, &env).val, "env");
+        assert_eq!(
+            cfg.provider(Some("flag"), &env).definition,
+            Definition::Flag("--provider".into())
+        );
+        let (_d, cfg) = setup("", "");
+        assert_eq!(
+            cfg.provider(None, &none),
+            Value::new(DEFAULT_PROVIDER.to_string(), Definition::Default)
+        );
+    }
+
+    #[test]
+    fn the_repository_config_is_found_up_to_the_repository_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(dir.path().join(REPO_CONFIG), "").unwrap();
+        assert_eq!(find_repo_config(&root.join("a/b"), Some(&root)), None);
+        assert_eq!(
+            find_repo_config(&root.join("a/b"), None),
+            Some(dir.path().join(REPO_CONFIG))
+        );
+        std::fs::write(root.join(REPO_CONFIG), "").unwrap();
+        assert_eq!(
+            find_repo_config(&root.join("a/b"), Some(&root)),
+            Some(root.join(REPO_CONFIG))
         );
     }
 }

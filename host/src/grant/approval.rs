@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::manifest::Manifest;
 use crate::error::{ErrorKind, Failure};
 use crate::paths;
-use crate::provider::manifest::Manifest;
 
 /// One provider's approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +138,7 @@ impl Approvals {
             Ok(text) => toml::from_str(&text).map_err(|e| {
                 Failure::new(
                     ErrorKind::Usage,
-                    crate::config::diagnostic::Diagnostic::from_toml(
+                    crate::diagnostic::Diagnostic::from_toml(
                         &self.path.display().to_string(),
                         &text,
                         &e,
@@ -182,57 +182,83 @@ impl Approvals {
         Ok(())
     }
 
-    /// Fails (exit 7) unless `name`'s component `sha256` and `manifest` are covered by an
-    /// approval.
-    pub fn check(&self, name: &str, sha256: &str, manifest: &Manifest) -> Result<Approval> {
-        let reinstall = format!(
-            "review and approve it again with `cbx providers install <file> --manifest <manifest>` (`cbx providers inspect {name}` shows what it asks for)"
-        );
+    /// Whether `name`'s component `sha256` and `manifest` are covered by an approval: the
+    /// approval, or why not.
+    pub fn verdict(&self, name: &str, sha256: &str, manifest: &Manifest) -> Result<Verdict> {
         let Some(approval) = self.get(name)? else {
-            return Err(Failure::new(
-                ErrorKind::Denied,
+            return Ok(Verdict::Refused(
+                Unapproved::Never,
                 format!("provider {name} is installed but you have not approved it"),
-            )
-            .hint(reinstall)
-            .into());
+            ));
         };
         if approval.sha256 != sha256 {
-            return Err(Failure::new(
-                ErrorKind::Denied,
+            return Ok(Verdict::Refused(
+                Unapproved::Changed,
                 format!(
                     "provider {name} changed since you approved it: its component's sha256 is {sha256}, you approved {}",
                     approval.sha256
                 ),
-            )
-            .hint(reinstall)
-            .into());
+            ));
         }
         let excess = approval.excess(manifest);
         if !excess.is_empty() {
-            return Err(Failure::new(
-                ErrorKind::Denied,
+            return Ok(Verdict::Refused(
+                Unapproved::AsksForMore,
                 format!(
                     "provider {name}'s manifest asks for more than you approved: {}",
                     excess.join("; ")
                 ),
-            )
-            .hint(reinstall)
-            .into());
+            ));
         }
         if approval.manifest_sha256 != manifest.sha256 {
-            return Err(Failure::new(
-                ErrorKind::Denied,
+            return Ok(Verdict::Refused(
+                Unapproved::Changed,
                 format!(
                     "provider {name}'s manifest changed since you approved it (sha256 {}, you approved {})",
                     manifest.sha256,
-                    if approval.manifest_sha256.is_empty() { "an unpinned manifest" } else { &approval.manifest_sha256 }
+                    if approval.manifest_sha256.is_empty() {
+                        "an unpinned manifest"
+                    } else {
+                        &approval.manifest_sha256
+                    }
                 ),
-            )
-            .hint(reinstall)
-            .into());
+            ));
         }
-        Ok(approval)
+        Ok(Verdict::Approved(approval))
     }
+
+    /// Fails (exit 7) unless `name`'s component `sha256` and `manifest` are covered by an
+    /// approval.
+    pub fn check(&self, name: &str, sha256: &str, manifest: &Manifest) -> Result<Approval> {
+        match self.verdict(name, sha256, manifest)? {
+            Verdict::Approved(approval) => Ok(approval),
+            Verdict::Refused(_, message) => Err(Failure::new(ErrorKind::Denied, message)
+                .hint(format!(
+                    "review and approve it again with `cbx providers install <file> --manifest <manifest>` (`cbx providers inspect {name}` shows what it asks for)"
+                ))
+                .into()),
+        }
+    }
+}
+
+/// Whether an installed provider may run under its own grant.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Yes: the user approved exactly this.
+    Approved(Approval),
+    /// No, for this reason (and this message).
+    Refused(Unapproved, String),
+}
+
+/// Why an installed provider may not run under its own grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unapproved {
+    /// The user never approved it.
+    Never,
+    /// Its component or manifest changed since the approval.
+    Changed,
+    /// Its manifest asks for more than the user approved.
+    AsksForMore,
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::fmt;
 
 use url::Url;
 
-use super::Grant;
+use super::{Grant, headers};
 
 /// A request that passed the check, ready to send.
 #[derive(Debug)]
@@ -66,19 +66,6 @@ impl fmt::Display for Denial {
 }
 
 impl std::error::Error for Denial {}
-
-/// Headers that belong to the transport; the host sets them.
-const TRANSPORT_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    "expect",
-];
 
 /// Checks one request against `grant`; on success attaches the endpoint's credentials.
 pub fn authorize(
@@ -143,12 +130,12 @@ pub fn authorize(
                 None,
             ));
         }
-        if TRANSPORT_HEADERS.contains(&lower.as_str()) {
+        if headers::is_transport(&lower) {
             return Err(Refusal::Invalid(format!(
                 "the `{name}` header is set by the host"
             )));
         }
-        if !is_header_name(name) {
+        if !headers::is_valid_name(name) {
             return Err(Refusal::Invalid(format!(
                 "`{name}` is not a valid header name"
             )));
@@ -202,17 +189,11 @@ pub fn without_query(url: &Url) -> String {
     u.to_string()
 }
 
-fn is_header_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grant::manifest::Manifest;
     use crate::grant::{EndpointOverrides, Grant};
-    use crate::provider::manifest::Manifest;
     use crate::redact::Redactor;
 
     const DAYTONA: &str = include_str!("../../../providers/daytona/cbx-provider.toml");

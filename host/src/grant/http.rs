@@ -80,6 +80,44 @@ pub enum HttpFailure {
     Other(String),
 }
 
+/// How one provider request ended: a word of the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpOutcome {
+    /// A response arrived (whatever its status).
+    Ok,
+    /// A redirect, followed as a request of its own.
+    Redirect,
+    /// The grant refused it; it never left the machine.
+    Denied,
+    /// The response body was over the cap.
+    TooLarge,
+    /// No response in time.
+    Timeout,
+    /// No connection.
+    Connect,
+    /// A malformed request.
+    Invalid,
+    /// Anything else.
+    Error,
+}
+
+impl HttpOutcome {
+    /// The word as the audit log writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpOutcome::Ok => "ok",
+            HttpOutcome::Redirect => "redirect",
+            HttpOutcome::Denied => "denied",
+            HttpOutcome::TooLarge => "too-large",
+            HttpOutcome::Timeout => "timeout",
+            HttpOutcome::Connect => "connect",
+            HttpOutcome::Invalid => "invalid",
+            HttpOutcome::Error => "error",
+        }
+    }
+}
+
 /// What happened to one provider request; the raw material of logs and the audit trail.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,8 +136,8 @@ pub struct HttpEvent {
     pub bytes: u64,
     /// Credentials attached (names, never values).
     pub credentials: Vec<String>,
-    /// `ok`, `redirect`, `denied`, `too-large`, `timeout`, `connect`, `invalid` or `error`.
-    pub outcome: &'static str,
+    /// How it ended.
+    pub outcome: HttpOutcome,
     /// Details for failures.
     pub detail: Option<String>,
     /// How long it took, in milliseconds.
@@ -153,7 +191,7 @@ impl HttpGateway {
             status: None,
             bytes: 0,
             credentials: Vec::new(),
-            outcome: "ok",
+            outcome: HttpOutcome::Ok,
             detail: None,
             millis: 0,
         };
@@ -164,12 +202,14 @@ impl HttpGateway {
         event.millis = started.elapsed().as_millis() as u64;
         if let Err(failure) = &result {
             let (outcome, detail) = match failure {
-                HttpFailure::Denied(d) => ("denied", d.to_string()),
-                HttpFailure::Timeout(m) => ("timeout", m.clone()),
-                HttpFailure::Connect(m) => ("connect", m.clone()),
-                HttpFailure::TooLarge(cap) => ("too-large", format!("response over {cap} bytes")),
-                HttpFailure::Invalid(m) => ("invalid", m.clone()),
-                HttpFailure::Other(m) => ("error", m.clone()),
+                HttpFailure::Denied(d) => (HttpOutcome::Denied, d.to_string()),
+                HttpFailure::Timeout(m) => (HttpOutcome::Timeout, m.clone()),
+                HttpFailure::Connect(m) => (HttpOutcome::Connect, m.clone()),
+                HttpFailure::TooLarge(cap) => {
+                    (HttpOutcome::TooLarge, format!("response over {cap} bytes"))
+                }
+                HttpFailure::Invalid(m) => (HttpOutcome::Invalid, m.clone()),
+                HttpFailure::Other(m) => (HttpOutcome::Error, m.clone()),
             };
             event.outcome = outcome;
             event.detail = Some(self.redactor.redact(&detail));
@@ -195,42 +235,17 @@ impl HttpGateway {
             return Err(HttpFailure::Timeout("the call's time is used up".into()));
         }
         let request_deadline = Instant::now() + timeout;
-        let mut method = parse_method(&req.method)?;
-        let mut url = req.url.clone();
-        let mut body = req.body.clone();
-        for hop in 0..=MAX_REDIRECTS {
-            let authorized =
-                match egress::authorize(&self.grant, method.as_str(), &url, &req.headers) {
-                    Ok(a) => a,
-                    Err(Refusal::Denied(mut d)) => {
-                        if hop > 0 {
-                            d.reason = format!("a redirect led off the grant: {}", d.reason);
-                        }
-                        return Err(HttpFailure::Denied(d));
-                    }
-                    Err(Refusal::Invalid(m)) => return Err(HttpFailure::Invalid(m)),
-                };
+        let mut hop = Hop {
+            method: parse_method(&req.method)?,
+            url: req.url.clone(),
+            body: req.body.clone(),
+        };
+        for n in 0..=MAX_REDIRECTS {
+            let authorized = self.authorize(&hop, &req.headers, n)?;
             event.url = self
                 .redactor
                 .redact(&egress::without_query(&authorized.url));
             event.credentials = authorized.credentials.clone();
-            let mut headers = HeaderMap::new();
-            for (name, value) in &authorized.headers {
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| HttpFailure::Invalid(format!("bad header name `{name}`")))?;
-                let value = HeaderValue::from_str(value)
-                    .map_err(|_| HttpFailure::Invalid(format!("bad value for header `{name}`")))?;
-                headers.append(name, value);
-            }
-            for (name, value) in &authorized.credential_headers {
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| HttpFailure::Other("bad credential header name".into()))?;
-                let mut value = HeaderValue::from_str(value).map_err(|_| {
-                    HttpFailure::Other("a credential value is not a valid header value".into())
-                })?;
-                value.set_sensitive(true);
-                headers.insert(name, value);
-            }
             let remaining = request_deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(HttpFailure::Timeout(format!(
@@ -239,10 +254,10 @@ impl HttpGateway {
             }
             let mut builder = self
                 .client
-                .request(method.clone(), authorized.url.clone())
-                .headers(headers)
+                .request(hop.method.clone(), authorized.url.clone())
+                .headers(header_map(&authorized)?)
                 .timeout(remaining);
-            if let Some(b) = &body {
+            if let Some(b) = &hop.body {
                 builder = builder.body(b.clone());
             }
             let response = builder
@@ -251,63 +266,91 @@ impl HttpGateway {
                 .map_err(|e| self.classify(&e, timeout))?;
             let status = response.status();
             event.status = Some(status.as_u16());
-            if status.is_redirection()
-                && let Some(location) = response.headers().get(reqwest::header::LOCATION)
-            {
-                let location = location.to_str().map_err(|_| {
-                    HttpFailure::Other("redirect with an unreadable Location".into())
-                })?;
-                let next = authorized
-                    .url
-                    .join(location)
-                    .map_err(|e| HttpFailure::Other(format!("redirect to a bad URL: {e}")))?;
-                if hop == MAX_REDIRECTS {
+            if let Some(next) = redirect_target(&response, &authorized.url)? {
+                if n == MAX_REDIRECTS {
                     return Err(HttpFailure::Other(format!(
                         "more than {MAX_REDIRECTS} redirects"
                     )));
                 }
-                if matches!(status.as_u16(), 301..=303) && method != reqwest::Method::HEAD {
-                    method = reqwest::Method::GET;
-                    body = None;
-                }
-                // This hop went out; the next one is a request of its own, checked afresh.
-                let shown_next = self.redactor.redact(&egress::without_query(&next));
-                let mut done = event.clone();
-                done.outcome = "redirect";
-                done.detail = Some(format!("redirected to {shown_next}"));
-                done.millis = started.elapsed().as_millis() as u64;
-                hops.push(done);
-                event.method = method.as_str().to_string();
-                event.url = shown_next;
-                event.status = None;
-                event.bytes = 0;
-                event.credentials.clear();
-                url = next.to_string();
+                hop.follow(status, next);
+                self.record_redirect(event, hops, &hop, started);
                 continue;
             }
-            let headers_out: Vec<(String, String)> = response
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let body = self.read_capped(response, timeout, event).await?;
-            // A service that echoes requests (an error page, a debug endpoint) must not hand the
-            // provider a credential the host attached.
-            let (headers_out, body) = self.scrub_credentials(headers_out, body);
-            return Ok(InboundResponse {
-                status: status.as_u16(),
-                headers: headers_out,
-                body,
-            });
+            return self.receive(response, timeout, event).await;
         }
         Err(HttpFailure::Other(format!(
             "more than {MAX_REDIRECTS} redirects"
         )))
+    }
+
+    /// Checks one hop against the grant: the request itself, or a redirect it led to.
+    fn authorize(
+        &self,
+        hop: &Hop,
+        headers: &[(String, String)],
+        n: usize,
+    ) -> Result<egress::Authorized, HttpFailure> {
+        match egress::authorize(&self.grant, hop.method.as_str(), &hop.url, headers) {
+            Ok(a) => Ok(a),
+            Err(Refusal::Denied(mut d)) => {
+                if n > 0 {
+                    d.reason = format!("a redirect led off the grant: {}", d.reason);
+                }
+                Err(HttpFailure::Denied(d))
+            }
+            Err(Refusal::Invalid(m)) => Err(HttpFailure::Invalid(m)),
+        }
+    }
+
+    /// Records the hop that went out as a `redirect` event; `event` becomes the next hop's,
+    /// a request of its own, checked afresh.
+    fn record_redirect(
+        &self,
+        event: &mut HttpEvent,
+        hops: &mut Vec<HttpEvent>,
+        next: &Hop,
+        started: Instant,
+    ) {
+        let shown_next = self.redactor.redact(&shown_url(&next.url));
+        let mut done = event.clone();
+        done.outcome = HttpOutcome::Redirect;
+        done.detail = Some(format!("redirected to {shown_next}"));
+        done.millis = started.elapsed().as_millis() as u64;
+        hops.push(done);
+        event.method = next.method.as_str().to_string();
+        event.url = shown_next;
+        event.status = None;
+        event.bytes = 0;
+        event.credentials.clear();
+    }
+
+    /// The response's headers and capped body, with credential values scrubbed: a service
+    /// that echoes requests (an error page, a debug endpoint) must not hand the provider a
+    /// credential the host attached.
+    async fn receive(
+        &self,
+        response: reqwest::Response,
+        timeout: Duration,
+        event: &mut HttpEvent,
+    ) -> Result<InboundResponse, HttpFailure> {
+        let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = self.read_capped(response, timeout, event).await?;
+        let (headers, body) = self.scrub_credentials(headers, body);
+        Ok(InboundResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     async fn read_capped(
@@ -398,6 +441,68 @@ fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// One request of a chain of redirects.
+struct Hop {
+    method: reqwest::Method,
+    url: String,
+    body: Option<Vec<u8>>,
+}
+
+impl Hop {
+    /// Becomes the request a redirect with `status` to `next` asks for: 301 to 303 turn
+    /// everything but HEAD into a GET without a body.
+    fn follow(&mut self, status: reqwest::StatusCode, next: url::Url) {
+        if matches!(status.as_u16(), 301..=303) && self.method != reqwest::Method::HEAD {
+            self.method = reqwest::Method::GET;
+            self.body = None;
+        }
+        self.url = next.to_string();
+    }
+}
+
+/// The headers to send: the provider's, then the credentials bound to the endpoint (marked
+/// sensitive, replacing any of the same name).
+fn header_map(authorized: &egress::Authorized) -> Result<HeaderMap, HttpFailure> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &authorized.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| HttpFailure::Invalid(format!("bad header name `{name}`")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| HttpFailure::Invalid(format!("bad value for header `{name}`")))?;
+        headers.append(name, value);
+    }
+    for (name, value) in &authorized.credential_headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| HttpFailure::Other("bad credential header name".into()))?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| {
+            HttpFailure::Other("a credential value is not a valid header value".into())
+        })?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
+/// Where a redirect response points, resolved against the URL it answered; `None` for any
+/// other response.
+fn redirect_target(
+    response: &reqwest::Response,
+    base: &url::Url,
+) -> Result<Option<url::Url>, HttpFailure> {
+    if !response.status().is_redirection() {
+        return Ok(None);
+    }
+    let Some(location) = response.headers().get(reqwest::header::LOCATION) else {
+        return Ok(None);
+    };
+    let location = location
+        .to_str()
+        .map_err(|_| HttpFailure::Other("redirect with an unreadable Location".into()))?;
+    base.join(location)
+        .map(Some)
+        .map_err(|e| HttpFailure::Other(format!("redirect to a bad URL: {e}")))
 }
 
 fn parse_method(m: &str) -> Result<reqwest::Method, HttpFailure> {

@@ -117,6 +117,30 @@ impl Claims {
         }
     }
 
+    /// Writes `claim` under the lock: one update, whole.
+    pub fn save(&self, claim: &Claim) -> Result<()> {
+        let lock = self.lock()?;
+        self.put(claim, &lock)
+    }
+
+    /// Removes the claim for `lease` under the lock (no error if absent).
+    pub fn discard(&self, lease: &LeaseId) -> Result<()> {
+        let lock = self.lock()?;
+        self.remove(lease, &lock)
+    }
+
+    /// The claims of `provider` matching `ident`: a lease id, or a slug.
+    pub fn matching(&self, provider: Option<&str>, ident: &str) -> Result<Vec<Claim>> {
+        let by_id = LeaseId::parse(ident);
+        let slug = crate::lease::id::normalize_slug(ident);
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|c| provider.is_none_or(|p| c.provider == p))
+            .filter(|c| Some(&c.lease_id) == by_id.as_ref() || c.slug == slug)
+            .collect())
+    }
+
     /// Every claim, sorted by creation time. Unreadable files are reported, not skipped.
     pub fn all(&self) -> Result<Vec<Claim>> {
         let entries = match fs_err::read_dir(&self.dir) {

@@ -1,14 +1,15 @@
-//! Reaching a lease's sandbox: SSH access that refreshes itself, and the remote work directory.
+//! Reaching a lease's sandbox: an SSH client that can log in (cached access, or fresh access
+//! waited for), and the remote work directory.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::lease::lifecycle::Lease;
+use crate::lease::Lease;
+use crate::lease::access;
 use crate::lease::session::Session;
 use crate::ssh::SshClient;
-use crate::ssh::access;
 
 /// How long to wait for SSH to accept a login on a fresh sandbox.
 pub const SSH_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -19,20 +20,19 @@ pub const PERSISTENT_SSH_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// An SSH client for `lease` that can log in now. Cached access that no longer works (expired
 /// or revoked) is replaced by freshly minted access.
 pub async fn ssh(session: &mut Session, lease: &Lease) -> Result<SshClient> {
-    let dirs = session.dirs.clone();
     let timeout = if session.persistent() {
         PERSISTENT_SSH_READY_TIMEOUT
     } else {
         SSH_READY_TIMEOUT
     };
-    let (client, fresh) = access::obtain(session, &dirs, lease, None).await?;
+    let (client, fresh) = access::obtain(session, lease, None).await?;
     if client.master_alive().await {
         return Ok(client);
     }
     if fresh {
         // Just minted: the sandbox's SSH may still be coming up. Minting again would only
         // revoke this access (and another process's, sharing it).
-        client.wait_ready(timeout, session.quiet).await?;
+        client.wait_ready(timeout, session.quiet()).await?;
         return Ok(client);
     }
     if client.probe().await.is_ok() {
@@ -40,8 +40,8 @@ pub async fn ssh(session: &mut Session, lease: &Lease) -> Result<SshClient> {
     }
     // Cached access that no longer logs in (expired or revoked): mint new access, unless
     // another process just did, and wait for it to work.
-    let (client, _) = access::obtain(session, &dirs, lease, Some(&client)).await?;
-    client.wait_ready(timeout, session.quiet).await?;
+    let (client, _) = access::obtain(session, lease, Some(&client)).await?;
+    client.wait_ready(timeout, session.quiet()).await?;
     Ok(client)
 }
 

@@ -4,18 +4,91 @@
 //! (`amber-otter`), ownership labels on the sandbox, and a local claim binding lease, sandbox
 //! and repository. cbx never touches a sandbox it does not own and holds no exact claim for.
 //!
+//! - [`Lease`] (here): a lease and its sandbox as last seen.
 //! - [`id`]: lease ids and slugs.
 //! - [`labels`]: the ownership labels written on sandboxes.
 //! - [`claims`]: local claims (JSON files, 0600, atomic, locked).
-//! - [`session`]: a configured provider with retries and error mapping.
-//! - [`lifecycle`]: acquire, resolve, wait, release.
-//! - [`connect`]: SSH access with refresh, the remote work directory.
+//! - [`session`]: a configured provider with the host's retry policy.
+//! - [`acquire`]: creating a lease, and cleaning up when that fails.
+//! - [`ready`]: waiting for a sandbox to be ready; marking a lease as used.
+//! - [`resolve`]: finding leases by id or slug, and listing them.
+//! - [`release`]: deleting leases, forgetting gone ones, reaping expired ones.
+//! - [`access`]: the SSH access cache (minted access, kept per lease and reused).
+//! - [`connect`]: an SSH client that logs in, and the remote work directory.
 //! - [`view`]: what `status`, `list` and `warmup` report.
 
+pub mod access;
+pub mod acquire;
 pub mod claims;
 pub mod connect;
 pub mod id;
 pub mod labels;
-pub mod lifecycle;
+pub mod ready;
+pub mod release;
+pub mod resolve;
 pub mod session;
 pub mod view;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use self::claims::Claim;
+use self::labels::Ownership;
+use crate::error::{ErrorKind, Failure};
+use crate::provider::api;
+
+/// A lease and its sandbox as last seen.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The sandbox.
+    pub sandbox: api::Sandbox,
+    /// What its labels say.
+    pub ownership: Ownership,
+    /// This machine's claim, if it holds one.
+    pub claim: Option<Claim>,
+}
+
+impl Lease {
+    /// Whether this machine holds an exact claim on the lease: same lease, same sandbox.
+    pub fn exactly_claimed(&self) -> bool {
+        self.claim
+            .as_ref()
+            .is_some_and(|c| c.lease_id == self.ownership.lease && c.sandbox_id == self.sandbox.id)
+    }
+
+    /// Fails with exit 4 unless this machine holds an exact claim.
+    pub fn require_claim(&self, action: &str) -> Result<&Claim> {
+        match &self.claim {
+            Some(c) if self.exactly_claimed() => Ok(c),
+            Some(c) => Err(Failure::new(
+                ErrorKind::NotFound,
+                format!(
+                    "lease {} is claimed for sandbox {}, but the sandbox carrying its labels is {}; cbx will not {action} a sandbox that does not match its claim exactly",
+                    c.lease_id, c.sandbox_id, self.sandbox.id
+                ),
+            )
+            .into()),
+            None => Err(Failure::new(
+                ErrorKind::NotFound,
+                format!(
+                    "lease {} (sandbox {}) is owned by cbx, but this machine holds no claim for it; cbx will not {action} it",
+                    self.ownership.lease, self.sandbox.id
+                ),
+            )
+            .hint("run the command on the machine that created the lease, or remove the sandbox in the provider's console")
+            .into()),
+        }
+    }
+}
+
+/// Current Unix time in seconds.
+pub fn now_unix() -> i64 {
+    Utc::now().timestamp()
+}
+
+/// Unix seconds as RFC 3339.
+pub fn rfc3339(secs: i64) -> String {
+    DateTime::<Utc>::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,19 +1,19 @@
-//! A configured provider: the loaded component, its grant, its options and profile, with the
-//! host's retry policy and the mapping from provider errors to cbx failures.
+//! A configured provider ready for lease operations: its calls, repeated under the host's
+//! retry policy, and the mapping from their errors to cbx failures.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::config::OptionValue;
-use crate::error::{ErrorKind, Failure};
+use crate::environment::Environment;
 use crate::grant::Grant;
 use crate::lease::claims::Claims;
 use crate::lease::labels::Ownership;
+use crate::paths::Dirs;
+use crate::progress;
 use crate::provider::api::{self, ProviderError};
-use crate::provider::instance::provider_error_text;
-use crate::provider::{CallError, ProviderInstance};
+use crate::provider::{CallError, Configured, Feature, ProviderInstance};
+use crate::redact::Redactor;
 
 /// How calls are retried.
 #[derive(Debug, Clone, Copy)]
@@ -36,28 +36,6 @@ impl Default for RetryPolicy {
     }
 }
 
-/// A provider ready for lease operations.
-pub struct Session {
-    /// The provider instance.
-    pub provider: ProviderInstance,
-    /// Its effective grant.
-    pub grant: Arc<Grant>,
-    /// What it says about itself.
-    pub info: api::ProviderInfo,
-    /// What it reported after accepting its settings.
-    pub profile: api::Profile,
-    /// The options it runs with.
-    pub options: Vec<OptionValue>,
-    /// This user's claims.
-    pub claims: Claims,
-    /// cbx's directories (SSH access and sync records live there too).
-    pub dirs: crate::paths::Dirs,
-    /// Suppress progress.
-    pub quiet: bool,
-    /// Retry policy.
-    pub retry: RetryPolicy,
-}
-
 /// Whether repeating an operation is safe when it may already have taken effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Repeat {
@@ -67,48 +45,120 @@ enum Repeat {
     OnlyIfRejected,
 }
 
-macro_rules! with_retries {
-    ($self:ident, $repeat:expr, |$p:ident| $call:expr) => {{
-        let mut attempt = 1;
-        loop {
-            let $p = &mut $self.provider;
-            match $call.await {
-                Ok(v) => break Ok(v),
-                Err(e) => match $self.retry_delay(&e, attempt, $repeat) {
-                    Some(delay) => {
-                        if !$self.quiet {
-                            eprintln!(
-                                "{}: {}; retrying in {} (attempt {} of {})",
-                                $self.provider.name(),
-                                $self.provider.redactor().redact(&e.to_string()),
-                                crate::progress::human_duration(delay),
-                                attempt + 1,
-                                $self.retry.attempts
-                            );
-                        }
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                    }
-                    None => break Err(e),
-                },
-            }
-        }
-    }};
+/// A provider ready for lease operations, with this user's claims.
+pub struct Session {
+    provider: Configured,
+    claims: Claims,
+    dirs: Dirs,
+    env: Environment,
+    quiet: bool,
+    retry: RetryPolicy,
 }
 
 impl Session {
+    /// A session of `provider`, keeping claims and lease files under `dirs`, in the
+    /// environment cbx started with; `quiet` suppresses progress.
+    pub fn new(provider: Configured, dirs: Dirs, env: Environment, quiet: bool) -> Session {
+        Session {
+            claims: Claims::new(dirs.claims()),
+            provider,
+            dirs,
+            env,
+            quiet,
+            retry: RetryPolicy::default(),
+        }
+    }
+
     /// The provider's name.
     pub fn name(&self) -> &str {
         self.provider.name()
     }
 
-    /// Whether the provider's sandboxes outlive their leases (an existing host): it declares
-    /// the `persistent` feature.
+    /// What the provider says about itself.
+    pub fn info(&self) -> &api::ProviderInfo {
+        self.provider.info()
+    }
+
+    /// What the provider reported after accepting its settings.
+    pub fn profile(&self) -> &api::Profile {
+        self.provider.profile()
+    }
+
+    /// The provider's effective grant.
+    pub fn grant(&self) -> &Grant {
+        self.provider.grant()
+    }
+
+    /// This user's claims.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    /// cbx's directories (SSH access and sync records live there too).
+    pub fn dirs(&self) -> &Dirs {
+        &self.dirs
+    }
+
+    /// The environment cbx started with.
+    pub fn env(&self) -> &Environment {
+        &self.env
+    }
+
+    /// Whether progress is suppressed.
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// The redactor the provider's secrets are registered with.
+    pub fn redactor(&self) -> &Redactor {
+        self.provider.redactor()
+    }
+
+    /// Whether the provider declares `feature`.
+    pub fn declares(&self, feature: Feature) -> bool {
+        feature.declared_by(self.info())
+    }
+
+    /// Whether the provider's sandboxes outlive their leases (an existing host).
     pub fn persistent(&self) -> bool {
-        self.info
-            .features
-            .iter()
-            .any(|f| f == crate::lease::lifecycle::FEATURE_PERSISTENT)
+        self.declares(Feature::Persistent)
+    }
+
+    /// Turns a failed call into a cbx failure with a kind and a hint.
+    pub fn failure(&self, err: CallError) -> anyhow::Error {
+        self.provider.failure(err)
+    }
+
+    /// Runs `call` on the provider, repeating it as the retry policy allows for `repeat`,
+    /// with a line on stderr (unless quiet) before each repetition.
+    async fn with_retries<R>(
+        &mut self,
+        repeat: Repeat,
+        mut call: impl AsyncFnMut(&mut ProviderInstance) -> Result<R, CallError>,
+    ) -> Result<R, CallError> {
+        let mut attempt = 1;
+        loop {
+            let err = match call(self.provider.instance()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let Some(delay) = self.retry_delay(&err, attempt, repeat) else {
+                return Err(err);
+            };
+            progress::note(
+                self.quiet,
+                &format!(
+                    "{}: {}; retrying in {} (attempt {} of {})",
+                    self.name(),
+                    self.redactor().redact(&err.to_string()),
+                    progress::human_duration(delay),
+                    attempt + 1,
+                    self.retry.attempts
+                ),
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
     }
 
     fn retry_delay(&self, err: &CallError, attempt: u32, repeat: Repeat) -> Option<Duration> {
@@ -131,54 +181,30 @@ impl Session {
         }
     }
 
-    /// Turns a failed call into a cbx failure with a kind and a hint.
-    pub fn failure(&self, err: CallError) -> anyhow::Error {
-        let name = self.name().to_string();
-        let redact = |s: &str| self.provider.redactor().redact(s);
-        let f = match &err {
-            CallError::Provider(pe) => {
-                let msg = redact(&provider_error_text(pe));
-                match pe {
-                    ProviderError::InvalidConfig(_) => Failure::new(ErrorKind::Usage, msg)
-                        .hint(format!("`cbx providers inspect {name}` lists its options and where each value came from")),
-                    ProviderError::Unauthorized(_) => {
-                        let used: Vec<String> = self.grant.credentials.iter().filter(|c| c.secret).map(|c| c.env.clone()).collect();
-                        Failure::new(ErrorKind::Auth, msg).hint(if used.is_empty() {
-                            "the service rejected the request as unauthenticated".to_string()
-                        } else {
-                            format!("the service rejected the credentials from {}; check the value", used.join(", "))
-                        })
-                    }
-                    ProviderError::Forbidden(_) => Failure::new(ErrorKind::Auth, msg)
-                        .hint("the credentials are valid but lack permission for this operation"),
-                    ProviderError::NotFound(_) => Failure::new(ErrorKind::NotFound, msg),
-                    ProviderError::Quota(_) => Failure::new(ErrorKind::Sandbox, msg)
-                        .hint("stop or delete sandboxes you no longer need, or raise your account's limits"),
-                    ProviderError::RateLimited(_) => Failure::new(ErrorKind::Other, msg)
-                        .hint("the service is still rate limiting after several retries; wait a minute and try again"),
-                    ProviderError::Unavailable(_) => Failure::new(ErrorKind::Other, msg)
-                        .hint("the service looks unavailable; try again shortly"),
-                    ProviderError::Conflict(_) | ProviderError::Other(_) => Failure::new(ErrorKind::Other, msg),
-                }
-            }
-            CallError::Denied(d) => Failure::new(ErrorKind::Denied, redact(&d.to_string())).hint(format!(
-                "a provider reaches only what its grant allows; `cbx providers inspect {name}` shows the grant"
-            )),
-            CallError::Fault { .. } => Failure::new(ErrorKind::Provider, redact(&err.to_string()))
-                .hint("this is a defect in the provider component; cbx stopped it safely"),
-        };
-        f.into()
+    /// Read-only readiness checks (not retried: they report the service as it is).
+    pub async fn doctor(&mut self) -> Result<Vec<api::Check>, CallError> {
+        self.provider.instance().doctor().await
     }
 
     /// Reads one sandbox.
     pub async fn get(&mut self, id: &str) -> Result<api::Sandbox, CallError> {
-        with_retries!(self, Repeat::Idempotent, |p| p.get(id))
+        self.with_retries(Repeat::Idempotent, async |p| p.get(id).await)
+            .await
+    }
+
+    /// The sandboxes carrying all of `labels`.
+    pub async fn list(
+        &mut self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<api::Sandbox>, CallError> {
+        self.with_retries(Repeat::Idempotent, async |p| p.list(labels).await)
+            .await
     }
 
     /// Lists the sandboxes of this provider that cbx owns.
     pub async fn list_owned(&mut self) -> Result<Vec<(api::Sandbox, Ownership)>, CallError> {
         let selector = Ownership::selector(self.name());
-        let sandboxes = with_retries!(self, Repeat::Idempotent, |p| p.list(&selector))?;
+        let sandboxes = self.list(&selector).await?;
         let name = self.name().to_string();
         Ok(sandboxes
             .into_iter()
@@ -191,17 +217,28 @@ impl Session {
         &mut self,
         request: &api::CreateRequest,
     ) -> Result<api::Sandbox, CallError> {
-        with_retries!(self, Repeat::OnlyIfRejected, |p| p.create(request))
+        self.with_retries(Repeat::OnlyIfRejected, async |p| p.create(request).await)
+            .await
     }
 
     /// Starts a sandbox.
     pub async fn start(&mut self, id: &str) -> Result<api::Sandbox, CallError> {
-        with_retries!(self, Repeat::Idempotent, |p| p.start(id))
+        self.with_retries(Repeat::Idempotent, async |p| p.start(id).await)
+            .await
+    }
+
+    /// Stops a sandbox.
+    pub async fn stop(&mut self, id: &str) -> Result<api::Sandbox, CallError> {
+        self.with_retries(Repeat::Idempotent, async |p| p.stop(id).await)
+            .await
     }
 
     /// Deletes a sandbox; `Ok(false)` if it was already gone.
     pub async fn delete(&mut self, id: &str) -> Result<bool, CallError> {
-        match with_retries!(self, Repeat::Idempotent, |p| p.delete(id)) {
+        match self
+            .with_retries(Repeat::Idempotent, async |p| p.delete(id).await)
+            .await
+        {
             Ok(()) => Ok(true),
             Err(CallError::Provider(ProviderError::NotFound(_))) => Ok(false),
             Err(e) => Err(e),
@@ -214,16 +251,21 @@ impl Session {
         id: &str,
         labels: &[(String, String)],
     ) -> Result<api::Sandbox, CallError> {
-        with_retries!(self, Repeat::Idempotent, |p| p.set_labels(id, labels))
+        self.with_retries(Repeat::Idempotent, async |p| p.set_labels(id, labels).await)
+            .await
     }
 
     /// Resets a sandbox's idle timer.
     pub async fn touch(&mut self, id: &str) -> Result<(), CallError> {
-        with_retries!(self, Repeat::Idempotent, |p| p.touch(id))
+        self.with_retries(Repeat::Idempotent, async |p| p.touch(id).await)
+            .await
     }
 
-    /// Mints SSH access.
+    /// Mints SSH access (repeated only when rate limited: new access may revoke the old).
     pub async fn mint_ssh_access(&mut self, id: &str) -> Result<api::SshAccess, CallError> {
-        with_retries!(self, Repeat::OnlyIfRejected, |p| p.mint_ssh_access(id))
+        self.with_retries(Repeat::OnlyIfRejected, async |p| {
+            p.mint_ssh_access(id).await
+        })
+        .await
     }
 }

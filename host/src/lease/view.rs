@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::lease::lifecycle::{Lease, now_unix, rfc3339};
+use crate::lease::{Lease, now_unix, rfc3339};
 use crate::provider::api::SandboxState;
 
 /// One lease as `status`, `list` and `warmup` report it. Field names are documented in

@@ -33,3 +33,48 @@ impl std::fmt::Display for api::SandboxState {
         })
     }
 }
+
+impl api::CheckStatus {
+    /// The word `doctor` reports: `ok`, `warn` or `fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            api::CheckStatus::Ok => "ok",
+            api::CheckStatus::Warn => "warn",
+            api::CheckStatus::Fail => "fail",
+        }
+    }
+}
+
+/// As `doctor --json` writes it (docs/cli.md): `"ok"`, `"warn"` or `"fail"`.
+impl serde::Serialize for api::CheckStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl api::OptionKind {
+    /// The word `providers inspect` reports: `text`, `integer` or `boolean`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            api::OptionKind::Text => "text",
+            api::OptionKind::Integer => "integer",
+            api::OptionKind::Boolean => "boolean",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api::CheckStatus;
+
+    #[test]
+    fn check_statuses_serialize_as_words() {
+        for (status, word) in [
+            (CheckStatus::Ok, "\"ok\""),
+            (CheckStatus::Warn, "\"warn\""),
+            (CheckStatus::Fail, "\"fail\""),
+        ] {
+            assert_eq!(serde_json::to_string(&status).unwrap(), word);
+        }
+    }
+}

@@ -24,6 +24,14 @@ pub struct Fit {
 /// and imports nothing but the contract's host interfaces and WASI.
 pub fn check(engine: &wasmtime::Engine, component: &Component) -> anyhow::Result<Fit> {
     let (imports, exports) = inspect::interfaces(engine, component);
+    check_interfaces(&imports, &exports)
+}
+
+/// [`check`], given the component's imports and exports.
+pub fn check_interfaces(
+    imports: &[inspect::Interface],
+    exports: &[inspect::Interface],
+) -> anyhow::Result<Fit> {
     let version_of = |name: &str| -> Option<(String, String)> {
         let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
         let (iface, version) = rest.split_once('@')?;
@@ -38,14 +46,14 @@ pub fn check(engine: &wasmtime::Engine, component: &Component) -> anyhow::Result
             ErrorKind::Usage,
             format!(
                 "the component does not export {PACKAGE}/provider; it is not a cbx provider (it exports: {})",
-                names(&exports)
+                names(exports)
             ),
         )
         .into());
     };
     let all_versions: Vec<String> = imports
         .iter()
-        .chain(&exports)
+        .chain(exports)
         .filter_map(|i| version_of(&i.name).map(|(_, v)| v))
         .collect();
     for v in std::iter::once(&version).chain(&all_versions) {
@@ -61,7 +69,7 @@ pub fn check(engine: &wasmtime::Engine, component: &Component) -> anyhow::Result
         }
     }
     let mut wasi = false;
-    for i in &imports {
+    for i in imports {
         if i.name.starts_with("wasi:") {
             wasi = true;
         } else if version_of(&i.name).is_none() {

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::limits::TICK;
@@ -24,7 +23,7 @@ pub struct Engine {
 
 /// How a component was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loaded {
+pub enum Compilation {
     /// Deserialized from the cache.
     Cached,
     /// Compiled now (and cached if a cache directory is set).
@@ -53,7 +52,7 @@ impl Engine {
     }
 
     /// Compiles `bytes` (a component) or loads its compiled form from the cache.
-    pub fn load(&self, bytes: &[u8]) -> Result<(Component, Loaded)> {
+    pub fn load(&self, bytes: &[u8]) -> Result<(Component, Compilation)> {
         if wasmtime::Engine::detect_precompiled(bytes).is_some() {
             bail!(
                 "the file holds precompiled native code; cbx loads only WebAssembly components and compiles them itself"
@@ -67,7 +66,7 @@ impl Engine {
             // user can write (checked by `trusted_cache_file`), and its name binds it to the
             // component's digest and this engine's compatibility hash.
             match unsafe { Component::deserialize_file(&self.engine, path) } {
-                Ok(component) => return Ok((component, Loaded::Cached)),
+                Ok(component) => return Ok((component, Compilation::Cached)),
                 Err(e) => tracing::debug!("ignoring unusable cache entry {}: {e}", path.display()),
             }
         }
@@ -79,7 +78,7 @@ impl Engine {
         {
             tracing::debug!("could not cache compiled component: {e:#}");
         }
-        Ok((component, Loaded::Compiled))
+        Ok((component, Compilation::Compiled))
     }
 
     fn store(&self, component: &Component, path: &Path) -> Result<()> {
@@ -95,15 +94,10 @@ impl Engine {
             .hash(&mut hasher);
         Some(dir.join(format!(
             "{}-{:016x}.cwasm",
-            sha256_hex(bytes),
+            crate::digest::sha256_hex(bytes),
             hasher.finish()
         )))
     }
-}
-
-/// Hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Whether `path` is a cache file only its owner can write, in a directory only its owner

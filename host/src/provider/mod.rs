@@ -1,60 +1,43 @@
 //! The wasm boundary: loading provider components and calling them.
 //!
-//! - [`manifest`]: the provider manifest and its validation.
-//! - [`registry`]: where providers come from (embedded, or installed files).
+//! - [`load`]: **loading a provider** — [`Runtime`] (what an invocation's providers share),
+//!   [`Runtime::load`] → [`Loaded`] → [`Loaded::configure`] → [`Configured`].
+//! - [`registry`]: where providers come from (built into cbx, or installed files).
+//! - [`install`]: installing and removing providers (the approval flow).
 //! - [`contract`]: whether a component fits the contract (version, imports, exports).
 //! - [`engine`]: the wasmtime engine and the on-disk cache of compiled components.
+//! - [`instance`]: one linked provider and its typed, limited calls.
+//! - [`store`]: what the host keeps per instance, and how a fresh store is prepared.
+//! - [`imports`]: the host side of each import — `http`, `log`, WASI — one file each.
+//! - [`events`]: what a provider did, for the audit log.
+//! - [`failure`]: why a call failed, and what that means for the user.
+//! - [`features`]: the feature words of `describe` the host acts on.
 //! - [`limits`]: CPU, wall-clock and memory limits.
-//! - [`instance`]: one instantiated provider and its typed, limited calls.
 //! - [`inspect`]: what a component imports and exports, read from its binary.
-//! - [`wasi`]: WASI linked deny-by-default, for components built for wasm32-wasip2.
+//! - [`bindings`]: the Rust bindings of the WIT contract.
 //!
-//! Nothing outside this module touches wasmtime; the rest of cbx sees [`ProviderInstance`].
+//! Nothing outside this module names wasmtime (a test checks it); the rest of cbx sees
+//! [`Loaded`], [`Configured`] and [`ProviderInstance`].
 
 pub mod bindings;
 pub mod contract;
 pub mod engine;
+pub mod events;
+pub mod failure;
+pub mod features;
+pub mod imports;
 pub mod inspect;
+pub mod install;
 pub mod instance;
 pub mod limits;
-pub mod manifest;
+pub mod load;
 pub mod registry;
-pub mod wasi;
+pub mod store;
 
 pub use bindings::api;
 pub use engine::Engine;
-pub use instance::{CallError, ProviderEvent, ProviderInstance};
+pub use failure::CallError;
+pub use features::Feature;
+pub use instance::ProviderInstance;
 pub use limits::Limits;
-
-use std::sync::Arc;
-
-use anyhow::{Context as _, Result};
-
-use crate::grant::Grant;
-use crate::grant::http::{HttpGateway, HttpLimits};
-use crate::redact::Redactor;
-
-/// Compiles (or loads from cache) `package`'s component and links it under `grant`, ready for
-/// its first call. The one way cbx turns a provider package into something callable.
-pub fn instantiate(
-    engine: &Engine,
-    package: &registry::ProviderPackage,
-    grant: Arc<Grant>,
-    redactor: Redactor,
-    limits: Limits,
-    http_limits: HttpLimits,
-) -> Result<(
-    ProviderInstance,
-    wasmtime::component::Component,
-    engine::Loaded,
-)> {
-    let name = package.name();
-    let (component, how) = engine
-        .load(&package.component)
-        .with_context(|| format!("load provider {name}"))?;
-    contract::check(engine.wasmtime(), &component)
-        .with_context(|| format!("provider {name} does not fit this cbx"))?;
-    let gateway = HttpGateway::new(grant, http_limits, redactor.clone())?;
-    let instance = ProviderInstance::new(name, engine, &component, gateway, redactor, limits)?;
-    Ok((instance, component, how))
-}
+pub use load::{Configured, Loaded, Runtime, instantiate};

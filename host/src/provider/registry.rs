@@ -3,18 +3,22 @@
 
 use anyhow::Result;
 
-use super::engine::sha256_hex;
-use super::manifest::Manifest;
+use crate::digest::sha256_hex;
 use crate::error::{ErrorKind, Failure};
+use crate::grant::manifest::Manifest;
 
-/// The Daytona component, built from `providers/daytona` by `build.rs`.
-static DAYTONA_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cbx-provider-daytona.wasm"));
-/// Daytona's manifest.
-static DAYTONA_MANIFEST: &str = include_str!("../../../providers/daytona/cbx-provider.toml");
-/// The ssh provider's component, built from `providers/ssh` by `build.rs`.
-static SSH_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cbx-provider-ssh.wasm"));
-/// The ssh provider's manifest: no endpoints, no credentials.
-static SSH_MANIFEST: &str = include_str!("../../../providers/ssh/cbx-provider.toml");
+/// A provider embedded in the cbx binary.
+struct Builtin {
+    /// Its directory under `providers/`.
+    dir: &'static str,
+    /// The component `build.rs` built from it.
+    component: &'static [u8],
+    /// Its `cbx-provider.toml`.
+    manifest: &'static str,
+}
+
+// `static BUILTIN: &[Builtin]`, written by `build.rs` from its list of embedded providers.
+include!(concat!(env!("OUT_DIR"), "/builtin_providers.rs"));
 
 /// Where a provider's files came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -78,22 +82,23 @@ impl ProviderPackage {
 
 /// The providers embedded in this binary.
 pub fn builtin() -> Vec<ProviderPackage> {
-    vec![
-        ProviderPackage::from_parts(
-            "builtin:daytona/cbx-provider.toml",
-            DAYTONA_MANIFEST,
-            DAYTONA_WASM.to_vec(),
-            Origin::Builtin,
-        )
-        .expect("the embedded Daytona manifest is valid (checked by tests)"),
-        ProviderPackage::from_parts(
-            "builtin:ssh/cbx-provider.toml",
-            SSH_MANIFEST,
-            SSH_WASM.to_vec(),
-            Origin::Builtin,
-        )
-        .expect("the embedded ssh manifest is valid (checked by tests)"),
-    ]
+    BUILTIN
+        .iter()
+        .map(|b| {
+            ProviderPackage::from_parts(
+                &format!("builtin:{}/{MANIFEST_FILE}", b.dir),
+                b.manifest,
+                b.component.to_vec(),
+                Origin::Builtin,
+            )
+            .expect("the embedded manifests are valid (checked by tests)")
+        })
+        .collect()
+}
+
+/// Whether `name` is a provider built into cbx.
+pub fn is_builtin(name: &str) -> bool {
+    builtin().iter().any(|p| p.name() == name)
 }
 
 /// The file names of an installed provider.
@@ -154,4 +159,22 @@ pub fn find(installed_dir: &std::path::Path, name: &str) -> Result<ProviderPacka
         .hint("`cbx providers list` shows the providers this cbx knows")
         .into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_builtin_providers_load_with_valid_manifests() {
+        let names: Vec<String> = super::builtin()
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        assert_eq!(names, ["daytona", "ssh"]);
+        assert!(super::is_builtin("ssh"));
+        assert!(!super::is_builtin("probe"));
+        assert_eq!(
+            super::builtin()[0].manifest.origin,
+            "builtin:daytona/cbx-provider.toml"
+        );
+    }
 }

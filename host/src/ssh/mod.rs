@@ -1,11 +1,11 @@
-//! The SSH side of the data plane: OpenSSH `ssh` driven through a private config file.
+//! The SSH side of the data plane: OpenSSH `ssh` driven through a private config file. A leaf:
+//! it knows targets and config files, not leases or providers (the access cache that decides
+//! which target to use is lease logic, in `lease::access`).
 //!
 //! Each lease gets a 0600 ssh config under the secrets directory naming its host, port, user
 //! and options, so no secret ever appears on a command line: every `ssh` and `rsync` cbx runs
 //! says only `ssh -F <config> cbx-<lease>`. Connections are multiplexed (ControlMaster), host
 //! keys go to a known_hosts file cbx owns (accept-new), agents and forwarding are off.
-
-pub mod access;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::process::Command;
 
+use crate::environment::Environment;
 use crate::error::{ErrorKind, Failure};
 use crate::paths;
 use crate::progress::Progress;
@@ -103,10 +104,18 @@ pub fn alias(lease: &str) -> String {
 
 impl SshClient {
     /// Writes the lease's ssh config (0600) into `dir` and returns a client using it.
-    pub fn prepare(dir: &Path, state_dir: &Path, lease: &str, target: Target) -> Result<SshClient> {
+    /// Multiplexing sockets go under `state_dir`, or (when that path is too long for a socket
+    /// name) under the temporary directory of `env`.
+    pub fn prepare(
+        dir: &Path,
+        state_dir: &Path,
+        lease: &str,
+        target: Target,
+        env: &Environment,
+    ) -> Result<SshClient> {
         paths::private_dir(dir)?;
         let known_hosts = state_dir.join("known_hosts");
-        let control_dir = control_dir(state_dir)?;
+        let control_dir = control_dir(state_dir, env)?;
         let alias = alias(lease);
         let mut cfg = String::new();
         cfg.push_str(&format!(
@@ -318,28 +327,30 @@ impl SshClient {
 
 /// Where multiplexing sockets live: a private directory whose path is short enough for a
 /// Unix socket name.
-fn control_dir(state_dir: &Path) -> Result<PathBuf> {
+fn control_dir(state_dir: &Path, env: &Environment) -> Result<PathBuf> {
     let preferred = state_dir.join("secrets/cm");
     // Socket paths are limited to ~104 bytes; %C expands to 40 characters.
     let dir = if preferred.as_os_str().len() + 42 <= 100 {
         preferred
     } else {
-        std::env::temp_dir().join(format!("cbx-cm-{}", user_id()))
+        env.temp_dir().join(format!("cbx-cm-{}", user_id(env)))
     };
     paths::private_dir(&dir).with_context(|| format!("create {}", dir.display()))?;
     Ok(dir)
 }
 
-fn user_id() -> String {
+/// The user's id, as the owner of their home directory.
+fn user_id(env: &Environment) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(std::env::var_os("HOME").unwrap_or_default())
+        std::fs::metadata(env.home().unwrap_or_default())
             .map(|m| m.uid().to_string())
             .unwrap_or_else(|_| "user".into())
     }
     #[cfg(not(unix))]
     {
+        let _ = env;
         "user".into()
     }
 }
@@ -376,6 +387,7 @@ mod tests {
             dir.path(),
             "cbx_0123456789ab",
             target(),
+            &Environment::default(),
         )
         .unwrap();
         let text = std::fs::read_to_string(&c.config).unwrap();
@@ -406,6 +418,7 @@ mod tests {
             dir.path(),
             "cbx_0123456789ab",
             target(),
+            &Environment::default(),
         )
         .unwrap();
         let shown = c.printable(false);

@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+use crate::environment::Environment;
 use crate::paths;
 
 /// Stamps younger than this when a listing is saved are not trusted: file systems keep time
@@ -99,8 +100,8 @@ pub(super) struct Seal {
 impl Seal {
     /// Stamps what the listing of the tree at `root` depends on; `None` when the tree is not
     /// one the cache can vouch for (the reason is logged).
-    pub(super) fn take(root: &Path) -> Option<Seal> {
-        match Seal::try_take(root) {
+    pub(super) fn take(root: &Path, env: &Environment) -> Option<Seal> {
+        match Seal::try_take(root, env) {
             Ok(seal) => seal,
             Err(e) => {
                 tracing::debug!("listing cache: not sealing {}: {e:#}", root.display());
@@ -109,12 +110,12 @@ impl Seal {
         }
     }
 
-    fn try_take(root: &Path) -> Result<Option<Seal>> {
+    fn try_take(root: &Path, env: &Environment) -> Result<Option<Seal>> {
         if !root.join(".git").is_dir() {
             return Ok(None); // a linked worktree or submodule: its index lives elsewhere
         }
-        let context = git_context();
-        let mut guards: Vec<(PathBuf, Option<Mark>)> = guard_paths(root)?
+        let context = git_context(env);
+        let mut guards: Vec<(PathBuf, Option<Mark>)> = guard_paths(root, env)?
             .into_iter()
             .map(|p| {
                 let mark = Mark::of(&p);
@@ -190,9 +191,9 @@ pub(super) fn save(cache_dir: &Path, root: &Path, seal: &Seal, files: &[Vec<u8>]
 }
 
 /// The cached listing of the tree at `root`, when every stamp it was saved with still holds.
-pub(super) fn reuse(cache_dir: &Path, root: &Path) -> Option<Vec<Vec<u8>>> {
+pub(super) fn reuse(cache_dir: &Path, root: &Path, env: &Environment) -> Option<Vec<Vec<u8>>> {
     let bytes = std::fs::read(cache_file(cache_dir, root)).ok()?;
-    match check(&bytes, root) {
+    match check(&bytes, root, env) {
         Ok(files) => Some(files),
         Err(e) => {
             tracing::debug!("listing cache: asking git: {e:#}");
@@ -202,13 +203,13 @@ pub(super) fn reuse(cache_dir: &Path, root: &Path) -> Option<Vec<Vec<u8>>> {
 }
 
 /// The files of a cache file, if it is for `root` and all its stamps hold.
-fn check(bytes: &[u8], root: &Path) -> Result<Vec<Vec<u8>>> {
+fn check(bytes: &[u8], root: &Path, env: &Environment) -> Result<Vec<Vec<u8>>> {
     let mut fields = bytes.split(|b| *b == 0);
     let mut next = || fields.next().context("the cache file ends early");
     if next()? != MAGIC {
         bail!("another format");
     }
-    if next()? != git_context().as_bytes() {
+    if next()? != git_context(env).as_bytes() {
         bail!("git's environment changed");
     }
     if next()? != root.as_os_str().as_bytes() {
@@ -241,14 +242,12 @@ fn check(bytes: &[u8], root: &Path) -> Result<Vec<Vec<u8>>> {
 
 /// A digest of the environment variables that change what git lists or where it finds its
 /// configuration.
-fn git_context() -> String {
-    let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os()
-        .filter(|(k, _)| {
-            let k = k.as_bytes();
-            k.starts_with(b"GIT_") || k == b"HOME" || k == b"XDG_CONFIG_HOME"
-        })
-        .collect();
-    vars.sort();
+fn git_context(env: &Environment) -> String {
+    // Sorted by name, as the environment keeps them.
+    let vars = env.vars_os().filter(|(k, _)| {
+        let k = k.as_bytes();
+        k.starts_with(b"GIT_") || k == b"HOME" || k == b"XDG_CONFIG_HOME"
+    });
     let mut hasher = Sha256::new();
     for (k, v) in vars {
         hasher.update(k.as_bytes());
@@ -262,7 +261,7 @@ fn git_context() -> String {
 /// The files outside the walk that the listing depends on: the index, `HEAD`, the
 /// repository's excludes, `.cbxignore`, every configuration file git reads or would read if it
 /// existed, and the global excludes file.
-fn guard_paths(root: &Path) -> Result<Vec<PathBuf>> {
+fn guard_paths(root: &Path, env: &Environment) -> Result<Vec<PathBuf>> {
     let git_dir = root.join(".git");
     let mut guards = vec![
         git_dir.join("index"),
@@ -286,8 +285,9 @@ fn guard_paths(root: &Path) -> Result<Vec<PathBuf>> {
             );
         }
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+    let home = env.home();
+    let xdg = env
+        .var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| home.as_ref().map(|h| h.join(".config")));
     if let Some(home) = &home {
@@ -447,8 +447,13 @@ fn git(root: &Path, args: &[&str]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::FileList;
-    use crate::sync::tests::git;
+    use crate::sync::files::FileList;
+    use crate::sync::files::tests::git;
+
+    /// The environment of this test process, as cbx would capture it.
+    fn env() -> Environment {
+        Environment::capture()
+    }
 
     /// Sets the modification time of everything under `root` (its `.git` included) an hour
     /// back, so that no stamp is too recent to trust.
@@ -501,7 +506,7 @@ mod tests {
 
     /// Collects with the cache in `cache`, checking the result against git's own listing.
     fn collect(root: &Path, cache: &Path) -> FileList {
-        let list = FileList::collect_cached(root, cache).unwrap();
+        let list = FileList::collect_cached(root, cache, &env()).unwrap();
         let fresh = FileList::collect(root).unwrap();
         assert_eq!(list.files, fresh.files);
         assert_eq!(list.fingerprint, fresh.fingerprint);
@@ -520,22 +525,28 @@ mod tests {
         let repo = repo();
         let cache = tempfile::tempdir().unwrap();
         let root = repo.path();
-        assert!(reuse(cache.path(), root).is_none(), "nothing cached yet");
+        assert!(
+            reuse(cache.path(), root, &env()).is_none(),
+            "nothing cached yet"
+        );
         let list = collect(root, cache.path());
         assert_eq!(
             names(&list.files),
             [".gitignore", "notes.txt", "src/deep/lib.rs", "src/main.rs"]
         );
-        assert_eq!(reuse(cache.path(), root), Some(list.files.clone()));
+        assert_eq!(reuse(cache.path(), root, &env()), Some(list.files.clone()));
         // A file's contents are not part of the listing: it holds, the fingerprint moves.
         std::fs::write(root.join("src/main.rs"), "fn main() { work() }\n").unwrap();
-        assert_eq!(reuse(cache.path(), root), Some(list.files.clone()));
+        assert_eq!(reuse(cache.path(), root, &env()), Some(list.files.clone()));
         assert_ne!(collect(root, cache.path()).fingerprint, list.fingerprint);
         // Nor is anything inside an ignored directory.
         std::fs::write(root.join("target/debug/new"), "x").unwrap();
-        assert_eq!(reuse(cache.path(), root), Some(list.files));
+        assert_eq!(reuse(cache.path(), root, &env()), Some(list.files));
         let other = tempfile::tempdir().unwrap();
-        assert!(reuse(cache.path(), other.path()).is_none(), "another tree");
+        assert!(
+            reuse(cache.path(), other.path(), &env()).is_none(),
+            "another tree"
+        );
     }
 
     #[test]
@@ -576,9 +587,12 @@ mod tests {
             let cache = tempfile::tempdir().unwrap();
             let root = repo.path();
             let before = collect(root, cache.path());
-            assert!(reuse(cache.path(), root).is_some(), "{what}: saved");
+            assert!(reuse(cache.path(), root, &env()).is_some(), "{what}: saved");
             change(root);
-            assert!(reuse(cache.path(), root).is_none(), "{what}: not noticed");
+            assert!(
+                reuse(cache.path(), root, &env()).is_none(),
+                "{what}: not noticed"
+            );
             let after = collect(root, cache.path());
             assert_ne!(after.fingerprint, before.fingerprint, "{what}");
         }
@@ -593,7 +607,7 @@ mod tests {
         let root = repo.path();
         let before = collect(root, cache.path());
         git(root, &["checkout", "-q", "-b", "other"]);
-        assert!(reuse(cache.path(), root).is_none());
+        assert!(reuse(cache.path(), root, &env()).is_none());
         assert_eq!(collect(root, cache.path()).files, before.files);
     }
 
@@ -603,11 +617,11 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let root = repo.path();
         collect(root, cache.path());
-        assert!(reuse(cache.path(), root).is_some());
+        assert!(reuse(cache.path(), root, &env()).is_some());
         // A directory changed just now: the listing is not saved until it is older.
         std::fs::write(root.join("src/new.rs"), "").unwrap();
         collect(root, cache.path());
-        assert!(reuse(cache.path(), root).is_none());
+        assert!(reuse(cache.path(), root, &env()).is_none());
         assert!(!cache_file(cache.path(), root).exists());
     }
 
@@ -621,7 +635,7 @@ mod tests {
         let bytes = std::fs::read(&file).unwrap();
         // Cut short (as by a crash while writing): refused, and git is asked again.
         std::fs::write(&file, &bytes[..bytes.len() - 10]).unwrap();
-        assert!(reuse(cache.path(), root).is_none());
+        assert!(reuse(cache.path(), root, &env()).is_none());
         assert_eq!(collect(root, cache.path()).files, list.files);
     }
 }

@@ -5,25 +5,25 @@ use std::io::IsTerminal;
 
 use anyhow::Result;
 
-use crate::cli::Context;
 use crate::cli::args::SshArgs;
+use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
-use crate::lease::{connect, lifecycle};
+use crate::lease::{connect, ready, resolve};
 use crate::remote::{self, Program};
 
 /// Runs `cbx ssh`.
 pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
-    let provider = super::provider_for(ctx, &args.lease)?;
+    let provider = ctx.provider_for(&args.lease)?;
     let mut session = ctx.session(&provider).await?;
-    let mut lease = lifecycle::resolve(&mut session, &args.lease).await?;
+    let mut lease = resolve::resolve(&mut session, &args.lease).await?;
     lease.require_claim("use")?;
-    lifecycle::ensure_ready(
+    ready::ensure_ready(
         &mut session,
         &mut lease,
         std::time::Duration::from_secs(300),
     )
     .await?;
-    lifecycle::touch(&mut session, &lease).await;
+    ready::touch(&mut session, &lease).await;
     let ssh = connect::ssh(&mut session, &lease).await?;
     if args.print {
         println!("{}", ssh.printable(args.show_secret));
@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    let repo = super::repo_root(&ctx.cwd).or_else(|| {
+    let repo = ctx.repo_root().map(std::path::PathBuf::from).or_else(|| {
         lease
             .claim
             .as_ref()

@@ -2,17 +2,17 @@
 
 use anyhow::Result;
 
-use crate::cli::Context;
 use crate::cli::args::StatusArgs;
 use crate::cli::output;
-use crate::lease::lifecycle;
+use crate::context::Context;
+use crate::lease::resolve;
 use crate::lease::view::LeaseView;
 
 /// Runs `cbx status`.
 pub async fn run(ctx: &Context, args: &StatusArgs) -> Result<u8> {
-    let provider = super::provider_for(ctx, &args.lease)?;
+    let provider = ctx.provider_for(&args.lease)?;
     let mut session = ctx.session(&provider).await?;
-    let lease = lifecycle::resolve(&mut session, &args.lease).await?;
+    let lease = resolve::resolve(&mut session, &args.lease).await?;
     let view = LeaseView::of(&lease);
     if args.json {
         output::json(&view)?;

@@ -2,18 +2,18 @@
 
 use anyhow::Result;
 
-use crate::cli::Context;
 use crate::cli::args::{LeaseArgs, WarmupArgs};
 use crate::cli::output;
 use crate::config::parse_duration;
-use crate::lease::lifecycle::{self, AcquireRequest};
+use crate::context::Context;
+use crate::lease::acquire::{AcquireRequest, acquire};
 use crate::lease::view::LeaseView;
 
 /// Runs `cbx warmup`.
 pub async fn run(ctx: &Context, args: &WarmupArgs) -> Result<u8> {
     let mut session = ctx.session(&ctx.provider_name()).await?;
     let request = acquire_request(ctx, &args.lease)?;
-    let lease = lifecycle::acquire(&mut session, &request).await?;
+    let lease = acquire(&mut session, &request).await?;
     let view = LeaseView::of(&lease);
     if args.json {
         output::json(&view)?;
@@ -30,10 +30,8 @@ pub async fn run(ctx: &Context, args: &WarmupArgs) -> Result<u8> {
 pub fn acquire_request(ctx: &Context, args: &LeaseArgs) -> Result<AcquireRequest> {
     let (ttl, idle) =
         ctx.config
-            .lease_times(args.ttl.as_deref(), args.idle_timeout.as_deref(), &|k| {
-                ctx.var(k)
-            })?;
-    if ttl.as_secs() < 60 {
+            .lease_times(args.ttl.as_deref(), args.idle_timeout.as_deref(), &ctx.env)?;
+    if ttl.val.as_secs() < 60 {
         return Err(crate::error::fail(
             crate::error::ErrorKind::Usage,
             "the lease TTL must be at least 1 minute",
@@ -41,9 +39,9 @@ pub fn acquire_request(ctx: &Context, args: &LeaseArgs) -> Result<AcquireRequest
     }
     Ok(AcquireRequest {
         slug: args.slug.clone(),
-        ttl,
-        idle,
-        repo_root: crate::cli::commands::repo_root(&ctx.cwd),
+        ttl: ttl.val,
+        idle: idle.val,
+        repo_root: ctx.repo_root().map(std::path::PathBuf::from),
         ready_timeout: parse_duration(&args.ready_timeout, "--ready-timeout")?,
     })
 }

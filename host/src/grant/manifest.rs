@@ -9,7 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::config::diagnostic::Diagnostic;
+use super::headers;
+use crate::diagnostic::Diagnostic;
 
 /// A validated provider manifest.
 #[derive(Debug, Clone)]
@@ -139,18 +140,6 @@ struct RawAuth {
     hint: Option<String>,
 }
 
-/// Headers no credential may be attached as: they belong to the transport.
-const TRANSPORT_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-];
-
 impl Manifest {
     /// Parses and validates a manifest. `file` names it in errors.
     pub fn parse(file: &str, source: &str) -> Result<Manifest, Diagnostic> {
@@ -239,13 +228,13 @@ impl Manifest {
                 ));
             }
             let header = c.header.get_ref();
-            if !is_header_name(header) {
+            if !headers::is_valid_name(header) {
                 return Err(at(
                     c.header.span(),
                     format!("`{header}` is not a valid HTTP header name"),
                 ));
             }
-            if TRANSPORT_HEADERS.contains(&header.to_ascii_lowercase().as_str()) {
+            if headers::is_transport(header) {
                 return Err(at(
                     c.header.span(),
                     format!("a credential cannot be sent in the `{header}` header"),
@@ -339,7 +328,7 @@ impl Manifest {
             auth,
             user_only_options: raw.options.map(|o| o.user_only).unwrap_or_default(),
             origin: file.to_string(),
-            sha256: crate::provider::engine::sha256_hex(source.as_bytes()),
+            sha256: crate::digest::sha256_hex(source.as_bytes()),
         })
     }
 
@@ -403,12 +392,6 @@ fn is_env_name(s: &str) -> bool {
         && !s.starts_with(|c: char| c.is_ascii_digit())
         && s.chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-}
-
-fn is_header_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

@@ -1,0 +1,199 @@
+//! One invocation's context: cbx's directories, the configuration, the environment (read once,
+//! here), the working directory and the repository it is in, the global flags and the
+//! redactor — and, from those, the providers it loads and the lease sessions it opens.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+
+use crate::config::Config;
+use crate::environment::Environment;
+use crate::lease::session::Session;
+use crate::paths::Dirs;
+use crate::provenance::Value;
+use crate::provider::{Configured, Loaded, Runtime, registry};
+use crate::redact::Redactor;
+
+/// The flags every command accepts, as the library needs them.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// `--provider`.
+    pub provider: Option<String>,
+    /// `--option NAME=VALUE`, in order.
+    pub options: Vec<(String, String)>,
+    /// `--endpoint NAME=URL`, in order.
+    pub endpoints: Vec<(String, String)>,
+    /// `--quiet`: no progress.
+    pub quiet: bool,
+}
+
+/// Everything a command needs.
+pub struct Context {
+    /// cbx's directories.
+    pub dirs: Dirs,
+    /// User and repository configuration.
+    pub config: Config,
+    /// The process environment, read once.
+    pub env: Environment,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// The git work tree the working directory is in, if any.
+    repo_root: Option<PathBuf>,
+    /// Global flags.
+    pub flags: Flags,
+    /// Scrubs secrets from output.
+    pub redactor: Redactor,
+}
+
+impl Context {
+    /// The context of a process started with `env` and `flags`: cbx's directories, the working
+    /// directory, its repository and the configuration that governs it.
+    pub fn new(env: Environment, flags: Flags, redactor: Redactor) -> Result<Context> {
+        let dirs = Dirs::from_env()?;
+        let cwd = std::env::current_dir().context("read the current directory")?;
+        // A repository git cannot be asked about is no repository here; `cbx run` asks again
+        // and reports why (`require_repo_root`).
+        let repo_root = crate::sync::find_repo_root(&cwd, &env).unwrap_or(None);
+        let config = Config::load(&dirs.config_file(), &cwd, repo_root.as_deref())?;
+        Ok(Context {
+            dirs,
+            config,
+            env,
+            cwd,
+            repo_root,
+            flags,
+            redactor,
+        })
+    }
+
+    /// An environment variable (set and valid UTF-8).
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.env.var(name)
+    }
+
+    /// The git work tree the working directory is in, if any.
+    pub fn repo_root(&self) -> Option<&Path> {
+        self.repo_root.as_deref()
+    }
+
+    /// The git work tree the working directory is in; a sync failure (exit 6) saying why there
+    /// is none.
+    pub fn require_repo_root(&self) -> Result<&Path> {
+        match &self.repo_root {
+            Some(root) => Ok(root),
+            None => Err(crate::sync::repo_root(&self.cwd, &self.env)
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the repository vanished"))),
+        }
+    }
+
+    /// The provider this command uses, and where that choice came from.
+    pub fn provider(&self) -> Value<String> {
+        self.config
+            .provider(self.flags.provider.as_deref(), &self.env)
+    }
+
+    /// The provider this command uses.
+    pub fn provider_name(&self) -> String {
+        self.provider().val
+    }
+
+    /// The provider for a command naming lease `ident`: `--provider` if given, else the
+    /// provider of the one local claim matching it, else the configured one.
+    pub fn provider_for(&self, ident: &str) -> Result<String> {
+        if self.flags.provider.is_some() {
+            return Ok(self.provider_name());
+        }
+        let claims = crate::lease::claims::Claims::new(self.dirs.claims());
+        let mut providers: Vec<String> = claims
+            .matching(None, ident)?
+            .into_iter()
+            .map(|c| c.provider)
+            .collect();
+        providers.dedup();
+        Ok(match providers.as_slice() {
+            [one] => one.clone(),
+            _ => self.provider_name(),
+        })
+    }
+
+    /// What loading providers in this invocation shares.
+    pub fn runtime(&self) -> Runtime {
+        Runtime::new(&self.dirs, &self.env, &self.redactor)
+    }
+
+    /// Loads provider `name` under the grant the user's configuration and flags give it.
+    pub async fn load(&self, name: &str) -> Result<Loaded> {
+        let choices = self
+            .config
+            .endpoint_overrides(name, &self.flags.endpoints)?;
+        self.runtime().load(name, &choices).await
+    }
+
+    /// Provider `name` for review: under its grant if approved, else under an empty grant with
+    /// the reason (see [`Runtime::review`]).
+    pub async fn review(&self, name: &str) -> Result<crate::provider::load::Review> {
+        let choices = self
+            .config
+            .endpoint_overrides(name, &self.flags.endpoints)?;
+        self.runtime().review(name, &choices).await
+    }
+
+    /// `loaded`'s options, from its defaults, the configuration, `CBX_<PROVIDER>_…` variables
+    /// and `--option` flags, each with where it came from.
+    pub fn options(&self, loaded: &Loaded) -> Result<Vec<(String, Value<String>)>> {
+        let name = &loaded.info().name;
+        self.config.options(
+            name,
+            &loaded.info().options,
+            &loaded.package().manifest.user_only_options,
+            &self.flags.options,
+            &self.option_vars(name),
+        )
+    }
+
+    /// The environment, minus `CBX_<OTHER>_…` variables of another provider whose name extends
+    /// this one's (`CBX_DAYTONA_PY_SNAPSHOT` is daytona-py's, not daytona's `py-snapshot`).
+    fn option_vars(&self, provider: &str) -> Vec<(String, String)> {
+        let prefix = |p: &str| format!("CBX_{}_", p.to_ascii_uppercase().replace('-', "_"));
+        let own = prefix(provider);
+        let longer: Vec<String> = registry::all(&self.dirs.installed_providers())
+            .unwrap_or_default()
+            .iter()
+            .map(|p| prefix(p.name()))
+            .filter(|p| p.len() > own.len() && p.starts_with(&own))
+            .collect();
+        self.env
+            .utf8_vars()
+            .filter(|(k, _)| !longer.iter().any(|p| k.starts_with(p.as_str())))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Configures `loaded` with its resolved options (credentials required).
+    pub async fn configure(&self, loaded: Loaded) -> Result<Configured> {
+        let options: Vec<(String, String)> = self
+            .options(&loaded)?
+            .into_iter()
+            .map(|(name, value)| (name, value.val))
+            .collect();
+        loaded.configure(&options).await
+    }
+
+    /// Loads and configures provider `name` for lease operations.
+    pub async fn session(&self, name: &str) -> Result<Session> {
+        let loaded = self.load(name).await?;
+        let configured = self.configure(loaded).await?;
+        Ok(self.session_of(configured))
+    }
+
+    /// A lease session of a configured provider.
+    pub fn session_of(&self, configured: Configured) -> Session {
+        Session::new(
+            configured,
+            self.dirs.clone(),
+            self.env.clone(),
+            self.flags.quiet,
+        )
+    }
+}

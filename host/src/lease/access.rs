@@ -1,0 +1,216 @@
+//! The SSH access cache: access minted by the provider, kept per lease (0600) and reused until
+//! close to its expiry.
+//!
+//! Minting new access can revoke the old (Daytona revokes every earlier token), so concurrent
+//! cbx processes on one lease must share one: a per-lease lock serialises "read the cache or
+//! mint", and a process that finds access minted by another uses it. Reading the cache needs
+//! only the lease and its sandbox id (from the claim) — no call to the provider.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::environment::Environment;
+use crate::lease::Lease;
+use crate::lease::id::LeaseId;
+use crate::lease::session::Session;
+use crate::paths::{self, Dirs};
+use crate::provider::api;
+use crate::redact::{Redactor, TOKEN};
+use crate::ssh::{SshClient, Target};
+
+/// Reuse cached access only while it has at least this long left.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CachedAccess {
+    sandbox_id: String,
+    target: Target,
+    expires_at: Option<String>,
+    minted_at: String,
+}
+
+/// One lease's cached SSH access, under `<state>/secrets/<lease>/`.
+#[derive(Debug, Clone)]
+pub struct AccessCache {
+    dir: PathBuf,
+    state: PathBuf,
+    lease: String,
+}
+
+/// An exclusive hold on one lease's SSH access; released on drop.
+pub struct AccessLock {
+    _file: std::fs::File,
+}
+
+impl AccessCache {
+    /// The cache of `lease`.
+    pub fn of(dirs: &Dirs, lease: &LeaseId) -> AccessCache {
+        AccessCache {
+            dir: dirs.secrets().join(lease.as_str()),
+            state: dirs.state.clone(),
+            lease: lease.to_string(),
+        }
+    }
+
+    /// Where the lease's secret files live: `<state>/secrets/<lease>/`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.join("access.json")
+    }
+
+    /// Takes the lease's lock, waiting (without blocking the runtime) for other cbx processes.
+    pub async fn lock(&self) -> Result<AccessLock> {
+        paths::private_dir(&self.dir)?;
+        let path = self.dir.join("access.lock");
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(AccessLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("lock {}", path.display()));
+                }
+            }
+        }
+    }
+
+    /// The cached access to sandbox `sandbox_id`, if it is still good for a while and is not
+    /// `stale` (access that just failed to log in).
+    pub fn usable(&self, sandbox_id: &str, stale: Option<&Target>) -> Option<Target> {
+        let cached: CachedAccess = fs_err::read(self.file())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())?;
+        let fresh_enough = cached.expires_at.as_deref().is_none_or(|t| {
+            DateTime::parse_from_rfc3339(t).is_ok_and(|t| {
+                t.with_timezone(&Utc) - Utc::now()
+                    > chrono::Duration::from_std(REFRESH_MARGIN).expect("small")
+            })
+        });
+        (cached.sandbox_id == sandbox_id
+            && stale.is_none_or(|s| *s != cached.target)
+            && fresh_enough)
+            .then_some(cached.target)
+    }
+
+    /// Caches `target`, access to `sandbox_id` until `expires_at` (RFC 3339).
+    pub fn store(
+        &self,
+        sandbox_id: &str,
+        target: &Target,
+        expires_at: Option<String>,
+    ) -> Result<()> {
+        let cached = CachedAccess {
+            sandbox_id: sandbox_id.to_string(),
+            target: target.clone(),
+            expires_at,
+            minted_at: Utc::now().to_rfc3339(),
+        };
+        paths::write_private_atomic(&self.file(), &serde_json::to_vec_pretty(&cached)?)
+    }
+
+    /// An SSH client for `target`, its config written into the lease's directory.
+    pub fn client(&self, target: Target, env: &Environment) -> Result<SshClient> {
+        SshClient::prepare(&self.dir, &self.state, &self.lease, target, env)
+    }
+
+    /// Forgets the lease's SSH access: closes its master connection and removes its secret
+    /// files.
+    pub async fn forget(&self, env: &Environment) {
+        if let Ok(bytes) = fs_err::read(self.file())
+            && let Ok(c) = serde_json::from_slice::<CachedAccess>(&bytes)
+            && let Ok(client) = self.client(c.target, env)
+        {
+            client.close_master().await;
+        }
+        let _ = fs_err::remove_dir_all(&self.dir);
+    }
+}
+
+/// The SSH target of access a provider minted.
+pub fn target_of(access: api::SshAccess) -> Target {
+    Target {
+        user: access.user,
+        user_is_secret: access.user_is_secret,
+        host: access.host,
+        port: access.port,
+        identity_file: access.identity_file,
+    }
+}
+
+/// Registers a secret user name with `redactor`, then checks that the provider chose a usable
+/// target.
+fn accept(target: &Target, provider: &str, redactor: &Redactor) -> Result<()> {
+    if target.user_is_secret {
+        redactor.add(&target.user, TOKEN);
+    }
+    target.validate(provider)
+}
+
+/// SSH access for `lease`: the cached one if still good (and `stale` is not the one we have),
+/// else freshly minted. `stale` names access that just failed to log in. The flag says whether
+/// the access was minted by this call.
+pub async fn obtain(
+    session: &mut Session,
+    lease: &Lease,
+    stale: Option<&SshClient>,
+) -> Result<(SshClient, bool)> {
+    let cache = AccessCache::of(session.dirs(), &lease.ownership.lease);
+    let _lock = cache.lock().await?;
+    let sandbox = &lease.sandbox.id;
+    let (target, fresh) = match cache.usable(sandbox, stale.map(SshClient::target)) {
+        Some(target) => (target, false),
+        None => {
+            let minted = session
+                .mint_ssh_access(sandbox)
+                .await
+                .map_err(|e| session.failure(e))?;
+            let expires_at = minted.expires_at.clone();
+            let target = target_of(minted);
+            accept(&target, session.name(), session.redactor())?;
+            cache.store(sandbox, &target, expires_at)?;
+            (target, true)
+        }
+    };
+    accept(&target, session.name(), session.redactor())?;
+    Ok((cache.client(target, session.env())?, fresh))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `access.json` as every cbx so far has written it.
+    #[test]
+    fn the_cache_file_format_is_pinned() {
+        let cached = CachedAccess {
+            sandbox_id: "sb-1".into(),
+            target: Target {
+                user: "tok".into(),
+                user_is_secret: true,
+                host: "ssh.example.com".into(),
+                port: 22,
+                identity_file: None,
+            },
+            expires_at: Some("E".into()),
+            minted_at: "M".into(),
+        };
+        assert_eq!(
+            String::from_utf8(serde_json::to_vec_pretty(&cached).unwrap()).unwrap(),
+            "{\n  \"sandboxId\": \"sb-1\",\n  \"target\": {\n    \"user\": \"tok\",\n    \"userIsSecret\": true,\n    \"host\": \"ssh.example.com\",\n    \"port\": 22,\n    \"identityFile\": null\n  },\n  \"expiresAt\": \"E\",\n  \"mintedAt\": \"M\"\n}"
+        );
+    }
+}

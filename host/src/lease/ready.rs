@@ -1,0 +1,133 @@
+//! Waiting for a lease's sandbox: polling `get` until it is ready (starting it if it was
+//! stopped), refusing an expired lease, and marking a lease as used.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::error::{ErrorKind, Failure, fail};
+use crate::lease::session::Session;
+use crate::lease::{Lease, now_unix, rfc3339};
+use crate::progress::{Progress, human_duration};
+use crate::provider::api::{self, SandboxState};
+
+/// Polls `get` until the sandbox is ready; starts it if it is stopped; fails (exit 5) on a
+/// failed or deleted sandbox or at the deadline.
+pub async fn wait_ready(
+    session: &mut Session,
+    id: &str,
+    timeout: Duration,
+    progress: &mut Progress,
+) -> Result<api::Sandbox> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(200);
+    let mut started = false;
+    loop {
+        let sandbox = session.get(id).await.map_err(|e| session.failure(e))?;
+        match sandbox.state {
+            SandboxState::Ready => return Ok(sandbox),
+            SandboxState::Failed => return Err(failed(id, &sandbox)),
+            SandboxState::Deleted => {
+                return Err(fail(
+                    ErrorKind::Sandbox,
+                    format!("sandbox {id} was deleted while cbx waited for it"),
+                ));
+            }
+            SandboxState::Stopped | SandboxState::Archived if !started => {
+                progress.set(format!(
+                    "starting sandbox {id} ({})",
+                    sandbox.provider_state
+                ));
+                session.start(id).await.map_err(|e| session.failure(e))?;
+                started = true;
+            }
+            _ => {}
+        }
+        progress.set(format!(
+            "waiting for sandbox {id} to be ready ({})",
+            sandbox.provider_state
+        ));
+        if Instant::now() + delay > deadline {
+            return Err(Failure::new(
+                ErrorKind::Sandbox,
+                format!(
+                    "sandbox {id} was not ready after {} (last state: {})",
+                    human_duration(timeout),
+                    sandbox.provider_state
+                ),
+            )
+            .hint("raise the limit with --ready-timeout, or check the provider's status page")
+            .into());
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The failure of a sandbox in state `failed`, with the provider's reason.
+fn failed(id: &str, sandbox: &api::Sandbox) -> anyhow::Error {
+    Failure::new(
+        ErrorKind::Sandbox,
+        format!(
+            "sandbox {id} failed ({}){}",
+            sandbox.provider_state,
+            sandbox
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+    )
+    .into()
+}
+
+/// Fails with exit 5 if the lease has expired; otherwise waits until its sandbox is ready,
+/// starting it if it was stopped.
+pub async fn ensure_ready(
+    session: &mut Session,
+    lease: &mut Lease,
+    timeout: Duration,
+) -> Result<()> {
+    if lease.ownership.expires_at() <= now_unix() {
+        return Err(Failure::new(
+            ErrorKind::Sandbox,
+            format!(
+                "lease {} ({}) expired at {}",
+                lease.ownership.lease,
+                lease.ownership.slug,
+                rfc3339(lease.ownership.expires_at())
+            ),
+        )
+        .hint(format!(
+            "`cbx stop {}` deletes it; `cbx warmup` leases a new one",
+            lease.ownership.lease
+        ))
+        .into());
+    }
+    if lease.sandbox.state != SandboxState::Ready {
+        let mut progress = Progress::start(
+            format!(
+                "sandbox {} is {}; starting it",
+                lease.sandbox.id, lease.sandbox.provider_state
+            ),
+            session.quiet(),
+        );
+        let result = wait_ready(session, &lease.sandbox.id.clone(), timeout, &mut progress).await;
+        progress.clear();
+        lease.sandbox = result?;
+    }
+    Ok(())
+}
+
+/// Records that the lease is in use: the provider's idle timer and the claim's last use.
+/// Best effort.
+pub async fn touch(session: &mut Session, lease: &Lease) {
+    if let Err(e) = session.touch(&lease.sandbox.id).await {
+        tracing::debug!("touch failed: {e}");
+    }
+    if let Some(claim) = &lease.claim {
+        let mut claim = claim.clone();
+        claim.last_used_at = rfc3339(now_unix());
+        let _ = session.claims().save(&claim);
+    }
+}

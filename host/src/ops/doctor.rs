@@ -1,0 +1,218 @@
+//! The checks of `cbx doctor`: configuration, local tools, the provider, its grant and
+//! credentials, its options, and the provider's own read-only checks of the service —
+//! without changing anything.
+
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::error::{ErrorKind, failure};
+use crate::progress::human_duration;
+use crate::provider::Loaded;
+use crate::provider::api::CheckStatus;
+
+/// One check and its outcome.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DoctorCheck {
+    /// What was checked.
+    pub name: String,
+    /// How it went.
+    pub status: CheckStatus,
+    /// What was found (secrets removed).
+    pub detail: String,
+}
+
+/// What `cbx doctor` found. Field names are documented in docs/cli.md and stable.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DoctorReport {
+    /// The provider checked.
+    pub provider: String,
+    /// Whether nothing failed.
+    pub ok: bool,
+    /// The checks, in order.
+    pub checks: Vec<DoctorCheck>,
+    /// The exit code: 0, or the code of the first failure that stopped the checks.
+    #[serde(skip)]
+    pub exit: u8,
+}
+
+impl DoctorReport {
+    fn add(&mut self, ctx: &Context, name: &str, status: CheckStatus, detail: String) {
+        self.checks.push(DoctorCheck {
+            name: name.into(),
+            status,
+            detail: ctx.redactor.redact(&detail),
+        });
+    }
+
+    /// Records `err` as the failure of `check`, with its hint; the exit code becomes its kind's.
+    fn fail(&mut self, ctx: &Context, check: &str, err: &anyhow::Error) {
+        let kind = failure(err).map_or(ErrorKind::Other, |f| f.kind);
+        let mut detail = format!("{err:#}");
+        if let Some(h) = failure(err).and_then(|f| f.hint.clone()) {
+            detail.push_str(&format!(" (hint: {h})"));
+        }
+        self.add(ctx, check, CheckStatus::Fail, detail);
+        self.exit = kind.exit_code();
+    }
+}
+
+/// Runs every check against the provider this invocation uses.
+pub async fn run(ctx: &Context) -> DoctorReport {
+    let mut report = DoctorReport {
+        provider: ctx.provider_name(),
+        ok: true,
+        checks: Vec::new(),
+        exit: 0,
+    };
+    local_checks(ctx, &mut report).await;
+    provider_checks(ctx, &mut report).await;
+    report.ok = report.exit == 0;
+    report
+}
+
+/// The configuration files and the tools cbx runs.
+async fn local_checks(ctx: &Context, report: &mut DoctorReport) {
+    let user_config = ctx.dirs.config_file();
+    report.add(
+        ctx,
+        "config",
+        CheckStatus::Ok,
+        format!(
+            "user config {}{}; repository config {}",
+            user_config.display(),
+            if user_config.exists() { "" } else { " (none)" },
+            ctx.config
+                .repo_path()
+                .map_or("none".to_string(), |p| p.display().to_string())
+        ),
+    );
+    for (tool, args, purpose) in [
+        ("git", &["--version"][..], "decides which files to sync"),
+        ("ssh", &["-V"][..], "reaches sandboxes"),
+        ("rsync", &["--version"][..], "syncs the working tree"),
+    ] {
+        match tool_version(tool, args).await {
+            Some(v) => report.add(ctx, tool, CheckStatus::Ok, v),
+            None => report.add(
+                ctx,
+                tool,
+                CheckStatus::Warn,
+                format!("`{tool}` not found; cbx uses it for `run` and `ssh` ({purpose})"),
+            ),
+        }
+    }
+}
+
+/// Loading, the grant, credentials, options, then the provider's own checks. A failure ends
+/// the checks that depend on it.
+async fn provider_checks(ctx: &Context, report: &mut DoctorReport) {
+    let loaded = match ctx.load(&report.provider).await {
+        Ok(l) => l,
+        Err(e) => return report.fail(ctx, "provider", &e),
+    };
+    grant_checks(ctx, report, &loaded);
+    if let Err(e) = loaded.grant().require_auth() {
+        return report.fail(ctx, "credentials", &e);
+    }
+    let mut session = match ctx.configure(loaded).await {
+        Ok(c) => ctx.session_of(c),
+        Err(e) => return report.fail(ctx, "options", &e),
+    };
+    let summary: Vec<String> = session
+        .profile()
+        .summary
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    report.add(ctx, "options", CheckStatus::Ok, summary.join(" "));
+    match session.doctor().await {
+        Ok(checks) => {
+            for c in checks {
+                if c.status == CheckStatus::Fail {
+                    report.exit = report.exit.max(1);
+                }
+                report.add(ctx, &c.name, c.status, c.detail);
+            }
+        }
+        Err(e) => {
+            let err = session.failure(e);
+            report.fail(ctx, "service", &err);
+        }
+    }
+}
+
+/// What was loaded, what it may reach and which credentials cbx will attach.
+fn grant_checks(ctx: &Context, report: &mut DoctorReport, loaded: &Loaded) {
+    let package = loaded.package();
+    report.add(
+        ctx,
+        "provider",
+        CheckStatus::Ok,
+        format!(
+            "{} {} ({}, sha256 {}…; {} in {})",
+            loaded.info().name,
+            loaded.info().version,
+            package.origin,
+            &package.digest[..12],
+            if loaded.from_cache() {
+                "loaded from cache"
+            } else {
+                "compiled"
+            },
+            human_duration(loaded.load_time())
+        ),
+    );
+    for e in &loaded.grant().endpoints {
+        report.add(
+            ctx,
+            "grant",
+            CheckStatus::Ok,
+            format!("may reach {} `{}` (from {})", e.url, e.name, e.source),
+        );
+    }
+    if loaded.grant().auth_problem.is_some() {
+        return;
+    }
+    let creds: Vec<String> = loaded
+        .grant()
+        .credentials
+        .iter()
+        .map(|c| {
+            format!(
+                "{} from {} → {} header to `{}`",
+                c.name, c.env, c.header, c.endpoint
+            )
+        })
+        .collect();
+    report.add(
+        ctx,
+        "credentials",
+        CheckStatus::Ok,
+        if creds.is_empty() {
+            "none needed".into()
+        } else {
+            creds.join("; ")
+        },
+    );
+}
+
+/// The first line a tool prints about its version, if it runs.
+async fn tool_version(tool: &str, args: &[&str]) -> Option<String> {
+    let out = tokio::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+}

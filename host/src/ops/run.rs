@@ -1,0 +1,329 @@
+//! `cbx run` as a library call: check everything local (forwarded variables, the repository,
+//! the file list), lease or resolve a sandbox, sync the tree, run the command with its output
+//! streaming, and delete a one-shot sandbox afterwards — also on Ctrl-C.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::context::Context;
+use crate::error::{ErrorKind, Failure, fail};
+use crate::lease::acquire::{AcquireRequest, acquire};
+use crate::lease::id::LeaseId;
+use crate::lease::session::Session;
+use crate::lease::{Lease, connect, ready, release, resolve};
+use crate::progress;
+use crate::remote::{self, Program};
+use crate::ssh::SshClient;
+use crate::sync::{self, FileList};
+
+/// Which lease a run uses.
+#[derive(Debug, Clone)]
+pub enum LeaseChoice {
+    /// An existing lease (id or slug), kept afterwards.
+    Existing(String),
+    /// A new lease, deleted when the command ends unless `keep`.
+    New {
+        /// What it should look like.
+        request: AcquireRequest,
+        /// Keep it afterwards.
+        keep: bool,
+    },
+}
+
+/// What `cbx run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The lease.
+    pub lease: LeaseChoice,
+    /// The command.
+    pub program: Program,
+    /// Local variables to forward, by name.
+    pub env: Vec<String>,
+    /// Sync the working tree first.
+    pub sync: bool,
+    /// Sync even if nothing changed.
+    pub resync: bool,
+    /// Sync a tree past the size limits.
+    pub sync_large: bool,
+    /// How long to wait for an existing lease's sandbox to be ready.
+    pub ready_timeout: Duration,
+}
+
+/// What runs on the sandbox, checked locally before anything is leased.
+struct Job {
+    program: Program,
+    forwarded: Vec<(String, String)>,
+    repo: Option<PathBuf>,
+    files: Option<FileList>,
+    resync: bool,
+}
+
+/// Runs `request`; returns the remote command's exit status.
+pub async fn run(ctx: &Context, request: &RunRequest) -> Result<u8> {
+    let job = prepare(ctx, request)?;
+    let (mut session, mut lease, one_shot) = lease_for(ctx, request).await?;
+    let outcome = tokio::select! {
+        r = execute(&mut session, &mut lease, &job) => r,
+        _ = tokio::signal::ctrl_c() => Err(fail(ErrorKind::Interrupted, "interrupted")),
+    };
+    if !one_shot {
+        return outcome;
+    }
+    release_one_shot(&mut session, &lease, outcome).await
+}
+
+/// The checks that need no sandbox: forwarded variables, the repository, the file list.
+fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
+    let forwarded = forwarded_env(ctx, &request.env)?;
+    let repo = if request.sync {
+        Some(ctx.require_repo_root()?.to_path_buf())
+    } else {
+        ctx.repo_root().map(PathBuf::from)
+    };
+    let files = match (&repo, request.sync) {
+        (Some(root), true) => {
+            let list = FileList::collect_cached(root, &ctx.dirs.cache.join("listings"), &ctx.env)?;
+            list.check_size(request.sync_large, &|m| progress::report(m))?;
+            Some(list)
+        }
+        _ => None,
+    };
+    Ok(Job {
+        program: request.program.clone(),
+        forwarded,
+        repo,
+        files,
+        resync: request.resync,
+    })
+}
+
+/// The session and lease to run on, and whether the lease is a one-shot to delete afterwards.
+async fn lease_for(ctx: &Context, request: &RunRequest) -> Result<(Session, Lease, bool)> {
+    match &request.lease {
+        LeaseChoice::Existing(ident) => {
+            let provider = ctx.provider_for(ident)?;
+            let mut session = ctx.session(&provider).await?;
+            let mut lease = resolve::resolve(&mut session, ident).await?;
+            lease.require_claim("use")?;
+            ready::ensure_ready(&mut session, &mut lease, request.ready_timeout).await?;
+            Ok((session, lease, false))
+        }
+        LeaseChoice::New { request, keep } => {
+            let mut session = ctx.session(&ctx.provider_name()).await?;
+            let lease = acquire(&mut session, request).await?;
+            progress::report(&format!(
+                "leased {} slug={} provider={} sandbox={}{}",
+                lease.ownership.lease,
+                lease.ownership.slug,
+                lease.ownership.provider,
+                lease.sandbox.id,
+                if *keep {
+                    ""
+                } else {
+                    " (deleted when the command ends; --keep keeps it)"
+                }
+            ));
+            Ok((session, lease, !keep))
+        }
+    }
+}
+
+/// Deletes a one-shot lease's sandbox after the command (a second Ctrl-C abandons it). When
+/// that fails the user is told how to clean up, and a successful command is not reported as
+/// success: a sandbox may be left running.
+async fn release_one_shot(session: &mut Session, lease: &Lease, outcome: Result<u8>) -> Result<u8> {
+    let cleanup = tokio::select! {
+        r = release::release(session, lease, Duration::ZERO) => r.map(|_| ()),
+        _ = tokio::signal::ctrl_c() => Err(fail(ErrorKind::Interrupted, "interrupted again")),
+    };
+    match cleanup {
+        Ok(()) => {
+            progress::note(
+                session.quiet(),
+                &format!(
+                    "released {} (sandbox {} deleted)",
+                    lease.ownership.lease, lease.sandbox.id
+                ),
+            );
+            outcome
+        }
+        Err(e) => {
+            progress::report(&format!(
+                "error: could not delete sandbox {} of lease {}: {}",
+                lease.sandbox.id,
+                lease.ownership.lease,
+                session.redactor().redact(&format!("{e:#}"))
+            ));
+            progress::report(&format!(
+                "hint: delete it with `cbx stop {}` (or in the provider's console)",
+                lease.ownership.lease
+            ));
+            match outcome {
+                Ok(0) => Err(e),
+                other => other,
+            }
+        }
+    }
+}
+
+/// Connects, syncs and runs the command; returns its exit status.
+async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<u8> {
+    ready::touch(session, lease).await;
+    let ssh = connect::ssh(session, lease).await?;
+    let workdir = connect::workdir(lease, job.repo.as_deref());
+    let redactor = session.redactor().clone();
+    match &job.files {
+        Some(list) => {
+            let report = sync::sync(
+                &ssh,
+                list,
+                &workdir,
+                &session.dirs().state,
+                lease.ownership.lease.as_str(),
+                sync::Options {
+                    force: job.resync,
+                    quiet: session.quiet(),
+                },
+                &redactor,
+            )
+            .await?;
+            progress::note(session.quiet(), &sync::summary(&report, &workdir));
+        }
+        None => make_workdir(&ssh, &workdir).await?,
+    }
+    let env_file = upload_env(&ssh, &job.forwarded, &redactor).await?;
+    let exports = vec![
+        (
+            "CBX_LEASE_ID".to_string(),
+            lease.ownership.lease.to_string(),
+        ),
+        ("CBX_SLUG".to_string(), lease.ownership.slug.clone()),
+    ];
+    let line = remote::command_line(&workdir, true, &exports, env_file.as_deref(), &job.program);
+    let mut cmd = ssh.ssh();
+    cmd.args(["-T", ssh.alias()]).arg(line).kill_on_drop(true);
+    let status = cmd
+        .status()
+        .await
+        .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
+    exit_status(&ssh, status, lease).await
+}
+
+/// Creates the work directory of a run without a sync.
+async fn make_workdir(ssh: &SshClient, workdir: &str) -> Result<()> {
+    let mut mk = ssh.ssh();
+    mk.arg(ssh.alias())
+        .arg(format!("mkdir -p {}", remote::quote(workdir)));
+    let status = mk.stdin(Stdio::null()).status().await?;
+    if !status.success() {
+        return Err(fail(
+            ErrorKind::Sync,
+            format!("could not create {workdir} on the sandbox"),
+        ));
+    }
+    Ok(())
+}
+
+/// The remote command's exit status, from ssh's.
+async fn exit_status(
+    ssh: &SshClient,
+    status: std::process::ExitStatus,
+    lease: &Lease,
+) -> Result<u8> {
+    match status.code() {
+        // ssh's own failures are 255 too. The multiplexing master outlives every session, so
+        // when it is gone as well, the connection was lost; when it is up, the command most
+        // likely exited 255 itself.
+        Some(255) if ssh.master_alive().await => {
+            tracing::warn!(
+                "ssh exited 255: the command itself exited 255, or its ssh session failed"
+            );
+            Ok(255)
+        }
+        Some(255) => {
+            tracing::warn!(
+                "ssh exited 255 and its connection to the sandbox is gone: the connection was \
+                 lost, and the command may not have finished (run it again, or look with \
+                 `cbx ssh {}`)",
+                lease.ownership.slug
+            );
+            Ok(255)
+        }
+        Some(code) => Ok(code as u8),
+        None => Err(fail(ErrorKind::Interrupted, "the command was interrupted")),
+    }
+}
+
+/// Reads the `--env` variables from the local environment.
+fn forwarded_env(ctx: &Context, names: &[String]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for name in names {
+        if !remote::is_env_name(name) {
+            return Err(fail(
+                ErrorKind::Usage,
+                format!("--env {name}: not a variable name (use letters, digits and _)"),
+            ));
+        }
+        if name == "CBX_LEASE_ID" || name == "CBX_SLUG" {
+            return Err(fail(
+                ErrorKind::Usage,
+                format!("--env {name}: cbx sets it itself"),
+            ));
+        }
+        let value = ctx.var(name).ok_or_else(|| {
+            Failure::new(
+                ErrorKind::Usage,
+                format!("--env {name}: {name} is not set in your environment"),
+            )
+        })?;
+        // A forwarded value may be a secret: never echo it.
+        ctx.redactor.add(&value, crate::redact::SECRET);
+        out.push((name.clone(), value));
+    }
+    Ok(out)
+}
+
+/// Sends forwarded variables to a private file on the sandbox (through ssh's stdin, never on a
+/// command line); the remote command reads and deletes it.
+async fn upload_env(
+    ssh: &SshClient,
+    vars: &[(String, String)],
+    redactor: &crate::redact::Redactor,
+) -> Result<Option<String>> {
+    if vars.is_empty() {
+        return Ok(None);
+    }
+    let name = format!(".cbx/env-{}", &LeaseId::generate().as_str()[4..]);
+    let mut cmd = ssh.ssh();
+    cmd.arg(ssh.alias())
+        .arg(format!(
+            "umask 077 && mkdir -p .cbx && cat > {}",
+            remote::quote(&name)
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(remote::env_file(vars).as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        return Err(fail(
+            ErrorKind::Other,
+            format!(
+                "could not pass --env variables to the sandbox: {}",
+                redactor.redact(String::from_utf8_lossy(&out.stderr).trim())
+            ),
+        ));
+    }
+    Ok(Some(name))
+}

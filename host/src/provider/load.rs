@@ -1,0 +1,351 @@
+//! Loading a provider: from a name to something callable in one library call, in the stages
+//! of Spin's factors.
+//!
+//! 1. **init** — [`Runtime::new`]: what every provider of this invocation shares: where
+//!    providers are installed and approved, the compiled-component cache, the audit log, the
+//!    environment credentials are read from, the redactor and the limits.
+//! 2. **configure** — [`Runtime::load`]: find the package, check the user's approval (for an
+//!    installed provider), resolve its grant, compile the component (or load it from the
+//!    cache), check that it fits the contract, link it against the host's imports, send its
+//!    events to the audit log and ask it to describe itself: a [`Loaded`] provider. Then
+//!    [`Loaded::configure`] hands it its settings: a [`Configured`] provider, ready for lease
+//!    operations.
+//! 3. **prepare** — every instance gets a freshly prepared store (`store::prepare`), the first
+//!    on the first call; after a fault the next call prepares a new one and replays the
+//!    settings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use super::bindings::api;
+use super::contract::{self, Fit};
+use super::engine::{Compilation, Engine};
+use super::events;
+use super::failure::{self, CallError};
+use super::inspect::{self, Interface};
+use super::instance::ProviderInstance;
+use super::limits::Limits;
+use super::registry::{self, Origin, ProviderPackage};
+use crate::audit::AuditLog;
+use crate::environment::Environment;
+use crate::error::{self, ErrorKind, Failure};
+use crate::grant::approval::{Approval, Approvals};
+use crate::grant::http::{HttpGateway, HttpLimits};
+use crate::grant::{EndpointOverrides, Grant};
+use crate::paths::Dirs;
+use crate::redact::Redactor;
+
+/// What every provider loaded in this invocation shares (the "init" stage).
+pub struct Runtime {
+    installed: PathBuf,
+    grants: PathBuf,
+    component_cache: PathBuf,
+    audit_log: PathBuf,
+    env: Environment,
+    redactor: Redactor,
+    limits: Limits,
+    http_limits: HttpLimits,
+}
+
+/// A component compiled, checked against the contract and linked, not yet instantiated.
+pub struct Linked {
+    /// The provider, ready for its first call.
+    pub instance: ProviderInstance,
+    /// Whether the compiled code came from the cache.
+    pub compilation: Compilation,
+    /// What the component's interface says about it.
+    pub fit: Fit,
+    /// What it imports.
+    pub imports: Vec<Interface>,
+    /// What it exports.
+    pub exports: Vec<Interface>,
+}
+
+/// Compiles (or loads from cache) `package`'s component, checks it against the contract and
+/// links it under `grant`, ready for its first call. The one way cbx turns a provider
+/// package into something callable.
+pub fn instantiate(
+    engine: &Engine,
+    package: &ProviderPackage,
+    grant: Arc<Grant>,
+    redactor: Redactor,
+    limits: Limits,
+    http_limits: HttpLimits,
+) -> Result<Linked> {
+    let name = package.name();
+    let (component, compilation) = engine
+        .load(&package.component)
+        .with_context(|| format!("load provider {name}"))?;
+    let (imports, exports) = inspect::interfaces(engine.wasmtime(), &component);
+    let fit = contract::check_interfaces(&imports, &exports)
+        .with_context(|| format!("provider {name} does not fit this cbx"))?;
+    let gateway = HttpGateway::new(grant, http_limits, redactor.clone())?;
+    let instance = ProviderInstance::new(name, engine, &component, gateway, redactor, limits)?;
+    Ok(Linked {
+        instance,
+        compilation,
+        fit,
+        imports,
+        exports,
+    })
+}
+
+/// A provider loaded for review: under its grant if the user approved it, else under an
+/// empty grant, with the reason it was refused.
+pub struct Review {
+    /// The provider.
+    pub loaded: Loaded,
+    /// Why it may not run under its own grant, if it may not.
+    pub refused: Option<String>,
+}
+
+impl Runtime {
+    /// The runtime of one invocation: cbx's directories, the environment credentials come
+    /// from, and the redactor every secret is registered with.
+    pub fn new(dirs: &Dirs, env: &Environment, redactor: &Redactor) -> Runtime {
+        Runtime {
+            installed: dirs.installed_providers(),
+            grants: dirs.grants_file(),
+            component_cache: dirs.component_cache(),
+            audit_log: dirs.audit_log(),
+            env: env.clone(),
+            redactor: redactor.clone(),
+            limits: Limits::default(),
+            http_limits: HttpLimits::default(),
+        }
+    }
+
+    /// Loads provider `name` under its grant — the manifest narrowed by the user's `choices`
+    /// — after checking the user's approval of an installed provider.
+    pub async fn load(&self, name: &str, choices: &EndpointOverrides) -> Result<Loaded> {
+        let package = registry::find(&self.installed, name)?;
+        let approval = match package.origin {
+            Origin::Builtin => None,
+            Origin::File(_) => Some(self.approvals().check(
+                name,
+                &package.digest,
+                &package.manifest,
+            )?),
+        };
+        let grant = Grant::resolve(
+            &package.manifest,
+            choices,
+            &|k| self.env.var(k),
+            &self.redactor,
+        )?;
+        self.link(package, Arc::new(grant), approval).await
+    }
+
+    /// Loads provider `name` for review (`inspect`): an approved provider under its grant,
+    /// others — not approved, changed, asking for more — under an empty grant, with the
+    /// reason.
+    pub async fn review(&self, name: &str, choices: &EndpointOverrides) -> Result<Review> {
+        let package = registry::find(&self.installed, name)?;
+        if let Origin::File(_) = package.origin
+            && let Err(e) = self
+                .approvals()
+                .check(name, &package.digest, &package.manifest)
+        {
+            let loaded = self.load_unapproved(package).await?;
+            return Ok(Review {
+                loaded,
+                refused: Some(e.to_string()),
+            });
+        }
+        Ok(Review {
+            loaded: self.load(name, choices).await?,
+            refused: None,
+        })
+    }
+
+    /// Loads `package` under an empty grant: it may describe itself, and nothing else (an
+    /// installed provider being reviewed, or installed).
+    pub async fn load_unapproved(&self, package: ProviderPackage) -> Result<Loaded> {
+        let grant = Arc::new(Grant::empty(package.name()));
+        self.link(package, grant, None).await
+    }
+
+    fn approvals(&self) -> Approvals {
+        Approvals::new(self.grants.clone())
+    }
+
+    /// Compiles, checks and links `package` under `grant`, with its activity going to the
+    /// audit log, and asks it to describe itself.
+    async fn link(
+        &self,
+        package: ProviderPackage,
+        grant: Arc<Grant>,
+        approval: Option<Approval>,
+    ) -> Result<Loaded> {
+        let engine = Engine::new(Some(self.component_cache.clone()))?;
+        let started = Instant::now();
+        let mut linked = instantiate(
+            &engine,
+            &package,
+            grant.clone(),
+            self.redactor.clone(),
+            self.limits,
+            self.http_limits,
+        )?;
+        let load_time = started.elapsed();
+        linked
+            .instance
+            .observe(events::audit_observer(AuditLog::new(
+                self.audit_log.clone(),
+            )));
+        let info =
+            linked.instance.describe().await.map_err(|e| {
+                anyhow::Error::new(Failure::new(ErrorKind::Provider, e.to_string()))
+            })?;
+        if info.name != package.manifest.name {
+            return Err(error::fail(
+                ErrorKind::Provider,
+                format!(
+                    "the component calls itself `{}`, but its manifest says `{}`",
+                    info.name, package.manifest.name
+                ),
+            ));
+        }
+        Ok(Loaded {
+            package,
+            grant,
+            info,
+            approval,
+            load_time,
+            linked,
+        })
+    }
+}
+
+/// A provider loaded, checked and described, before it is configured.
+pub struct Loaded {
+    package: ProviderPackage,
+    grant: Arc<Grant>,
+    info: api::ProviderInfo,
+    approval: Option<Approval>,
+    load_time: Duration,
+    linked: Linked,
+}
+
+impl Loaded {
+    /// Its package: manifest, component, digest, origin.
+    pub fn package(&self) -> &ProviderPackage {
+        &self.package
+    }
+
+    /// Its effective grant.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// What it says about itself.
+    pub fn info(&self) -> &api::ProviderInfo {
+        &self.info
+    }
+
+    /// The user's approval (installed providers under their own grant; none otherwise).
+    pub fn approval(&self) -> Option<&Approval> {
+        self.approval.as_ref()
+    }
+
+    /// Whether its compiled code came from the cache.
+    pub fn from_cache(&self) -> bool {
+        self.linked.compilation == Compilation::Cached
+    }
+
+    /// How long compiling (or loading from cache) and linking took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// What its interface says about it: contract version, WASI.
+    pub fn fit(&self) -> &Fit {
+        &self.linked.fit
+    }
+
+    /// What it imports.
+    pub fn imports(&self) -> &[Interface] {
+        &self.linked.imports
+    }
+
+    /// What it exports.
+    pub fn exports(&self) -> &[Interface] {
+        &self.linked.exports
+    }
+
+    /// Configures it with `options` (name, value): checks that it can authenticate, then hands
+    /// over its settings (options, endpoint URLs, credential names).
+    pub async fn configure(self, options: &[(String, String)]) -> Result<Configured> {
+        let Loaded {
+            grant,
+            info,
+            linked,
+            ..
+        } = self;
+        grant.require_auth()?;
+        let settings = api::Settings {
+            options: options.to_vec(),
+            endpoints: grant.endpoint_urls(),
+            credentials: grant.credential_names(),
+        };
+        let mut instance = linked.instance;
+        let profile = match instance.configure(settings).await {
+            Ok(p) => p,
+            Err(e) => return Err(failure::to_failure(e, &grant, instance.redactor())),
+        };
+        Ok(Configured {
+            instance,
+            grant,
+            info,
+            profile,
+        })
+    }
+}
+
+/// A configured provider, ready for lease operations.
+pub struct Configured {
+    instance: ProviderInstance,
+    grant: Arc<Grant>,
+    info: api::ProviderInfo,
+    profile: api::Profile,
+}
+
+impl Configured {
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        self.instance.name()
+    }
+
+    /// What it says about itself.
+    pub fn info(&self) -> &api::ProviderInfo {
+        &self.info
+    }
+
+    /// Its effective grant.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// What it reported after accepting its settings.
+    pub fn profile(&self) -> &api::Profile {
+        &self.profile
+    }
+
+    /// The redactor its secrets are registered with.
+    pub fn redactor(&self) -> &Redactor {
+        self.instance.redactor()
+    }
+
+    /// The instance, to call.
+    pub fn instance(&mut self) -> &mut ProviderInstance {
+        &mut self.instance
+    }
+
+    /// Turns a failed call into a cbx failure with a kind and a hint.
+    pub fn failure(&self, err: CallError) -> anyhow::Error {
+        failure::to_failure(err, &self.grant, self.instance.redactor())
+    }
+}

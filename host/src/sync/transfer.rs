@@ -1,0 +1,201 @@
+//! Sending the files: one round trip that creates the work directory, prunes what was deleted
+//! locally and reports the sandbox's rsync version, then `rsync --files-from` over the lease's
+//! ssh connection. Secrets are scrubbed from whatever the tools print.
+
+use std::process::Stdio;
+
+use anyhow::{Context, Result};
+use tokio::io::AsyncWriteExt;
+
+use super::files::FileList;
+use crate::error::{ErrorKind, Failure};
+use crate::redact::Redactor;
+use crate::remote::quote;
+use crate::ssh::SshClient;
+
+/// Creates the work directory and prunes what was deleted locally (one round trip), then
+/// rsyncs the listed files. Returns how many files rsync transferred.
+pub(super) async fn transfer(
+    ssh: &SshClient,
+    list: &FileList,
+    remote_dir: &str,
+    deleted: &[&[u8]],
+    files_in: &[u8],
+    redactor: &Redactor,
+) -> Result<Option<u64>> {
+    let mut deleted_in = Vec::new();
+    for p in deleted {
+        deleted_in.extend_from_slice(p);
+        deleted_in.push(0);
+    }
+    let dir = quote(remote_dir);
+    let mut cmd = ssh.ssh();
+    // The same round trip reports the sandbox's rsync version (nothing when it has none:
+    // rsync itself then says so).
+    cmd.arg(ssh.alias()).arg(format!(
+        "mkdir -p {dir} && cd {dir} && xargs -0 rm -f -- && {{ rsync --version 2>/dev/null | head -n 1; true; }}"
+    ));
+    let remote = run_with_input(cmd, &deleted_in, "prepare the work directory", redactor).await?;
+
+    let mut rsync = tokio::process::Command::new("rsync");
+    rsync
+        .args([
+            "--links",
+            "--perms",
+            "--times",
+            "--stats",
+            "--timeout=300",
+            "--files-from=-",
+            "--from0",
+        ])
+        .arg("-e")
+        .arg(ssh.rsync_shell());
+    if !is_loopback(&ssh.target().host) {
+        rsync.arg("--compress");
+    }
+    // rsync's quick check compares whole seconds: a file rewritten at the same size within
+    // the second of the previous sync would be skipped. Nanoseconds, where the sandbox's
+    // rsync can compare them.
+    if compares_nanoseconds(&String::from_utf8_lossy(&remote)) {
+        rsync.arg("--modify-window=-1");
+    }
+    let mut source = list.root.as_os_str().to_owned();
+    source.push("/");
+    rsync
+        .arg(source)
+        .arg(format!("{}:{}/", ssh.alias(), remote_dir));
+    run_rsync(rsync, files_in, redactor).await
+}
+
+/// Whether an `rsync --version` first line names a version that compares modification times
+/// to the nanosecond (`--modify-window=-1`, rsync 3.1.3 and later).
+fn compares_nanoseconds(version_line: &str) -> bool {
+    let Some(version) = version_line
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+    else {
+        return false;
+    };
+    let numbers: Vec<u32> = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|n| !n.is_empty())
+        .take(3)
+        .map_while(|n| n.parse().ok())
+        .collect();
+    numbers.len() == 3 && (numbers[0], numbers[1], numbers[2]) >= (3, 1, 3)
+}
+
+/// Runs `cmd` with `input` on stdin; returns its stdout.
+async fn run_with_input(
+    mut cmd: tokio::process::Command,
+    input: &[u8],
+    what: &str,
+    redactor: &Redactor,
+) -> Result<Vec<u8>> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Failure::new(ErrorKind::Sync, crate::ssh::spawn_error(&e)))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = input.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&input).await;
+    });
+    let out = child.wait_with_output().await.context("wait for ssh")?;
+    let _ = writer.await;
+    if !out.status.success() {
+        return Err(Failure::new(
+            ErrorKind::Sync,
+            format!(
+                "could not {what} on the sandbox (ssh exit {}): {}",
+                out.status.code().unwrap_or(-1),
+                redactor.redact(String::from_utf8_lossy(&out.stderr).trim())
+            ),
+        )
+        .into());
+    }
+    Ok(out.stdout)
+}
+
+/// Runs rsync with the file list on stdin; returns the number of files it transferred.
+async fn run_rsync(
+    mut cmd: tokio::process::Command,
+    list: &[u8],
+    redactor: &Redactor,
+) -> Result<Option<u64>> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| {
+        Failure::new(
+            ErrorKind::Sync,
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "rsync is not installed on this machine (install it, e.g. apt-get install rsync)"
+                    .to_string()
+            } else {
+                format!("could not run rsync: {e}")
+            },
+        )
+    })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = list.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&input).await;
+    });
+    let out = child.wait_with_output().await.context("wait for rsync")?;
+    let _ = writer.await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = redactor.redact(String::from_utf8_lossy(&out.stderr).trim());
+    match out.status.code() {
+        Some(0) => {}
+        // Files vanished between listing and sending: the rest arrived.
+        Some(24) => tracing::warn!("some files vanished during the sync: {stderr}"),
+        code => {
+            let remote_missing = stderr.contains("command not found") || code == Some(127);
+            let mut f = Failure::new(
+                ErrorKind::Sync,
+                format!("rsync failed (exit {}): {stderr}", code.unwrap_or(-1)),
+            );
+            if remote_missing {
+                f = f.hint("the sandbox needs rsync installed (use an image or snapshot that has it), or pass --no-sync");
+            }
+            return Err(f.into());
+        }
+    }
+    Ok(stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Number of regular files transferred:"))
+        .and_then(|n| n.trim().replace(',', "").parse().ok()))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanosecond_comparison_needs_rsync_3_1_3() {
+        for (line, yes) in [
+            ("rsync  version 3.2.7  protocol version 31", true),
+            ("rsync  version v3.4.1  protocol version 32", true),
+            ("rsync  version 3.1.3  protocol version 31", true),
+            ("rsync  version 3.1.2  protocol version 31", false),
+            ("rsync  version 2.6.9  protocol version 29", false),
+            ("", false),
+            ("sh: rsync: not found", false),
+        ] {
+            assert_eq!(compares_nanoseconds(line), yes, "{line:?}");
+        }
+    }
+}
