@@ -40,3 +40,6 @@ pub mod redact;
 pub mod remote;
 pub mod ssh;
 pub mod sync;
+
+#[cfg(test)]
+mod tree_rules;

@@ -9,7 +9,7 @@ use std::fmt;
 
 use url::Url;
 
-use super::{Grant, headers};
+use super::{Grant, GrantedEndpoint, headers};
 
 /// A request that passed the check, ready to send.
 #[derive(Debug)]
@@ -86,41 +86,73 @@ pub fn authorize(
             allow_with,
         })
     };
+    let endpoint = granted_endpoint(grant, &parsed, &deny)?;
+    check_headers(grant, headers, &deny)?;
+    let bound: Vec<_> = grant
+        .credentials
+        .iter()
+        .filter(|c| c.endpoint == endpoint.name)
+        .collect();
+    Ok(Authorized {
+        url: parsed,
+        endpoint: endpoint.name.clone(),
+        headers: headers.to_vec(),
+        credential_headers: bound
+            .iter()
+            .map(|c| (c.header.clone(), c.header_value()))
+            .collect(),
+        credentials: bound.iter().map(|c| c.name.clone()).collect(),
+    })
+}
 
-    if !parsed.username().is_empty() || parsed.password().is_some() {
+/// The granted endpoint `url` lies under, or why it lies under none: it carries credentials,
+/// hides path separators or dots behind encodings, or is outside every granted endpoint.
+fn granted_endpoint<'g>(
+    grant: &'g Grant,
+    url: &Url,
+    deny: &dyn Fn(String, Option<String>) -> Refusal,
+) -> Result<&'g GrantedEndpoint, Refusal> {
+    if !url.username().is_empty() || url.password().is_some() {
         return Err(deny(
             "URLs may not carry a user name or password".into(),
             None,
         ));
     }
-    let raw_path = parsed.path().to_ascii_lowercase();
+    let raw_path = url.path().to_ascii_lowercase();
     if raw_path.contains("%2f") || raw_path.contains("%5c") || raw_path.contains("%2e") {
         return Err(deny(
             "encoded slashes, backslashes and dots in the path are not allowed".into(),
             None,
         ));
     }
-
-    let Some(endpoint) = grant.endpoints.iter().find(|e| lies_under(&parsed, &e.url)) else {
-        let granted: Vec<String> = grant.endpoints.iter().map(|e| e.url.to_string()).collect();
-        let origin = parsed.origin().ascii_serialization();
-        let reason = if granted.is_empty() {
-            "its grant allows no network access at all".to_string()
-        } else {
-            format!(
-                "it is outside the granted endpoints ({})",
-                granted.join(", ")
-            )
-        };
-        return Err(deny(
-            reason,
-            Some(format!(
-                "allowing it would take a manifest endpoint `[endpoints.<name>] url = \"{origin}\"` and your approval"
-            )),
-        ));
+    if let Some(endpoint) = grant.endpoints.iter().find(|e| lies_under(url, &e.url)) {
+        return Ok(endpoint);
+    }
+    let granted: Vec<String> = grant.endpoints.iter().map(|e| e.url.to_string()).collect();
+    let origin = url.origin().ascii_serialization();
+    let reason = if granted.is_empty() {
+        "its grant allows no network access at all".to_string()
+    } else {
+        format!(
+            "it is outside the granted endpoints ({})",
+            granted.join(", ")
+        )
     };
+    Err(deny(
+        reason,
+        Some(format!(
+            "allowing it would take a manifest endpoint `[endpoints.<name>] url = \"{origin}\"` and your approval"
+        )),
+    ))
+}
 
-    for (name, value) in headers {
+/// Refuses a header the provider may not set (the host's), or a malformed one.
+fn check_headers(
+    grant: &Grant,
+    requested: &[(String, String)],
+    deny: &dyn Fn(String, Option<String>) -> Refusal,
+) -> Result<(), Refusal> {
+    for (name, value) in requested {
         let lower = name.to_ascii_lowercase();
         if grant.reserved_headers.contains(&lower) {
             return Err(deny(
@@ -146,22 +178,7 @@ pub fn authorize(
             )));
         }
     }
-
-    let bound: Vec<_> = grant
-        .credentials
-        .iter()
-        .filter(|c| c.endpoint == endpoint.name)
-        .collect();
-    Ok(Authorized {
-        url: parsed,
-        endpoint: endpoint.name.clone(),
-        headers: headers.to_vec(),
-        credential_headers: bound
-            .iter()
-            .map(|c| (c.header.clone(), c.header_value()))
-            .collect(),
-        credentials: bound.iter().map(|c| c.name.clone()).collect(),
-    })
+    Ok(())
 }
 
 /// Whether `url` has `base`'s scheme, host and port and a path at or below `base`'s path.

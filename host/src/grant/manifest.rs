@@ -145,181 +145,24 @@ impl Manifest {
     pub fn parse(file: &str, source: &str) -> Result<Manifest, Diagnostic> {
         let raw: RawManifest =
             toml::from_str(source).map_err(|e| Diagnostic::from_toml(file, source, &e))?;
-        let at =
-            |span: std::ops::Range<usize>, msg: String| Diagnostic::new(file, source, span, msg);
-
+        let check = Checker { file, source };
         let name = raw.provider.name.get_ref().clone();
         if !is_name(&name) {
-            return Err(at(
+            return Err(check.at(
                 raw.provider.name.span(),
                 format!(
                     "provider name `{name}` must be lowercase letters, digits and dashes, starting with a letter (at most 32)"
                 ),
             ));
         }
-
-        let mut endpoints = Vec::new();
-        for (ep_name, ep) in &raw.endpoints {
-            if !is_name(ep_name) {
-                return Err(at(
-                    ep.span(),
-                    format!(
-                        "endpoint name `{ep_name}` must be lowercase letters, digits and dashes"
-                    ),
-                ));
-            }
-            let ep_ref = ep.get_ref();
-            let url = parse_endpoint_url(ep_ref.url.get_ref())
-                .map_err(|m| at(ep_ref.url.span(), format!("endpoint `{ep_name}`: {m}")))?;
-            let env = match &ep_ref.env {
-                Some(v) if !is_env_name(v.get_ref()) => {
-                    return Err(at(
-                        v.span(),
-                        format!(
-                            "`{}` is not an environment variable name (use A-Z, 0-9 and _)",
-                            v.get_ref()
-                        ),
-                    ));
-                }
-                Some(v) => Some(v.get_ref().clone()),
-                None => None,
-            };
-            endpoints.push(EndpointDecl {
-                name: ep_name.clone(),
-                url,
-                env,
-                description: ep_ref.description.clone(),
-            });
-        }
-
-        let mut credentials = Vec::new();
-        for (cred_name, cred) in &raw.credentials {
-            let c = cred.get_ref();
-            if !is_name(cred_name) {
-                return Err(at(
-                    cred.span(),
-                    format!(
-                        "credential name `{cred_name}` must be lowercase letters, digits and dashes"
-                    ),
-                ));
-            }
-            if !is_env_name(c.env.get_ref()) {
-                return Err(at(
-                    c.env.span(),
-                    format!(
-                        "`{}` is not an environment variable name (use A-Z, 0-9 and _)",
-                        c.env.get_ref()
-                    ),
-                ));
-            }
-            if !raw.endpoints.contains_key(c.endpoint.get_ref()) {
-                let declared: Vec<&str> = raw.endpoints.keys().map(String::as_str).collect();
-                return Err(at(
-                    c.endpoint.span(),
-                    format!(
-                        "credential `{cred_name}` is bound to endpoint `{}`, which this manifest does not declare (declared: {})",
-                        c.endpoint.get_ref(),
-                        if declared.is_empty() {
-                            "none".to_string()
-                        } else {
-                            declared.join(", ")
-                        }
-                    ),
-                ));
-            }
-            let header = c.header.get_ref();
-            if !headers::is_valid_name(header) {
-                return Err(at(
-                    c.header.span(),
-                    format!("`{header}` is not a valid HTTP header name"),
-                ));
-            }
-            if headers::is_transport(header) {
-                return Err(at(
-                    c.header.span(),
-                    format!("a credential cannot be sent in the `{header}` header"),
-                ));
-            }
-            let format = c.format.get_ref();
-            if format.matches("{value}").count() != 1 || format.contains(['\r', '\n']) {
-                return Err(at(
-                    c.format.span(),
-                    "format must contain `{value}` exactly once (e.g. \"Bearer {value}\") and no line breaks".to_string(),
-                ));
-            }
-            for r in &c.requires {
-                if !raw.credentials.contains_key(r.get_ref()) || r.get_ref() == cred_name {
-                    return Err(at(
-                        r.span(),
-                        format!(
-                            "credential `{cred_name}` requires `{}`, which is not another credential of this manifest",
-                            r.get_ref()
-                        ),
-                    ));
-                }
-            }
-            credentials.push(CredentialDecl {
-                name: cred_name.clone(),
-                env: c.env.get_ref().clone(),
-                endpoint: c.endpoint.get_ref().clone(),
-                header: header.clone(),
-                format: format.clone(),
-                secret: c.secret,
-                requires: c.requires.iter().map(|r| r.get_ref().clone()).collect(),
-                description: c.description.clone(),
-            });
-        }
-
-        let auth = match raw.auth {
-            None => None,
-            Some(a) => {
-                if a.one_of.is_empty() {
-                    return Err(at(
-                        0..0,
-                        "[auth] one-of must name at least one credential".into(),
-                    ));
-                }
-                for n in &a.one_of {
-                    if !raw.credentials.contains_key(n.get_ref()) {
-                        return Err(at(
-                            n.span(),
-                            format!(
-                                "[auth] names `{}`, which is not a credential of this manifest",
-                                n.get_ref()
-                            ),
-                        ));
-                    }
-                }
-                Some(AuthDecl {
-                    one_of: a.one_of.iter().map(|n| n.get_ref().clone()).collect(),
-                    hint: a.hint,
-                })
-            }
-        };
-
-        // Two credentials sent in the same header to the same endpoint would collide unless
-        // they are alternatives of [auth].
-        for (i, a) in credentials.iter().enumerate() {
-            for b in &credentials[i + 1..] {
-                let alternatives = auth
-                    .as_ref()
-                    .is_some_and(|au| au.one_of.contains(&a.name) && au.one_of.contains(&b.name));
-                if a.endpoint == b.endpoint
-                    && a.header.eq_ignore_ascii_case(&b.header)
-                    && !alternatives
-                {
-                    let span = raw.credentials[&b.name].get_ref().header.span();
-                    return Err(at(
-                        span,
-                        format!(
-                            "credentials `{}` and `{}` are both sent in `{}` to endpoint `{}`; make them alternatives with [auth] one-of, or use different headers",
-                            a.name, b.name, b.header, b.endpoint
-                        ),
-                    ));
-                }
-            }
-        }
-
+        let endpoints = check.endpoints(&raw)?;
+        let credentials = raw
+            .credentials
+            .iter()
+            .map(|(name, cred)| check.credential(&raw, name, cred))
+            .collect::<Result<Vec<_>, _>>()?;
+        let auth = check.auth(&raw)?;
+        check.no_colliding_headers(&raw, &credentials, auth.as_ref())?;
         Ok(Manifest {
             name,
             description: raw.provider.description,
@@ -340,6 +183,215 @@ impl Manifest {
     /// The credential called `name`, if declared.
     pub fn credential(&self, name: &str) -> Option<&CredentialDecl> {
         self.credentials.iter().find(|c| c.name == name)
+    }
+}
+
+/// Validation of one manifest's parts, pointing every problem at its line.
+struct Checker<'a> {
+    file: &'a str,
+    source: &'a str,
+}
+
+impl Checker<'_> {
+    fn at(&self, span: std::ops::Range<usize>, msg: String) -> Diagnostic {
+        Diagnostic::new(self.file, self.source, span, msg)
+    }
+
+    /// `[endpoints.<name>]`: names, URLs and override variables.
+    fn endpoints(&self, raw: &RawManifest) -> Result<Vec<EndpointDecl>, Diagnostic> {
+        let mut endpoints = Vec::new();
+        for (ep_name, ep) in &raw.endpoints {
+            if !is_name(ep_name) {
+                return Err(self.at(
+                    ep.span(),
+                    format!(
+                        "endpoint name `{ep_name}` must be lowercase letters, digits and dashes"
+                    ),
+                ));
+            }
+            let ep_ref = ep.get_ref();
+            let url = parse_endpoint_url(ep_ref.url.get_ref())
+                .map_err(|m| self.at(ep_ref.url.span(), format!("endpoint `{ep_name}`: {m}")))?;
+            let env = match &ep_ref.env {
+                Some(v) if !is_env_name(v.get_ref()) => {
+                    return Err(self.at(
+                        v.span(),
+                        format!(
+                            "`{}` is not an environment variable name (use A-Z, 0-9 and _)",
+                            v.get_ref()
+                        ),
+                    ));
+                }
+                Some(v) => Some(v.get_ref().clone()),
+                None => None,
+            };
+            endpoints.push(EndpointDecl {
+                name: ep_name.clone(),
+                url,
+                env,
+                description: ep_ref.description.clone(),
+            });
+        }
+        Ok(endpoints)
+    }
+
+    /// `[credentials.<name>]`: its variable, its endpoint, its header and format, what it
+    /// requires.
+    fn credential(
+        &self,
+        raw: &RawManifest,
+        cred_name: &str,
+        cred: &Spanned<RawCredential>,
+    ) -> Result<CredentialDecl, Diagnostic> {
+        let c = cred.get_ref();
+        if !is_name(cred_name) {
+            return Err(self.at(
+                cred.span(),
+                format!(
+                    "credential name `{cred_name}` must be lowercase letters, digits and dashes"
+                ),
+            ));
+        }
+        if !is_env_name(c.env.get_ref()) {
+            return Err(self.at(
+                c.env.span(),
+                format!(
+                    "`{}` is not an environment variable name (use A-Z, 0-9 and _)",
+                    c.env.get_ref()
+                ),
+            ));
+        }
+        if !raw.endpoints.contains_key(c.endpoint.get_ref()) {
+            let declared: Vec<&str> = raw.endpoints.keys().map(String::as_str).collect();
+            return Err(self.at(
+                c.endpoint.span(),
+                format!(
+                    "credential `{cred_name}` is bound to endpoint `{}`, which this manifest does not declare (declared: {})",
+                    c.endpoint.get_ref(),
+                    if declared.is_empty() {
+                        "none".to_string()
+                    } else {
+                        declared.join(", ")
+                    }
+                ),
+            ));
+        }
+        let header = self.credential_header(c)?;
+        self.credential_requires(raw, cred_name, c)?;
+        Ok(CredentialDecl {
+            name: cred_name.to_string(),
+            env: c.env.get_ref().clone(),
+            endpoint: c.endpoint.get_ref().clone(),
+            header,
+            format: c.format.get_ref().clone(),
+            secret: c.secret,
+            requires: c.requires.iter().map(|r| r.get_ref().clone()).collect(),
+            description: c.description.clone(),
+        })
+    }
+
+    /// A credential's header (valid, not one of the transport's) and its format.
+    fn credential_header(&self, c: &RawCredential) -> Result<String, Diagnostic> {
+        let header = c.header.get_ref();
+        if !headers::is_valid_name(header) {
+            return Err(self.at(
+                c.header.span(),
+                format!("`{header}` is not a valid HTTP header name"),
+            ));
+        }
+        if headers::is_transport(header) {
+            return Err(self.at(
+                c.header.span(),
+                format!("a credential cannot be sent in the `{header}` header"),
+            ));
+        }
+        let format = c.format.get_ref();
+        if format.matches("{value}").count() != 1 || format.contains(['\r', '\n']) {
+            return Err(self.at(
+                c.format.span(),
+                "format must contain `{value}` exactly once (e.g. \"Bearer {value}\") and no line breaks".to_string(),
+            ));
+        }
+        Ok(header.clone())
+    }
+
+    /// What a credential requires: other credentials of this manifest.
+    fn credential_requires(
+        &self,
+        raw: &RawManifest,
+        cred_name: &str,
+        c: &RawCredential,
+    ) -> Result<(), Diagnostic> {
+        for r in &c.requires {
+            if !raw.credentials.contains_key(r.get_ref()) || r.get_ref() == cred_name {
+                return Err(self.at(
+                    r.span(),
+                    format!(
+                        "credential `{cred_name}` requires `{}`, which is not another credential of this manifest",
+                        r.get_ref()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[auth] one-of`: declared credentials, at least one.
+    fn auth(&self, raw: &RawManifest) -> Result<Option<AuthDecl>, Diagnostic> {
+        let Some(a) = &raw.auth else {
+            return Ok(None);
+        };
+        if a.one_of.is_empty() {
+            return Err(self.at(
+                0..0,
+                "[auth] one-of must name at least one credential".into(),
+            ));
+        }
+        for n in &a.one_of {
+            if !raw.credentials.contains_key(n.get_ref()) {
+                return Err(self.at(
+                    n.span(),
+                    format!(
+                        "[auth] names `{}`, which is not a credential of this manifest",
+                        n.get_ref()
+                    ),
+                ));
+            }
+        }
+        Ok(Some(AuthDecl {
+            one_of: a.one_of.iter().map(|n| n.get_ref().clone()).collect(),
+            hint: a.hint.clone(),
+        }))
+    }
+
+    /// Two credentials sent in the same header to the same endpoint would collide unless they
+    /// are alternatives of `[auth]`.
+    fn no_colliding_headers(
+        &self,
+        raw: &RawManifest,
+        credentials: &[CredentialDecl],
+        auth: Option<&AuthDecl>,
+    ) -> Result<(), Diagnostic> {
+        for (i, a) in credentials.iter().enumerate() {
+            for b in &credentials[i + 1..] {
+                let alternatives = auth
+                    .is_some_and(|au| au.one_of.contains(&a.name) && au.one_of.contains(&b.name));
+                if a.endpoint == b.endpoint
+                    && a.header.eq_ignore_ascii_case(&b.header)
+                    && !alternatives
+                {
+                    let span = raw.credentials[&b.name].get_ref().header.span();
+                    return Err(self.at(
+                        span,
+                        format!(
+                            "credentials `{}` and `{}` are both sent in `{}` to endpoint `{}`; make them alternatives with [auth] one-of, or use different headers",
+                            a.name, b.name, b.header, b.endpoint
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
