@@ -35,7 +35,9 @@ pub struct Manifest {
 }
 
 /// An HTTP endpoint a provider may reach: a base URL under which all its requests must lie.
-#[derive(Debug, Clone)]
+/// Serialized as `providers inspect --json` reports it (docs/cli.md).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EndpointDecl {
     /// The endpoint's name, e.g. `api`.
     pub name: String,
@@ -48,8 +50,9 @@ pub struct EndpointDecl {
 }
 
 /// A credential: read by the host from an environment variable and attached as a header to
-/// requests for one endpoint.
-#[derive(Debug, Clone)]
+/// requests for one endpoint. Serialized as `providers inspect --json` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CredentialDecl {
     /// The credential's name, e.g. `api-key`.
     pub name: String,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::grant::GrantedEndpoint;
 use crate::grant::approval::{Approval, Approvals, Unapproved, Verdict};
-use crate::grant::manifest::Manifest;
+use crate::grant::manifest::{CredentialDecl, EndpointDecl, Manifest};
 use crate::provenance::Definition;
 use crate::provider::Loaded;
 use crate::provider::api;
@@ -138,47 +138,11 @@ pub struct ManifestReport {
     /// Where the manifest came from.
     pub origin: String,
     /// Its endpoints.
-    pub endpoints: Vec<EndpointReport>,
+    pub endpoints: Vec<EndpointDecl>,
     /// Its credentials.
-    pub credentials: Vec<CredentialReport>,
+    pub credentials: Vec<CredentialDecl>,
     /// Credentials that satisfy authentication, in order of preference.
     pub auth_one_of: Vec<String>,
-}
-
-/// A declared endpoint.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EndpointReport {
-    /// Its name.
-    pub name: String,
-    /// Its default URL.
-    pub url: String,
-    /// The variable that may point it elsewhere.
-    pub env: Option<String>,
-    /// What it is.
-    pub description: String,
-}
-
-/// A declared credential.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CredentialReport {
-    /// Its name.
-    pub name: String,
-    /// Its variable.
-    pub env: String,
-    /// The endpoint it is sent to.
-    pub endpoint: String,
-    /// The header it is sent in.
-    pub header: String,
-    /// The header value, `{value}` standing for the credential.
-    pub format: String,
-    /// Whether the value is secret.
-    pub secret: bool,
-    /// Credentials it needs too.
-    pub requires: Vec<String>,
-    /// What it is.
-    pub description: String,
 }
 
 /// The effective grant.
@@ -265,30 +229,8 @@ fn options(ctx: &Context, loaded: &Loaded) -> Vec<OptionReport> {
 fn manifest(m: &Manifest) -> ManifestReport {
     ManifestReport {
         origin: m.origin.clone(),
-        endpoints: m
-            .endpoints
-            .iter()
-            .map(|e| EndpointReport {
-                name: e.name.clone(),
-                url: e.url.to_string(),
-                env: e.env.clone(),
-                description: e.description.clone(),
-            })
-            .collect(),
-        credentials: m
-            .credentials
-            .iter()
-            .map(|c| CredentialReport {
-                name: c.name.clone(),
-                env: c.env.clone(),
-                endpoint: c.endpoint.clone(),
-                header: c.header.clone(),
-                format: c.format.clone(),
-                secret: c.secret,
-                requires: c.requires.clone(),
-                description: c.description.clone(),
-            })
-            .collect(),
+        endpoints: m.endpoints.clone(),
+        credentials: m.credentials.clone(),
         auth_one_of: m
             .auth
             .as_ref()

@@ -86,27 +86,42 @@ fn compares_nanoseconds(version_line: &str) -> bool {
     numbers.len() == 3 && (numbers[0], numbers[1], numbers[2]) >= (3, 1, 3)
 }
 
-/// Runs `cmd` with `input` on stdin; returns its stdout.
-async fn run_with_input(
+/// Starts `cmd` with `input` on its stdin (written while it runs, so it never waits on a
+/// full pipe) and waits for `tool`; `spawn_error` says why it could not start.
+async fn output_with_input(
     mut cmd: tokio::process::Command,
     input: &[u8],
-    what: &str,
-    redactor: &Redactor,
-) -> Result<Vec<u8>> {
+    tool: &str,
+    spawn_error: impl FnOnce(&std::io::Error) -> String,
+) -> Result<std::process::Output> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()
-        .map_err(|e| Failure::new(ErrorKind::Sync, crate::ssh::spawn_error(&e)))?;
+        .map_err(|e| Failure::new(ErrorKind::Sync, spawn_error(&e)))?;
     let mut stdin = child.stdin.take().expect("piped");
     let input = input.to_vec();
     let writer = tokio::spawn(async move {
         let _ = stdin.write_all(&input).await;
     });
-    let out = child.wait_with_output().await.context("wait for ssh")?;
+    let out = child
+        .wait_with_output()
+        .await
+        .with_context(|| format!("wait for {tool}"));
     let _ = writer.await;
+    out
+}
+
+/// Runs `cmd` with `input` on stdin; returns its stdout.
+async fn run_with_input(
+    cmd: tokio::process::Command,
+    input: &[u8],
+    what: &str,
+    redactor: &Redactor,
+) -> Result<Vec<u8>> {
+    let out = output_with_input(cmd, input, "ssh", crate::ssh::spawn_error).await?;
     if !out.status.success() {
         return Err(Failure::new(
             ErrorKind::Sync,
@@ -123,32 +138,19 @@ async fn run_with_input(
 
 /// Runs rsync with the file list on stdin; returns the number of files it transferred.
 async fn run_rsync(
-    mut cmd: tokio::process::Command,
+    cmd: tokio::process::Command,
     list: &[u8],
     redactor: &Redactor,
 ) -> Result<Option<u64>> {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
-        Failure::new(
-            ErrorKind::Sync,
-            if e.kind() == std::io::ErrorKind::NotFound {
-                "rsync is not installed on this machine (install it, e.g. apt-get install rsync)"
-                    .to_string()
-            } else {
-                format!("could not run rsync: {e}")
-            },
-        )
-    })?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let input = list.to_vec();
-    let writer = tokio::spawn(async move {
-        let _ = stdin.write_all(&input).await;
-    });
-    let out = child.wait_with_output().await.context("wait for rsync")?;
-    let _ = writer.await;
+    let out = output_with_input(cmd, list, "rsync", |e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            "rsync is not installed on this machine (install it, e.g. apt-get install rsync)"
+                .to_string()
+        } else {
+            format!("could not run rsync: {e}")
+        }
+    })
+    .await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = redactor.redact(String::from_utf8_lossy(&out.stderr).trim());
     match out.status.code() {
