@@ -430,4 +430,27 @@ mod tests {
         assert!(!shown.contains("tok123secret"));
         assert!(c.printable(true).ends_with(" tok123secret@ssh.example.com"));
     }
+
+    #[test]
+    fn sockets_go_to_the_temporary_directory_of_the_environment_when_state_is_deep() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Environment::from_pairs([("TMPDIR", dir.path())]);
+        let shallow = dir.path().join("s");
+        assert_eq!(
+            control_dir(&shallow, &env).unwrap(),
+            shallow.join("secrets/cm")
+        );
+        let deep = dir.path().join("d".repeat(90));
+        let chosen = control_dir(&deep, &env).unwrap();
+        assert!(chosen.starts_with(dir.path()), "{}", chosen.display());
+        assert!(
+            chosen
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("cbx-cm-"),
+            "{}",
+            chosen.display()
+        );
+    }
 }
