@@ -19,7 +19,8 @@
 //! - [`ssh`], [`sync`], [`remote`]: the data plane — OpenSSH with a private config, rsync of
 //!   the working tree, remote command lines.
 //! - Leaves: [`environment`] (read once), [`provenance`] (where a setting came from),
-//!   [`diagnostic`], [`digest`], [`error`], [`paths`], [`progress`], [`redact`].
+//!   [`interrupt`] (the one wait for Ctrl-C), [`diagnostic`], [`digest`], [`error`], [`paths`],
+//!   [`progress`], [`redact`].
 
 pub mod audit;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod digest;
 pub mod environment;
 pub mod error;
 pub mod grant;
+pub mod interrupt;
 pub mod lease;
 pub mod ops;
 pub mod paths;

@@ -61,7 +61,7 @@ pub async fn acquire(session: &mut Session, request: &AcquireRequest) -> Result<
     let mut created: Option<String> = None;
     let outcome = tokio::select! {
         r = provision(session, request, &create, &ownership, &mut created) => r,
-        _ = tokio::signal::ctrl_c() => Err(fail(ErrorKind::Interrupted, "interrupted")),
+        () = crate::interrupt::interrupted() => Err(fail(ErrorKind::Interrupted, "interrupted")),
     };
     match outcome {
         Ok(lease) => Ok(lease),
@@ -124,7 +124,7 @@ async fn clean_up_after(
     };
     let cleaned = tokio::select! {
         r = cleanup => r,
-        _ = tokio::signal::ctrl_c() => Err(fail(ErrorKind::Interrupted, "interrupted again during clean-up")),
+        () = crate::interrupt::interrupted() => Err(fail(ErrorKind::Interrupted, "interrupted again during clean-up")),
     };
     let Err(cleanup_err) = cleaned else {
         return err;

@@ -67,7 +67,7 @@ pub async fn run(ctx: &Context, request: &RunRequest) -> Result<u8> {
     let (mut session, mut lease, one_shot) = lease_for(ctx, request).await?;
     let outcome = tokio::select! {
         r = execute(&mut session, &mut lease, &job) => r,
-        _ = tokio::signal::ctrl_c() => Err(fail(ErrorKind::Interrupted, "interrupted")),
+        () = crate::interrupt::interrupted() => Err(fail(ErrorKind::Interrupted, "interrupted")),
     };
     if !one_shot {
         return outcome;
@@ -137,7 +137,7 @@ async fn lease_for(ctx: &Context, request: &RunRequest) -> Result<(Session, Leas
 async fn release_one_shot(session: &mut Session, lease: &Lease, outcome: Result<u8>) -> Result<u8> {
     let cleanup = tokio::select! {
         r = release::release(session, lease, Duration::ZERO) => r.map(|_| ()),
-        _ = tokio::signal::ctrl_c() => Err(fail(ErrorKind::Interrupted, "interrupted again")),
+        () = crate::interrupt::interrupted() => Err(fail(ErrorKind::Interrupted, "interrupted again")),
     };
     match cleanup {
         Ok(()) => {
