@@ -20,7 +20,7 @@
 //!   the working tree, remote command lines.
 //! - Leaves: [`environment`] (read once), [`provenance`] (where a setting came from),
 //!   [`interrupt`] (the one wait for Ctrl-C), [`diagnostic`], [`digest`], [`error`], [`paths`],
-//!   [`progress`], [`redact`].
+//!   [`progress`], [`redact`], [`terminal`] (provider text made inert for a terminal).
 
 pub mod audit;
 pub mod cli;
@@ -42,6 +42,7 @@ pub mod redact;
 pub mod remote;
 pub mod ssh;
 pub mod sync;
+pub mod terminal;
 
 #[cfg(test)]
 mod tree_rules;
