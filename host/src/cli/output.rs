@@ -1,4 +1,8 @@
 //! Formatting results for people and for `--json`. Results go to stdout.
+//!
+//! What people see passes through [`inert`]: every table cell and every detail value, so text
+//! a provider or service chose (names, states, reasons, labels, work roots, check details)
+//! cannot steer the terminal. `--json` is serde's exact JSON, never escaped twice.
 
 use std::io::Write;
 
@@ -6,6 +10,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::lease::view::LeaseView;
+use crate::terminal::inert;
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: serde::Serialize>(value: &T) -> Result<()> {
@@ -57,7 +62,7 @@ pub fn secs(s: u64) -> String {
 /// The multi-line human view of one lease.
 pub fn lease_details(v: &LeaseView) -> String {
     let mut s = String::new();
-    let mut line = |k: &str, val: String| s.push_str(&format!("{k:<10} {val}\n"));
+    let mut line = |k: &str, val: String| s.push_str(&format!("{k:<10} {}\n", inert(&val)));
     line("lease", v.lease_id.clone());
     line("slug", v.slug.clone());
     line("provider", v.provider.clone());
@@ -128,16 +133,20 @@ pub fn lease_table(views: &[LeaseView]) -> String {
     table(&rows)
 }
 
-/// Left-aligned columns separated by two spaces.
+/// Left-aligned columns separated by two spaces; every cell made [`inert`].
 pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|row| row.each_ref().map(|cell| inert(cell).into_owned()))
+        .collect();
     let mut widths = [0usize; N];
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in rows {
+    for row in &rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i + 1 == N {

@@ -17,6 +17,7 @@ use crate::lease::{Lease, now_unix, rfc3339};
 use crate::progress::{Progress, human_duration};
 use crate::provider::CallError;
 use crate::provider::api::{self, ProviderError};
+use crate::terminal::inert;
 
 /// What a new lease should look like.
 #[derive(Debug, Clone)]
@@ -227,7 +228,8 @@ async fn verify_labels(
             ErrorKind::NotFound,
             format!(
                 "sandbox {} did not keep cbx's ownership labels for lease {}",
-                sandbox.id, ownership.lease
+                inert(&sandbox.id),
+                ownership.lease
             ),
         )),
     }

@@ -9,6 +9,7 @@ use crate::cli::output;
 use crate::context::Context;
 use crate::ops::review::{self, Inspection};
 use crate::provenance::Definition;
+use crate::terminal::inert;
 
 /// Runs `cbx providers list`.
 pub fn list(ctx: &Context, json: bool) -> Result<u8> {
@@ -127,8 +128,12 @@ fn human(r: &Inspection) -> String {
     if !r.features.is_empty() {
         lines.push(format!("Features: {}", r.features.join(", ")));
     }
-    let mut s = lines.join("\n");
-    s.push('\n');
+    // Each line is built from one provider's words at most; none may span or steer lines.
+    let mut s = String::new();
+    for line in &lines {
+        s.push_str(&inert(line));
+        s.push('\n');
+    }
     s
 }
 

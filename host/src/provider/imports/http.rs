@@ -9,6 +9,7 @@ use crate::grant::http::{HttpFailure, OutboundRequest};
 use crate::provider::bindings::cbx::provider::http as wit_http;
 use crate::provider::events::ProviderEvent;
 use crate::provider::store::HostState;
+use crate::terminal::inert;
 
 impl wit_http::Host for HostState {
     async fn send(
@@ -38,7 +39,7 @@ impl wit_http::Host for HostState {
             tracing::debug!(
                 provider = %self.provider,
                 method = %event.method,
-                url = %event.url,
+                url = %inert(&event.url),
                 status = ?event.status,
                 bytes = event.bytes,
                 credentials = ?event.credentials,

@@ -1,8 +1,10 @@
-//! The host side of `cbx:provider/log`: a provider's log lines, capped, truncated and
-//! redacted, into the host's log tagged with the provider's name.
+//! The host side of `cbx:provider/log`: a provider's log lines, capped, truncated, redacted
+//! and made inert (one line each, no control characters), into the host's log tagged with the
+//! provider's name.
 
 use crate::provider::bindings::cbx::provider::log as wit_log;
 use crate::provider::store::HostState;
+use crate::terminal::inert;
 
 /// Most log lines one call may emit; the rest are dropped with a note.
 const MAX_LOG_LINES_PER_CALL: u32 = 1000;
@@ -28,6 +30,7 @@ impl wit_log::Host for HostState {
             message.push('…');
         }
         let message = self.redactor.redact(&message);
+        let message = inert(&message);
         let p = &self.provider;
         match level {
             wit_log::Level::Trace => tracing::trace!(provider = %p, "{message}"),

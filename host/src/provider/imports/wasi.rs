@@ -18,6 +18,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 use crate::redact::Redactor;
+use crate::terminal::inert;
 
 /// Most bytes of stdout/stderr kept per stream; the rest is dropped.
 const MAX_OUTPUT: usize = 1 << 20;
@@ -101,6 +102,7 @@ impl LineWriter {
     fn emit(&mut self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = self.target.redactor.redact(text.trim_end());
+        let text = inert(&text);
         tracing::info!(provider = %self.target.provider, stream = self.target.stream, "{text}");
     }
 }
