@@ -55,6 +55,15 @@ struct RawProviderConfig {
     options: BTreeMap<String, Spanned<toml::Value>>,
     endpoints: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     grant: Option<Spanned<RawGrant>>,
+    limits: Option<Spanned<RawLimits>>,
+}
+
+/// A user's lowering of a provider's request caps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLimits {
+    requests_per_call: Option<Spanned<u32>>,
+    requests_per_run: Option<Spanned<u32>>,
 }
 
 /// A user's narrowing of a provider's grant.
@@ -137,9 +146,18 @@ impl ConfigFile {
         self.raw.providers.get(name)
     }
 
-    /// Refuses what only the user may choose: endpoints and grants.
+    /// Refuses what only the user may choose: endpoints, grants and request caps.
     fn check_repository_limits(&self, user_path: &Path) -> Result<()> {
         for (name, p) in &self.raw.providers {
+            if let Some(limits) = &p.limits {
+                return Err(self.diagnostic(
+                    limits.span(),
+                    format!(
+                        "a repository's {REPO_CONFIG} may not set providers.{name}.limits; they belong in your user config ({})",
+                        user_path.display()
+                    ),
+                ));
+            }
             if let Some(grant) = &p.grant {
                 return Err(self.diagnostic(
                     grant.span(),
@@ -299,6 +317,9 @@ impl Config {
                 overrides.allow_endpoints = grant.get_ref().endpoints.as_ref().map(named);
                 overrides.allow_credentials = grant.get_ref().credentials.as_ref().map(named);
             }
+            if let Some(limits) = &p.limits {
+                overrides.requests = user_limits(user, limits.get_ref())?;
+            }
             for (name, url) in p.endpoints.iter().flat_map(|e| e.get_ref()) {
                 let value = Value::new(url.get_ref().clone(), user.definition(url.span()));
                 overrides.urls.push((name.clone(), value));
@@ -310,6 +331,24 @@ impl Config {
         }
         Ok(overrides)
     }
+}
+
+/// The request caps a user's `[providers.NAME.limits]` sets (each at least 1).
+fn user_limits(file: &ConfigFile, limits: &RawLimits) -> Result<(Option<u32>, Option<u32>)> {
+    let check = |v: &Option<Spanned<u32>>, key: &str| -> Result<Option<u32>> {
+        match v {
+            Some(v) if *v.get_ref() == 0 => Err(file.diagnostic(
+                v.span(),
+                format!("limits.{key} must be at least 1 (it can only lower the provider's cap)"),
+            )),
+            Some(v) => Ok(Some(*v.get_ref())),
+            None => Ok(None),
+        }
+    };
+    Ok((
+        check(&limits.requests_per_call, "requests-per-call")?,
+        check(&limits.requests_per_run, "requests-per-run")?,
+    ))
 }
 
 /// Parses a duration like `90m`, `1h30m` or `45s`; `place` says where it was set.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use super::headers;
+use super::{RequestCaps, headers};
 use crate::diagnostic::Diagnostic;
 
 /// A validated provider manifest.
@@ -32,6 +32,8 @@ pub struct Manifest {
     pub origin: String,
     /// Hex sha256 of the manifest's text, so an approval can pin all of it.
     pub sha256: String,
+    /// Its HTTP request caps (`[limits]`; defaults where it sets none).
+    pub requests: RequestCaps,
 }
 
 /// An HTTP endpoint a provider may reach: a base URL under which all its requests must lie.
@@ -91,6 +93,14 @@ struct RawManifest {
     credentials: BTreeMap<String, Spanned<RawCredential>>,
     auth: Option<RawAuth>,
     options: Option<RawOptions>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLimits {
+    requests_per_call: Option<Spanned<u32>>,
+    requests_per_run: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -104,8 +114,7 @@ struct RawOptions {
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     name: Spanned<String>,
-    #[serde(default)]
-    description: String,
+    description: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +167,7 @@ impl Manifest {
                 ),
             ));
         }
+        check.descriptions(&raw)?;
         let endpoints = check.endpoints(&raw)?;
         let credentials = raw
             .credentials
@@ -166,9 +176,15 @@ impl Manifest {
             .collect::<Result<Vec<_>, _>>()?;
         let auth = check.auth(&raw)?;
         check.no_colliding_headers(&raw, &credentials, auth.as_ref())?;
+        let requests = check.limits(raw.limits.as_ref())?;
         Ok(Manifest {
             name,
-            description: raw.provider.description,
+            description: raw
+                .provider
+                .description
+                .map(Spanned::into_inner)
+                .unwrap_or_default(),
+            requests,
             endpoints,
             credentials,
             auth,
@@ -198,6 +214,86 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn at(&self, span: std::ops::Range<usize>, msg: String) -> Diagnostic {
         Diagnostic::new(self.file, self.source, span, msg)
+    }
+
+    /// Text shown to people — descriptions, the auth hint — is one printable line of at most
+    /// [`MAX_DESCRIPTION_CHARS`] characters (the whole TOML value is blamed: descriptions of
+    /// endpoints and credentials are not spanned on their own).
+    fn descriptions(&self, raw: &RawManifest) -> Result<(), Diagnostic> {
+        if let Some(d) = &raw.provider.description {
+            self.one_line(
+                d.span(),
+                d.get_ref(),
+                "provider description",
+                MAX_DESCRIPTION_CHARS,
+            )?;
+        }
+        for (name, ep) in &raw.endpoints {
+            let what = format!("description of endpoint `{name}`");
+            self.one_line(
+                ep.span(),
+                &ep.get_ref().description,
+                &what,
+                MAX_DESCRIPTION_CHARS,
+            )?;
+        }
+        for (name, c) in &raw.credentials {
+            let what = format!("description of credential `{name}`");
+            self.one_line(
+                c.span(),
+                &c.get_ref().description,
+                &what,
+                MAX_DESCRIPTION_CHARS,
+            )?;
+        }
+        if let Some(hint) = raw.auth.as_ref().and_then(|a| a.hint.as_ref()) {
+            self.one_line(0..0, hint, "[auth] hint", 2 * MAX_DESCRIPTION_CHARS)?;
+        }
+        Ok(())
+    }
+
+    fn one_line(
+        &self,
+        span: std::ops::Range<usize>,
+        text: &str,
+        what: &str,
+        max: usize,
+    ) -> Result<(), Diagnostic> {
+        printable_line(text, max).map_err(|why| self.at(span, format!("the {what} {why}")))
+    }
+
+    /// `[limits]`: request caps between 1 and [`RequestCaps::MAX`]; defaults for the rest.
+    fn limits(&self, raw: Option<&RawLimits>) -> Result<RequestCaps, Diagnostic> {
+        let mut caps = RequestCaps::DEFAULT;
+        let Some(raw) = raw else {
+            return Ok(caps);
+        };
+        let fields = [
+            (
+                &raw.requests_per_call,
+                &mut caps.per_call,
+                RequestCaps::MAX.per_call,
+                "requests-per-call",
+            ),
+            (
+                &raw.requests_per_run,
+                &mut caps.per_run,
+                RequestCaps::MAX.per_run,
+                "requests-per-run",
+            ),
+        ];
+        for (value, cap, max, key) in fields {
+            if let Some(v) = value {
+                if !(1..=max).contains(v.get_ref()) {
+                    return Err(self.at(
+                        v.span(),
+                        format!("limits.{key} must be between 1 and {max}"),
+                    ));
+                }
+                *cap = *v.get_ref();
+            }
+        }
+        Ok(caps)
     }
 
     /// `[endpoints.<name>]`: names, URLs and override variables.
@@ -396,6 +492,25 @@ impl Checker<'_> {
         }
         Ok(())
     }
+}
+
+/// Longest description a manifest or a provider may give, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// `Ok` if `text` is one line of printable characters, at most `max` of them; else why not
+/// (`is longer than …`, `contains control characters …`).
+pub fn printable_line(text: &str, max: usize) -> Result<(), String> {
+    let len = text.chars().count();
+    if len > max {
+        return Err(format!("is {len} characters long; at most {max} are shown"));
+    }
+    if crate::terminal::inert(text) != text {
+        return Err(
+            "contains control characters (line breaks, escapes or bidirectional controls); it must be one printable line"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// Validates an endpoint base URL: absolute http(s), no credentials, query or fragment, and

@@ -95,6 +95,31 @@ impl BoundCredential {
     }
 }
 
+/// How many HTTP requests a provider may make, per call of one of its operations and per run
+/// (one cbx invocation). A manifest may set them (`[limits]`, up to [`RequestCaps::MAX`]); the
+/// user may only lower them. Enough for Daytona to walk a list of 50,000 sandboxes in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestCaps {
+    /// Requests one call may make.
+    pub per_call: u32,
+    /// Requests one run may make, all calls together.
+    pub per_run: u32,
+}
+
+impl RequestCaps {
+    /// The caps of a manifest that sets none.
+    pub const DEFAULT: RequestCaps = RequestCaps {
+        per_call: 500,
+        per_run: 5000,
+    };
+    /// The most a manifest may ask for.
+    pub const MAX: RequestCaps = RequestCaps {
+        per_call: 10_000,
+        per_run: 100_000,
+    };
+}
+
 /// What the user chose about a provider's grant: endpoint URLs (from the user's config file or
 /// `--endpoint`, never from a repository) and narrowing.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +130,8 @@ pub struct EndpointOverrides {
     pub allow_endpoints: Option<Vec<(String, Definition)>>,
     /// User narrowing: if set, only these credentials (name, where it was set) are attached.
     pub allow_credentials: Option<Vec<(String, Definition)>>,
+    /// User narrowing of the request caps (`[providers.NAME.limits]`): per call, per run.
+    pub requests: (Option<u32>, Option<u32>),
 }
 
 /// The effective capabilities of one provider for one invocation.
@@ -121,6 +148,8 @@ pub struct Grant {
     pub reserved_headers: Vec<String>,
     /// Why authentication is not possible, if it is not (checked before service calls).
     pub auth_problem: Option<AuthProblem>,
+    /// How many HTTP requests it may make.
+    pub requests: RequestCaps,
 }
 
 /// Why a provider cannot authenticate.
@@ -146,6 +175,7 @@ impl Grant {
                 .map(|h| h.to_string())
                 .collect(),
             auth_problem: None,
+            requests: RequestCaps::DEFAULT,
         }
     }
 

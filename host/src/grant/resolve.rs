@@ -6,7 +6,8 @@ use anyhow::Result;
 
 use super::manifest::{CredentialDecl, Manifest, parse_endpoint_url};
 use super::{
-    AuthProblem, BoundCredential, EndpointOverrides, Grant, GrantedEndpoint, SecretValue, headers,
+    AuthProblem, BoundCredential, EndpointOverrides, Grant, GrantedEndpoint, RequestCaps,
+    SecretValue, headers,
 };
 use crate::error::{ErrorKind, Failure};
 use crate::provenance::{self, Definition, Value};
@@ -34,8 +35,17 @@ impl Grant {
             credentials,
             reserved_headers: reserved_headers(manifest),
             auth_problem,
+            requests: RequestCaps {
+                per_call: narrowed(manifest.requests.per_call, overrides.requests.0),
+                per_run: narrowed(manifest.requests.per_run, overrides.requests.1),
+            },
         })
     }
+}
+
+/// The manifest's cap, lowered to the user's if the user set a lower one.
+fn narrowed(manifest: u32, user: Option<u32>) -> u32 {
+    user.map_or(manifest, |u| u.min(manifest))
 }
 
 /// Fails (exit 2) when the user names an endpoint or credential the manifest does not declare:

@@ -12,7 +12,8 @@
 //! - [`events`]: what a provider did, for the audit log.
 //! - [`failure`]: why a call failed, and what that means for the user.
 //! - [`features`]: the feature words of `describe` the host acts on.
-//! - [`limits`]: CPU, wall-clock and memory limits.
+//! - [`limits`]: CPU, wall-clock, memory, request and log limits.
+//! - [`bounds`]: caps on the size of what crosses the boundary (and `describe`'s rules).
 //! - [`inspect`]: what a component imports and exports, read from its binary.
 //! - [`bindings`]: the Rust bindings of the WIT contract.
 //!
@@ -20,6 +21,7 @@
 //! [`Loaded`], [`Configured`] and [`ProviderInstance`].
 
 pub mod bindings;
+pub mod bounds;
 pub mod contract;
 pub mod engine;
 pub mod events;

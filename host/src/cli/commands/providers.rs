@@ -40,8 +40,13 @@ pub fn list(ctx: &Context, json: bool) -> Result<u8> {
 
 /// Runs `cbx providers audit`.
 pub fn audit(ctx: &Context, args: &AuditArgs) -> Result<u8> {
-    let records: Vec<AuditRecord> = AuditLog::new(ctx.dirs.audit_log())
-        .read()?
+    let log = AuditLog::new(ctx.dirs.audit_log());
+    let all = if args.alerts {
+        log.read_alerts()?
+    } else {
+        log.read()?
+    };
+    let records: Vec<AuditRecord> = all
         .into_iter()
         .filter(|r| args.of.as_ref().is_none_or(|p| &r.provider == p))
         .collect();
@@ -55,8 +60,10 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> Result<u8> {
     }
     if records.is_empty() {
         eprintln!(
-            "the audit log is empty ({})",
-            ctx.dirs.audit_log().display()
+            "the audit log has no {} ({} and {})",
+            if args.alerts { "alerts" } else { "records" },
+            log.path().display(),
+            log.alerts_path().display()
         );
         return Ok(0);
     }

@@ -1,6 +1,8 @@
 //! The host side of `cbx:provider/log`: a provider's log lines, capped, truncated, redacted
 //! and made inert (one line each, no control characters), into the host's log tagged with the
-//! provider's name.
+//! provider's name, within its per-run budget
+//! ([`RunBudget::admit_log_line`](crate::provider::limits::RunBudget::admit_log_line), shared
+//! with its WASI stdout and stderr).
 
 use crate::provider::bindings::cbx::provider::log as wit_log;
 use crate::provider::store::HostState;
@@ -18,6 +20,9 @@ impl wit_log::Host for HostState {
             if self.log_lines == MAX_LOG_LINES_PER_CALL + 1 {
                 tracing::warn!(provider = %self.provider, "provider logged more than {MAX_LOG_LINES_PER_CALL} lines in one call; dropping the rest");
             }
+            return;
+        }
+        if !self.run.admit_log_line(&self.provider) {
             return;
         }
         let mut message = message;
