@@ -2,7 +2,9 @@
 # Installs what building and testing cbx needs, if it is missing:
 #   - a Rust toolchain that can compile for wasm32 (cbx embeds its Daytona provider as a
 #     WebAssembly component): an installed rustup target, or Debian's offline rustc-web;
-#   - git, OpenSSH (client and server) and rsync, which the data plane and its tests use.
+#   - git, OpenSSH (client and server) and rsync, which the data plane and its tests use;
+#   - tmux, a real terminal for the test that answers the approval prompt as a person would,
+#     and GNU time (/usr/bin/time), which measures cbx's peak memory in a test.
 # Safe to run again: it only installs what is absent. Needs root (or sudo) to install.
 set -euo pipefail
 
@@ -22,6 +24,8 @@ have git || missing+=(git)
 have ssh || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 have rsync || missing+=(rsync)
+have tmux || missing+=(tmux)
+[ -x /usr/bin/time ] || missing+=(time)
 
 # componentize-py (PyPI; it ships its own binary) builds the Python provider in
 # providers/daytona-py for its end-to-end test. Pinned: installed when absent or another version.

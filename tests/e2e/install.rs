@@ -90,7 +90,7 @@ fn install_shows_the_request_records_approval_and_the_provider_works() {
     let s = Setup::new();
     // Without --yes and without a terminal, nothing is installed.
     let refused = s.cbx(&["providers", "install", "dist/probe.wasm"]);
-    refused.expect_code(2);
+    refused.expect_code(7);
     assert!(refused.stdout.contains("It asks for:"), "{refused}");
     assert!(refused.stderr.contains("rerun with --yes"), "{refused}");
     assert!(!s.installed_dir().exists());

@@ -36,6 +36,12 @@ pub struct Approval {
     /// Approved credentials.
     #[serde(default)]
     pub credentials: Vec<ApprovedCredential>,
+    /// Whether the approved component imports WASI (for showing what a reinstall changes).
+    #[serde(default)]
+    pub wasi: bool,
+    /// The options the approved component declared (for showing what a reinstall changes).
+    #[serde(default)]
+    pub options: Vec<String>,
 }
 
 /// A credential as approved: which variable, sent how, to which endpoint.
@@ -79,7 +85,15 @@ impl Approval {
                     format: c.format.clone(),
                 })
                 .collect(),
+            wasi: false,
+            options: Vec::new(),
         }
+    }
+
+    /// Whether this approval pins the manifest's hash (approvals written before cbx pinned
+    /// manifests do not, and must be given again).
+    pub fn pins_manifest(&self) -> bool {
+        !self.manifest_sha256.is_empty()
     }
 
     /// What `manifest` asks for beyond this approval (empty: nothing).
@@ -210,17 +224,21 @@ impl Approvals {
                 ),
             ));
         }
+        if !approval.pins_manifest() {
+            return Ok(Verdict::Refused(
+                Unapproved::Changed,
+                format!(
+                    "provider {name} was approved by an earlier cbx that did not pin its manifest (sha256 {}); approve it again to pin it",
+                    manifest.sha256
+                ),
+            ));
+        }
         if approval.manifest_sha256 != manifest.sha256 {
             return Ok(Verdict::Refused(
                 Unapproved::Changed,
                 format!(
                     "provider {name}'s manifest changed since you approved it (sha256 {}, you approved {})",
-                    manifest.sha256,
-                    if approval.manifest_sha256.is_empty() {
-                        "an unpinned manifest"
-                    } else {
-                        &approval.manifest_sha256
-                    }
+                    manifest.sha256, approval.manifest_sha256
                 ),
             ));
         }

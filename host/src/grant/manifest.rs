@@ -405,10 +405,10 @@ impl Checker<'_> {
             ));
         }
         let format = c.format.get_ref();
-        if format.matches("{value}").count() != 1 || format.contains(['\r', '\n']) {
+        if format.matches("{value}").count() != 1 || crate::terminal::inert(format) != *format {
             return Err(self.at(
                 c.format.span(),
-                "format must contain `{value}` exactly once (e.g. \"Bearer {value}\") and no line breaks".to_string(),
+                "format must contain `{value}` exactly once (e.g. \"Bearer {value}\") and no line breaks or other control characters".to_string(),
             ));
         }
         Ok(header.clone())

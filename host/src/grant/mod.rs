@@ -3,6 +3,7 @@
 //!
 //! - [`manifest`]: what a provider asks for (`cbx-provider.toml`), validated.
 //! - [`approval`]: what the user approved for an installed provider, pinned to its digest.
+//! - [`changes`]: the facts an approval covers, and what changed between two of them.
 //! - [`resolve`]: the effective [`Grant`] — the manifest narrowed by the user's configuration:
 //!   its endpoints (each base URL from the manifest default, the user config, the endpoint's
 //!   environment variable or `--endpoint`) and the credentials the host will attach (read from
@@ -12,6 +13,7 @@
 //! - [`http`]: the gateway that performs only what the check allows.
 
 pub mod approval;
+pub mod changes;
 pub mod egress;
 pub mod headers;
 pub mod http;

@@ -4,6 +4,7 @@
 //!   [`Runtime::load`] → [`Loaded`] → [`Loaded::configure`] → [`Configured`].
 //! - [`registry`]: where providers come from (built into cbx, or installed files).
 //! - [`install`]: installing and removing providers (the approval flow).
+//! - [`screen`]: the approval screen: the host's facts, the provider's words fenced.
 //! - [`contract`]: whether a component fits the contract (version, imports, exports).
 //! - [`engine`]: the wasmtime engine and the on-disk cache of compiled components.
 //! - [`instance`]: one linked provider and its typed, limited calls.
@@ -34,6 +35,7 @@ pub mod instance;
 pub mod limits;
 pub mod load;
 pub mod registry;
+pub mod screen;
 pub mod store;
 
 pub use bindings::api;

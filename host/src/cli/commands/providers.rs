@@ -1,6 +1,8 @@
 //! `cbx providers list`, `inspect` and `audit`: what each provider is, may do and did (the
 //! reports are `ops::review` and the audit log).
 
+use std::io::IsTerminal;
+
 use anyhow::Result;
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -108,13 +110,14 @@ pub async fn inspect(ctx: &Context, name: &str, json: bool) -> Result<u8> {
     if json {
         output::json(&report)?;
     } else {
-        print!("{}", ctx.redactor.redact(&human(&report)));
+        let colour = std::io::stdout().is_terminal() && ctx.var("NO_COLOR").is_none();
+        print!("{}", ctx.redactor.redact(&human(&report, colour)));
     }
     Ok(0)
 }
 
-/// The whole inspection, for people.
-fn human(r: &Inspection) -> String {
+/// The whole inspection, for people: every line inert; warnings in red when `colour`.
+fn human(r: &Inspection, colour: bool) -> String {
     let mut lines = Vec::new();
     lines.push(format!("{} {} — {}", r.name, r.version, r.description));
     lines.push(format!("  source:    {}", r.origin));
@@ -128,6 +131,11 @@ fn human(r: &Inspection) -> String {
     interface_lines(r, &mut lines);
     lines.push(String::new());
     manifest_lines(r, &mut lines);
+    let warnings: Vec<String> = r
+        .shared_credentials
+        .iter()
+        .map(|s| format!("  {}", s.warning()))
+        .collect();
     lines.push(String::new());
     grant_lines(r, &mut lines);
     lines.push(String::new());
@@ -138,8 +146,13 @@ fn human(r: &Inspection) -> String {
     // Each line is built from one provider's words at most; none may span or steer lines.
     let mut s = String::new();
     for line in &lines {
-        s.push_str(&inert(line));
-        s.push('\n');
+        let line = inert(line);
+        if colour && warnings.iter().any(|w| inert(w) == line) {
+            s.push_str(&format!("\x1b[1;31m{line}\x1b[0m\n"));
+        } else {
+            s.push_str(&line);
+            s.push('\n');
+        }
     }
     s
 }
@@ -205,6 +218,9 @@ fn manifest_lines(r: &Inspection, out: &mut Vec<String>) {
             "  authentication: one of {}",
             r.manifest.auth_one_of.join(", ")
         ));
+    }
+    for s in &r.shared_credentials {
+        out.push(format!("  {}", s.warning()));
     }
 }
 
