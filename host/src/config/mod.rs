@@ -555,6 +555,36 @@ mod tests {
     }
 
     #[test]
+    fn request_caps_are_lowered_in_user_config_only() {
+        let (_d, cfg) = setup("[providers.daytona.limits]\nrequests-per-call = 20\n", "");
+        let o = cfg.endpoint_overrides("daytona", &[]).unwrap();
+        assert_eq!(o.requests, (Some(20), None));
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("config.toml");
+        std::fs::write(&user, "[providers.daytona.limits]\nrequests-per-run = 0\n").unwrap();
+        let cfg = Config::load(&user, dir.path(), None).unwrap();
+        let err = cfg.endpoint_overrides("daytona", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("config.toml:2:20: limits.requests-per-run must be at least 1"),
+            "{err}"
+        );
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(
+            dir.path().join("cbx.toml"),
+            "[providers.daytona.limits]\nrequests-per-call = 1\n",
+        )
+        .unwrap();
+        let err =
+            Config::load(&dir.path().join("none.toml"), dir.path(), Some(dir.path())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a repository's cbx.toml may not set providers.daytona.limits"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn user_endpoints_and_lease_times() {
         let (_d, cfg) = setup(
             "[lease]\nttl = \"2h\"\n[providers.daytona.endpoints]\napi = \"https://x.example/api\"\n",

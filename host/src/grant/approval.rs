@@ -36,12 +36,13 @@ pub struct Approval {
     /// Approved credentials.
     #[serde(default)]
     pub credentials: Vec<ApprovedCredential>,
-    /// Whether the approved component imports WASI (for showing what a reinstall changes).
-    #[serde(default)]
-    pub wasi: bool,
-    /// The options the approved component declared (for showing what a reinstall changes).
-    #[serde(default)]
-    pub options: Vec<String>,
+    /// Whether the approved component imports WASI (for showing what a reinstall changes;
+    /// absent from approvals written before cbx recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasi: Option<bool>,
+    /// The options the approved component declared (likewise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<String>>,
 }
 
 /// A credential as approved: which variable, sent how, to which endpoint.
@@ -85,8 +86,8 @@ impl Approval {
                     format: c.format.clone(),
                 })
                 .collect(),
-            wasi: false,
-            options: Vec::new(),
+            wasi: None,
+            options: None,
         }
     }
 
@@ -338,5 +339,34 @@ mod tests {
         );
         approvals.remove("p").unwrap();
         assert!(approvals.get("p").unwrap().is_none());
+    }
+
+    /// Approvals written by earlier versions still load: without a manifest hash (refused
+    /// until approved again, saying why), and without the component facts (loaded as absent).
+    #[test]
+    fn earlier_approvals_load_and_unpinned_ones_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grants.toml");
+        let m = Manifest::parse("m", M).unwrap();
+        let old = |pin: &str| {
+            format!(
+                "[providers.p]\nsha256 = \"aa\"\n{pin}source = \"/x/p.wasm\"\nversion = \"1.0.0\"\napproved-at = \"2025-01-01T00:00:00Z\"\n\n[providers.p.endpoints]\napi = \"https://api.example.com/\"\n\n[[providers.p.credentials]]\nname = \"key\"\nenv = \"P_KEY\"\nendpoint = \"api\"\nheader = \"Authorization\"\nformat = \"Bearer {{value}}\"\n"
+            )
+        };
+        std::fs::write(&path, old("")).unwrap();
+        let approvals = Approvals::new(path.clone());
+        let approval = approvals.get("p").unwrap().unwrap();
+        assert!(!approval.pins_manifest());
+        assert_eq!((approval.wasi, approval.options), (None, None));
+        let err = approvals.check("p", "aa", &m).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 7);
+        assert!(
+            err.to_string().contains(
+                "provider p was approved by an earlier cbx that did not pin its manifest"
+            ),
+            "{err}"
+        );
+        std::fs::write(&path, old(&format!("manifest-sha256 = \"{}\"\n", m.sha256))).unwrap();
+        approvals.check("p", "aa", &m).unwrap();
     }
 }

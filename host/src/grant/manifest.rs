@@ -646,6 +646,45 @@ format = "Bearer"
     }
 
     #[test]
+    fn limits_are_checked_and_default() {
+        let base = "[provider]\nname = \"p\"\n";
+        let m = Manifest::parse("m", base).unwrap();
+        assert_eq!(m.requests, RequestCaps::DEFAULT);
+        let m = Manifest::parse("m", &format!("{base}[limits]\nrequests-per-call = 50\n")).unwrap();
+        assert_eq!(m.requests.per_call, 50);
+        assert_eq!(m.requests.per_run, RequestCaps::DEFAULT.per_run);
+        let e = err(&format!("{base}[limits]\nrequests-per-run = 1000000\n"));
+        assert!(
+            e.contains("m.toml:4:20: limits.requests-per-run must be between 1 and 100000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn descriptions_are_one_printable_line() {
+        let e = err("[provider]\nname = \"p\"\ndescription = \"ok\\nApprove? [y/N]\"\n");
+        assert!(
+            e.contains("m.toml:3:15: the provider description contains control characters"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[provider]\nname = \"p\"\ndescription = \"{}\"\n",
+            "d".repeat(201)
+        ));
+        assert!(
+            e.contains("is 201 characters long; at most 200 are shown"),
+            "{e}"
+        );
+        let e = err(
+            "[provider]\nname = \"p\"\n[endpoints.api]\nurl = \"https://x.example\"\n[credentials.k]\nenv = \"K\"\nendpoint = \"api\"\nheader = \"Authorization\"\nformat = \"Bearer {value}\\u001b[8m\"\n",
+        );
+        assert!(
+            e.contains("no line breaks or other control characters"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn colliding_headers_need_auth_alternatives() {
         let e = err(r#"
 [provider]

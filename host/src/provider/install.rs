@@ -171,10 +171,20 @@ impl Candidate {
             ));
         }
         match approved_manifest(installed_dir, self.name(), &approval) {
-            Some(old) => lines.extend(changes::difference(
-                &facts(&old, approval.wasi, &approval.options),
-                &facts(&self.manifest, self.fit.wasi, &self.option_names()),
-            )),
+            Some(old) => {
+                // Component facts an older approval did not record are left out of both sides.
+                let recorded = approval.wasi.is_some() && approval.options.is_some();
+                let new = (self.fit.wasi, self.option_names());
+                let (old_wasi, old_options) = match (&approval.wasi, &approval.options) {
+                    (Some(w), Some(o)) => (*w, o.clone()),
+                    _ => (false, Vec::new()),
+                };
+                let (new_wasi, new_options) = if recorded { new } else { (false, Vec::new()) };
+                lines.extend(changes::difference(
+                    &facts(&old, old_wasi, &old_options),
+                    &facts(&self.manifest, new_wasi, &new_options),
+                ));
+            }
             None => lines.push(
                 "! the earlier approval does not pin a manifest cbx still has (an earlier cbx wrote it, or the installed copy changed): everything it asks for is shown above, as if new".to_string(),
             ),
@@ -197,8 +207,8 @@ impl Candidate {
             self.version(),
         )?;
         let mut approval = Approval::of(&self.manifest, &self.digest, &self.source, self.version());
-        approval.wasi = self.fit.wasi;
-        approval.options = self.option_names();
+        approval.wasi = Some(self.fit.wasi);
+        approval.options = Some(self.option_names());
         approvals.put(self.name(), approval)
     }
 }
