@@ -1553,7 +1553,8 @@ const PINNED: &str = r##"=== doctor --json
       }
     ],
     "authProblem": null
-  }
+  },
+  "sharedCredentials": []
 }
 === providers audit --json (sorted, unique)
 {"time":"<time>","provider":"daytona","kind":"request","operation":"create","method":"POST","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
