@@ -173,17 +173,14 @@ impl Candidate {
         match approved_manifest(installed_dir, self.name(), &approval) {
             Some(old) => {
                 // Component facts an older approval did not record are left out of both sides.
-                let recorded = approval.wasi.is_some() && approval.options.is_some();
-                let new = (self.fit.wasi, self.option_names());
-                let (old_wasi, old_options) = match (&approval.wasi, &approval.options) {
-                    (Some(w), Some(o)) => (*w, o.clone()),
-                    _ => (false, Vec::new()),
+                let (before, now) = match (&approval.wasi, &approval.options) {
+                    (Some(wasi), Some(options)) => (
+                        facts(&old, *wasi, options),
+                        facts(&self.manifest, self.fit.wasi, &self.option_names()),
+                    ),
+                    _ => (facts(&old, false, &[]), facts(&self.manifest, false, &[])),
                 };
-                let (new_wasi, new_options) = if recorded { new } else { (false, Vec::new()) };
-                lines.extend(changes::difference(
-                    &facts(&old, old_wasi, &old_options),
-                    &facts(&self.manifest, new_wasi, &new_options),
-                ));
+                lines.extend(changes::difference(&before, &now));
             }
             None => lines.push(
                 "! the earlier approval does not pin a manifest cbx still has (an earlier cbx wrote it, or the installed copy changed): everything it asks for is shown above, as if new".to_string(),
