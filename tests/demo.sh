@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # cbx's main job, end to end, on this machine: lease a sandbox, sync this repository's
 # sample project to it, run commands, open ssh, stop — against the Daytona simulator (the
-# embedded stand-in for Daytona when no account is at hand), whose sandboxes are served by a
+# stand-in for Daytona when no account is at hand), whose sandboxes are served by a
 # real sshd on loopback. Nothing touches your real cbx config or leases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 tests/setup.sh
-echo "demo: building cbx and the simulator (release)…" >&2
-cargo build --release --locked -q -p cbx -p cbx-testkit --bin cbx --bin daytona-sim
-bin="$root/target/release"
+# The same profile and features as tests/run.sh, so the tests reuse this build (wasmtime is
+# compiled once); only cbx, its built-in providers and the simulator are built.
+echo "demo: building cbx and the simulator…" >&2
+cargo build --locked -q -p cbx -p cbx-daytona-sim --bin cbx --bin daytona-sim
+bin="$root/target/debug"
 
 work=$(mktemp -d -t cbx-demo-XXXXXX)
 sim_pid=

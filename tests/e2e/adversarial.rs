@@ -16,7 +16,7 @@
 //!   steered with `-o action=…`: off-grant origin, redirect off the origin, its own
 //!   `Authorization`/`Cookie` header, a huge response, spin, unbounded allocation, unbounded
 //!   recursion, panic;
-//! - `escape-wasi`, built for wasm32-wasip2: environment, arguments, working directory,
+//! - `escape-wasi`, a WASI component: environment, arguments, working directory,
 //!   files, stdin, TCP and UDP sockets, name lookups and processes through WASI;
 //! - `malformed`: a name that differs from its manifest, SSH access that would inject ssh
 //!   options, a string that is not UTF-8, a huge list.

@@ -1,5 +1,8 @@
-//! A stateful fake of Daytona's sandbox REST API on loopback, for cbx's end-to-end tests and
-//! demos. See `shared/reference/daytona-api.md` for the API it imitates.
+//! The Daytona simulator: a stateful fake of Daytona's sandbox REST API on loopback, for cbx's
+//! end-to-end tests and its demo (`tests/demo.sh` runs the `daytona-sim` binary). See
+//! `shared/reference/daytona-api.md` for the API it imitates. [`sshd`] serves the simulated
+//! sandboxes over a real sshd. This crate builds no WebAssembly: the demo compiles only cbx,
+//! its providers and this.
 //!
 //! Start it with [`DaytonaSim::start`] (inside a tokio runtime) or
 //! [`DaytonaSim::start_background`] (it brings its own runtime), point the client at
@@ -13,6 +16,7 @@ mod error;
 mod faults;
 mod routes;
 mod ssh;
+pub mod sshd;
 mod state;
 
 use std::fmt;

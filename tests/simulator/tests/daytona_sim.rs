@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cbx_testkit::daytona_sim::{DaytonaSim, Fault, SimConfig, SshBackend};
+use cbx_daytona_sim::{DaytonaSim, Fault, SimConfig, SshBackend};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

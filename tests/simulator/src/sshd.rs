@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::daytona_sim::SshBackend;
+use crate::SshBackend;
 
 /// An sshd process on 127.0.0.1 with its own config and host key.
 pub struct Sshd {

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use cbx_testkit::daytona_sim::{DaytonaSim, SimConfig};
+use cbx_daytona_sim::{DaytonaSim, SimConfig};
 
 /// Usage text.
 const USAGE: &str = "usage: daytona-sim [--port N] [--api-key K] [--exit-on-stdin-close]
@@ -119,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut config = args.config;
     let gateway = if args.ssh {
-        let g = std::sync::Arc::new(cbx_testkit::sshd::SshdGateway::start()?);
+        let g = std::sync::Arc::new(cbx_daytona_sim::sshd::SshdGateway::start()?);
         config.ssh = g.clone();
         Some(g)
     } else {
