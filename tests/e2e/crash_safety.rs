@@ -500,6 +500,38 @@ fn while_the_service_stays_down_every_command_keeps_the_record_and_says_so() {
 }
 
 #[test]
+fn a_one_shot_sandbox_that_cannot_be_deleted_stays_on_record_until_the_next_command() {
+    let (sim, home) = setup(fast());
+    let running = start_at(
+        &sim,
+        &home,
+        &["run", "--no-sync", "--", "true"],
+        "run:touched",
+    );
+    // The release cannot delete: every attempt is answered 503.
+    sim.inject(Fault::status("DELETE", "/api/sandbox/", 503, "Service Unavailable").with_times(5));
+    running.signal("TERM");
+    let out = running.finish();
+    assert_eq!(out.code, 143, "{out}");
+    let name = live(&sim).pop().expect("the sandbox is still there");
+    assert!(
+        out.stderr
+            .contains(&format!("could not clean up sandbox {name}")),
+        "{out}"
+    );
+    assert!(out.stderr.contains("next cbx command will retry"), "{out}");
+    assert_eq!(records(&home, "intents").len(), 1, "{out}");
+
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    assert!(list.stderr.contains("deleted sandbox"), "{list}");
+    assert!(listed(&list, None).is_empty(), "{list}");
+    assert!(records(&home, "intents").is_empty());
+    assert!(records(&home, "claims").is_empty());
+    assert_none_live(&sim);
+}
+
+#[test]
 fn a_lost_create_answer_is_found_by_name_and_rolled_back() {
     let (sim, home) = setup(fast());
     sim.inject(Fault::applied_then_lost("POST", "/api/sandbox"));

@@ -208,11 +208,16 @@ async fn release_one_shot(
         Err(e) => reconcile::kept(session, hold.intent(), e),
     };
     drop(hold);
-    progress::report(&format!("error: {kept:#}"));
-    progress::report("hint: run `cbx list` once the service answers again: it deletes the sandbox");
     match outcome {
+        // A command that succeeded is not reported as success: a sandbox may be left.
         Ok(0) => Err(kept),
-        other => other,
+        other => {
+            progress::report(&format!("error: {kept:#}"));
+            progress::report(
+                "hint: run `cbx list` once the service answers again: it deletes the sandbox",
+            );
+            other
+        }
     }
 }
 
