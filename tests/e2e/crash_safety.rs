@@ -955,6 +955,10 @@ fn out_of_range_durations_are_refused_before_any_request() {
         assert!(out.stderr.contains(range), "{out}");
         std::fs::remove_file(home.cwd.join("cbx.toml")).unwrap();
     }
+    // A provider's own maximum: Daytona keeps intervals as 32-bit signed minutes.
+    let out = home.run(&["warmup", "-o", "auto-archive-minutes=2147483648"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("up to 2147483647"), "{out}");
     assert!(
         sim.requests().is_empty(),
         "nothing was asked of the service"

@@ -242,8 +242,20 @@ impl Intents {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         anyhow::ensure!(valid, "`{}` is not a usable intent id", intent.id);
         let lock = self.lock_file(&intent.id)?;
-        lock.try_lock()
-            .with_context(|| format!("intent {} is already held", intent.id))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                anyhow::bail!("intent {} is already held by another process", intent.id)
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "lock {}",
+                        self.dir.join(format!("{}.lock", intent.id)).display()
+                    )
+                });
+            }
+        }
         anyhow::ensure!(
             !self.json(&intent.id).exists(),
             "intent {} is already recorded",
