@@ -19,8 +19,8 @@
 //! - [`ssh`], [`sync`], [`remote`]: the data plane — OpenSSH with a private config, rsync of
 //!   the working tree, remote command lines.
 //! - Leaves: [`environment`] (read once), [`provenance`] (where a setting came from),
-//!   [`interrupt`] (the one wait for Ctrl-C), [`diagnostic`], [`digest`], [`error`], [`paths`],
-//!   [`progress`], [`redact`].
+//!   [`interrupt`] (the one place signals are awaited), [`diagnostic`], [`digest`], [`error`],
+//!   [`paths`], [`progress`], [`redact`], [`testpoint`] (pauses for end-to-end tests).
 
 pub mod audit;
 pub mod cli;
@@ -42,6 +42,7 @@ pub mod redact;
 pub mod remote;
 pub mod ssh;
 pub mod sync;
+pub mod testpoint;
 
 #[cfg(test)]
 mod tree_rules;

@@ -1317,7 +1317,8 @@ const PINNED: &str = r##"=== doctor --json
   "workRoot": "cbx",
   "createdAt": "<time>",
   "expiresAt": "<time>",
-  "lastUsedAt": "<time>"
+  "lastUsedAt": "<time>",
+  "generation": 1
 }
 === providers list --json
 [

@@ -6,6 +6,7 @@
 //! came from. A repository config may choose options, never where credentials are sent: it
 //! cannot set endpoints or grants. Every problem names the file and line to change.
 
+mod durations;
 mod options;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,10 @@ use crate::error::{ErrorKind, Failure};
 use crate::grant::EndpointOverrides;
 use crate::provenance::{self, Definition, Value};
 
+pub use self::durations::{
+    DurationRange, IDLE_RANGE, READY_RANGE, TTL_RANGE, parse_duration, parse_duration_in,
+};
+
 /// The provider used when nothing chooses one.
 pub const DEFAULT_PROVIDER: &str = "daytona";
 /// The repository config file name.
@@ -31,6 +36,8 @@ pub const REPO_CONFIG: &str = "cbx.toml";
 pub const DEFAULT_TTL: Duration = Duration::from_secs(90 * 60);
 /// Default idle timeout (after which the provider stops the sandbox).
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
+/// Default time to wait for a sandbox to become ready.
+pub const DEFAULT_READY: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +53,39 @@ struct RawConfig {
 struct RawLease {
     ttl: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
+    ready_timeout: Option<Spanned<String>>,
+}
+
+/// The lease times a command runs with, each checked against its range, with where it came
+/// from.
+#[derive(Debug, Clone)]
+pub struct LeaseTimes {
+    /// Lifetime.
+    pub ttl: Value<Duration>,
+    /// Idle timeout (zero: never).
+    pub idle: Value<Duration>,
+    /// How long to wait for a sandbox to become ready.
+    pub ready: Value<Duration>,
+}
+
+/// The lease flags of one command (`None`: not given).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeaseFlags<'a> {
+    /// `--ttl`.
+    pub ttl: Option<&'a str>,
+    /// `--idle-timeout`.
+    pub idle: Option<&'a str>,
+    /// `--ready-timeout`.
+    pub ready: Option<&'a str>,
+}
+
+/// One lease time setting: its name (flag and config key), variable, key, default and range.
+struct LeaseTimeSetting {
+    name: &'static str,
+    var: &'static str,
+    key: fn(&RawLease) -> &Option<Spanned<String>>,
+    default: Duration,
+    range: DurationRange,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,58 +263,90 @@ impl Config {
         provenance::pick(candidates).expect("the default is a candidate")
     }
 
-    /// The lease TTL and idle timeout: flags, else `CBX_TTL`/`CBX_IDLE_TIMEOUT`, else config,
-    /// else the defaults.
-    pub fn lease_times(
-        &self,
-        ttl_flag: Option<&str>,
-        idle_flag: Option<&str>,
-        env: &Environment,
-    ) -> Result<(Value<Duration>, Value<Duration>)> {
-        let ttl = self.lease_time(ttl_flag, "ttl", "CBX_TTL", |l| &l.ttl, DEFAULT_TTL, env)?;
-        let idle = self.lease_time(
-            idle_flag,
-            "idle-timeout",
-            "CBX_IDLE_TIMEOUT",
-            |l| &l.idle_timeout,
-            DEFAULT_IDLE,
-            env,
-        )?;
-        Ok((ttl, idle))
+    /// The lease lifetime, idle timeout and ready timeout: flags, else `CBX_TTL`,
+    /// `CBX_IDLE_TIMEOUT`, `CBX_READY_TIMEOUT`, else config (`[lease]` `ttl`, `idle-timeout`,
+    /// `ready-timeout`), else the defaults. A value outside its range is refused (exit 2)
+    /// naming the range and where it was set.
+    pub fn lease_times(&self, flags: LeaseFlags<'_>, env: &Environment) -> Result<LeaseTimes> {
+        let setting = |name, var, key, default, range| LeaseTimeSetting {
+            name,
+            var,
+            key,
+            default,
+            range,
+        };
+        Ok(LeaseTimes {
+            ttl: self.lease_time(
+                flags.ttl,
+                &setting("ttl", "CBX_TTL", |l| &l.ttl, DEFAULT_TTL, TTL_RANGE),
+                env,
+            )?,
+            idle: self.lease_time(
+                flags.idle,
+                &setting(
+                    "idle-timeout",
+                    "CBX_IDLE_TIMEOUT",
+                    |l| &l.idle_timeout,
+                    DEFAULT_IDLE,
+                    IDLE_RANGE,
+                ),
+                env,
+            )?,
+            ready: self.lease_time(
+                flags.ready,
+                &setting(
+                    "ready-timeout",
+                    "CBX_READY_TIMEOUT",
+                    |l| &l.ready_timeout,
+                    DEFAULT_READY,
+                    READY_RANGE,
+                ),
+                env,
+            )?,
+        })
     }
 
     /// One lease time, from the layer of highest precedence (only that one is parsed).
     fn lease_time(
         &self,
         flag: Option<&str>,
-        name: &str,
-        var: &str,
-        key: fn(&RawLease) -> &Option<Spanned<String>>,
-        default: Duration,
+        setting: &LeaseTimeSetting,
         env: &Environment,
     ) -> Result<Value<Duration>> {
         let mut candidates: Vec<Layered<'_>> = vec![Value::new(None, Definition::Default)];
         for file in self.files() {
-            if let Some(v) = file.raw.lease.as_ref().and_then(|l| key(l).as_ref()) {
+            if let Some(v) = file
+                .raw
+                .lease
+                .as_ref()
+                .and_then(|l| (setting.key)(l).as_ref())
+            {
                 let text = (v.get_ref().clone(), Some((file, v.span())));
                 candidates.push(Value::new(Some(text), file.definition(v.span())));
             }
         }
-        if let Some(text) = env.var(var).filter(|v| !v.is_empty()) {
-            candidates.push(Value::new(Some((text, None)), Definition::Env(var.into())));
+        if let Some(text) = env.var(setting.var).filter(|v| !v.is_empty()) {
+            candidates.push(Value::new(
+                Some((text, None)),
+                Definition::Env(setting.var.into()),
+            ));
         }
         if let Some(text) = flag {
-            let definition = Definition::Flag(format!("--{name}"));
+            let definition = Definition::Flag(format!("--{}", setting.name));
             candidates.push(Value::new(Some((text.to_string(), None)), definition));
         }
         let chosen = provenance::pick(candidates).expect("the default is a candidate");
         let duration = match &chosen.val {
-            None => default,
-            Some((text, None)) => parse_duration(text, &chosen.definition.place())?,
-            Some((text, Some((file, span)))) => parse_duration(text, "").map_err(|e| {
-                let why = crate::error::failure(&e).map_or(e.to_string(), |f| f.message.clone());
-                file.diagnostic(span.clone(), format!("lease.{name}: {why}"))
-            })?,
+            None => setting.default,
+            Some((text, None)) => {
+                parse_duration_in(text, &chosen.definition.place(), setting.range)?
+            }
+            Some((text, Some((file, span)))) => parse_duration_in(text, "", setting.range)
+                .map_err(|e| {
+                    let why =
+                        crate::error::failure(&e).map_or(e.to_string(), |f| f.message.clone());
+                    file.diagnostic(span.clone(), format!("lease.{}: {why}", setting.name))
+                })?,
         };
         Ok(Value::new(duration, chosen.definition))
     }
@@ -310,22 +382,6 @@ impl Config {
         }
         Ok(overrides)
     }
-}
-
-/// Parses a duration like `90m`, `1h30m` or `45s`; `place` says where it was set.
-pub fn parse_duration(text: &str, place: &str) -> Result<Duration> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        let at = if place.is_empty() {
-            String::new()
-        } else {
-            format!(" (from {place})")
-        };
-        Failure::new(
-            ErrorKind::Usage,
-            format!("`{text}` is not a duration{at}: {e}; write e.g. 90m, 1h30m or 45s"),
-        )
-    })?;
-    Ok(d)
 }
 
 /// The `cbx.toml` governing `cwd`: in `cwd` or a parent, not above `repo_root` (when `cwd` is
@@ -524,18 +580,68 @@ mod tests {
         let o = cfg.endpoint_overrides("daytona", &[]).unwrap();
         assert_eq!(o.urls[0].1.val, "https://x.example/api");
         let none = Environment::default();
-        let (ttl, idle) = cfg.lease_times(None, None, &none).unwrap();
+        let times = cfg.lease_times(LeaseFlags::default(), &none).unwrap();
+        let (ttl, idle) = (times.ttl, times.idle);
         assert_eq!((ttl.val.as_secs(), idle.val.as_secs()), (7200, 600));
         assert!(matches!(ttl.definition, Definition::UserFile(_)));
         assert!(matches!(idle.definition, Definition::RepoFile(_)));
-        let env = Environment::from_pairs([("CBX_TTL", "3h")]);
-        let (ttl, _) = cfg.lease_times(None, None, &env).unwrap();
-        assert_eq!(ttl.val.as_secs(), 3 * 3600);
-        let err = cfg.lease_times(Some("soon"), None, &none).unwrap_err();
+        assert_eq!(times.ready.val, DEFAULT_READY);
+        let env = Environment::from_pairs([("CBX_TTL", "3h"), ("CBX_READY_TIMEOUT", "7m")]);
+        let times = cfg.lease_times(LeaseFlags::default(), &env).unwrap();
+        assert_eq!(times.ttl.val.as_secs(), 3 * 3600);
+        assert_eq!(times.ready.val.as_secs(), 7 * 60);
+        let flags = LeaseFlags {
+            ttl: Some("soon"),
+            ..LeaseFlags::default()
+        };
+        let err = cfg.lease_times(flags, &none).unwrap_err();
         assert!(
             err.to_string()
                 .contains("`soon` is not a duration (from --ttl)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_lease_times_name_the_range_and_the_place() {
+        let (_d, cfg) = setup(
+            "[lease]\nttl = \"300000y\"\n",
+            "[lease]\nready-timeout = \"0s\"\n",
+        );
+        let none = Environment::default();
+        let flags = LeaseFlags {
+            ready: Some("1m"),
+            ..LeaseFlags::default()
+        };
+        let err = cfg.lease_times(flags, &none).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("config.toml:2:7"), "{text}");
+        assert!(
+            text.contains("lease.ttl: `300000y` is out of range"),
+            "{text}"
+        );
+        assert!(text.contains("between 1m and 365d"), "{text}");
+        assert_eq!(crate::error::exit_code(&err), 2);
+        let flags = LeaseFlags {
+            ttl: Some("2h"),
+            ..LeaseFlags::default()
+        };
+        let err = cfg.lease_times(flags, &none).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("lease.ready-timeout: `0s` is out of range"),
+            "{err:#}"
+        );
+        let env = Environment::from_pairs([("CBX_IDLE_TIMEOUT", "99999999999m")]);
+        let flags = LeaseFlags {
+            ttl: Some("2h"),
+            ready: Some("1m"),
+            ..LeaseFlags::default()
+        };
+        let err = cfg.lease_times(flags, &env).unwrap_err();
+        assert!(
+            format!("{err:#}")
+                .contains("(from environment variable CBX_IDLE_TIMEOUT) is out of range"),
+            "{err:#}"
         );
     }
 

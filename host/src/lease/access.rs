@@ -5,6 +5,10 @@
 //! cbx processes on one lease must share one: a per-lease lock serialises "read the cache or
 //! mint", and a process that finds access minted by another uses it. Reading the cache needs
 //! only the lease and its sandbox id (from the claim) — no call to the provider.
+//!
+//! The files exist only while the lease is claimed: each write checks the claim under the
+//! claims lock first, and `cbx stop` removes claim and files under that same lock, so a `run`
+//! racing a `stop` never recreates `secrets/<lease>/`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
 use crate::lease::Lease;
+use crate::lease::claims::Claims;
 use crate::lease::id::LeaseId;
 use crate::lease::session::Session;
 use crate::paths::{self, Dirs};
@@ -67,15 +72,18 @@ impl AccessCache {
     }
 
     /// Takes the lease's lock, waiting (without blocking the runtime) for other cbx processes.
-    pub async fn lock(&self) -> Result<AccessLock> {
-        paths::private_dir(&self.dir)?;
+    /// The lock file is created only while `claim` holds.
+    pub async fn lock(&self, claim: &ClaimCheck<'_>) -> Result<AccessLock> {
         let path = self.dir.join("access.lock");
-        let file = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
+        let file = claim.while_held(|| {
+            paths::private_dir(&self.dir)?;
+            std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("open {}", path.display()))
+        })?;
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(AccessLock { _file: file }),
@@ -107,37 +115,67 @@ impl AccessCache {
             .then_some(cached.target)
     }
 
-    /// Caches `target`, access to `sandbox_id` until `expires_at` (RFC 3339).
+    /// Caches `target`, access to the claimed sandbox until `expires_at` (RFC 3339), while
+    /// `claim` holds.
     pub fn store(
         &self,
-        sandbox_id: &str,
+        claim: &ClaimCheck<'_>,
         target: &Target,
         expires_at: Option<String>,
     ) -> Result<()> {
         let cached = CachedAccess {
-            sandbox_id: sandbox_id.to_string(),
+            sandbox_id: claim.sandbox.to_string(),
             target: target.clone(),
             expires_at,
             minted_at: Utc::now().to_rfc3339(),
         };
-        paths::write_private_atomic(&self.file(), &serde_json::to_vec_pretty(&cached)?)
+        let json = serde_json::to_vec_pretty(&cached)?;
+        claim.while_held(|| paths::write_private_atomic(&self.file(), &json))
     }
 
-    /// An SSH client for `target`, its config written into the lease's directory.
-    pub fn client(&self, target: Target, env: &Environment) -> Result<SshClient> {
-        SshClient::prepare(&self.dir, &self.state, &self.lease, target, env)
+    /// An SSH client for `target`, its config written into the lease's directory while
+    /// `claim` holds.
+    pub fn client(
+        &self,
+        claim: &ClaimCheck<'_>,
+        target: Target,
+        env: &Environment,
+    ) -> Result<SshClient> {
+        claim.while_held(|| SshClient::prepare(&self.dir, &self.state, &self.lease, target, env))
     }
 
-    /// Forgets the lease's SSH access: closes its master connection and removes its secret
-    /// files.
-    pub async fn forget(&self, env: &Environment) {
+    /// Closes the lease's master connection, if its access is cached (best effort).
+    pub async fn close(&self) {
         if let Ok(bytes) = fs_err::read(self.file())
             && let Ok(c) = serde_json::from_slice::<CachedAccess>(&bytes)
-            && let Ok(client) = self.client(c.target, env)
         {
-            client.close_master().await;
+            SshClient::for_config(&self.dir, &self.state, &self.lease, c.target)
+                .close_master()
+                .await;
         }
+    }
+
+    /// Removes the lease's secret files. Hold the claims lock (see `release::forget`).
+    pub fn remove(&self) {
         let _ = fs_err::remove_dir_all(&self.dir);
+    }
+}
+
+/// A claim that files of the SSH access cache depend on: the lease, claimed here for this
+/// sandbox.
+pub struct ClaimCheck<'a> {
+    claims: &'a Claims,
+    lease: &'a LeaseId,
+    sandbox: &'a str,
+}
+
+impl ClaimCheck<'_> {
+    /// Runs `write` under the claims lock, only while the claim still exists (exit 4
+    /// otherwise: the lease was stopped meanwhile).
+    fn while_held<R>(&self, write: impl FnOnce() -> Result<R>) -> Result<R> {
+        let lock = self.claims.lock()?;
+        self.claims.require(self.lease, self.sandbox, &lock)?;
+        write()
     }
 }
 
@@ -170,8 +208,14 @@ pub async fn obtain(
     stale: Option<&SshClient>,
 ) -> Result<(SshClient, bool)> {
     let cache = AccessCache::of(session.dirs(), &lease.ownership.lease);
-    let _lock = cache.lock().await?;
     let sandbox = &lease.sandbox.id;
+    let claims = session.claims().clone();
+    let claim = ClaimCheck {
+        claims: &claims,
+        lease: &lease.ownership.lease,
+        sandbox,
+    };
+    let _lock = cache.lock(&claim).await?;
     let (target, fresh) = match cache.usable(sandbox, stale.map(SshClient::target)) {
         Some(target) => (target, false),
         None => {
@@ -182,12 +226,12 @@ pub async fn obtain(
             let expires_at = minted.expires_at.clone();
             let target = target_of(minted);
             accept(&target, session.name(), session.redactor())?;
-            cache.store(sandbox, &target, expires_at)?;
+            cache.store(&claim, &target, expires_at)?;
             (target, true)
         }
     };
     accept(&target, session.name(), session.redactor())?;
-    Ok((cache.client(target, session.env())?, fresh))
+    Ok((cache.client(&claim, target, session.env())?, fresh))
 }
 #[cfg(test)]
 mod tests {

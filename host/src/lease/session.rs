@@ -8,6 +8,7 @@ use anyhow::Result;
 use crate::environment::Environment;
 use crate::grant::Grant;
 use crate::lease::claims::Claims;
+use crate::lease::intent::Intents;
 use crate::lease::labels::Ownership;
 use crate::paths::Dirs;
 use crate::progress;
@@ -45,10 +46,11 @@ enum Repeat {
     OnlyIfRejected,
 }
 
-/// A provider ready for lease operations, with this user's claims.
+/// A provider ready for lease operations, with this user's claims and intents.
 pub struct Session {
     provider: Configured,
     claims: Claims,
+    intents: Intents,
     dirs: Dirs,
     env: Environment,
     quiet: bool,
@@ -61,6 +63,7 @@ impl Session {
     pub fn new(provider: Configured, dirs: Dirs, env: Environment, quiet: bool) -> Session {
         Session {
             claims: Claims::new(dirs.claims()),
+            intents: Intents::new(dirs.intents()),
             provider,
             dirs,
             env,
@@ -92,6 +95,11 @@ impl Session {
     /// This user's claims.
     pub fn claims(&self) -> &Claims {
         &self.claims
+    }
+
+    /// What this user's cbx processes are creating (see `lease::intent`).
+    pub fn intents(&self) -> &Intents {
+        &self.intents
     }
 
     /// cbx's directories (SSH access and sync records live there too).

@@ -115,6 +115,7 @@ impl SshClient {
     ) -> Result<SshClient> {
         paths::private_dir(dir)?;
         let known_hosts = state_dir.join("known_hosts");
+        usable_known_hosts(&known_hosts)?;
         let control_dir = control_dir(state_dir, env)?;
         let alias = alias(lease);
         let mut cfg = String::new();
@@ -172,6 +173,17 @@ impl SshClient {
         })
     }
 
+    /// A client for the config [`SshClient::prepare`] wrote into `dir` earlier, without
+    /// writing anything (to close its master connection).
+    pub fn for_config(dir: &Path, state_dir: &Path, lease: &str, target: Target) -> SshClient {
+        SshClient {
+            config: dir.join("ssh_config"),
+            alias: alias(lease),
+            known_hosts: state_dir.join("known_hosts"),
+            target,
+        }
+    }
+
     /// The target this client connects to.
     pub fn target(&self) -> &Target {
         &self.target
@@ -182,10 +194,11 @@ impl SshClient {
         &self.alias
     }
 
-    /// `ssh -F <config>`, ready for more arguments.
+    /// `ssh -F <config>`, ready for more arguments. The process is killed when its handle is
+    /// dropped (a command cancelled by a signal leaves no ssh behind).
     pub fn ssh(&self) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.arg("-F").arg(&self.config);
+        cmd.arg("-F").arg(&self.config).kill_on_drop(true);
         cmd
     }
 
@@ -325,6 +338,49 @@ impl SshClient {
     }
 }
 
+/// Makes sure cbx's known_hosts is a regular file cbx can read and write (creating it empty,
+/// 0600, if absent). Given a directory or an unreadable file, ssh would connect without
+/// checking or recording the host key; cbx refuses to connect instead.
+fn usable_known_hosts(path: &Path) -> Result<()> {
+    let shown = path.display();
+    let refuse = |why: String, hint: String| -> anyhow::Error {
+        Failure::new(
+            ErrorKind::Other,
+            format!("{why}; cbx will not connect without checking the sandbox's host key"),
+        )
+        .hint(hint)
+        .into()
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(refuse(
+                format!("cbx's known_hosts {shown} is not a regular file"),
+                format!(
+                    "move it aside (`mv {shown} {shown}.bad`); cbx then starts a new one and records host keys again"
+                ),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(refuse(
+                format!("cannot read cbx's known_hosts {shown}: {e}"),
+                format!("make it yours and readable: `chmod 600 {shown}`"),
+            ));
+        }
+    }
+    let mut open = std::fs::File::options();
+    open.read(true).append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    open.open(path).map(|_| ()).map_err(|e| {
+        refuse(
+            format!("cannot read and write cbx's known_hosts {shown}: {e}"),
+            format!("make it yours, readable and writable: `chmod 600 {shown}`"),
+        )
+    })
+}
+
 /// Where multiplexing sockets live: a private directory whose path is short enough for a
 /// Unix socket name.
 fn control_dir(state_dir: &Path, env: &Environment) -> Result<PathBuf> {
@@ -353,6 +409,45 @@ fn user_id(env: &Environment) -> String {
         let _ = env;
         "user".into()
     }
+}
+
+/// Runs an ssh session (`cmd`) with its output relayed through cbx: its stdout and stderr
+/// are pipes cbx copies to its own, chunk by chunk as they come. A multiplexed session hands
+/// its output descriptors to the master connection, which would otherwise hold cbx's own
+/// stdout and stderr open until the remote command ends — long after a signal ended cbx —
+/// and whoever reads cbx's output (a CI runner) would wait for it. Relayed, they close when
+/// cbx exits. stdin is inherited.
+pub async fn relay(mut cmd: Command) -> std::io::Result<std::process::ExitStatus> {
+    use tokio::io::{AsyncRead, AsyncWrite};
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    async fn copy(
+        mut from: impl AsyncRead + Unpin,
+        mut to: impl AsyncWrite + Unpin,
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            to.write_all(&buf[..n]).await?;
+            to.flush().await?;
+        }
+    }
+    let (status, out, err) = tokio::join!(
+        child.wait(),
+        copy(stdout, tokio::io::stdout()),
+        copy(stderr, tokio::io::stderr()),
+    );
+    out?;
+    err?;
+    status
 }
 
 /// A clear error for a tool that could not be started.

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub use faults::{Fault, THROTTLER_PLACEHOLDER};
+pub use faults::{Answer, Fault, THROTTLER_PLACEHOLDER};
 pub use ssh::{NoSsh, SshBackend};
 pub use state::{SandboxView, SshTokenView};
 
