@@ -23,6 +23,13 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
         std::time::Duration::from_secs(300),
     )
     .await?;
+    let repo = ctx.repo_root().map(std::path::PathBuf::from).or_else(|| {
+        lease
+            .claim
+            .as_ref()
+            .and_then(|c| c.repo_root.as_ref().map(std::path::PathBuf::from))
+    });
+    let workdir = connect::workdir(&lease, repo.as_deref())?;
     ready::touch(&mut session, &lease).await;
     let ssh = connect::ssh(&mut session, &lease).await?;
     if args.print {
@@ -34,13 +41,6 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    let repo = ctx.repo_root().map(std::path::PathBuf::from).or_else(|| {
-        lease
-            .claim
-            .as_ref()
-            .and_then(|c| c.repo_root.as_ref().map(std::path::PathBuf::from))
-    });
-    let workdir = connect::workdir(&lease, repo.as_deref());
     let exports = vec![
         (
             "CBX_LEASE_ID".to_string(),
