@@ -39,7 +39,7 @@ pub struct Approval {
     pub credentials: Vec<ApprovedCredential>,
     /// Approved SSH destinations and the options they and the key come from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh: Option<ApprovedSsh>,
+    pub ssh: Option<Box<ApprovedSsh>>,
 }
 
 /// Where the user approved a provider's minted SSH access to lead.
@@ -145,7 +145,7 @@ impl Approval {
                     format: c.format.clone(),
                 })
                 .collect(),
-            ssh: manifest.ssh.as_ref().map(ApprovedSsh::of),
+            ssh: manifest.ssh.as_ref().map(|d| Box::new(ApprovedSsh::of(d))),
         }
     }
 
@@ -178,7 +178,13 @@ impl Approval {
             }
         }
         if let Some(decl) = &manifest.ssh {
-            out.extend(self.ssh.clone().unwrap_or_default().excess(decl));
+            out.extend(
+                self.ssh
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_default()
+                    .excess(decl),
+            );
         }
         out
     }

@@ -84,6 +84,7 @@ fn destination_source<S: serde::Serializer>(d: &Definition, s: S) -> Result<S::O
 #[serde(rename_all = "camelCase")]
 pub struct SshGrant {
     /// The provider.
+    #[serde(skip)]
     pub provider: String,
     /// Where the destinations come from.
     pub basis: DestinationBasis,
