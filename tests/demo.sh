@@ -64,6 +64,8 @@ if [ -n "$ssh_flag" ]; then
   step "$CBX" ssh demo -- uname -a
   step "$CBX" ssh demo --print
   step "$CBX" run -- echo "a one-shot lease: created, used and deleted"
+  printf '\n# every minted SSH destination, sync and --env forwarding is audited\n'
+  step "$CBX" providers audit --last 12
 fi
 step "$CBX" stop demo
 step "$CBX" list --json

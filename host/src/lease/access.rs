@@ -146,6 +146,7 @@ impl AccessCache {
     pub async fn forget(&self, env: &Environment) {
         if let Ok(bytes) = fs_err::read(self.file())
             && let Ok(c) = serde_json::from_slice::<CachedAccess>(&bytes)
+            && c.target.validate("cached").is_ok()
             && let Ok(client) = self.client(c.target, false, env)
         {
             client.close_master().await;
