@@ -31,7 +31,8 @@ impl DestinationPattern {
             Some(domain) => (domain, true),
             None => (host, false),
         };
-        let host = host.to_ascii_lowercase();
+        // A fully qualified name's trailing dot names the same host.
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
         let is_address = host.parse::<IpAddr>().is_ok();
         if wildcard && is_address {
             return Err(format!(
@@ -72,7 +73,7 @@ impl DestinationPattern {
         if port != self.port {
             return false;
         }
-        let host = host.to_ascii_lowercase();
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
         if self.wildcard {
             return host
                 .strip_suffix(&self.host)
@@ -191,6 +192,8 @@ mod tests {
         assert!(!d.matches("evil.ssh.app.daytona.io", 22));
         assert!(!d.matches("ssh.app.daytona.io.evil.example", 22));
         assert!(!d.matches("127.0.0.2", 22));
+        assert!(d.matches("ssh.app.daytona.io.", 22));
+        assert_eq!(p("ssh.app.daytona.io.:22"), d);
         assert_eq!(d.to_string(), "ssh.app.daytona.io:22");
     }
 

@@ -279,7 +279,7 @@ fn ungranted_destination(grant: &SshGrant, shown: &str) -> (String, Option<Strin
                         .map(|p| format!(" and `{p}`"))
                         .unwrap_or_default()
                 ),
-                None => format!("your option `{host}` is not set"),
+                None => format!("your option `{host}` is not set to a host name or address"),
             },
             Some(format!(
                 "cbx connects only to the host and port you set; set option `{host}` in your user config or with -o {host}=…"
