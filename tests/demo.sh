@@ -30,7 +30,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 "$bin/daytona-sim" $ssh_flag > "$work/sim.env" &
 sim_pid=$!
-for _ in $(seq 100); do grep -q DAYTONA_API_KEY "$work/sim.env" 2>/dev/null && break; sleep 0.1; done
+# The simulator prints DAYTONA_API_URL, DAYTONA_API_KEY and, last, DAYTONA_SSH_GATEWAY: where
+# its sandboxes are reached over SSH. cbx connects only to destinations the provider's grant
+# allows, and this is how you allow a self-hosted (here: simulated) Daytona's gateway.
+for _ in $(seq 100); do grep -q DAYTONA_SSH_GATEWAY "$work/sim.env" 2>/dev/null && break; sleep 0.1; done
 set -a; . "$work/sim.env"; set +a
 
 # A small project to sync.
@@ -63,6 +66,8 @@ if [ -n "$ssh_flag" ]; then
   step "$CBX" ssh demo -- uname -a
   step "$CBX" ssh demo --print
   step "$CBX" run -- echo "a one-shot lease: created, used and deleted"
+  printf '\n# every minted SSH destination, sync and --env forwarding is audited\n'
+  step "$CBX" providers audit --last 12
 fi
 step "$CBX" stop demo
 step "$CBX" list --json

@@ -172,11 +172,7 @@ impl Context {
 
     /// Configures `loaded` with its resolved options (credentials required).
     pub async fn configure(&self, loaded: Loaded) -> Result<Configured> {
-        let options: Vec<(String, String)> = self
-            .options(&loaded)?
-            .into_iter()
-            .map(|(name, value)| (name, value.val))
-            .collect();
+        let options = self.options(&loaded)?;
         loaded.configure(&options).await
     }
 

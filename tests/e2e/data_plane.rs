@@ -55,7 +55,8 @@ impl World {
         let sim = rt.block_on(DaytonaSim::start(config)).unwrap();
         let mut home = CbxHome::new(CBX);
         home.env("DAYTONA_API_URL", &sim.api_url())
-            .env("DAYTONA_API_KEY", &sim.api_key());
+            .env("DAYTONA_API_KEY", &sim.api_key())
+            .env("DAYTONA_SSH_GATEWAY", &sim.ssh_gateway());
         let world = World {
             sim,
             gateway,
@@ -892,6 +893,7 @@ fn env_forwarding_is_opt_in_and_values_stay_off_command_lines() {
     home.cwd = w.repo().to_path_buf();
     home.env("DAYTONA_API_URL", &w.sim.api_url())
         .env("DAYTONA_API_KEY", &w.sim.api_key())
+        .env("DAYTONA_SSH_GATEWAY", &w.sim.ssh_gateway())
         .env("PATH", &shims.path_var())
         .env("DEPLOY_TOKEN", "s3cr3t-deploy-value")
         .env("NOT_FORWARDED", "should-not-appear");
@@ -963,11 +965,117 @@ fn env_forwarding_is_opt_in_and_values_stay_off_command_lines() {
 }
 
 #[test]
+fn the_data_plane_is_audited_and_goes_only_to_the_granted_gateway() {
+    let Some(mut w) = World::new() else { return };
+    w.home.env("DEPLOY_TOKEN", "audited-env-value-4711");
+    let lease = w.warmup("audited");
+    let lease_id = lease["leaseId"].as_str().unwrap().to_string();
+    let run = w.cbx(&[
+        "run",
+        "--id",
+        "audited",
+        "--env",
+        "DEPLOY_TOKEN",
+        "--",
+        "true",
+    ]);
+    run.ok();
+    w.cbx(&["run", "--id", "audited", "--", "true"]).ok();
+    let audit = w.cbx(&["providers", "audit", "--json", "--of", "daytona"]);
+    audit.ok();
+    let records: Vec<serde_json::Value> = audit
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| {
+            ["ssh", "sync", "env"].contains(&r["kind"].as_str().unwrap())
+        })
+        .collect();
+    let gateway = w.sim.ssh_gateway();
+    let kinds: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("ssh", "allowed"),
+            ("sync", "sent"),
+            ("env", "sent"),
+            ("sync", "unchanged")
+        ],
+        "{records:#?}"
+    );
+    for r in &records {
+        assert_eq!(r["lease"], lease_id.as_str(), "{r}");
+        assert_eq!(r["destination"], gateway.as_str(), "{r}");
+    }
+    assert_eq!(records[0]["operation"], "mint-ssh-access");
+    assert_eq!(records[1]["files"], 3);
+    assert!(records[1]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(records[1]["transport"], "rsync over ssh");
+    assert_eq!(records[2]["names"], serde_json::json!(["DEPLOY_TOKEN"]));
+    let human = w.cbx(&["providers", "audit", "--of", "daytona"]);
+    human.ok();
+    for line in [
+        format!("SSH {gateway}"),
+        format!("rsync over ssh 3 files to {gateway}"),
+        format!("--env DEPLOY_TOKEN to {gateway}"),
+    ] {
+        assert!(human.stdout.contains(&line), "{line}\n{human}");
+    }
+
+    // Without the override the simulator's gateway is not Daytona's: the access cached on
+    // disk is checked again and refused, and nothing new is learnt or sent.
+    let known_hosts = w.home.state_dir().join("known_hosts");
+    let hosts_before = std::fs::read_to_string(&known_hosts).unwrap();
+    w.home.unset("DAYTONA_SSH_GATEWAY");
+    let out = w.cbx(&[
+        "run",
+        "--id",
+        "audited",
+        "--env",
+        "DEPLOY_TOKEN",
+        "--",
+        "true",
+    ]);
+    out.expect_code(7);
+    assert!(
+        out.stderr.contains(&format!(
+            "provider daytona was denied SSH {gateway}: it is outside the granted SSH destinations (ssh.app.daytona.io:22)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("or DAYTONA_SSH_GATEWAY={gateway}")),
+        "the denial says how to allow a self-hosted gateway\n{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), hosts_before);
+    let audit = w.cbx(&["providers", "audit", "--json", "--of", "daytona"]);
+    let last: serde_json::Value =
+        serde_json::from_str(audit.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "denied");
+    assert_eq!(last["operation"], "cached-ssh-access");
+    assert_eq!(last["destination"], gateway.as_str());
+    w.home
+        .assert_secret_absent("audited-env-value-4711", &[&run, &audit, &human, &out], &[]);
+
+    // The user's config may allow it instead of the variable.
+    w.home.write_config(&format!(
+        "[providers.daytona.ssh]\ndestinations = [\"{gateway}\"]\n"
+    ));
+    w.cbx(&["run", "--id", "audited", "--", "true"]).ok();
+    w.cbx(&["stop", "audited"]).ok();
+}
+
+#[test]
 fn sync_errors_are_clear() {
     let Some(w) = World::new() else { return };
     let mut home = CbxHome::new(CBX);
     home.env("DAYTONA_API_URL", &w.sim.api_url())
-        .env("DAYTONA_API_KEY", &w.sim.api_key());
+        .env("DAYTONA_API_KEY", &w.sim.api_key())
+        .env("DAYTONA_SSH_GATEWAY", &w.sim.ssh_gateway());
     // home.cwd is not a git repository.
     let out = home.run(&["run", "--", "true"]);
     out.expect_code(6);

@@ -3,8 +3,9 @@
 //!
 //! Precedence, lowest first: defaults, user config, repository config, environment, flags —
 //! written once, in [`crate::provenance`]; every getter returns a [`Value`] that says where it
-//! came from. A repository config may choose options, never where credentials are sent: it
-//! cannot set endpoints or grants. Every problem names the file and line to change.
+//! came from. A repository config may choose options, never where credentials or files are
+//! sent: it cannot set endpoints, SSH destinations or grants. Every problem names the file and
+//! line to change.
 
 mod durations;
 mod options;
@@ -22,6 +23,7 @@ use crate::diagnostic::Diagnostic;
 use crate::environment::Environment;
 use crate::error::{ErrorKind, Failure};
 use crate::grant::EndpointOverrides;
+use crate::grant::destination::DestinationPattern;
 use crate::provenance::{self, Definition, Value};
 
 pub use self::durations::{
@@ -95,14 +97,24 @@ struct RawProviderConfig {
     options: BTreeMap<String, Spanned<toml::Value>>,
     endpoints: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     grant: Option<Spanned<RawGrant>>,
+    ssh: Option<Spanned<RawSsh>>,
 }
 
 /// A user's narrowing of a provider's grant.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawGrant {
     endpoints: Option<Vec<Spanned<String>>>,
     credentials: Option<Vec<Spanned<String>>>,
+    ssh_destinations: Option<Vec<Spanned<String>>>,
+}
+
+/// A user's choices about a provider's SSH connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    destinations: Option<Spanned<Vec<Spanned<String>>>>,
+    agent: Option<Spanned<bool>>,
 }
 
 /// Whose config file it is.
@@ -177,9 +189,19 @@ impl ConfigFile {
         self.raw.providers.get(name)
     }
 
-    /// Refuses what only the user may choose: endpoints and grants.
+    /// Refuses what only the user may choose: endpoints, SSH settings and grants.
     fn check_repository_limits(&self, user_path: &Path) -> Result<()> {
         for (name, p) in &self.raw.providers {
+            if let Some(ssh) = &p.ssh {
+                return Err(self.diagnostic(
+                    ssh.span(),
+                    format!(
+                        "a repository's {REPO_CONFIG} may not set providers.{name}.ssh: it would choose where your files, commands and keys go. \
+                         Set it in your user config ({}) instead",
+                        user_path.display()
+                    ),
+                ));
+            }
             if let Some(grant) = &p.grant {
                 return Err(self.diagnostic(
                     grant.span(),
@@ -370,6 +392,22 @@ impl Config {
                 };
                 overrides.allow_endpoints = grant.get_ref().endpoints.as_ref().map(named);
                 overrides.allow_credentials = grant.get_ref().credentials.as_ref().map(named);
+                let allow_ssh = grant.get_ref().ssh_destinations.as_ref();
+                check_destinations(user, allow_ssh.into_iter().flatten())?;
+                overrides.ssh.allow = allow_ssh.map(named);
+            }
+            if let Some(ssh) = &p.ssh {
+                let ssh = ssh.get_ref();
+                if let Some(list) = &ssh.destinations {
+                    check_destinations(user, list.get_ref())?;
+                    let texts = list.get_ref().iter().map(|d| d.get_ref().clone()).collect();
+                    overrides.ssh.destinations =
+                        Some(Value::new(texts, user.definition(list.span())));
+                }
+                overrides.ssh.agent = ssh
+                    .agent
+                    .as_ref()
+                    .map(|a| Value::new(*a.get_ref(), user.definition(a.span())));
             }
             for (name, url) in p.endpoints.iter().flat_map(|e| e.get_ref()) {
                 let value = Value::new(url.get_ref().clone(), user.definition(url.span()));
@@ -382,6 +420,18 @@ impl Config {
         }
         Ok(overrides)
     }
+}
+
+/// Fails with a diagnostic at the first of `list` that is not an SSH destination pattern.
+fn check_destinations<'a>(
+    file: &ConfigFile,
+    list: impl IntoIterator<Item = &'a Spanned<String>>,
+) -> Result<()> {
+    for d in list {
+        DestinationPattern::parse(d.get_ref())
+            .map_err(|m| file.diagnostic(d.span(), format!("SSH destination {m}")))?;
+    }
+    Ok(())
 }
 
 /// The `cbx.toml` governing `cwd`: in `cwd` or a parent, not above `repo_root` (when `cwd` is
@@ -568,6 +618,49 @@ mod tests {
                 "cbx.toml:1:1: a repository's cbx.toml may not set providers.daytona.endpoints"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn ssh_destinations_and_the_agent_come_only_from_the_user() {
+        let (_d, cfg) = setup(
+            "[providers.daytona.ssh]\ndestinations = [\"gw.self.example:2222\"]\nagent = true\n\
+             [providers.daytona.grant]\nssh-destinations = [\"gw.self.example:2222\"]\n",
+            "",
+        );
+        let o = cfg.endpoint_overrides("daytona", &[]).unwrap();
+        let d = o.ssh.destinations.unwrap();
+        assert_eq!(d.val, ["gw.self.example:2222"]);
+        assert!(matches!(&d.definition, Definition::UserFile(f) if f.ends_with("config.toml:2")));
+        assert!(o.ssh.agent.unwrap().val);
+        assert_eq!(o.ssh.allow.unwrap()[0].0, "gw.self.example:2222");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(
+            dir.path().join("cbx.toml"),
+            "[providers.daytona.ssh]\ndestinations = [\"evil.example:22\"]\n",
+        )
+        .unwrap();
+        let err =
+            Config::load(&dir.path().join("none.toml"), dir.path(), Some(dir.path())).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert!(
+            err.to_string().contains(
+                "cbx.toml:1:1: a repository's cbx.toml may not set providers.daytona.ssh"
+            ),
+            "{err}"
+        );
+
+        let (_d, cfg) = setup(
+            "[providers.daytona.ssh]\ndestinations = [\"gw.self.example\"]\n",
+            "",
+        );
+        let err = cfg.endpoint_overrides("daytona", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("config.toml:2:17: SSH destination `gw.self.example` needs a port"),
+            "{err}"
         );
     }
 

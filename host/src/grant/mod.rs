@@ -7,22 +7,28 @@
 //!   its endpoints (each base URL from the manifest default, the user config, the endpoint's
 //!   environment variable or `--endpoint`) and the credentials the host will attach (read from
 //!   the environment, bound to one endpoint each).
+//! - [`ssh`]: the data plane's part of the grant — the SSH destinations a provider may name
+//!   and the user's key — with [`destination`] patterns.
 //! - [`headers`]: the headers the host owns.
-//! - [`egress`]: the one check every request a provider makes must pass.
+//! - [`egress`]: the one check every request a provider makes must pass, and the one check
+//!   every SSH access it mints must pass.
 //! - [`http`]: the gateway that performs only what the check allows.
 
 pub mod approval;
+pub mod destination;
 pub mod egress;
 pub mod headers;
 pub mod http;
 pub mod manifest;
 pub mod resolve;
+pub mod ssh;
 
 use std::fmt;
 
 use anyhow::Result;
 use url::Url;
 
+use self::ssh::{SshChoices, SshGrant};
 use crate::error::{ErrorKind, Failure};
 use crate::provenance::{Definition, Value};
 use crate::redact::SECRET;
@@ -105,6 +111,8 @@ pub struct EndpointOverrides {
     pub allow_endpoints: Option<Vec<(String, Definition)>>,
     /// User narrowing: if set, only these credentials (name, where it was set) are attached.
     pub allow_credentials: Option<Vec<(String, Definition)>>,
+    /// SSH destinations replaced or narrowed, and the agent opt-in.
+    pub ssh: SshChoices,
 }
 
 /// The effective capabilities of one provider for one invocation.
@@ -121,6 +129,8 @@ pub struct Grant {
     pub reserved_headers: Vec<String>,
     /// Why authentication is not possible, if it is not (checked before service calls).
     pub auth_problem: Option<AuthProblem>,
+    /// Where its minted SSH access may lead, and the key cbx logs in with.
+    pub ssh: SshGrant,
 }
 
 /// Why a provider cannot authenticate.
@@ -146,6 +156,7 @@ impl Grant {
                 .map(|h| h.to_string())
                 .collect(),
             auth_problem: None,
+            ssh: SshGrant::none(provider),
         }
     }
 

@@ -5,6 +5,7 @@
 use anyhow::Result;
 
 use super::manifest::{CredentialDecl, Manifest, parse_endpoint_url};
+use super::ssh::SshGrant;
 use super::{
     AuthProblem, BoundCredential, EndpointOverrides, Grant, GrantedEndpoint, SecretValue, headers,
 };
@@ -28,12 +29,20 @@ impl Grant {
         let endpoints = endpoints(manifest, overrides, env)?;
         let values = read_credentials(manifest, overrides, env, redactor);
         let (credentials, auth_problem) = select_credentials(manifest, &values, &endpoints);
+        let ssh = SshGrant::resolve(
+            &manifest.name,
+            &manifest.origin,
+            manifest.ssh.as_ref(),
+            &overrides.ssh,
+            env,
+        )?;
         Ok(Grant {
             provider: manifest.name.clone(),
             endpoints,
             credentials,
             reserved_headers: reserved_headers(manifest),
             auth_problem,
+            ssh,
         })
     }
 }

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::environment::Environment;
 use crate::grant::Grant;
+use crate::grant::ssh::SshGrant;
 use crate::lease::claims::Claims;
 use crate::lease::intent::Intents;
 use crate::lease::labels::Ownership;
@@ -90,6 +92,19 @@ impl Session {
     /// The provider's effective grant.
     pub fn grant(&self) -> &Grant {
         self.provider.grant()
+    }
+
+    /// Where the provider's minted SSH access may lead, and the user's key.
+    pub fn ssh_grant(&self) -> &SshGrant {
+        self.provider.ssh_grant()
+    }
+
+    /// Appends `record` to the audit log (a failure to write is a warning, as for the
+    /// provider's own events).
+    pub fn audit(&self, record: &AuditRecord) {
+        if let Err(e) = AuditLog::new(self.dirs.audit_log()).append(record) {
+            tracing::warn!("could not write the audit log: {e:#}");
+        }
     }
 
     /// This user's claims.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::audit::{AuditRecord, DataOutcome, SyncAudit};
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
 use crate::interrupt;
@@ -223,32 +224,13 @@ async fn release_one_shot(
 
 /// Connects, syncs and runs the command; returns its exit status.
 async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<u8> {
+    let workdir = connect::workdir(lease, job.repo.as_deref())?;
     ready::touch(session, lease).await?;
     testpoint::reached(session.env(), "run:touched").await;
     let ssh = connect::ssh(session, lease).await?;
-    let workdir = connect::workdir(lease, job.repo.as_deref());
-    let redactor = session.redactor().clone();
-    match &job.files {
-        Some(list) => {
-            let report = sync::sync(
-                &ssh,
-                list,
-                &workdir,
-                &session.dirs().state,
-                lease.ownership.lease.as_str(),
-                sync::Options {
-                    force: job.resync,
-                    quiet: session.quiet(),
-                },
-                &redactor,
-            )
-            .await?;
-            progress::note(session.quiet(), &sync::summary(&report, &workdir));
-        }
-        None => make_workdir(&ssh, &workdir).await?,
-    }
+    send_tree(session, lease, &ssh, job, &workdir).await?;
     testpoint::reached(session.env(), "run:synced").await;
-    let env_file = upload_env(&ssh, &job.forwarded, &redactor).await?;
+    let env_file = forward_env(session, lease, &ssh, &job.forwarded).await?;
     let exports = vec![
         (
             "CBX_LEASE_ID".to_string(),
@@ -265,11 +247,82 @@ async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<
     exit_status(&ssh, status, lease).await
 }
 
+/// `host:port` of the sandbox `ssh` connects to, for the audit log.
+fn destination(ssh: &SshClient) -> String {
+    crate::grant::destination::shown(&ssh.target().host, ssh.target().port)
+}
+
+/// Syncs the job's files to `workdir` (or just creates it, without a sync); a sync, sent,
+/// unchanged or failed, is audited.
+async fn send_tree(
+    session: &Session,
+    lease: &Lease,
+    ssh: &SshClient,
+    job: &Job,
+    workdir: &str,
+) -> Result<()> {
+    let Some(list) = &job.files else {
+        return make_workdir(ssh, workdir).await;
+    };
+    let redactor = session.redactor().clone();
+    let outcome = sync::sync(
+        ssh,
+        list,
+        workdir,
+        &session.dirs().state,
+        lease.ownership.lease.as_str(),
+        sync::Options {
+            force: job.resync,
+            quiet: session.quiet(),
+        },
+        &redactor,
+    )
+    .await;
+    let (result, detail) = match &outcome {
+        Ok(r) if r.skipped => (DataOutcome::Unchanged, sync::summary(r, workdir)),
+        Ok(r) => (DataOutcome::Sent, sync::summary(r, workdir)),
+        Err(e) => (DataOutcome::Failed, redactor.redact(&format!("{e:#}"))),
+    };
+    session.audit(&AuditRecord::sync(&SyncAudit {
+        provider: session.name().to_string(),
+        lease: lease.ownership.lease.to_string(),
+        destination: destination(ssh),
+        files: list.files.len() as u64,
+        bytes: list.bytes,
+        outcome: result,
+        detail: detail.clone(),
+    }));
+    outcome?;
+    progress::note(session.quiet(), &detail);
+    Ok(())
+}
+
+/// Forwards the `--env` variables (see [`upload_env`]), auditing their names.
+async fn forward_env(
+    session: &Session,
+    lease: &Lease,
+    ssh: &SshClient,
+    vars: &[(String, String)],
+) -> Result<Option<String>> {
+    if vars.is_empty() {
+        return Ok(None);
+    }
+    let uploaded = upload_env(ssh, vars, session.redactor()).await;
+    session.audit(&AuditRecord::env(
+        session.name(),
+        lease.ownership.lease.as_str(),
+        &destination(ssh),
+        vars.iter().map(|(name, _)| name.clone()).collect(),
+        uploaded.is_ok(),
+    ));
+    uploaded
+}
+
 /// Creates the work directory of a run without a sync.
 async fn make_workdir(ssh: &SshClient, workdir: &str) -> Result<()> {
     let mut mk = ssh.ssh();
     mk.arg(ssh.alias())
-        .arg(format!("mkdir -p {}", remote::quote(workdir)));
+        .arg(format!("mkdir -p -- {}", remote::quote(workdir)));
     let status = mk.stdin(Stdio::null()).status().await?;
     if !status.success() {
         return Err(fail(
@@ -353,7 +406,7 @@ async fn upload_env(
     let mut cmd = ssh.ssh();
     cmd.arg(ssh.alias())
         .arg(format!(
-            "umask 077 && mkdir -p .cbx && cat > {}",
+            "umask 077 && mkdir -p -- .cbx && cat > {}",
             remote::quote(&name)
         ))
         .stdin(Stdio::piped())

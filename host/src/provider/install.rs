@@ -212,6 +212,7 @@ fn capability_lines(m: &Manifest, wasi: bool) -> Vec<String> {
             }
         ));
     }
+    lines.extend(ssh_lines(m));
     if wasi {
         lines.push(
             "  WASI: clocks and randomness only (no environment, arguments, files or sockets)"
@@ -225,6 +226,41 @@ fn capability_lines(m: &Manifest, wasi: bool) -> Vec<String> {
         limits.cpu_per_call.as_secs(),
         limits.wall_per_call.as_secs()
     ));
+    lines
+}
+
+/// Where the provider may have cbx send the user's files, commands and `--env` values over
+/// SSH, and with which key.
+fn ssh_lines(m: &Manifest) -> Vec<String> {
+    let Some(ssh) = &m.ssh else {
+        return vec![
+            "  ssh: none — cbx will send your files to no SSH destination it names".into(),
+        ];
+    };
+    let mut lines = Vec::new();
+    if let Some(host) = &ssh.host_option {
+        lines.push(format!(
+            "  ssh: your files, commands and --env values go only to the host{} you set in your option `{host}`{}",
+            if ssh.port_option.is_some() { " and port" } else { "" },
+            ssh.port_option
+                .as_ref()
+                .map(|p| format!(" and `{p}`"))
+                .unwrap_or_default()
+        ));
+    }
+    for d in &ssh.destinations {
+        lines.push(format!(
+            "  ssh: your files, commands and --env values may be sent to {d}{}",
+            ssh.env
+                .as_ref()
+                .map(|v| format!("; you may point it elsewhere with {v}"))
+                .unwrap_or_default()
+        ));
+    }
+    lines.push(match &ssh.identity_option {
+        Some(o) => format!("  ssh key: the one you set in your option `{o}` (never one it picks)"),
+        None => "  ssh key: none (it may never pick one)".into(),
+    });
     lines
 }
 

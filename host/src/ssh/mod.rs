@@ -5,7 +5,12 @@
 //! Each lease gets a 0600 ssh config under the secrets directory naming its host, port, user
 //! and options, so no secret ever appears on a command line: every `ssh` and `rsync` cbx runs
 //! says only `ssh -F <config> cbx-<lease>`. Connections are multiplexed (ControlMaster), host
-//! keys go to a known_hosts file cbx owns (accept-new), agents and forwarding are off.
+//! keys go to a known_hosts file cbx owns (accept-new), forwarding is off, and ssh offers only
+//! the key the user configured — never the agent, unless the user opted in.
+//!
+//! - [`identity`]: the checks a user's key file must pass.
+
+pub mod identity;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -103,14 +108,16 @@ pub fn alias(lease: &str) -> String {
 }
 
 impl SshClient {
-    /// Writes the lease's ssh config (0600) into `dir` and returns a client using it.
-    /// Multiplexing sockets go under `state_dir`, or (when that path is too long for a socket
-    /// name) under the temporary directory of `env`.
+    /// Writes the lease's ssh config (0600) into `dir` and returns a client using it; `agent`
+    /// lets ssh use the user's agent (their opt-in). Multiplexing sockets go under
+    /// `state_dir`, or (when that path is too long for a socket name) under the temporary
+    /// directory of `env`.
     pub fn prepare(
         dir: &Path,
         state_dir: &Path,
         lease: &str,
         target: Target,
+        agent: bool,
         env: &Environment,
     ) -> Result<SshClient> {
         paths::private_dir(dir)?;
@@ -146,22 +153,29 @@ impl SshClient {
         opt("ClearAllForwardings", "yes");
         opt("PermitLocalCommand", "no");
         opt("LogLevel", "ERROR");
-        match &target.identity_file {
-            Some(key) => {
+        opt("PasswordAuthentication", "no");
+        opt("KbdInteractiveAuthentication", "no");
+        match (&target.identity_file, agent) {
+            (Some(key), _) => {
+                // Exactly the user's key; the agent only if they opted in (it may then sign
+                // for this key, and no other).
                 opt("IdentityFile", &format!("\"{key}\""));
                 opt("IdentitiesOnly", "yes");
-                opt("PasswordAuthentication", "no");
-                opt("KbdInteractiveAuthentication", "no");
             }
-            None => {
-                // The user name is the credential: offer no keys, no agent, no passwords.
+            (None, true) => {
+                // The user opted in: the agent's keys, and no key file.
+                opt("IdentityFile", "none");
+                opt("IdentitiesOnly", "no");
+            }
+            (None, false) => {
+                // The user name is the credential: offer no keys and no agent.
                 opt("IdentitiesOnly", "yes");
                 opt("IdentityFile", "none");
-                opt("IdentityAgent", "none");
                 opt("PubkeyAuthentication", "no");
-                opt("PasswordAuthentication", "no");
-                opt("KbdInteractiveAuthentication", "no");
             }
+        }
+        if !agent {
+            opt("IdentityAgent", "none");
         }
         let config = dir.join("ssh_config");
         paths::write_private_atomic(&config, cfg.as_bytes())?;
@@ -482,6 +496,7 @@ mod tests {
             dir.path(),
             "cbx_0123456789ab",
             target(),
+            false,
             &Environment::default(),
         )
         .unwrap();
@@ -506,6 +521,47 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_offered_alone_and_the_agent_only_on_the_users_opt_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |identity: Option<&str>, agent: bool| {
+            let mut t = target();
+            t.identity_file = identity.map(String::from);
+            let c = SshClient::prepare(
+                &dir.path().join("s"),
+                dir.path(),
+                "cbx_0123456789ab",
+                t,
+                agent,
+                &Environment::default(),
+            )
+            .unwrap();
+            std::fs::read_to_string(&c.config).unwrap()
+        };
+        let text = config(Some("/home/u/.ssh/id_ed25519"), false);
+        for line in [
+            "  IdentityFile \"/home/u/.ssh/id_ed25519\"\n",
+            "  IdentitiesOnly yes\n",
+            "  IdentityAgent none\n",
+            "  PasswordAuthentication no\n",
+            "  ForwardAgent no\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
+        }
+        let text = config(Some("/home/u/.ssh/id_ed25519"), true);
+        assert!(text.contains("  IdentitiesOnly yes\n"), "{text}");
+        assert!(!text.contains("IdentityAgent"), "{text}");
+        let text = config(None, true);
+        assert!(
+            text.contains("  IdentityFile none\n  IdentitiesOnly no\n"),
+            "{text}"
+        );
+        assert!(!text.contains("IdentityAgent"), "{text}");
+        let text = config(None, false);
+        assert!(text.contains("  PubkeyAuthentication no\n"), "{text}");
+        assert!(text.contains("  IdentityAgent none\n"), "{text}");
+    }
+
+    #[test]
     fn printable_hides_the_token_unless_asked() {
         let dir = tempfile::tempdir().unwrap();
         let c = SshClient::prepare(
@@ -513,6 +569,7 @@ mod tests {
             dir.path(),
             "cbx_0123456789ab",
             target(),
+            false,
             &Environment::default(),
         )
         .unwrap();

@@ -349,6 +349,13 @@ impl DaytonaSim {
         self.shared.config.api_key.clone()
     }
 
+    /// The SSH gateway its minted access names, `HOST:PORT`: what `DAYTONA_SSH_GATEWAY` must
+    /// say for cbx to connect there.
+    pub fn ssh_gateway(&self) -> String {
+        let (host, port) = self.shared.config.ssh.gateway();
+        format!("{host}:{port}")
+    }
+
     /// The organization id.
     pub fn organization_id(&self) -> String {
         self.shared.config.organization_id.clone()

@@ -357,7 +357,11 @@ impl SshBackend for SshdGateway {
             .unwrap()
             .tokens
             .insert(token.to_string(), sandbox_id.to_string());
-        Ok(("127.0.0.1".to_string(), self.sshd.port()))
+        Ok(self.gateway())
+    }
+
+    fn gateway(&self) -> (String, u16) {
+        ("127.0.0.1".to_string(), self.sshd.port())
     }
 
     fn access_revoked(&self, token: &str) {

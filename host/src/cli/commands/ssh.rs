@@ -21,6 +21,13 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
     let mut lease = resolve::resolve(&mut session, &args.lease).await?;
     lease.require_claim("use")?;
     ready::ensure_ready(&mut session, &mut lease, times.ready.val).await?;
+    let repo = ctx.repo_root().map(std::path::PathBuf::from).or_else(|| {
+        lease
+            .claim
+            .as_ref()
+            .and_then(|c| c.repo_root.as_ref().map(std::path::PathBuf::from))
+    });
+    let workdir = connect::workdir(&lease, repo.as_deref())?;
     ready::touch(&mut session, &mut lease).await?;
     let ssh = connect::ssh(&mut session, &lease).await?;
     if args.print {
@@ -32,13 +39,6 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    let repo = ctx.repo_root().map(std::path::PathBuf::from).or_else(|| {
-        lease
-            .claim
-            .as_ref()
-            .and_then(|c| c.repo_root.as_ref().map(std::path::PathBuf::from))
-    });
-    let workdir = connect::workdir(&lease, repo.as_deref());
     let exports = vec![
         (
             "CBX_LEASE_ID".to_string(),

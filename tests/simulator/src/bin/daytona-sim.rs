@@ -1,7 +1,8 @@
 //! `daytona-sim`: runs the Daytona simulator standalone on 127.0.0.1.
 //!
-//! Prints `DAYTONA_API_URL=…` and `DAYTONA_API_KEY=…` on stdout, then serves until SIGINT or
-//! SIGTERM (or until stdin closes, with `--exit-on-stdin-close`).
+//! Prints `DAYTONA_API_URL=…`, `DAYTONA_API_KEY=…` and `DAYTONA_SSH_GATEWAY=…` (where its
+//! minted SSH access leads, which cbx connects to only when told) on stdout, then serves until
+//! SIGINT or SIGTERM (or until stdin closes, with `--exit-on-stdin-close`).
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -130,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "DAYTONA_API_URL={}", sim.api_url())?;
         writeln!(out, "DAYTONA_API_KEY={}", sim.api_key())?;
+        writeln!(out, "DAYTONA_SSH_GATEWAY={}", sim.ssh_gateway())?;
         out.flush()?;
     }
     if args.exit_on_stdin_close {
