@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # cbx's main job, end to end, on this machine: lease a sandbox, sync this repository's
 # sample project to it, run commands, open ssh, stop — against the Daytona simulator (the
-# embedded stand-in for Daytona when no account is at hand), whose sandboxes are served by a
+# stand-in for Daytona when no account is at hand), whose sandboxes are served by a
 # real sshd on loopback. Nothing touches your real cbx config or leases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 tests/setup.sh
-echo "demo: building cbx and the simulator (release)…" >&2
-cargo build --release --locked -q -p cbx -p cbx-testkit --bin cbx --bin daytona-sim
-bin="$root/target/release"
+# The same profile and features as tests/run.sh, so the tests reuse this build (wasmtime is
+# compiled once); only cbx, its built-in providers and the simulator are built.
+echo "demo: building cbx and the simulator…" >&2
+cargo build --locked -q -p cbx -p cbx-daytona-sim --bin cbx --bin daytona-sim
+bin="$root/target/debug"
 
 work=$(mktemp -d -t cbx-demo-XXXXXX)
 sim_pid=
@@ -28,7 +30,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 "$bin/daytona-sim" $ssh_flag > "$work/sim.env" &
 sim_pid=$!
-for _ in $(seq 100); do grep -q DAYTONA_API_KEY "$work/sim.env" 2>/dev/null && break; sleep 0.1; done
+# The simulator prints DAYTONA_API_URL, DAYTONA_API_KEY and, last, DAYTONA_SSH_GATEWAY: where
+# its sandboxes are reached over SSH. cbx connects only to destinations the provider's grant
+# allows, and this is how you allow a self-hosted (here: simulated) Daytona's gateway.
+for _ in $(seq 100); do grep -q DAYTONA_SSH_GATEWAY "$work/sim.env" 2>/dev/null && break; sleep 0.1; done
 set -a; . "$work/sim.env"; set +a
 
 # A small project to sync.
@@ -61,6 +66,8 @@ if [ -n "$ssh_flag" ]; then
   step "$CBX" ssh demo -- uname -a
   step "$CBX" ssh demo --print
   step "$CBX" run -- echo "a one-shot lease: created, used and deleted"
+  printf '\n# every minted SSH destination, sync and --env forwarding is audited\n'
+  step "$CBX" providers audit --last 12
 fi
 step "$CBX" stop demo
 step "$CBX" list --json

@@ -1,8 +1,10 @@
 //! The audit log: every outbound request a provider makes, every denial and every limit hit,
-//! appended as JSON lines (0600). Requests go to `<state>/audit.jsonl`; alerts — denials,
-//! limit hits and faults — to `<state>/alerts.jsonl` beside it, so however many requests a
-//! provider makes they cannot rotate an alert out. Each file keeps one rotated generation.
-//! `cbx providers audit` reads both, merged by time (`--alerts`: the alerts alone).
+//! and the data plane — every SSH destination a provider minted (allowed or denied), every
+//! sync and every `--env` forwarding (names only) — appended as JSON lines (0600). Requests
+//! and data-plane records go to `<state>/audit.jsonl`; alerts — denials (of requests and of
+//! SSH destinations), limit hits and faults — to `<state>/alerts.jsonl` beside it, so however
+//! many requests a provider makes they cannot rotate an alert out. Each file keeps one rotated
+//! generation. `cbx providers audit` reads both, merged by time (`--alerts`: the alerts alone).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,12 @@ pub enum RecordKind {
     Limit,
     /// A call the component failed otherwise.
     Fault,
+    /// SSH access a provider minted, allowed by its grant.
+    Ssh,
+    /// A sync of the working tree to a sandbox.
+    Sync,
+    /// Variables forwarded with `--env` (their names).
+    Env,
 }
 
 /// How a provider call failed, as the audit log records it.
@@ -40,7 +48,22 @@ pub enum FaultKind {
     Fault,
 }
 
-/// How the recorded event ended: an HTTP outcome, or the kind of a fault.
+/// How something the host did on the data plane ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataOutcome {
+    /// Minted SSH access the grant allows.
+    Allowed,
+    /// Files or variables were sent.
+    Sent,
+    /// Nothing to send: the tree is as the last sync left it.
+    Unchanged,
+    /// Sending failed.
+    Failed,
+}
+
+/// How the recorded event ended: an HTTP outcome, the kind of a fault, or a data-plane
+/// outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RecordOutcome {
@@ -48,13 +71,15 @@ pub enum RecordOutcome {
     Http(HttpOutcome),
     /// A failed call.
     Fault(FaultKind),
+    /// What happened on the data plane.
+    Data(DataOutcome),
 }
 
 impl RecordKind {
     /// Whether records of this kind are alerts, kept apart from the requests.
     pub fn is_alert(self) -> bool {
         match self {
-            RecordKind::Request => false,
+            RecordKind::Request | RecordKind::Ssh | RecordKind::Sync | RecordKind::Env => false,
             RecordKind::Denied | RecordKind::Limit | RecordKind::Fault => true,
         }
     }
@@ -67,6 +92,10 @@ impl RecordOutcome {
             RecordOutcome::Http(o) => o.as_str(),
             RecordOutcome::Fault(FaultKind::Limit) => "limit",
             RecordOutcome::Fault(FaultKind::Fault) => "fault",
+            RecordOutcome::Data(DataOutcome::Allowed) => "allowed",
+            RecordOutcome::Data(DataOutcome::Sent) => "sent",
+            RecordOutcome::Data(DataOutcome::Unchanged) => "unchanged",
+            RecordOutcome::Data(DataOutcome::Failed) => "failed",
         }
     }
 }
@@ -103,26 +132,156 @@ pub struct AuditRecord {
     /// Details (what was denied and why; which limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The lease, for data-plane records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+    /// The SSH destination (`host:port`), for data-plane records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// How files travel (`rsync over ssh`), for syncs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// How many files a sync covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// The names of the variables forwarded with `--env` (never their values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+/// One sync, as the audit log records it.
+#[derive(Debug, Clone)]
+pub struct SyncAudit {
+    /// The provider of the lease.
+    pub provider: String,
+    /// The lease.
+    pub lease: String,
+    /// `host:port`.
+    pub destination: String,
+    /// Files in the synced list, and their bytes.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Sent, unchanged or failed.
+    pub outcome: DataOutcome,
+    /// What happened, in words.
+    pub detail: String,
 }
 
 impl AuditRecord {
     /// The record of one HTTP request (or denial).
     pub fn from_http(event: &HttpEvent) -> AuditRecord {
+        let kind = match event.outcome {
+            HttpOutcome::Denied => RecordKind::Denied,
+            _ => RecordKind::Request,
+        };
         AuditRecord {
-            time: now(),
-            provider: event.provider.clone(),
-            kind: match event.outcome {
-                HttpOutcome::Denied => RecordKind::Denied,
-                _ => RecordKind::Request,
-            },
-            operation: event.operation.to_string(),
             method: Some(event.method.clone()),
             url: Some(event.url.clone()),
             status: event.status,
             bytes: Some(event.bytes),
             credentials: event.credentials.clone(),
-            outcome: RecordOutcome::Http(event.outcome),
             detail: event.detail.clone(),
+            ..AuditRecord::bare(
+                &event.provider,
+                kind,
+                event.operation,
+                RecordOutcome::Http(event.outcome),
+            )
+        }
+    }
+
+    /// A record with only the common fields set.
+    fn bare(
+        provider: &str,
+        kind: RecordKind,
+        operation: &str,
+        outcome: RecordOutcome,
+    ) -> AuditRecord {
+        AuditRecord {
+            time: now(),
+            provider: provider.to_string(),
+            kind,
+            operation: operation.to_string(),
+            method: None,
+            url: None,
+            status: None,
+            bytes: None,
+            credentials: Vec::new(),
+            outcome,
+            detail: None,
+            lease: None,
+            destination: None,
+            transport: None,
+            files: None,
+            names: Vec::new(),
+        }
+    }
+
+    /// The record of SSH access `provider` minted for `lease` (in `operation`:
+    /// `mint-ssh-access`, or `cached-ssh-access` for access read back from disk) to
+    /// `destination`: allowed, or denied for the reason in `denial`.
+    pub fn ssh_access(
+        provider: &str,
+        operation: &str,
+        lease: Option<&str>,
+        destination: &str,
+        denial: Option<&str>,
+    ) -> AuditRecord {
+        let (kind, outcome) = match denial {
+            None => (RecordKind::Ssh, RecordOutcome::Data(DataOutcome::Allowed)),
+            Some(_) => (RecordKind::Denied, RecordOutcome::Http(HttpOutcome::Denied)),
+        };
+        AuditRecord {
+            lease: lease.map(String::from),
+            destination: Some(destination.to_string()),
+            detail: denial.map(String::from),
+            ..AuditRecord::bare(provider, kind, operation, outcome)
+        }
+    }
+
+    /// The record of one sync.
+    pub fn sync(s: &SyncAudit) -> AuditRecord {
+        AuditRecord {
+            lease: Some(s.lease.clone()),
+            destination: Some(s.destination.clone()),
+            transport: Some("rsync over ssh".into()),
+            files: Some(s.files),
+            bytes: Some(s.bytes),
+            detail: Some(s.detail.clone()),
+            ..AuditRecord::bare(
+                &s.provider,
+                RecordKind::Sync,
+                "sync",
+                RecordOutcome::Data(s.outcome),
+            )
+        }
+    }
+
+    /// The record of variables forwarded with `--env` to `lease` at `destination`: their
+    /// `names`, never their values.
+    pub fn env(
+        provider: &str,
+        lease: &str,
+        destination: &str,
+        names: Vec<String>,
+        sent: bool,
+    ) -> AuditRecord {
+        let outcome = if sent {
+            DataOutcome::Sent
+        } else {
+            DataOutcome::Failed
+        };
+        AuditRecord {
+            lease: Some(lease.to_string()),
+            destination: Some(destination.to_string()),
+            names,
+            ..AuditRecord::bare(
+                provider,
+                RecordKind::Env,
+                "run",
+                RecordOutcome::Data(outcome),
+            )
         }
     }
 
@@ -134,17 +293,8 @@ impl AuditRecord {
             (RecordKind::Fault, FaultKind::Fault)
         };
         AuditRecord {
-            time: now(),
-            provider: provider.to_string(),
-            kind,
-            operation: operation.to_string(),
-            method: None,
-            url: None,
-            status: None,
-            bytes: None,
-            credentials: Vec::new(),
-            outcome: RecordOutcome::Fault(outcome),
             detail: Some(detail.to_string()),
+            ..AuditRecord::bare(provider, kind, operation, RecordOutcome::Fault(outcome))
         }
     }
 }
@@ -370,6 +520,95 @@ mod tests {
             line(AuditRecord::fault("p", "get", false, "crashed")),
             r#"{"time":"T","provider":"p","kind":"fault","operation":"get","outcome":"fault","detail":"crashed"}"#
         );
+    }
+
+    /// Minted SSH access the grant allows, syncs and `--env` records sit with the requests; an
+    /// SSH destination the grant refused is an alert, which requests cannot rotate out.
+    #[test]
+    fn an_ssh_denial_is_an_alert_and_the_data_plane_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl"));
+        let allowed = AuditRecord::ssh_access("p", "mint-ssh-access", None, "h:22", None);
+        let denied =
+            AuditRecord::ssh_access("p", "mint-ssh-access", None, "127.0.0.2:2222", Some("no"));
+        let sync = AuditRecord::sync(&SyncAudit {
+            provider: "p".into(),
+            lease: "cbx_0123456789ab".into(),
+            destination: "h:22".into(),
+            files: 1,
+            bytes: 1,
+            outcome: DataOutcome::Failed,
+            detail: "rsync failed".into(),
+        });
+        let env = AuditRecord::env("p", "cbx_0123456789ab", "h:22", vec!["A".into()], true);
+        for r in [&allowed, &denied, &sync, &env] {
+            log.append(r).unwrap();
+        }
+        assert_eq!(log.read_alerts().unwrap(), vec![denied]);
+        let requests = read_file(log.path()).unwrap();
+        assert_eq!(requests, vec![allowed, sync, env]);
+    }
+
+    /// The data-plane lines, byte for byte.
+    #[test]
+    fn data_plane_lines_are_pinned() {
+        let line = |mut r: AuditRecord| {
+            r.time = "T".into();
+            serde_json::to_string(&r).unwrap()
+        };
+        assert_eq!(
+            line(AuditRecord::ssh_access(
+                "p",
+                "mint-ssh-access",
+                Some("cbx_0123456789ab"),
+                "ssh.example.com:22",
+                None
+            )),
+            r#"{"time":"T","provider":"p","kind":"ssh","operation":"mint-ssh-access","outcome":"allowed","lease":"cbx_0123456789ab","destination":"ssh.example.com:22"}"#
+        );
+        assert_eq!(
+            line(AuditRecord::ssh_access(
+                "p",
+                "cached-ssh-access",
+                None,
+                "127.0.0.2:2222",
+                Some("no")
+            )),
+            r#"{"time":"T","provider":"p","kind":"denied","operation":"cached-ssh-access","outcome":"denied","detail":"no","destination":"127.0.0.2:2222"}"#
+        );
+        assert_eq!(
+            line(AuditRecord::sync(&SyncAudit {
+                provider: "p".into(),
+                lease: "cbx_0123456789ab".into(),
+                destination: "h:22".into(),
+                files: 3,
+                bytes: 120,
+                outcome: DataOutcome::Sent,
+                detail: "3 files sent".into(),
+            })),
+            r#"{"time":"T","provider":"p","kind":"sync","operation":"sync","bytes":120,"outcome":"sent","detail":"3 files sent","lease":"cbx_0123456789ab","destination":"h:22","transport":"rsync over ssh","files":3}"#
+        );
+        assert_eq!(
+            line(AuditRecord::env(
+                "p",
+                "cbx_0123456789ab",
+                "h:22",
+                vec!["A".into(), "B".into()],
+                true
+            )),
+            r#"{"time":"T","provider":"p","kind":"env","operation":"run","outcome":"sent","lease":"cbx_0123456789ab","destination":"h:22","names":["A","B"]}"#
+        );
+        for (outcome, word) in [
+            (DataOutcome::Allowed, "allowed"),
+            (DataOutcome::Sent, "sent"),
+            (DataOutcome::Unchanged, "unchanged"),
+            (DataOutcome::Failed, "failed"),
+        ] {
+            let r = RecordOutcome::Data(outcome);
+            assert_eq!(r.as_str(), word);
+            let back: RecordOutcome = serde_json::from_str(&format!("\"{word}\"")).unwrap();
+            assert_eq!(back, r);
+        }
     }
 
     #[test]

@@ -172,19 +172,18 @@ impl Context {
 
     /// Configures `loaded` with its resolved options (credentials required).
     pub async fn configure(&self, loaded: Loaded) -> Result<Configured> {
-        let options: Vec<(String, String)> = self
-            .options(&loaded)?
-            .into_iter()
-            .map(|(name, value)| (name, value.val))
-            .collect();
+        let options = self.options(&loaded)?;
         loaded.configure(&options).await
     }
 
-    /// Loads and configures provider `name` for lease operations.
+    /// Loads and configures provider `name` for lease operations, after finishing what
+    /// interrupted cbx processes left unfinished with it (see `lease::reconcile`).
     pub async fn session(&self, name: &str) -> Result<Session> {
         let loaded = self.load(name).await?;
         let configured = self.configure(loaded).await?;
-        Ok(self.session_of(configured))
+        let mut session = self.session_of(configured);
+        crate::lease::reconcile::unfinished(&mut session).await;
+        Ok(session)
     }
 
     /// A lease session of a configured provider.

@@ -26,8 +26,12 @@ pub enum ErrorKind {
     Denied,
     /// A provider component misbehaved: crashed, exceeded a limit or returned bad data (exit 8).
     Provider,
-    /// Interrupted by the user (exit 130).
+    /// Interrupted by the user: SIGINT, Ctrl-C (exit 130).
     Interrupted,
+    /// Asked to terminate: SIGTERM, as `timeout`, CI runners, systemd and docker send (exit 143).
+    Terminated,
+    /// The terminal went away: SIGHUP (exit 129).
+    HungUp,
 }
 
 impl ErrorKind {
@@ -43,6 +47,8 @@ impl ErrorKind {
             ErrorKind::Denied => 7,
             ErrorKind::Provider => 8,
             ErrorKind::Interrupted => 130,
+            ErrorKind::Terminated => 143,
+            ErrorKind::HungUp => 129,
         }
     }
 }

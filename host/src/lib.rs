@@ -19,8 +19,9 @@
 //! - [`ssh`], [`sync`], [`remote`]: the data plane — OpenSSH with a private config, rsync of
 //!   the working tree, remote command lines.
 //! - Leaves: [`environment`] (read once), [`provenance`] (where a setting came from),
-//!   [`interrupt`] (the one wait for Ctrl-C), [`diagnostic`], [`digest`], [`error`], [`paths`],
-//!   [`progress`], [`redact`], [`terminal`] (provider text made inert for a terminal).
+//!   [`interrupt`] (the one place signals are awaited), [`diagnostic`], [`digest`], [`error`],
+//!   [`paths`], [`progress`], [`redact`], [`terminal`] (provider text made inert for a
+//!   terminal), [`testpoint`] (pauses for end-to-end tests).
 
 pub mod audit;
 pub mod cli;
@@ -43,6 +44,7 @@ pub mod remote;
 pub mod ssh;
 pub mod sync;
 pub mod terminal;
+pub mod testpoint;
 
 #[cfg(test)]
 mod tree_rules;

@@ -1,5 +1,6 @@
-//! Where cbx keeps its files: config (settings, approvals), state (claims, SSH access, sync
-//! records, audit log), data (installed providers) and cache (compiled components).
+//! Where cbx keeps its files: config (settings, approvals), state (claims, intents, SSH access,
+//! sync records, audit log), data (installed providers) and cache (compiled components); and
+//! the atomic, private (and, for records of what exists, durable) way cbx writes them.
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,11 @@ impl Dirs {
     /// Directory of local lease claims.
     pub fn claims(&self) -> PathBuf {
         self.state.join("claims")
+    }
+
+    /// Directory of intents: what cbx is about to create, recorded before it asks.
+    pub fn intents(&self) -> PathBuf {
+        self.state.join("intents")
     }
 
     /// Directory of secret files (cached SSH access, ssh configs); 0700, files 0600.
@@ -104,5 +110,33 @@ pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+/// [`write_private_atomic`], then syncs the directory too, so the new file survives a crash
+/// of the machine, not only of cbx: for records that say what exists (claims, intents).
+pub fn write_private_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_private_atomic(path, bytes)?;
+    sync_parent(path)
+}
+
+/// Removes `path` (no error if absent) and syncs its directory.
+pub fn remove_durable(path: &Path) -> Result<()> {
+    match fs_err::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    sync_parent(path)
+}
+
+/// Syncs the directory holding `path`, making a rename or removal in it durable.
+fn sync_parent(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    #[cfg(unix)]
+    fs_err::File::open(dir)?
+        .sync_all()
+        .with_context(|| format!("sync {}", dir.display()))?;
     Ok(())
 }

@@ -1,5 +1,33 @@
 //! Building the command lines that run on a sandbox, quoted so that what runs remotely is
-//! exactly what the user asked for.
+//! exactly what the user asked for, every path after `--` so none is read as an option, and
+//! the work root a provider reports checked before any command names it.
+
+use anyhow::Result;
+
+use crate::error::{ErrorKind, Failure};
+
+/// Fails with a provider fault (exit 8) unless `root`, the work root provider `provider`
+/// reported (or its sandbox's labels record), is safe to name in a remote command: it may not
+/// begin with `-` (an option to `mkdir`, `cd`, `rsync`) or hold control characters.
+pub fn check_work_root(provider: &str, root: &str) -> Result<()> {
+    let why = if root.starts_with('-') {
+        "begins with `-`, so a remote command could read it as an option"
+    } else if root.chars().any(char::is_control) {
+        "contains control characters"
+    } else {
+        return Ok(());
+    };
+    let mut shown: String = root.chars().take(200).collect();
+    if shown.len() < root.len() {
+        shown.push('…');
+    }
+    Err(Failure::new(
+        ErrorKind::Provider,
+        format!("provider {provider} reported the work root {shown:?}, which {why}"),
+    )
+    .hint("this is a defect in the provider (or its sandbox's labels); cbx refused to use it")
+    .into())
+}
 
 /// Quotes `s` for a POSIX shell: wrapped in single quotes, embedded quotes escaped.
 pub fn quote(s: &str) -> String {
@@ -37,15 +65,15 @@ pub fn command_line(
     if let Some(file) = env_file {
         // Relative to the login directory, so it is read before changing directory.
         let f = quote(file);
-        prelude.push_str(&format!("set -a; . {f}; set +a; rm -f {f}; "));
+        prelude.push_str(&format!("set -a; . {f}; set +a; rm -f -- {f}; "));
     }
     if require_workdir {
         prelude.push_str(&format!(
-            "cd {wd} 2>/dev/null || {{ echo \"cbx: the work directory {} does not exist on the sandbox\" >&2; exit 1; }}; ",
+            "cd -- {wd} 2>/dev/null || {{ echo \"cbx: the work directory {} does not exist on the sandbox\" >&2; exit 1; }}; ",
             workdir.replace(['"', '\\', '$', '`'], "")
         ));
     } else {
-        prelude.push_str(&format!("cd {wd} 2>/dev/null; "));
+        prelude.push_str(&format!("cd -- {wd} 2>/dev/null; "));
     }
     if !exports.is_empty() {
         prelude.push_str("export");
@@ -56,10 +84,10 @@ pub fn command_line(
     }
     let (inner, args) = match program {
         Program::Argv(argv) => (
-            format!("cd {wd} 2>/dev/null; exec \"$@\""),
+            format!("cd -- {wd} 2>/dev/null; exec \"$@\""),
             argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
         ),
-        Program::Shell(script) => (format!("cd {wd} 2>/dev/null; {script}"), String::new()),
+        Program::Shell(script) => (format!("cd -- {wd} 2>/dev/null; {script}"), String::new()),
     };
     let inner = quote(&inner);
     let sep = if args.is_empty() { "" } else { " " };
@@ -175,6 +203,47 @@ mod tests {
         let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "v a'l\n");
         assert!(!env_path.exists());
+    }
+
+    #[test]
+    fn paths_that_look_like_options_stay_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let wd = dir.path().join("-n");
+        std::fs::create_dir(&wd).unwrap();
+        let env_path = dir.path().join("-f");
+        std::fs::write(&env_path, env_file(&[("X".into(), "1".into())])).unwrap();
+        let line = command_line(
+            wd.to_str().unwrap(),
+            true,
+            &[],
+            Some(env_path.to_str().unwrap()),
+            &Program::Argv(vec!["sh".into(), "-c".into(), "echo \"$X\"; pwd".into()]),
+        );
+        let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with("1\n") && text.trim_end().ends_with("/-n"),
+            "{text}"
+        );
+        assert!(!env_path.exists());
+    }
+
+    #[test]
+    fn work_roots_that_look_like_options_or_hold_control_characters_are_refused() {
+        for root in ["-rf", "-", "cbx\n-x", "a\u{1b}[2Jb"] {
+            let err = check_work_root("evil", root).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 8, "{root:?}");
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "provider evil reported the work root {root:?}, which "
+                )),
+                "{err}"
+            );
+        }
+        for root in ["cbx", "/srv/cbx", "~/work", "", "a-b"] {
+            check_work_root("p", root).unwrap();
+        }
     }
 
     #[test]

@@ -969,6 +969,7 @@ fn bench_data(o: &Opts, rows: &mut Vec<Row>) -> Res<()> {
     let mut home = CbxHome::new(CBX);
     home.env("DAYTONA_API_URL", &sim.api_url())
         .env("DAYTONA_API_KEY", &sim.api_key())
+        .env("DAYTONA_SSH_GATEWAY", &sim.ssh_gateway())
         // cbx may put its ssh control sockets under TMPDIR (a long state path); the library
         // calls in this process must find the same ones.
         .env("TMPDIR", &std::env::temp_dir().to_string_lossy());
@@ -1075,6 +1076,7 @@ fn data_rows(
         &home.state_dir(),
         &lease,
         target,
+        false,
         &Environment::capture(),
     )?;
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -16,10 +16,22 @@
 //!   steered with `-o action=…`: off-grant origin, redirect off the origin, its own
 //!   `Authorization`/`Cookie` header, a huge response, spin, unbounded allocation, unbounded
 //!   recursion, panic;
-//! - `escape-wasi`, built for wasm32-wasip2: environment, arguments, working directory,
+//! - `escape-wasi`, a WASI component: environment, arguments, working directory,
 //!   files, stdin, TCP and UDP sockets, name lookups and processes through WASI;
 //! - `malformed`: a name that differs from its manifest, SSH access that would inject ssh
-//!   options, a string that is not UTF-8, a huge list.
+//!   options, a string that is not UTF-8, a huge list; and the data plane's attacks (issue 10):
+//!   SSH access to an attacker's server, the user's own key (or `/etc/shadow`, or a path ending
+//!   in `\`) named as the identity file, a work root that reads as an option. Each is checked
+//!   against a second real sshd playing the attacker (a plain listener without root): it sees
+//!   no connection, known_hosts stays unwritten, the audit log has the denial, the exit code is
+//!   right and the `--env` value goes nowhere.
+//!
+//! And the rest of issue 10, through the same binary: the `malformed` guest's `inject` mode
+//! (terminal escapes, bidi controls and forged `error:`/`hint:` lines in every string it
+//! controls) on every human output path; `spoof`, whose description draws a fake approval
+//! screen; the approval prompt answered on a real terminal (tmux); a changed manifest asked
+//! again; request floods, a flood of audit records, oversized strings, bodies and logs; and a
+//! credential echoed back encoded.
 
 use std::io::ErrorKind as IoErrorKind;
 use std::net::{TcpListener, UdpSocket};
@@ -29,6 +41,7 @@ use std::time::{Duration, Instant};
 use cbx_testkit::daytona_sim::{DaytonaSim, SimConfig};
 use cbx_testkit::guests;
 use cbx_testkit::home::{CbxHome, Output};
+use cbx_testkit::sshd::{SshUser, Sshd, SshdGateway};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -1576,4 +1589,414 @@ async fn a_credential_echoed_back_encoded_is_scrubbed() {
         "every encoded echo is scrubbed: {body}"
     );
     h.assert_no_secret_leaked();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The data plane (issue 10): where the user's files go, and with which key
+
+/// A server where a hostile provider would like the user's files to go: a real sshd that
+/// would accept the user's key (as root, as in CI), or else a plain TCP listener. Either way
+/// any connection shows.
+struct Attacker {
+    sshd: Option<Sshd>,
+    /// Connections the sshd logged before the test began (its own readiness probe).
+    baseline: usize,
+    listener: Option<TcpListener>,
+    /// The user's own private key, which the attacker's sshd would accept.
+    key: PathBuf,
+    _user: Option<SshUser>,
+}
+
+impl Attacker {
+    fn start(home: &CbxHome) -> Attacker {
+        if SshdGateway::unavailable().is_none() {
+            let user = SshUser::create().expect("create the user whose key is at stake");
+            let sshd = Sshd::start_with_pubkey().expect("start the attacker's sshd");
+            // Starting it connects once to see that it listens; wait for that to be logged.
+            let started = Instant::now();
+            while !sshd.log().contains("Connection closed") && started.elapsed() < PATIENCE {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return Attacker {
+                key: user.key().to_path_buf(),
+                baseline: sshd.log().matches("Connection from").count(),
+                sshd: Some(sshd),
+                listener: None,
+                _user: Some(user),
+            };
+        }
+        eprintln!("not root: the attacker is a TCP listener instead of a second sshd");
+        let dir = home.path().join(".ssh");
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("id_ed25519");
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .expect("run ssh-keygen");
+        assert!(status.success());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        Attacker {
+            sshd: None,
+            baseline: 0,
+            listener: Some(listener),
+            key,
+            _user: None,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        match (&self.sshd, &self.listener) {
+            (Some(s), _) => s.port(),
+            (None, Some(l)) => l.local_addr().unwrap().port(),
+            (None, None) => unreachable!(),
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    fn destination(&self) -> String {
+        format!("127.0.0.1:{}", self.port())
+    }
+
+    #[track_caller]
+    fn assert_untouched(&self) {
+        if let Some(sshd) = &self.sshd {
+            let log = sshd.log();
+            assert!(
+                log.matches("Connection from").count() == self.baseline
+                    && !log.contains("Accepted"),
+                "the attacker's sshd saw a connection:\n{log}"
+            );
+        }
+        if let Some(l) = &self.listener {
+            match l.accept() {
+                Err(e) if e.kind() == IoErrorKind::WouldBlock => {}
+                other => panic!("the attacker's listener saw a connection: {other:?}"),
+            }
+        }
+    }
+}
+
+/// A variable forwarded with `--env` in these tests; its value must go nowhere.
+const FORWARDED: &str = "forwarded-env-value-93c1d7a2";
+
+/// The malformed provider installed under a manifest whose `[ssh]` section is `ssh` (none if
+/// empty), in a home whose working directory is a git repository worth stealing.
+fn data_plane_provider(ssh: &str) -> Hostile {
+    let mut h = Hostile::install(
+        "malformed",
+        "malformed",
+        &format!("{}{ssh}", manifest("malformed", NOWHERE)),
+    );
+    h.home.env("SECRET_NAME", FORWARDED);
+    h.home.git(&["init", "-q"]);
+    h.home.write_file(
+        "src/lib.rs",
+        "pub const SOURCE: &str = \"the user's code\";\n",
+    );
+    h.home.write_file("notes.txt", "untracked, not ignored\n");
+    h.home.git(&["add", "src"]);
+    h
+}
+
+impl Hostile {
+    /// Nothing about the data plane happened: no host key was learnt, no access cached, no
+    /// sync, `--env` or allowed SSH record written; the forwarded value is nowhere.
+    #[track_caller]
+    fn assert_nothing_sent(&mut self, attacker: &Attacker) {
+        attacker.assert_untouched();
+        let known_hosts = self.home.state_dir().join("known_hosts");
+        assert!(
+            !known_hosts.exists(),
+            "known_hosts was written: {:?}",
+            std::fs::read_to_string(&known_hosts)
+        );
+        let records = self.audit();
+        let sent: Vec<&Value> = records
+            .iter()
+            .filter(|r| ["ssh", "sync", "env"].contains(&r["kind"].as_str().unwrap_or("")))
+            .collect();
+        assert!(sent.is_empty(), "the data plane was used: {sent:#?}");
+        let outputs: Vec<&Output> = self.outputs.iter().collect();
+        self.home
+            .assert_secret_absent(FORWARDED, &outputs, &[BAIT_DIR]);
+    }
+
+    /// The `denied` records of the data plane (`mint-ssh-access` or `cached-ssh-access`).
+    fn ssh_denials(&mut self) -> Vec<Value> {
+        self.audit()
+            .into_iter()
+            .filter(|r| {
+                r["kind"] == "denied"
+                    && r["operation"]
+                        .as_str()
+                        .unwrap_or("")
+                        .ends_with("ssh-access")
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_access_to_a_server_outside_the_grant_gets_nothing() {
+    let mut h = data_plane_provider("\n[ssh]\ndestinations = [\"ssh.example.test:22\"]\n");
+    let attacker = Attacker::start(&h.home);
+    let port = format!("dest-port={}", attacker.port());
+    let denied = format!(
+        "provider malformed was denied SSH {}: it is outside the granted SSH destinations (ssh.example.test:22)",
+        attacker.destination()
+    );
+
+    // The attack of the issue: a one-shot run with a forwarded secret.
+    let out = h.with(
+        &[&port],
+        &["run", "--env", "SECRET_NAME", "--", "make", "test"],
+    );
+    out.expect_code(7);
+    assert!(out.stderr.contains(&denied), "{out}");
+    assert!(out.stderr.contains("hint: nothing was sent"), "{out}");
+
+    // An existing lease: run, ssh and ssh --print are refused alike.
+    let lease = malformed_lease(&mut h);
+    for args in [
+        vec![
+            "run",
+            "--id",
+            lease.as_str(),
+            "--env",
+            "SECRET_NAME",
+            "--",
+            "true",
+        ],
+        vec!["ssh", lease.as_str(), "--", "true"],
+        vec!["ssh", lease.as_str(), "--print"],
+    ] {
+        let out = h.with(&[&port], &args);
+        out.expect_code(7);
+        assert!(out.stderr.contains(&denied), "{args:?}\n{out}");
+        assert!(!out.stdout.contains("ssh "), "{out}");
+    }
+    let denials = h.ssh_denials();
+    assert_eq!(denials.len(), 4, "{denials:#?}");
+    for d in &denials {
+        assert_eq!(d["provider"], "malformed");
+        assert_eq!(d["operation"], "mint-ssh-access");
+        assert_eq!(d["destination"], attacker.destination().as_str());
+        assert!(d["detail"].as_str().unwrap().contains(&denied), "{d}");
+    }
+    assert_eq!(denials[1]["lease"], lease.as_str());
+    // Denied access is not cached: nothing to read back later.
+    let cache = h
+        .home
+        .state_dir()
+        .join("secrets")
+        .join(&lease)
+        .join("access.json");
+    assert!(!cache.exists(), "denied access was cached");
+    h.assert_nothing_sent(&attacker);
+    h.assert_host_keeps_working(&["mode=ok"]);
+    h.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_that_declares_no_ssh_destination_reaches_none() {
+    let mut h = data_plane_provider("");
+    let attacker = Attacker::start(&h.home);
+    let port = format!("dest-port={}", attacker.port());
+    let out = h.with(&[&port], &["run", "--env", "SECRET_NAME", "--", "true"]);
+    out.expect_code(7);
+    assert!(
+        out.stderr.contains(&format!(
+            "provider malformed was denied SSH {}: its grant allows no SSH destination at all",
+            attacker.destination()
+        )),
+        "{out}"
+    );
+    assert_eq!(h.ssh_denials().len(), 1);
+    h.assert_nothing_sent(&attacker);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_access_read_back_from_disk_is_checked_again() {
+    let mut h = data_plane_provider("\n[ssh]\ndestinations = [\"ssh.example.test:22\"]\n");
+    let attacker = Attacker::start(&h.home);
+    let lease = malformed_lease(&mut h);
+    // Access cached by an older cbx, or planted: it leads to the attacker.
+    let sandbox = h.with(&["mode=ok"], &["status", &lease, "--json"]).json()["sandboxId"]
+        .as_str()
+        .expect("sandboxId")
+        .to_string();
+    let dir = h.home.state_dir().join("secrets").join(&lease);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("access.json"),
+        serde_json::json!({
+            "sandboxId": sandbox,
+            "target": {"user": "cbx", "userIsSecret": false, "host": "127.0.0.1",
+                       "port": attacker.port(), "identityFile": null},
+            "expiresAt": null,
+            "mintedAt": "2026-01-01T00:00:00Z"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // The provider would mint 127.0.0.1:22; the denial names the cached destination.
+    let out = h.with(
+        &["mode=ok"],
+        &["run", "--id", &lease, "--env", "SECRET_NAME", "--", "true"],
+    );
+    out.expect_code(7);
+    assert!(
+        out.stderr.contains(&format!(
+            "provider malformed was denied SSH {}: it is outside the granted SSH destinations",
+            attacker.destination()
+        )),
+        "{out}"
+    );
+    let denials = h.ssh_denials();
+    assert_eq!(denials.len(), 1, "{denials:#?}");
+    assert_eq!(denials[0]["operation"], "cached-ssh-access");
+    assert_eq!(denials[0]["lease"], lease.as_str());
+    h.assert_nothing_sent(&attacker);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_never_picks_the_key_even_for_a_destination_you_approved() {
+    // The user approved the attacker's address as a destination; the provider still may not
+    // choose the key cbx logs in with.
+    let mut h = data_plane_provider("");
+    let attacker = Attacker::start(&h.home);
+    let manifest_text = format!(
+        "{}\n[ssh]\ndestinations = [\"{}\"]\n",
+        manifest("malformed", NOWHERE),
+        attacker.destination()
+    );
+    h.try_install("malformed", &manifest_text).ok();
+    let port = format!("dest-port={}", attacker.port());
+    let user_key = attacker.key.display().to_string();
+    for key in [
+        user_key.as_str(),
+        "~/.ssh/id_ed25519",
+        "/etc/shadow",
+        "/proc/self/environ",
+        "/home/user/.ssh/id_ed25519\\",
+    ] {
+        let key_opt = format!("key={key}");
+        let started = Instant::now();
+        let out = h.with(
+            &[&port, &key_opt],
+            &["run", "--env", "SECRET_NAME", "--", "true"],
+        );
+        out.expect_code(7);
+        assert!(
+            out.stderr.contains(&format!(
+                "provider malformed was denied SSH {}: it named the key file {key:?}; a provider never chooses a key",
+                attacker.destination()
+            )),
+            "{key}\n{out}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{key}: no waiting"
+        );
+    }
+    assert_eq!(h.ssh_denials().len(), 5);
+    h.assert_nothing_sent(&attacker);
+    h.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_users_key_option_is_the_only_key_and_it_is_checked() {
+    let mut h = data_plane_provider("");
+    let attacker = Attacker::start(&h.home);
+    let manifest_text = format!(
+        "{}\n[options]\nuser-only = [\"user-key\"]\n[ssh]\ndestinations = [\"{}\"]\nidentity-option = \"user-key\"\n",
+        manifest("malformed", NOWHERE),
+        attacker.destination()
+    );
+    h.try_install("malformed", &manifest_text).ok();
+    let port = format!("dest-port={}", attacker.port());
+
+    // A key other than the one the user set is refused.
+    let user_key = format!("user-key={}", attacker.key.display());
+    let lease = malformed_lease(&mut h);
+    let out = h.with(
+        &[&port, &user_key, "key=/root/.ssh/other"],
+        &["ssh", &lease, "--print"],
+    );
+    out.expect_code(7);
+    assert!(
+        out.stderr.contains(
+            "it named the key file \"/root/.ssh/other\", not the one you set in option `user-key`"
+        ),
+        "{out}"
+    );
+
+    // The user's own value is checked: system files and paths ssh would misread are refused
+    // before any connection (exit 2), not after a 120 s wait.
+    for (path, says) in [
+        ("/etc/shadow", "is under /etc, where no SSH key belongs"),
+        ("/proc/self/environ", "is under /proc"),
+        ("/home/user/.ssh/id_ed25519\\", "ends with a backslash"),
+    ] {
+        let user = format!("user-key={path}");
+        let key = format!("key={path}");
+        let started = Instant::now();
+        let out = h.with(
+            &[&port, &user, &key],
+            &["run", "--id", &lease, "--", "true"],
+        );
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains(&format!(
+                "the SSH key file {path:?} (option `user-key` of provider malformed, from flag --option user-key) {says}"
+            )),
+            "{out}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{path}: no waiting"
+        );
+    }
+    attacker.assert_untouched();
+    assert!(!h.home.state_dir().join("known_hosts").exists());
+    h.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_work_root_that_reads_as_an_option_is_refused() {
+    let mut h = data_plane_provider("");
+    let attacker = Attacker::start(&h.home);
+    let manifest_text = format!(
+        "{}\n[ssh]\ndestinations = [\"{}\"]\n",
+        manifest("malformed", NOWHERE),
+        attacker.destination()
+    );
+    h.try_install("malformed", &manifest_text).ok();
+    let port = format!("dest-port={}", attacker.port());
+    for (root, why) in [
+        (
+            "-rf",
+            "begins with `-`, so a remote command could read it as an option",
+        ),
+        ("cbx\n-x", "contains control characters"),
+    ] {
+        let root_opt = format!("work-root={root}");
+        for args in [
+            vec!["warmup"],
+            vec!["run", "--env", "SECRET_NAME", "--", "true"],
+        ] {
+            let out = h.with(&[&port, &root_opt], &args);
+            out.expect_code(8);
+            assert!(
+                out.stderr.contains(&format!(
+                    "provider malformed reported the work root {root:?}, which {why}"
+                )),
+                "{args:?}\n{out}"
+            );
+        }
+    }
+    h.assert_nothing_sent(&attacker);
+    h.assert_host_keeps_working(&["mode=ok"]);
 }

@@ -39,7 +39,8 @@ fn setup(config: SimConfig) -> (DaytonaSim, CbxHome) {
     let sim = DaytonaSim::start_background(config).expect("start the simulator");
     let mut home = CbxHome::new(env!("CARGO_BIN_EXE_cbx"));
     home.env("DAYTONA_API_URL", &sim.api_url())
-        .env("DAYTONA_API_KEY", &sim.api_key());
+        .env("DAYTONA_API_KEY", &sim.api_key())
+        .env("DAYTONA_SSH_GATEWAY", &sim.ssh_gateway());
     (sim, home)
 }
 
@@ -1317,7 +1318,8 @@ const PINNED: &str = r##"=== doctor --json
   "workRoot": "cbx",
   "createdAt": "<time>",
   "expiresAt": "<time>",
-  "lastUsedAt": "<time>"
+  "lastUsedAt": "<time>",
+  "generation": 1
 }
 === providers list --json
 [
@@ -1507,7 +1509,17 @@ const PINNED: &str = r##"=== doctor --json
     "authOneOf": [
       "api-key",
       "jwt"
-    ]
+    ],
+    "ssh": {
+      "destinations": [
+        "ssh.app.daytona.io:22"
+      ],
+      "env": "DAYTONA_SSH_GATEWAY",
+      "hostOption": null,
+      "portOption": null,
+      "identityOption": null,
+      "description": "Daytona's SSH gateway"
+    }
   },
   "approval": "built into cbx (trusted with cbx itself)",
   "approved": null,
@@ -1552,7 +1564,25 @@ const PINNED: &str = r##"=== doctor --json
         "endpointUrl": "<api>"
       }
     ],
-    "authProblem": null
+    "authProblem": null,
+    "ssh": {
+      "basis": {
+        "kind": "listed",
+        "env": "DAYTONA_SSH_GATEWAY"
+      },
+      "destinations": [
+        {
+          "destination": "127.0.0.1:2222",
+          "source": {
+            "kind": "env",
+            "where": "DAYTONA_SSH_GATEWAY"
+          }
+        }
+      ],
+      "identityOption": null,
+      "identity": null,
+      "agent": false
+    }
   },
   "sharedCredentials": []
 }

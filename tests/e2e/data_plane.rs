@@ -55,7 +55,8 @@ impl World {
         let sim = rt.block_on(DaytonaSim::start(config)).unwrap();
         let mut home = CbxHome::new(CBX);
         home.env("DAYTONA_API_URL", &sim.api_url())
-            .env("DAYTONA_API_KEY", &sim.api_key());
+            .env("DAYTONA_API_KEY", &sim.api_key())
+            .env("DAYTONA_SSH_GATEWAY", &sim.ssh_gateway());
         let world = World {
             sim,
             gateway,
@@ -473,6 +474,332 @@ fn ctrl_c_during_a_one_shot_run_deletes_the_sandbox() {
     );
 }
 
+/// A background `cbx` whose stdout lines and stderr are collected as they come.
+struct Background {
+    child: std::process::Child,
+    stdout: Arc<std::sync::Mutex<String>>,
+    stderr: Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(w: &World, args: &[&str], path: Option<&str>) -> Background {
+        let mut cmd = w.home.command(args);
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let collect = |pipe: Box<dyn std::io::Read + Send>, sink: Arc<std::sync::Mutex<String>>| {
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut s = sink.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            })
+        };
+        let readers = vec![
+            collect(Box::new(child.stdout.take().unwrap()), stdout.clone()),
+            collect(Box::new(child.stderr.take().unwrap()), stderr.clone()),
+        ];
+        Background {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit; returns the code (128 + signal when killed) and stderr.
+    fn finish(mut self) -> (i32, String) {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.child.wait().unwrap();
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        (code, self.stderr.lock().unwrap().clone())
+    }
+}
+
+/// The processes (other than this test) whose command line mentions `needle`.
+fn processes_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.as_os_str().as_encoded_bytes();
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.windows(needle.len()).any(|w| w == needle) {
+            found.push(format!(
+                "{name}: {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            ));
+        }
+    }
+    found
+}
+
+/// Waits (up to 10 s) until no process mentions the world's home: no ssh, rsync or ssh
+/// master of its leases is left.
+#[track_caller]
+fn assert_no_processes_left(w: &World) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_mentioning(w.home.path());
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes left running: {left:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the simulator holds no live sandbox.
+#[track_caller]
+fn assert_no_live_sandbox(w: &World) {
+    eventually("every sandbox deleted", || {
+        w.sim
+            .sandboxes()
+            .iter()
+            .all(|s| s.state == "destroying" || s.name.starts_with("DESTROYED_"))
+    });
+}
+
+#[test]
+fn sigterm_during_the_sync_of_a_one_shot_run_stops_rsync_and_deletes_the_sandbox() {
+    let Some(w) = World::new() else { return };
+    // A file that takes minutes at 1 KiB/s, and an rsync that says when it started.
+    let blob: String = (0..400_000u32)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    w.write("big.txt", &blob);
+    let shims = w.home.path().join("slow-shims");
+    std::fs::create_dir_all(&shims).unwrap();
+    let marker = w.home.path().join("rsync-started");
+    let script = format!(
+        "#!/bin/sh\ntouch '{}'\nexec '{}' --bwlimit=1 \"$@\"\n",
+        marker.display(),
+        which("rsync").display()
+    );
+    let shim = shims.join("rsync");
+    std::fs::write(&shim, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let run = Background::start(&w, &["run", "--", "echo", "never"], Some(&path));
+    eventually("rsync started", || marker.exists());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !processes_mentioning(w.home.path()).is_empty(),
+        "rsync and ssh are running"
+    );
+    run.signal("TERM");
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 143, "{stderr}");
+    assert!(stderr.contains("interrupted (SIGTERM)"), "{stderr}");
+    assert!(stderr.contains("released"), "{stderr}");
+    assert_no_live_sandbox(&w);
+    assert_no_processes_left(&w);
+    let state = w.home.state_dir();
+    for dir in ["claims", "intents"] {
+        let left: Vec<_> = std::fs::read_dir(state.join(dir))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{dir}: {left:?}");
+    }
+}
+
+#[test]
+fn sighup_while_a_one_shot_command_runs_kills_ssh_and_deletes_the_sandbox() {
+    let Some(w) = World::new() else { return };
+    let run = Background::start(
+        &w,
+        &["run", "--", "sh", "-c", "echo started; sleep 60"],
+        None,
+    );
+    eventually("the command started", || {
+        run.stdout.lock().unwrap().contains("started")
+    });
+    run.signal("HUP");
+    let started = Instant::now();
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 129, "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(stderr.contains("released"), "{stderr}");
+    assert_no_live_sandbox(&w);
+    assert_no_processes_left(&w);
+}
+
+#[test]
+fn a_one_shot_run_killed_with_sigkill_is_deleted_by_the_next_command() {
+    let Some(w) = World::new() else { return };
+    let run = Background::start(
+        &w,
+        &["run", "--", "sh", "-c", "echo started; sleep 60"],
+        None,
+    );
+    eventually("the command started", || {
+        run.stdout.lock().unwrap().contains("started")
+    });
+    run.signal("KILL");
+    let (code, _) = run.finish();
+    assert_eq!(code, 137);
+    let list = w.cbx(&["list", "--json"]);
+    list.ok();
+    assert!(list.stderr.contains("deleted sandbox"), "{list}");
+    assert!(list.json().as_array().unwrap().is_empty(), "{list}");
+    assert_no_live_sandbox(&w);
+    // The ssh the killed cbx left ends with the sandbox; its master is closed.
+    assert_no_processes_left(&w);
+}
+
+#[test]
+fn sigterm_during_cbx_ssh_ends_its_ssh() {
+    let Some(w) = World::new() else { return };
+    w.warmup("shell");
+    let ssh = Background::start(
+        &w,
+        &["ssh", "shell", "--", "sh", "-c", "echo started; sleep 60"],
+        None,
+    );
+    eventually("the command started", || {
+        ssh.stdout.lock().unwrap().contains("started")
+    });
+    ssh.signal("TERM");
+    let (code, stderr) = ssh.finish();
+    assert_eq!(code, 143, "{stderr}");
+    // Only the lease's multiplexing master may stay (it serves the next command).
+    eventually("no ssh session left", || {
+        processes_mentioning(w.home.path())
+            .iter()
+            .all(|p| p.contains("[mux]"))
+    });
+    w.cbx(&["stop", "shell"]).ok();
+    assert_no_processes_left(&w);
+}
+
+#[test]
+fn sigterm_during_a_run_on_a_kept_lease_exits_143_and_keeps_the_lease() {
+    let Some(w) = World::new() else { return };
+    w.warmup("kept");
+    let run = Background::start(
+        &w,
+        &[
+            "run",
+            "--id",
+            "kept",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 60",
+        ],
+        None,
+    );
+    eventually("the command started", || {
+        run.stdout.lock().unwrap().contains("started")
+    });
+    let started = Instant::now();
+    run.signal("TERM");
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 143, "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "cbx and its output ended at once"
+    );
+    let status = w.cbx(&["status", "kept", "--json"]);
+    status.ok();
+    assert_eq!(status.json()["claimed"], true);
+    w.cbx(&["stop", "kept"]).ok();
+    assert_no_processes_left(&w);
+}
+
+#[test]
+fn an_unusable_known_hosts_is_an_error_not_an_unchecked_connection() {
+    let Some(w) = World::new() else { return };
+    w.warmup("hosts");
+    let known_hosts = w.home.state_dir().join("known_hosts");
+    let _ = std::fs::remove_file(&known_hosts);
+    std::fs::create_dir_all(&known_hosts).unwrap();
+    let out = w.cbx(&[
+        "run",
+        "--id",
+        "hosts",
+        "--no-sync",
+        "--",
+        "echo",
+        "connected",
+    ]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(!out.stdout.contains("connected"), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "cbx's known_hosts {} is not a regular file",
+            known_hosts.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("will not connect without checking"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("hint: move it aside"), "{out}");
+    std::fs::remove_dir(&known_hosts).unwrap();
+    let out = w.cbx(&[
+        "run",
+        "--id",
+        "hosts",
+        "--no-sync",
+        "--",
+        "echo",
+        "connected",
+    ]);
+    out.ok();
+    assert_eq!(out.stdout, "connected\n");
+    assert!(
+        std::fs::read_to_string(&known_hosts)
+            .unwrap()
+            .contains("127.0.0.1"),
+        "the host key was recorded"
+    );
+    w.cbx(&["stop", "hosts"]).ok();
+}
+
 #[test]
 fn two_concurrent_runs_on_one_lease_share_one_ssh_access() {
     let Some(w) = World::new() else { return };
@@ -566,6 +893,7 @@ fn env_forwarding_is_opt_in_and_values_stay_off_command_lines() {
     home.cwd = w.repo().to_path_buf();
     home.env("DAYTONA_API_URL", &w.sim.api_url())
         .env("DAYTONA_API_KEY", &w.sim.api_key())
+        .env("DAYTONA_SSH_GATEWAY", &w.sim.ssh_gateway())
         .env("PATH", &shims.path_var())
         .env("DEPLOY_TOKEN", "s3cr3t-deploy-value")
         .env("NOT_FORWARDED", "should-not-appear");
@@ -637,11 +965,117 @@ fn env_forwarding_is_opt_in_and_values_stay_off_command_lines() {
 }
 
 #[test]
+fn the_data_plane_is_audited_and_goes_only_to_the_granted_gateway() {
+    let Some(mut w) = World::new() else { return };
+    w.home.env("DEPLOY_TOKEN", "audited-env-value-4711");
+    let lease = w.warmup("audited");
+    let lease_id = lease["leaseId"].as_str().unwrap().to_string();
+    let run = w.cbx(&[
+        "run",
+        "--id",
+        "audited",
+        "--env",
+        "DEPLOY_TOKEN",
+        "--",
+        "true",
+    ]);
+    run.ok();
+    w.cbx(&["run", "--id", "audited", "--", "true"]).ok();
+    let audit = w.cbx(&["providers", "audit", "--json", "--of", "daytona"]);
+    audit.ok();
+    let records: Vec<serde_json::Value> = audit
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| {
+            ["ssh", "sync", "env"].contains(&r["kind"].as_str().unwrap())
+        })
+        .collect();
+    let gateway = w.sim.ssh_gateway();
+    let kinds: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("ssh", "allowed"),
+            ("sync", "sent"),
+            ("env", "sent"),
+            ("sync", "unchanged")
+        ],
+        "{records:#?}"
+    );
+    for r in &records {
+        assert_eq!(r["lease"], lease_id.as_str(), "{r}");
+        assert_eq!(r["destination"], gateway.as_str(), "{r}");
+    }
+    assert_eq!(records[0]["operation"], "mint-ssh-access");
+    assert_eq!(records[1]["files"], 3);
+    assert!(records[1]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(records[1]["transport"], "rsync over ssh");
+    assert_eq!(records[2]["names"], serde_json::json!(["DEPLOY_TOKEN"]));
+    let human = w.cbx(&["providers", "audit", "--of", "daytona"]);
+    human.ok();
+    for line in [
+        format!("SSH {gateway}"),
+        format!("rsync over ssh 3 files to {gateway}"),
+        format!("--env DEPLOY_TOKEN to {gateway}"),
+    ] {
+        assert!(human.stdout.contains(&line), "{line}\n{human}");
+    }
+
+    // Without the override the simulator's gateway is not Daytona's: the access cached on
+    // disk is checked again and refused, and nothing new is learnt or sent.
+    let known_hosts = w.home.state_dir().join("known_hosts");
+    let hosts_before = std::fs::read_to_string(&known_hosts).unwrap();
+    w.home.unset("DAYTONA_SSH_GATEWAY");
+    let out = w.cbx(&[
+        "run",
+        "--id",
+        "audited",
+        "--env",
+        "DEPLOY_TOKEN",
+        "--",
+        "true",
+    ]);
+    out.expect_code(7);
+    assert!(
+        out.stderr.contains(&format!(
+            "provider daytona was denied SSH {gateway}: it is outside the granted SSH destinations (ssh.app.daytona.io:22)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("or DAYTONA_SSH_GATEWAY={gateway}")),
+        "the denial says how to allow a self-hosted gateway\n{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), hosts_before);
+    let audit = w.cbx(&["providers", "audit", "--json", "--of", "daytona"]);
+    let last: serde_json::Value =
+        serde_json::from_str(audit.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "denied");
+    assert_eq!(last["operation"], "cached-ssh-access");
+    assert_eq!(last["destination"], gateway.as_str());
+    w.home
+        .assert_secret_absent("audited-env-value-4711", &[&run, &audit, &human, &out], &[]);
+
+    // The user's config may allow it instead of the variable.
+    w.home.write_config(&format!(
+        "[providers.daytona.ssh]\ndestinations = [\"{gateway}\"]\n"
+    ));
+    w.cbx(&["run", "--id", "audited", "--", "true"]).ok();
+    w.cbx(&["stop", "audited"]).ok();
+}
+
+#[test]
 fn sync_errors_are_clear() {
     let Some(w) = World::new() else { return };
     let mut home = CbxHome::new(CBX);
     home.env("DAYTONA_API_URL", &w.sim.api_url())
-        .env("DAYTONA_API_KEY", &w.sim.api_key());
+        .env("DAYTONA_API_KEY", &w.sim.api_key())
+        .env("DAYTONA_SSH_GATEWAY", &w.sim.ssh_gateway());
     // home.cwd is not a git repository.
     let out = home.run(&["run", "--", "true"]);
     out.expect_code(6);

@@ -250,6 +250,125 @@ fn a_changed_component_or_a_wider_manifest_is_refused_until_approved_again() {
 }
 
 #[test]
+fn ssh_destinations_are_shown_pinned_and_refused_when_wider_until_approved_again() {
+    let s = Setup::new();
+    let dist = s.home.cwd.join("dist/cbx-provider.toml");
+    let original = std::fs::read_to_string(&dist).unwrap();
+    let with_ssh =
+        |ssh: &str| format!("{original}\n[ssh]\ndestinations = [{ssh}]\nenv = \"PROBE_SSH\"\n");
+    std::fs::write(&dist, with_ssh("\"*.gw.example:22\"")).unwrap();
+    let out = s.install();
+    out.ok();
+    assert!(
+        out.stdout.contains(
+            "ssh: your files, commands and --env values may be sent to *.gw.example:22; you may point it elsewhere with PROBE_SSH"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("ssh key: none (it may never pick one)"),
+        "{out}"
+    );
+    let grants =
+        std::fs::read_to_string(s.home.config_file().with_file_name("grants.toml")).unwrap();
+    assert!(
+        grants.contains("[providers.probe.ssh]\ndestinations = [\"*.gw.example:22\"]"),
+        "{grants}"
+    );
+
+    // inspect shows the declaration and the effective grant, with where each came from.
+    let inspect = s.cbx(&["providers", "inspect", "probe"]);
+    inspect.ok();
+    assert!(
+        inspect
+            .stdout
+            .contains("ssh destination *.gw.example:22 (override: PROBE_SSH)"),
+        "{inspect}"
+    );
+    assert!(
+        inspect.stdout.contains(
+            "may send your files, commands and --env values over SSH to *.gw.example:22 (from manifest default)"
+        ),
+        "{inspect}"
+    );
+    assert!(inspect.stdout.contains("ssh agent: not used"), "{inspect}");
+    let json = s
+        .home
+        .run_with_env(
+            &["providers", "inspect", "probe", "--json"],
+            &[("PROBE_SSH", "127.0.0.1:2222")],
+        )
+        .json();
+    assert_eq!(
+        json["manifest"]["ssh"]["destinations"][0],
+        "*.gw.example:22"
+    );
+    assert_eq!(json["manifest"]["ssh"]["env"], "PROBE_SSH");
+    assert_eq!(
+        json["approved"]["ssh"]["destinations"][0],
+        "*.gw.example:22"
+    );
+    assert_eq!(
+        json["grant"]["ssh"]["destinations"][0],
+        serde_json::json!({"destination": "127.0.0.1:2222", "source": {"kind": "env", "where": "PROBE_SSH"}})
+    );
+    assert_eq!(json["grant"]["ssh"]["agent"], false);
+
+    // A manifest asking for a wider destination set is refused until approved again.
+    let dir = s.installed_dir();
+    std::fs::write(
+        dir.join("cbx-provider.toml"),
+        with_ssh("\"*.gw.example:22\", \"127.0.0.2:2222\""),
+    )
+    .unwrap();
+    let out = s.cbx(&["--provider", "probe", "doctor"]);
+    out.expect_code(7);
+    assert!(
+        out.stdout
+            .contains("asks for more than you approved: SSH destination `127.0.0.2:2222`"),
+        "{out}"
+    );
+    // A narrower one asks for nothing more, yet it is a changed manifest: approve it again.
+    std::fs::write(
+        dir.join("cbx-provider.toml"),
+        with_ssh("\"eu.gw.example:22\""),
+    )
+    .unwrap();
+    let out = s.cbx(&["--provider", "probe", "doctor"]);
+    out.expect_code(7);
+    assert!(
+        out.stdout
+            .contains("manifest changed since you approved it"),
+        "{out}"
+    );
+    std::fs::write(&dist, with_ssh("\"eu.gw.example:22\"")).unwrap();
+    s.install().ok();
+    s.cbx(&["--provider", "probe", "doctor"]).ok();
+
+    // Only the user's own config may move or narrow them; a grant can only narrow.
+    s.home
+        .write_config("[providers.probe.grant]\nssh-destinations = [\"127.0.0.2:2222\"]\n");
+    let out = s.cbx(&["--provider", "probe", "doctor"]);
+    out.expect_code(2);
+    assert!(
+        out.stdout.contains("grant lists SSH destination `127.0.0.2:2222`, which is not within provider probe's SSH destinations (eu.gw.example:22); a grant can only narrow them"),
+        "{out}"
+    );
+    s.home.write_config("");
+    s.home.write_file(
+        "cbx.toml",
+        "[providers.probe.ssh]\ndestinations = [\"127.0.0.2:2222\"]\n",
+    );
+    let out = s.cbx(&["--provider", "probe", "doctor"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("a repository's cbx.toml may not set providers.probe.ssh"),
+        "{out}"
+    );
+}
+
+#[test]
 fn user_config_narrows_a_grant_and_cannot_widen_it() {
     let s = Setup::new();
     s.install().ok();
@@ -419,7 +538,8 @@ fn the_provider_template_installs_and_conforms() {
     let data = home.path().join("data");
     home.env("XDG_DATA_HOME", data.to_str().unwrap())
         .env("TEMPLATE_API_KEY", &sim.api_key())
-        .env("TEMPLATE_API_URL", &sim.api_url());
+        .env("TEMPLATE_API_URL", &sim.api_url())
+        .env("TEMPLATE_SSH_GATEWAY", &sim.ssh_gateway());
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../providers/template/cbx-provider.toml");
     let wasm = guests::path("template");
@@ -434,6 +554,12 @@ fn the_provider_template_installs_and_conforms() {
     out.ok();
     assert!(
         out.stdout.contains("WASI: clocks and randomness only"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(
+            "ssh: your files, commands and --env values may be sent to ssh.example.com:22; you may point it elsewhere with TEMPLATE_SSH_GATEWAY"
+        ),
         "{out}"
     );
     let test = home.run(&["providers", "test", "template", "--timeout", "30s"]);

@@ -99,7 +99,8 @@ fn installed_home(sim: &DaytonaSim, built: &Built) -> (CbxHome, Output) {
     let data = home.path().join("data");
     home.env("XDG_DATA_HOME", data.to_str().expect("a UTF-8 temp path"))
         .env("DAYTONA_API_URL", &sim.api_url())
-        .env("DAYTONA_API_KEY", &sim.api_key());
+        .env("DAYTONA_API_KEY", &sim.api_key())
+        .env("DAYTONA_SSH_GATEWAY", &sim.ssh_gateway());
     let (wasm, manifest) = (path_str(&built.wasm), path_str(&built.manifest));
     let started = Instant::now();
     let install = home.run(&[

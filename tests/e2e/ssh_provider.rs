@@ -291,3 +291,212 @@ fn a_missing_host_is_a_usage_error_naming_the_option() {
     out.expect_code(2);
     assert!(out.stderr.contains("option host must be"), "{out}");
 }
+
+#[test]
+fn the_key_file_is_checked_before_anything_connects() {
+    // Runs anywhere: nothing connects. A TCP listener stands where the host would be.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let home = CbxHome::new(CBX);
+    home.git(&["init", "-q"]);
+    home.write_file("file", "x\n");
+    let loose = home.path().join("loose_key");
+    std::fs::write(&loose, "not really a key\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let loose = loose.display().to_string();
+    for (key, says) in [
+        ("/etc/shadow", "is under /etc, where no SSH key belongs"),
+        ("/proc/self/environ", "is under /proc"),
+        ("~/.ssh/id_ed25519\\", "ends with a backslash"),
+        ("~/.ssh/missing", "cannot be read"),
+        (
+            loose.as_str(),
+            "can be read or written by group or others (mode 644)",
+        ),
+    ] {
+        home.write_config(&format!(
+            "[providers.ssh.options]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"dev\"\nidentity-file = '{key}'\n"
+        ));
+        let started = std::time::Instant::now();
+        let out = home.run(&["--provider", "ssh", "run", "--", "true"]);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains(&format!(
+                "the SSH key file {key:?} (option `identity-file` of provider ssh, from user config {}:5) {says}",
+                home.config_file().display()
+            )),
+            "{out}"
+        );
+        assert!(out.stderr.contains("hint: "), "{out}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{key}: cbx waited\n{out}"
+        );
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("something connected: {other:?}"),
+    }
+    assert!(!home.state_dir().join("known_hosts").exists());
+}
+
+#[test]
+fn the_destination_is_only_the_users_options_and_inspect_says_so() {
+    let home = CbxHome::new(CBX);
+    home.write_config(
+        "[providers.ssh.options]\nhost = \"build.example\"\nport = 2200\nuser = \"dev\"\nidentity-file = \"~/.ssh/id_ed25519\"\n",
+    );
+    let out = home.run(&["providers", "inspect", "ssh", "--json"]);
+    out.ok();
+    let ssh = &out.json()["grant"]["ssh"];
+    assert_eq!(
+        ssh["basis"],
+        serde_json::json!({"kind": "options", "host": "host", "port": "port"})
+    );
+    assert_eq!(ssh["destinations"][0]["destination"], "build.example:2200");
+    assert_eq!(ssh["destinations"][0]["source"]["kind"], "userConfig");
+    assert_eq!(ssh["identity"]["path"], "~/.ssh/id_ed25519");
+    assert_eq!(ssh["agent"], false);
+    let out = home.run(&["providers", "inspect", "ssh"]);
+    out.ok();
+    assert!(
+        out.stdout
+            .contains("ssh destination from your options `host` and `port`"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(
+            "may send your files, commands and --env values over SSH to build.example:2200"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("SSH key: ~/.ssh/id_ed25519 (from user config"),
+        "{out}"
+    );
+
+    // The destination cannot be moved by configuration other than the options.
+    home.write_config(
+        "[providers.ssh.options]\nhost = \"build.example\"\nuser = \"dev\"\n[providers.ssh.ssh]\ndestinations = [\"evil.example:22\"]\n",
+    );
+    let out = home.run(&["--provider", "ssh", "warmup"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains(
+            "sets SSH destinations for provider ssh, which takes its SSH destination from your options `host` and `port`"
+        ),
+        "{out}"
+    );
+}
+
+/// A key with a passphrase, unlocked in the user's ssh-agent: cbx does not use the agent
+/// unless the user opts in (`[providers.ssh.ssh] agent = true`).
+#[test]
+fn the_agent_is_used_only_when_the_user_opts_in() {
+    let Some(w) = World::new() else { return };
+    let ssh_dir = w.home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let locked = ssh_dir.join("locked");
+    std::fs::copy(w.user.key(), &locked).unwrap();
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", "agent-passphrase", "-f"])
+        .arg(&locked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let agent = Agent::start(w.home.path(), &locked);
+    let options = format!(
+        "[providers.ssh.options]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{user}\"\nidentity-file = \"~/.ssh/locked\"\n",
+        port = w.sshd.port(),
+        user = w.user.name(),
+    );
+    w.home.write_config(&options);
+    let sock = agent.socket.display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--provider", "ssh"];
+        all.extend_from_slice(args);
+        w.home
+            .run_with_env(&all, &[("SSH_AUTH_SOCK", sock.as_str())])
+    };
+    run(&["warmup", "--slug", "agent"]).ok();
+    let out = run(&["run", "--id", "agent", "--", "true"]);
+    out.expect_code(5);
+    assert!(
+        !w.sshd.log().contains("Accepted publickey"),
+        "the agent was used without the user's opt-in:\n{}",
+        w.sshd.log()
+    );
+    w.home
+        .write_config(&format!("{options}[providers.ssh.ssh]\nagent = true\n"));
+    let out = run(&["run", "--id", "agent", "--", "echo", "via the agent"]);
+    out.ok();
+    assert_eq!(out.stdout, "via the agent\n");
+    assert!(
+        w.sshd.log().contains("Accepted publickey"),
+        "{}",
+        w.sshd.log()
+    );
+    run(&["stop", "agent"]).ok();
+}
+
+/// An ssh-agent on a socket in `dir`, holding `key` (unlocked with its passphrase through
+/// SSH_ASKPASS). Killed on drop.
+struct Agent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path, key: &Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let child = std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start ssh-agent");
+        let agent = Agent { child, socket };
+        let started = std::time::Instant::now();
+        while !agent.socket.exists() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "no agent socket"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let askpass = dir.join("askpass.sh");
+        std::fs::write(&askpass, "#!/bin/sh\necho agent-passphrase\n").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let out = std::process::Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run ssh-add");
+        assert!(
+            out.status.success(),
+            "ssh-add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

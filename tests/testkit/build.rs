@@ -1,5 +1,5 @@
 //! Builds the test guests of `tests/guests`, and the provider template of
-//! `providers/template` (as authors build it, for wasm32-wasip2), into WebAssembly components
+//! `providers/template` (a WASI component, as authors build it), into WebAssembly components
 //! in `OUT_DIR`, where [`guests`](src/guests.rs) finds them.
 
 use std::path::PathBuf;
@@ -10,8 +10,9 @@ use cbx_guest_build::GuestTarget;
 /// components), each written to `OUT_DIR/<package>.wasm`.
 const GUESTS: &[&str] = &["cbx-guest-probe", "cbx-guest-malformed", "cbx-guest-spoof"];
 
-/// The guest packages built for `wasm32-wasip2` (components straight from the linker, importing
-/// WASI as third-party providers usually do), each written to `OUT_DIR/<package>.wasm`.
+/// The guest packages built as WASI components (importing WASI as third-party providers
+/// usually do: wasm32-wasip2, or wasm32-wasip1 plus the preview-1 adapter), each written to
+/// `OUT_DIR/<package>.wasm`.
 const WASI_GUESTS: &[&str] = &["cbx-guest-escape-wasi"];
 
 fn main() {
@@ -31,7 +32,7 @@ fn main() {
         cbx_guest_build::fail(&e);
     }
     if let Err(e) = cbx_guest_build::build_components_for(
-        GuestTarget::WasiP2,
+        GuestTarget::Wasi,
         &guests,
         WASI_GUESTS,
         &target_dir,
@@ -42,7 +43,7 @@ fn main() {
     let template = root.join("providers/template");
     cbx_guest_build::rerun_if_changed_tree(&template);
     if let Err(e) = cbx_guest_build::build_components_for(
-        GuestTarget::WasiP2,
+        GuestTarget::Wasi,
         &template,
         &["cbx-provider-template"],
         &target_dir,

@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     after_help = "Exit codes: 0 ok, 1 other error, 2 usage or config, 3 authentication, \
 4 not found or not owned, 5 sandbox failed or timed out, 6 sync failed, 7 capability denied, \
-8 provider fault, 130 interrupted; `run` exits with the remote command's status."
+8 provider fault, 130 interrupted (SIGINT), 143 terminated (SIGTERM), 129 hung up (SIGHUP); \
+`run` exits with the remote command's status."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -79,15 +80,15 @@ pub struct LeaseArgs {
     /// A slug for the lease (default: a random adjective-animal).
     #[arg(long)]
     pub slug: Option<String>,
-    /// Lease lifetime; cbx deletes the sandbox after it [default: 90m].
+    /// Lease lifetime, 1m to 365d; cbx deletes the sandbox after it [default: 90m].
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
-    /// Idle time after which the provider stops the sandbox [default: 30m].
+    /// Idle time after which the provider stops the sandbox, 0s (never) to 365d [default: 30m].
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
-    /// How long to wait for the sandbox to become ready.
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
-    pub ready_timeout: String,
+    /// How long to wait for the sandbox to become ready, 1s to 24h [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub ready_timeout: Option<String>,
 }
 
 /// `cbx warmup`
@@ -208,7 +209,7 @@ pub enum ProvidersCommand {
     Test {
         /// The provider's name.
         name: String,
-        /// How long to wait for the sandbox to become ready, stopped or gone.
+        /// How long to wait for the sandbox to become ready, stopped or gone (1s to 24h).
         #[arg(long, value_name = "DURATION", default_value = "5m")]
         timeout: String,
         /// Print JSON.

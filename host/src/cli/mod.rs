@@ -39,7 +39,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(cli, env, redactor.clone()));
+    let result = runtime.block_on(async {
+        // From here on SIGINT, SIGTERM and SIGHUP are cbx's to handle: a step with something
+        // to clean up does so; anything else is dropped here (its child processes killed).
+        crate::interrupt::watch();
+        tokio::select! {
+            biased;
+            r = run(cli, env, redactor.clone()) => r,
+            signal = crate::interrupt::unshielded() => Err(signal.failure("interrupted")),
+        }
+    });
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -9,7 +9,7 @@ use std::io::Write;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use crate::lease::view::LeaseView;
+use crate::lease::view::{IntentView, LeaseView, Listing};
 use crate::terminal::inert;
 
 /// Prints `value` as pretty JSON on stdout.
@@ -102,8 +102,8 @@ pub fn lease_details(v: &LeaseView) -> String {
     s
 }
 
-/// The `list` table.
-pub fn lease_table(views: &[LeaseView]) -> String {
+/// The `list` table: leases, then leases still being created (state `unfinished`).
+pub fn lease_table(views: &[LeaseView], unfinished: &[IntentView]) -> String {
     let mut rows = vec![[
         "LEASE".to_string(),
         "SLUG".into(),
@@ -130,7 +130,67 @@ pub fn lease_table(views: &[LeaseView]) -> String {
             if v.claimed { "here".into() } else { "-".into() },
         ]);
     }
+    for u in unfinished {
+        rows.push([
+            u.lease_id.clone(),
+            u.slug.clone(),
+            u.state.to_string(),
+            u.sandbox_id
+                .clone()
+                .unwrap_or_else(|| u.sandbox_name.clone()),
+            "-".into(),
+            "-".into(),
+        ]);
+    }
     table(&rows)
+}
+
+/// The lines `list` prints on stderr: what is unfinished, and damaged files with a hint. Each
+/// is made [`inert`]: lease ids come from sandboxes' labels, and a damaged file's error may
+/// quote the file.
+pub fn listing_notes(listing: &Listing) -> Vec<String> {
+    let mut lines = Vec::new();
+    let unfinished = listing
+        .leases
+        .iter()
+        .filter_map(|l| l.unfinished.as_ref().map(|u| (&l.lease_id, u)))
+        .chain(
+            listing
+                .unfinished
+                .iter()
+                .map(|u| (&u.lease_id, &u.unfinished)),
+        );
+    for (lease, u) in unfinished {
+        lines.push(if u.running {
+            format!(
+                "note: lease {lease} is being created by `cbx {}` (pid {}, since {})",
+                u.command, u.pid, u.since
+            )
+        } else {
+            format!(
+                "note: lease {lease} was being created by `cbx {}` (pid {}, gone); cbx could not \
+                 finish it yet ({} its sandbox) and retries with every command",
+                u.command,
+                u.pid,
+                if u.then == "adopt" {
+                    "keep or delete"
+                } else {
+                    "delete"
+                }
+            )
+        });
+    }
+    for d in &listing.damaged {
+        lines.push(format!(
+            "warning: the {} file {} is damaged: {}",
+            d.damaged.record, d.damaged.file, d.damaged.error
+        ));
+        lines.push(format!("hint: {}", d.damaged.hint));
+    }
+    lines
+        .into_iter()
+        .map(|line| inert(&line).into_owned())
+        .collect()
 }
 
 /// Left-aligned columns separated by two spaces; every cell made [`inert`].

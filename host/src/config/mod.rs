@@ -3,9 +3,11 @@
 //!
 //! Precedence, lowest first: defaults, user config, repository config, environment, flags —
 //! written once, in [`crate::provenance`]; every getter returns a [`Value`] that says where it
-//! came from. A repository config may choose options, never where credentials are sent: it
-//! cannot set endpoints or grants. Every problem names the file and line to change.
+//! came from. A repository config may choose options, never where credentials or files are
+//! sent: it cannot set endpoints, SSH destinations or grants. Every problem names the file and
+//! line to change.
 
+mod durations;
 mod options;
 
 use std::collections::BTreeMap;
@@ -21,7 +23,12 @@ use crate::diagnostic::Diagnostic;
 use crate::environment::Environment;
 use crate::error::{ErrorKind, Failure};
 use crate::grant::EndpointOverrides;
+use crate::grant::destination::DestinationPattern;
 use crate::provenance::{self, Definition, Value};
+
+pub use self::durations::{
+    DurationRange, IDLE_RANGE, READY_RANGE, TTL_RANGE, parse_duration, parse_duration_in,
+};
 
 /// The provider used when nothing chooses one.
 pub const DEFAULT_PROVIDER: &str = "daytona";
@@ -31,6 +38,8 @@ pub const REPO_CONFIG: &str = "cbx.toml";
 pub const DEFAULT_TTL: Duration = Duration::from_secs(90 * 60);
 /// Default idle timeout (after which the provider stops the sandbox).
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
+/// Default time to wait for a sandbox to become ready.
+pub const DEFAULT_READY: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +55,39 @@ struct RawConfig {
 struct RawLease {
     ttl: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
+    ready_timeout: Option<Spanned<String>>,
+}
+
+/// The lease times a command runs with, each checked against its range, with where it came
+/// from.
+#[derive(Debug, Clone)]
+pub struct LeaseTimes {
+    /// Lifetime.
+    pub ttl: Value<Duration>,
+    /// Idle timeout (zero: never).
+    pub idle: Value<Duration>,
+    /// How long to wait for a sandbox to become ready.
+    pub ready: Value<Duration>,
+}
+
+/// The lease flags of one command (`None`: not given).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeaseFlags<'a> {
+    /// `--ttl`.
+    pub ttl: Option<&'a str>,
+    /// `--idle-timeout`.
+    pub idle: Option<&'a str>,
+    /// `--ready-timeout`.
+    pub ready: Option<&'a str>,
+}
+
+/// One lease time setting: its name (flag and config key), variable, key, default and range.
+struct LeaseTimeSetting {
+    name: &'static str,
+    var: &'static str,
+    key: fn(&RawLease) -> &Option<Spanned<String>>,
+    default: Duration,
+    range: DurationRange,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +97,7 @@ struct RawProviderConfig {
     options: BTreeMap<String, Spanned<toml::Value>>,
     endpoints: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     grant: Option<Spanned<RawGrant>>,
+    ssh: Option<Spanned<RawSsh>>,
     limits: Option<Spanned<RawLimits>>,
 }
 
@@ -68,10 +111,19 @@ struct RawLimits {
 
 /// A user's narrowing of a provider's grant.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawGrant {
     endpoints: Option<Vec<Spanned<String>>>,
     credentials: Option<Vec<Spanned<String>>>,
+    ssh_destinations: Option<Vec<Spanned<String>>>,
+}
+
+/// A user's choices about a provider's SSH connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    destinations: Option<Spanned<Vec<Spanned<String>>>>,
+    agent: Option<Spanned<bool>>,
 }
 
 /// Whose config file it is.
@@ -146,9 +198,19 @@ impl ConfigFile {
         self.raw.providers.get(name)
     }
 
-    /// Refuses what only the user may choose: endpoints, grants and request caps.
+    /// Refuses what only the user may choose: endpoints, SSH settings, grants and request caps.
     fn check_repository_limits(&self, user_path: &Path) -> Result<()> {
         for (name, p) in &self.raw.providers {
+            if let Some(ssh) = &p.ssh {
+                return Err(self.diagnostic(
+                    ssh.span(),
+                    format!(
+                        "a repository's {REPO_CONFIG} may not set providers.{name}.ssh: it would choose where your files, commands and keys go. \
+                         Set it in your user config ({}) instead",
+                        user_path.display()
+                    ),
+                ));
+            }
             if let Some(limits) = &p.limits {
                 return Err(self.diagnostic(
                     limits.span(),
@@ -241,58 +303,90 @@ impl Config {
         provenance::pick(candidates).expect("the default is a candidate")
     }
 
-    /// The lease TTL and idle timeout: flags, else `CBX_TTL`/`CBX_IDLE_TIMEOUT`, else config,
-    /// else the defaults.
-    pub fn lease_times(
-        &self,
-        ttl_flag: Option<&str>,
-        idle_flag: Option<&str>,
-        env: &Environment,
-    ) -> Result<(Value<Duration>, Value<Duration>)> {
-        let ttl = self.lease_time(ttl_flag, "ttl", "CBX_TTL", |l| &l.ttl, DEFAULT_TTL, env)?;
-        let idle = self.lease_time(
-            idle_flag,
-            "idle-timeout",
-            "CBX_IDLE_TIMEOUT",
-            |l| &l.idle_timeout,
-            DEFAULT_IDLE,
-            env,
-        )?;
-        Ok((ttl, idle))
+    /// The lease lifetime, idle timeout and ready timeout: flags, else `CBX_TTL`,
+    /// `CBX_IDLE_TIMEOUT`, `CBX_READY_TIMEOUT`, else config (`[lease]` `ttl`, `idle-timeout`,
+    /// `ready-timeout`), else the defaults. A value outside its range is refused (exit 2)
+    /// naming the range and where it was set.
+    pub fn lease_times(&self, flags: LeaseFlags<'_>, env: &Environment) -> Result<LeaseTimes> {
+        let setting = |name, var, key, default, range| LeaseTimeSetting {
+            name,
+            var,
+            key,
+            default,
+            range,
+        };
+        Ok(LeaseTimes {
+            ttl: self.lease_time(
+                flags.ttl,
+                &setting("ttl", "CBX_TTL", |l| &l.ttl, DEFAULT_TTL, TTL_RANGE),
+                env,
+            )?,
+            idle: self.lease_time(
+                flags.idle,
+                &setting(
+                    "idle-timeout",
+                    "CBX_IDLE_TIMEOUT",
+                    |l| &l.idle_timeout,
+                    DEFAULT_IDLE,
+                    IDLE_RANGE,
+                ),
+                env,
+            )?,
+            ready: self.lease_time(
+                flags.ready,
+                &setting(
+                    "ready-timeout",
+                    "CBX_READY_TIMEOUT",
+                    |l| &l.ready_timeout,
+                    DEFAULT_READY,
+                    READY_RANGE,
+                ),
+                env,
+            )?,
+        })
     }
 
     /// One lease time, from the layer of highest precedence (only that one is parsed).
     fn lease_time(
         &self,
         flag: Option<&str>,
-        name: &str,
-        var: &str,
-        key: fn(&RawLease) -> &Option<Spanned<String>>,
-        default: Duration,
+        setting: &LeaseTimeSetting,
         env: &Environment,
     ) -> Result<Value<Duration>> {
         let mut candidates: Vec<Layered<'_>> = vec![Value::new(None, Definition::Default)];
         for file in self.files() {
-            if let Some(v) = file.raw.lease.as_ref().and_then(|l| key(l).as_ref()) {
+            if let Some(v) = file
+                .raw
+                .lease
+                .as_ref()
+                .and_then(|l| (setting.key)(l).as_ref())
+            {
                 let text = (v.get_ref().clone(), Some((file, v.span())));
                 candidates.push(Value::new(Some(text), file.definition(v.span())));
             }
         }
-        if let Some(text) = env.var(var).filter(|v| !v.is_empty()) {
-            candidates.push(Value::new(Some((text, None)), Definition::Env(var.into())));
+        if let Some(text) = env.var(setting.var).filter(|v| !v.is_empty()) {
+            candidates.push(Value::new(
+                Some((text, None)),
+                Definition::Env(setting.var.into()),
+            ));
         }
         if let Some(text) = flag {
-            let definition = Definition::Flag(format!("--{name}"));
+            let definition = Definition::Flag(format!("--{}", setting.name));
             candidates.push(Value::new(Some((text.to_string(), None)), definition));
         }
         let chosen = provenance::pick(candidates).expect("the default is a candidate");
         let duration = match &chosen.val {
-            None => default,
-            Some((text, None)) => parse_duration(text, &chosen.definition.place())?,
-            Some((text, Some((file, span)))) => parse_duration(text, "").map_err(|e| {
-                let why = crate::error::failure(&e).map_or(e.to_string(), |f| f.message.clone());
-                file.diagnostic(span.clone(), format!("lease.{name}: {why}"))
-            })?,
+            None => setting.default,
+            Some((text, None)) => {
+                parse_duration_in(text, &chosen.definition.place(), setting.range)?
+            }
+            Some((text, Some((file, span)))) => parse_duration_in(text, "", setting.range)
+                .map_err(|e| {
+                    let why =
+                        crate::error::failure(&e).map_or(e.to_string(), |f| f.message.clone());
+                    file.diagnostic(span.clone(), format!("lease.{}: {why}", setting.name))
+                })?,
         };
         Ok(Value::new(duration, chosen.definition))
     }
@@ -316,6 +410,22 @@ impl Config {
                 };
                 overrides.allow_endpoints = grant.get_ref().endpoints.as_ref().map(named);
                 overrides.allow_credentials = grant.get_ref().credentials.as_ref().map(named);
+                let allow_ssh = grant.get_ref().ssh_destinations.as_ref();
+                check_destinations(user, allow_ssh.into_iter().flatten())?;
+                overrides.ssh.allow = allow_ssh.map(named);
+            }
+            if let Some(ssh) = &p.ssh {
+                let ssh = ssh.get_ref();
+                if let Some(list) = &ssh.destinations {
+                    check_destinations(user, list.get_ref())?;
+                    let texts = list.get_ref().iter().map(|d| d.get_ref().clone()).collect();
+                    overrides.ssh.destinations =
+                        Some(Value::new(texts, user.definition(list.span())));
+                }
+                overrides.ssh.agent = ssh
+                    .agent
+                    .as_ref()
+                    .map(|a| Value::new(*a.get_ref(), user.definition(a.span())));
             }
             if let Some(limits) = &p.limits {
                 overrides.requests = user_limits(user, limits.get_ref())?;
@@ -351,20 +461,16 @@ fn user_limits(file: &ConfigFile, limits: &RawLimits) -> Result<(Option<u32>, Op
     ))
 }
 
-/// Parses a duration like `90m`, `1h30m` or `45s`; `place` says where it was set.
-pub fn parse_duration(text: &str, place: &str) -> Result<Duration> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        let at = if place.is_empty() {
-            String::new()
-        } else {
-            format!(" (from {place})")
-        };
-        Failure::new(
-            ErrorKind::Usage,
-            format!("`{text}` is not a duration{at}: {e}; write e.g. 90m, 1h30m or 45s"),
-        )
-    })?;
-    Ok(d)
+/// Fails with a diagnostic at the first of `list` that is not an SSH destination pattern.
+fn check_destinations<'a>(
+    file: &ConfigFile,
+    list: impl IntoIterator<Item = &'a Spanned<String>>,
+) -> Result<()> {
+    for d in list {
+        DestinationPattern::parse(d.get_ref())
+            .map_err(|m| file.diagnostic(d.span(), format!("SSH destination {m}")))?;
+    }
+    Ok(())
 }
 
 /// The `cbx.toml` governing `cwd`: in `cwd` or a parent, not above `repo_root` (when `cwd` is
@@ -585,6 +691,49 @@ mod tests {
     }
 
     #[test]
+    fn ssh_destinations_and_the_agent_come_only_from_the_user() {
+        let (_d, cfg) = setup(
+            "[providers.daytona.ssh]\ndestinations = [\"gw.self.example:2222\"]\nagent = true\n\
+             [providers.daytona.grant]\nssh-destinations = [\"gw.self.example:2222\"]\n",
+            "",
+        );
+        let o = cfg.endpoint_overrides("daytona", &[]).unwrap();
+        let d = o.ssh.destinations.unwrap();
+        assert_eq!(d.val, ["gw.self.example:2222"]);
+        assert!(matches!(&d.definition, Definition::UserFile(f) if f.ends_with("config.toml:2")));
+        assert!(o.ssh.agent.unwrap().val);
+        assert_eq!(o.ssh.allow.unwrap()[0].0, "gw.self.example:2222");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(
+            dir.path().join("cbx.toml"),
+            "[providers.daytona.ssh]\ndestinations = [\"evil.example:22\"]\n",
+        )
+        .unwrap();
+        let err =
+            Config::load(&dir.path().join("none.toml"), dir.path(), Some(dir.path())).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert!(
+            err.to_string().contains(
+                "cbx.toml:1:1: a repository's cbx.toml may not set providers.daytona.ssh"
+            ),
+            "{err}"
+        );
+
+        let (_d, cfg) = setup(
+            "[providers.daytona.ssh]\ndestinations = [\"gw.self.example\"]\n",
+            "",
+        );
+        let err = cfg.endpoint_overrides("daytona", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("config.toml:2:17: SSH destination `gw.self.example` needs a port"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn user_endpoints_and_lease_times() {
         let (_d, cfg) = setup(
             "[lease]\nttl = \"2h\"\n[providers.daytona.endpoints]\napi = \"https://x.example/api\"\n",
@@ -593,18 +742,68 @@ mod tests {
         let o = cfg.endpoint_overrides("daytona", &[]).unwrap();
         assert_eq!(o.urls[0].1.val, "https://x.example/api");
         let none = Environment::default();
-        let (ttl, idle) = cfg.lease_times(None, None, &none).unwrap();
+        let times = cfg.lease_times(LeaseFlags::default(), &none).unwrap();
+        let (ttl, idle) = (times.ttl, times.idle);
         assert_eq!((ttl.val.as_secs(), idle.val.as_secs()), (7200, 600));
         assert!(matches!(ttl.definition, Definition::UserFile(_)));
         assert!(matches!(idle.definition, Definition::RepoFile(_)));
-        let env = Environment::from_pairs([("CBX_TTL", "3h")]);
-        let (ttl, _) = cfg.lease_times(None, None, &env).unwrap();
-        assert_eq!(ttl.val.as_secs(), 3 * 3600);
-        let err = cfg.lease_times(Some("soon"), None, &none).unwrap_err();
+        assert_eq!(times.ready.val, DEFAULT_READY);
+        let env = Environment::from_pairs([("CBX_TTL", "3h"), ("CBX_READY_TIMEOUT", "7m")]);
+        let times = cfg.lease_times(LeaseFlags::default(), &env).unwrap();
+        assert_eq!(times.ttl.val.as_secs(), 3 * 3600);
+        assert_eq!(times.ready.val.as_secs(), 7 * 60);
+        let flags = LeaseFlags {
+            ttl: Some("soon"),
+            ..LeaseFlags::default()
+        };
+        let err = cfg.lease_times(flags, &none).unwrap_err();
         assert!(
             err.to_string()
                 .contains("`soon` is not a duration (from --ttl)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_lease_times_name_the_range_and_the_place() {
+        let (_d, cfg) = setup(
+            "[lease]\nttl = \"300000y\"\n",
+            "[lease]\nready-timeout = \"0s\"\n",
+        );
+        let none = Environment::default();
+        let flags = LeaseFlags {
+            ready: Some("1m"),
+            ..LeaseFlags::default()
+        };
+        let err = cfg.lease_times(flags, &none).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("config.toml:2:7"), "{text}");
+        assert!(
+            text.contains("lease.ttl: `300000y` is out of range"),
+            "{text}"
+        );
+        assert!(text.contains("between 1m and 365d"), "{text}");
+        assert_eq!(crate::error::exit_code(&err), 2);
+        let flags = LeaseFlags {
+            ttl: Some("2h"),
+            ..LeaseFlags::default()
+        };
+        let err = cfg.lease_times(flags, &none).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("lease.ready-timeout: `0s` is out of range"),
+            "{err:#}"
+        );
+        let env = Environment::from_pairs([("CBX_IDLE_TIMEOUT", "99999999999m")]);
+        let flags = LeaseFlags {
+            ttl: Some("2h"),
+            ready: Some("1m"),
+            ..LeaseFlags::default()
+        };
+        let err = cfg.lease_times(flags, &env).unwrap_err();
+        assert!(
+            format!("{err:#}")
+                .contains("(from environment variable CBX_IDLE_TIMEOUT) is out of range"),
+            "{err:#}"
         );
     }
 

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::manifest::Manifest;
+use super::destination::DestinationPattern;
+use super::manifest::{Manifest, SshDecl};
 use crate::error::{ErrorKind, Failure};
 use crate::paths;
 
@@ -43,6 +44,71 @@ pub struct Approval {
     /// The options the approved component declared (likewise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<Vec<String>>,
+    /// Approved SSH destinations and the options they and the key come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<Box<ApprovedSsh>>,
+}
+
+/// Where the user approved a provider's minted SSH access to lead.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApprovedSsh {
+    /// Host patterns and ports.
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// The user-only option naming the user's own host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_option: Option<String>,
+    /// The user-only option naming its port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_option: Option<String>,
+    /// The user-only option naming the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_option: Option<String>,
+}
+
+impl ApprovedSsh {
+    /// What `decl` declares, as approved.
+    fn of(decl: &SshDecl) -> ApprovedSsh {
+        ApprovedSsh {
+            destinations: decl.destinations.iter().map(|d| d.to_string()).collect(),
+            host_option: decl.host_option.clone(),
+            port_option: decl.port_option.clone(),
+            identity_option: decl.identity_option.clone(),
+        }
+    }
+
+    /// What `decl` asks for beyond this approval.
+    fn excess(&self, decl: &SshDecl) -> Vec<String> {
+        let approved: Vec<DestinationPattern> = self
+            .destinations
+            .iter()
+            .filter_map(|d| DestinationPattern::parse(d).ok())
+            .collect();
+        let mut out: Vec<String> = decl
+            .destinations
+            .iter()
+            .filter(|d| !approved.iter().any(|a| a.covers(d)))
+            .map(|d| format!("SSH destination `{d}`"))
+            .collect();
+        let options = [
+            ("SSH host from option", &self.host_option, &decl.host_option),
+            ("SSH port from option", &self.port_option, &decl.port_option),
+            (
+                "SSH key from option",
+                &self.identity_option,
+                &decl.identity_option,
+            ),
+        ];
+        for (what, approved, wanted) in options {
+            if let Some(w) = wanted
+                && approved.as_ref() != Some(w)
+            {
+                out.push(format!("{what} `{w}`"));
+            }
+        }
+        out
+    }
 }
 
 /// A credential as approved: which variable, sent how, to which endpoint.
@@ -88,6 +154,7 @@ impl Approval {
                 .collect(),
             wasi: None,
             options: None,
+            ssh: manifest.ssh.as_ref().map(|d| Box::new(ApprovedSsh::of(d))),
         }
     }
 
@@ -124,6 +191,15 @@ impl Approval {
                     c.name, c.env, c.header, c.endpoint
                 ));
             }
+        }
+        if let Some(decl) = &manifest.ssh {
+            out.extend(
+                self.ssh
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_default()
+                    .excess(decl),
+            );
         }
         out
     }
@@ -368,5 +444,75 @@ mod tests {
         );
         std::fs::write(&path, old(&format!("manifest-sha256 = \"{}\"\n", m.sha256))).unwrap();
         approvals.check("p", "aa", &m).unwrap();
+    }
+
+    #[test]
+    fn approval_pins_ssh_destinations_like_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let approvals = Approvals::new(dir.path().join("grants.toml"));
+        let with = |ssh: &str| Manifest::parse("m", &format!("{M}[ssh]\n{ssh}")).unwrap();
+        let m = with("destinations = [\"*.acme.example:22\"]\n");
+        approvals
+            .put("p", Approval::of(&m, "aa", "/x/p.wasm", "1.0.0"))
+            .unwrap();
+        approvals.check("p", "aa", &m).unwrap();
+        let text = fs_err::read_to_string(dir.path().join("grants.toml")).unwrap();
+        assert!(
+            text.contains("[providers.p.ssh]\ndestinations = [\"*.acme.example:22\"]"),
+            "{text}"
+        );
+        let narrower = with("destinations = [\"eu.acme.example:22\"]\n");
+        assert!(
+            approvals
+                .get("p")
+                .unwrap()
+                .unwrap()
+                .excess(&narrower)
+                .is_empty()
+        );
+        // Narrower asks for nothing more, but it is a change to the manifest all the same.
+        let err = approvals.check("p", "aa", &narrower).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("p's manifest changed since you approved it"),
+            "{err}"
+        );
+        for (wider, says) in [
+            (
+                "destinations = [\"*.acme.example:22\", \"127.0.0.2:2222\"]\n",
+                "SSH destination `127.0.0.2:2222`",
+            ),
+            (
+                "destinations = [\"*.example:22\"]\n",
+                "SSH destination `*.example:22`",
+            ),
+            (
+                "destinations = [\"*.acme.example:22\"]\nidentity-option = \"key\"\n",
+                "SSH key from option `key`",
+            ),
+        ] {
+            let manifest = if wider.contains("identity-option") {
+                Manifest::parse(
+                    "m",
+                    &format!("{M}[options]\nuser-only = [\"key\"]\n[ssh]\n{wider}"),
+                )
+                .unwrap()
+            } else {
+                with(wider)
+            };
+            let err = approvals.check("p", "aa", &manifest).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 7);
+            assert!(
+                err.to_string()
+                    .contains(&format!("asks for more than you approved: {says}")),
+                "{err}"
+            );
+        }
+        // An approval from before SSH destinations were pinned approves none.
+        let old = Approval {
+            ssh: None,
+            ..Approval::of(&m, "aa", "/x", "1")
+        };
+        assert_eq!(old.excess(&m), ["SSH destination `*.acme.example:22`"]);
     }
 }

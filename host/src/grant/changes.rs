@@ -1,7 +1,7 @@
 //! What changed between the provider a user approved and the one a reinstall offers, in the
 //! host's words: the facts an approval covers — endpoints, credentials (and whether each is
-//! secret), authentication, user-only options, request caps — each one line under a key, and
-//! the difference between two sets of them.
+//! secret), authentication, user-only options, SSH destinations and the option naming the
+//! key, request caps — each one line under a key, and the difference between two sets of them.
 //!
 //! The install screen adds the component's own facts (WASI, the options it declares) under
 //! keys of their own before taking the difference.
@@ -64,6 +64,7 @@ pub fn manifest_facts(manifest: &Manifest) -> Facts {
             manifest.user_only_options.join(", "),
         );
     }
+    ssh_facts(manifest, &mut facts);
     facts.insert(
         "request caps".into(),
         format!(
@@ -72,6 +73,44 @@ pub fn manifest_facts(manifest: &Manifest) -> Facts {
         ),
     );
     facts
+}
+
+/// The facts of `manifest`'s `[ssh]`: where minted SSH access may lead (each destination, the
+/// variable that may replace them, or the user's options naming the host), and where the key
+/// comes from.
+fn ssh_facts(manifest: &Manifest, facts: &mut Facts) {
+    let Some(ssh) = &manifest.ssh else {
+        facts.insert("ssh".into(), "none: no SSH destination at all".into());
+        return;
+    };
+    for d in &ssh.destinations {
+        facts.insert(
+            format!("ssh destination `{d}`"),
+            "may receive your files, commands and --env values".into(),
+        );
+    }
+    if let Some(env) = &ssh.env {
+        facts.insert(
+            "ssh destinations' variable".into(),
+            format!("{env} may replace them"),
+        );
+    }
+    if let Some(host) = &ssh.host_option {
+        facts.insert(
+            "ssh host".into(),
+            match &ssh.port_option {
+                Some(port) => format!("your options `{host}` and `{port}`"),
+                None => format!("your option `{host}`, port 22"),
+            },
+        );
+    }
+    facts.insert(
+        "ssh key".into(),
+        match &ssh.identity_option {
+            Some(o) => format!("the one in your option `{o}`"),
+            None => "none".into(),
+        },
+    );
 }
 
 /// One line per difference between `old` and `new`: `+ key: value` (new), `- key: value`
@@ -139,6 +178,46 @@ mod tests {
         let lines = difference(&facts(&other), &facts(M));
         assert!(
             lines.contains(&"- endpoint `extra`: requests under https://x.example/".to_string())
+        );
+    }
+
+    #[test]
+    fn ssh_destinations_their_variable_and_the_key_option_are_changes() {
+        let gateway =
+            format!("{M}[ssh]\ndestinations = [\"ssh.example.com:22\"]\nenv = \"P_SSH_GATEWAY\"\n");
+        assert_eq!(
+            difference(&facts(M), &facts(&gateway)),
+            [
+                "+ ssh destination `ssh.example.com:22`: may receive your files, commands and --env values",
+                "+ ssh destinations' variable: P_SSH_GATEWAY may replace them",
+                "+ ssh key: none",
+                "- ssh: none: no SSH destination at all",
+            ]
+        );
+        let moved = gateway.replace("ssh.example.com:22", "127.0.0.2:2222");
+        assert_eq!(
+            difference(&facts(&gateway), &facts(&moved)),
+            [
+                "+ ssh destination `127.0.0.2:2222`: may receive your files, commands and --env values",
+                "- ssh destination `ssh.example.com:22`: may receive your files, commands and --env values",
+            ]
+        );
+        let own = |identity: &str| {
+            format!(
+                "{M}[options]\nuser-only = [\"host\", \"port\", \"key\"]\n[ssh]\nhost-option = \"host\"\nport-option = \"port\"\n{identity}"
+            )
+        };
+        assert_eq!(
+            difference(
+                &facts(&own("")),
+                &facts(&own("identity-option = \"key\"\n"))
+            ),
+            ["~ ssh key: none → the one in your option `key`"]
+        );
+        assert!(
+            facts(&own(""))
+                .get("ssh host")
+                .is_some_and(|h| h == "your options `host` and `port`")
         );
     }
 }

@@ -1,14 +1,20 @@
-//! The one function that decides whether a provider's request may leave the machine.
+//! The functions that decide whether something a provider asked for may leave the machine.
 //!
 //! Every path by which a provider reaches the network — each request and each redirect hop —
 //! goes through [`authorize`]. It checks the URL against the granted endpoints, refuses
 //! headers the provider may not set, and only then attaches the credentials bound to the
 //! matched endpoint. Nothing else in cbx attaches credentials.
+//!
+//! Every SSH access a provider mints — fresh, or cached and read back from disk — goes through
+//! [`authorize_ssh`] before any `ssh` or `rsync` starts: the destination must be granted, and
+//! the key is the user's, never the provider's.
 
 use std::fmt;
 
 use url::Url;
 
+use super::destination;
+use super::ssh::{DestinationBasis, SshGrant};
 use super::{Grant, GrantedEndpoint, headers};
 
 /// A request that passed the check, ready to send.
@@ -181,6 +187,136 @@ fn check_headers(
     Ok(())
 }
 
+/// SSH access that passed [`authorize_ssh`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedSsh {
+    /// `host:port`, as minted.
+    pub destination: String,
+    /// The granted destination it matched.
+    pub granted: String,
+    /// The key to log in with: the user's (as configured), never the provider's.
+    pub identity_file: Option<String>,
+}
+
+/// Checks SSH access a provider minted (`host`, `port`, the key file it named) against its
+/// SSH `grant`: the destination must match a granted one, and a key may only be the user's
+/// own (the value of the manifest's identity option). The denial names the provider, the
+/// destination and what would allow it.
+pub fn authorize_ssh(
+    grant: &SshGrant,
+    host: &str,
+    port: u16,
+    identity_file: Option<&str>,
+) -> Result<AuthorizedSsh, Denial> {
+    let shown = destination::shown(host, port);
+    let deny = |reason: String, allow_with: Option<String>| Denial {
+        provider: grant.provider.clone(),
+        method: "SSH".into(),
+        url: shown.clone(),
+        reason,
+        allow_with,
+    };
+    let Some(granted) = grant
+        .destinations
+        .iter()
+        .find(|d| d.destination.matches(host, port))
+    else {
+        let (reason, allow_with) = ungranted_destination(grant, &shown);
+        return Err(deny(reason, allow_with));
+    };
+    let identity_file = match (identity_file.map(str::trim), &grant.identity) {
+        (None | Some(""), user) => user.as_ref().map(|k| k.path.clone()),
+        (Some(chosen), Some(user)) if chosen == user.path => Some(user.path.clone()),
+        (Some(chosen), user) => {
+            let (reason, allow_with) = chosen_key(grant, chosen, user.is_some());
+            return Err(deny(reason, allow_with));
+        }
+    };
+    Ok(AuthorizedSsh {
+        destination: shown.clone(),
+        granted: granted.destination.to_string(),
+        identity_file,
+    })
+}
+
+/// Why a destination is not granted, and what would allow it.
+fn ungranted_destination(grant: &SshGrant, shown: &str) -> (String, Option<String>) {
+    let granted: Vec<String> = grant
+        .destinations
+        .iter()
+        .map(|d| d.destination.to_string())
+        .collect();
+    let by_manifest = format!(
+        "allowing it would take a manifest line `[ssh] destinations = [\"{shown}\"]` and your approval"
+    );
+    match &grant.basis {
+        DestinationBasis::None => (
+            "its grant allows no SSH destination at all".into(),
+            Some(by_manifest),
+        ),
+        DestinationBasis::Listed { env } => (
+            format!(
+                "it is outside the granted SSH destinations ({})",
+                if granted.is_empty() {
+                    "none".to_string()
+                } else {
+                    granted.join(", ")
+                }
+            ),
+            Some(format!(
+                "{by_manifest}; for a self-hosted service you trust, set `destinations = [\"{shown}\"]` under [providers.{}.ssh] in your user config{}",
+                grant.provider,
+                env.as_ref()
+                    .map(|v| format!(" or {v}={shown}"))
+                    .unwrap_or_default()
+            )),
+        ),
+        DestinationBasis::Options { host, port } => (
+            match granted.first() {
+                Some(g) => format!(
+                    "it is not {g}, the destination of your options `{host}`{}",
+                    port.as_ref()
+                        .map(|p| format!(" and `{p}`"))
+                        .unwrap_or_default()
+                ),
+                None => format!("your option `{host}` is not set to a host name or address"),
+            },
+            Some(format!(
+                "cbx connects only to the host and port you set; set option `{host}` in your user config or with -o {host}=…"
+            )),
+        ),
+    }
+}
+
+/// Why a key the provider named is refused, and what would allow the user's key.
+fn chosen_key(grant: &SshGrant, chosen: &str, user_has_one: bool) -> (String, Option<String>) {
+    let mut shown: String = chosen.chars().take(200).collect();
+    if shown.len() < chosen.len() {
+        shown.push('…');
+    }
+    let shown = format!("{shown:?}");
+    match (&grant.identity_option, user_has_one) {
+        (Some(option), true) => (
+            format!("it named the key file {shown}, not the one you set in option `{option}`"),
+            None,
+        ),
+        (Some(option), false) => (
+            format!(
+                "it named the key file {shown}, but you set none in option `{option}`; a provider never chooses a key"
+            ),
+            Some(format!("set option `{option}` to the key you want cbx to use")),
+        ),
+        (None, _) => (
+            format!(
+                "it named the key file {shown}; a provider never chooses a key, and this one takes none from you"
+            ),
+            Some(
+                "a provider that logs in with your key declares `[ssh] identity-option = \"<option>\"` in its manifest; the key is then the one you set in that user-only option".into(),
+            ),
+        ),
+    }
+}
+
 /// Whether `url` has `base`'s scheme, host and port and a path at or below `base`'s path.
 fn lies_under(url: &Url, base: &Url) -> bool {
     if url.scheme() != base.scheme()
@@ -279,6 +415,113 @@ mod tests {
         let text = d.to_string();
         assert!(text.starts_with("provider daytona was denied POST https://evil.example/steal: it is outside the granted endpoints (https://app.daytona.io/api)"), "{text}");
         assert!(text.contains("url = \"https://evil.example\""), "{text}");
+    }
+
+    fn ssh_grant(manifest_ssh: &str, env: &[(&str, &str)]) -> SshGrant {
+        let m =
+            Manifest::parse("m", &format!("[provider]\nname = \"acme\"\n{manifest_ssh}")).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Grant::resolve(
+            &m,
+            &EndpointOverrides::default(),
+            &|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+            &Redactor::new(),
+        )
+        .unwrap()
+        .ssh
+    }
+
+    fn ssh_denied(r: Result<AuthorizedSsh, Denial>) -> String {
+        match r {
+            Err(d) => d.to_string(),
+            Ok(a) => panic!("expected a denial, got {a:?}"),
+        }
+    }
+
+    #[test]
+    fn ssh_destinations_outside_the_grant_are_denied() {
+        let g = ssh_grant(
+            "[ssh]\ndestinations = [\"ssh.acme.example:22\"]\nenv = \"ACME_SSH\"\n",
+            &[],
+        );
+        let ok = authorize_ssh(&g, "SSH.acme.example", 22, None).unwrap();
+        assert_eq!(ok.granted, "ssh.acme.example:22");
+        assert_eq!(ok.identity_file, None);
+        let text = ssh_denied(authorize_ssh(&g, "127.0.0.2", 2222, None));
+        assert!(text.starts_with("provider acme was denied SSH 127.0.0.2:2222: it is outside the granted SSH destinations (ssh.acme.example:22); allowing it would take a manifest line `[ssh] destinations = [\"127.0.0.2:2222\"]` and your approval"), "{text}");
+        assert!(
+            text.contains(
+                "under [providers.acme.ssh] in your user config or ACME_SSH=127.0.0.2:2222"
+            ),
+            "{text}"
+        );
+        assert!(authorize_ssh(&g, "ssh.acme.example", 2222, None).is_err());
+        let g = ssh_grant("", &[]);
+        let text = ssh_denied(authorize_ssh(&g, "ssh.acme.example", 22, None));
+        assert!(
+            text.contains("its grant allows no SSH destination at all"),
+            "{text}"
+        );
+        let g = ssh_grant(
+            "[ssh]\ndestinations = [\"ssh.acme.example:22\"]\nenv = \"ACME_SSH\"\n",
+            &[("ACME_SSH", "127.0.0.1:2200")],
+        );
+        assert!(authorize_ssh(&g, "127.0.0.1", 2200, None).is_ok());
+        assert!(authorize_ssh(&g, "ssh.acme.example", 22, None).is_err());
+    }
+
+    #[test]
+    fn a_provider_never_chooses_the_key() {
+        let g = ssh_grant("[ssh]\ndestinations = [\"ssh.acme.example:22\"]\n", &[]);
+        for key in [
+            "/root/.ssh/id_ed25519",
+            "/etc/shadow",
+            "/proc/self/environ",
+            "C:\\x\\",
+        ] {
+            let text = ssh_denied(authorize_ssh(&g, "ssh.acme.example", 22, Some(key)));
+            assert!(
+                text.contains(&format!(
+                    "it named the key file {key:?}; a provider never chooses a key"
+                )),
+                "{text}"
+            );
+            assert!(text.contains("identity-option"), "{text}");
+        }
+        let own = "[options]\nuser-only = [\"host\", \"port\", \"key\"]\n[ssh]\nhost-option = \"host\"\nport-option = \"port\"\nidentity-option = \"key\"\n";
+        let g = ssh_grant(own, &[]);
+        let opt = |v: &str| {
+            crate::provenance::Value::new(v.to_string(), crate::provenance::Definition::Default)
+        };
+        let g = g.with_options(&[
+            ("host".into(), opt("build.example")),
+            ("port".into(), opt("2222")),
+            ("key".into(), opt("~/.ssh/id_ed25519")),
+        ]);
+        let ok = authorize_ssh(&g, "build.example", 2222, Some("~/.ssh/id_ed25519")).unwrap();
+        assert_eq!(ok.identity_file.as_deref(), Some("~/.ssh/id_ed25519"));
+        let ok = authorize_ssh(&g, "build.example", 2222, None).unwrap();
+        assert_eq!(ok.identity_file.as_deref(), Some("~/.ssh/id_ed25519"));
+        let text = ssh_denied(authorize_ssh(
+            &g,
+            "build.example",
+            2222,
+            Some("/root/.ssh/other"),
+        ));
+        assert!(
+            text.contains("not the one you set in option `key`"),
+            "{text}"
+        );
+        let text = ssh_denied(authorize_ssh(&g, "evil.example", 2222, None));
+        assert!(
+            text.contains(
+                "it is not build.example:2222, the destination of your options `host` and `port`"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

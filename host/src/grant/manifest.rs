@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use super::destination::DestinationPattern;
 use super::{RequestCaps, headers};
 use crate::diagnostic::Diagnostic;
 
@@ -28,6 +29,8 @@ pub struct Manifest {
     /// Options a repository's `cbx.toml` may not set, because they choose where the user's
     /// files or keys go (e.g. the host of an existing SSH server).
     pub user_only_options: Vec<String>,
+    /// Where the provider's sandboxes are reached over SSH (`[ssh]`); none: nowhere.
+    pub ssh: Option<SshDecl>,
     /// Where the manifest came from, for messages (`builtin:daytona` or a path).
     pub origin: String,
     /// Hex sha256 of the manifest's text, so an approval can pin all of it.
@@ -74,6 +77,26 @@ pub struct CredentialDecl {
     pub description: String,
 }
 
+/// Where a provider's sandboxes are reached over SSH (`[ssh]`): the destinations its
+/// `mint-ssh-access` may return, and the user-only options naming the user's own host and key.
+/// Serialized as `providers inspect --json` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SshDecl {
+    /// Host patterns and ports (empty when the destination is the user's options).
+    pub destinations: Vec<DestinationPattern>,
+    /// An environment variable that may replace `destinations` (a self-hosted service).
+    pub env: Option<String>,
+    /// The user-only option whose value is the one host to connect to.
+    pub host_option: Option<String>,
+    /// The user-only option whose value is its port (22 without one).
+    pub port_option: Option<String>,
+    /// The user-only option whose value is the key file to log in with.
+    pub identity_option: Option<String>,
+    /// What the destinations are.
+    pub description: String,
+}
+
 /// Authentication alternatives: the first credential of `one_of` that is set is used.
 #[derive(Debug, Clone)]
 pub struct AuthDecl {
@@ -94,6 +117,7 @@ struct RawManifest {
     auth: Option<RawAuth>,
     options: Option<RawOptions>,
     limits: Option<RawLimits>,
+    ssh: Option<Spanned<RawSsh>>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +125,19 @@ struct RawManifest {
 struct RawLimits {
     requests_per_call: Option<Spanned<u32>>,
     requests_per_run: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSsh {
+    #[serde(default)]
+    destinations: Vec<Spanned<String>>,
+    env: Option<Spanned<String>>,
+    host_option: Option<Spanned<String>>,
+    port_option: Option<Spanned<String>>,
+    identity_option: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +214,7 @@ impl Manifest {
         let auth = check.auth(&raw)?;
         check.no_colliding_headers(&raw, &credentials, auth.as_ref())?;
         let requests = check.limits(raw.limits.as_ref())?;
+        let ssh = check.ssh(&raw)?;
         Ok(Manifest {
             name,
             description: raw
@@ -189,6 +227,7 @@ impl Manifest {
             credentials,
             auth,
             user_only_options: raw.options.map(|o| o.user_only).unwrap_or_default(),
+            ssh,
             origin: file.to_string(),
             sha256: crate::digest::sha256_hex(source.as_bytes()),
         })
@@ -248,6 +287,15 @@ impl Checker<'_> {
         }
         if let Some(hint) = raw.auth.as_ref().and_then(|a| a.hint.as_ref()) {
             self.one_line(0..0, hint, "[auth] hint", 2 * MAX_DESCRIPTION_CHARS)?;
+        }
+        if let Some(ssh) = &raw.ssh {
+            let what = "description of [ssh]";
+            self.one_line(
+                ssh.span(),
+                &ssh.get_ref().description,
+                what,
+                MAX_DESCRIPTION_CHARS,
+            )?;
         }
         Ok(())
     }
@@ -463,6 +511,85 @@ impl Checker<'_> {
         }))
     }
 
+    /// `[ssh]`: either destinations (with an optional override variable) or the user-only
+    /// options holding the user's own host and port; optionally the user-only option holding
+    /// the key.
+    fn ssh(&self, raw: &RawManifest) -> Result<Option<SshDecl>, Diagnostic> {
+        let Some(ssh) = &raw.ssh else {
+            return Ok(None);
+        };
+        let s = ssh.get_ref();
+        let mut destinations = Vec::new();
+        for d in &s.destinations {
+            let parsed = DestinationPattern::parse(d.get_ref())
+                .map_err(|m| self.at(d.span(), format!("SSH destination {m}")))?;
+            destinations.push(parsed);
+        }
+        match (&s.host_option, destinations.is_empty()) {
+            (Some(h), false) => {
+                return Err(self.at(
+                    h.span(),
+                    "[ssh] declares `destinations` and `host-option`; use one: fixed destinations, or the user's own host".into(),
+                ));
+            }
+            (None, true) => {
+                return Err(self.at(
+                    ssh.span(),
+                    "[ssh] needs `destinations` (e.g. [\"ssh.example.com:22\"], where the service's sandboxes are reached) or `host-option` (the user-only option naming the user's own host)".into(),
+                ));
+            }
+            _ => {}
+        }
+        if s.host_option.is_none()
+            && let Some(p) = &s.port_option
+        {
+            return Err(self.at(p.span(), "`port-option` needs `host-option`".into()));
+        }
+        let env = match &s.env {
+            Some(v) if s.host_option.is_some() => {
+                return Err(self.at(
+                    v.span(),
+                    "`env` replaces `destinations`; a destination from the user's options has none"
+                        .into(),
+                ));
+            }
+            Some(v) if !is_env_name(v.get_ref()) => {
+                return Err(self.at(
+                    v.span(),
+                    format!(
+                        "`{}` is not an environment variable name (use A-Z, 0-9 and _)",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            other => other.as_ref().map(|v| v.get_ref().clone()),
+        };
+        let user_only = raw.options.as_ref().map(|o| o.user_only.as_slice());
+        for option in [&s.host_option, &s.port_option, &s.identity_option]
+            .into_iter()
+            .flatten()
+        {
+            if !user_only.unwrap_or_default().contains(option.get_ref()) {
+                return Err(self.at(
+                    option.span(),
+                    format!(
+                        "option `{}` chooses where the user's files or key go, so list it in [options] user-only",
+                        option.get_ref()
+                    ),
+                ));
+            }
+        }
+        let name = |o: &Option<Spanned<String>>| o.as_ref().map(|v| v.get_ref().clone());
+        Ok(Some(SshDecl {
+            destinations,
+            env,
+            host_option: name(&s.host_option),
+            port_option: name(&s.port_option),
+            identity_option: name(&s.identity_option),
+            description: s.description.clone(),
+        }))
+    }
+
     /// Two credentials sent in the same header to the same endpoint would collide unless they
     /// are alternatives of `[auth]`.
     fn no_colliding_headers(
@@ -577,6 +704,71 @@ mod tests {
         assert_eq!(m.endpoints[0].url.as_str(), "https://app.daytona.io/api");
         assert_eq!(m.auth.as_ref().unwrap().one_of, ["api-key", "jwt"]);
         assert!(!m.credential("organization").unwrap().secret);
+        let ssh = m.ssh.unwrap();
+        assert_eq!(ssh.destinations[0].to_string(), "ssh.app.daytona.io:22");
+        assert_eq!(ssh.env.as_deref(), Some("DAYTONA_SSH_GATEWAY"));
+        assert_eq!(ssh.identity_option, None);
+        let m = Manifest::parse(
+            "ssh",
+            include_str!("../../../providers/ssh/cbx-provider.toml"),
+        )
+        .unwrap();
+        let ssh = m.ssh.unwrap();
+        assert!(ssh.destinations.is_empty());
+        assert_eq!(ssh.host_option.as_deref(), Some("host"));
+        assert_eq!(ssh.port_option.as_deref(), Some("port"));
+        assert_eq!(ssh.identity_option.as_deref(), Some("identity-file"));
+    }
+
+    #[test]
+    fn ssh_declarations_are_checked_line_by_line() {
+        let p = "[provider]\nname = \"p\"\n";
+        for (ssh, says) in [
+            (
+                "[ssh]\ndestinations = [\"ok.example:22\", \"ssh.example.com\"]\n",
+                "m.toml:4:34: SSH destination `ssh.example.com` needs a port",
+            ),
+            (
+                "[ssh]\ndestinations = [\"*.127.0.0.1:22\"]\n",
+                "m.toml:4:17: SSH destination `*.127.0.0.1:22`: a wildcard",
+            ),
+            (
+                "[ssh]\ndescription = \"x\"\n",
+                "m.toml:3:1: [ssh] needs `destinations`",
+            ),
+            (
+                "[options]\nuser-only = [\"host\"]\n[ssh]\ndestinations = [\"a.example:22\"]\nhost-option = \"host\"\n",
+                "m.toml:7:15: [ssh] declares `destinations` and `host-option`",
+            ),
+            (
+                "[ssh]\nhost-option = \"host\"\n",
+                "m.toml:4:15: option `host` chooses where the user's files or key go, so list it in [options] user-only",
+            ),
+            (
+                "[options]\nuser-only = [\"host\"]\n[ssh]\nhost-option = \"host\"\nidentity-option = \"key\"\n",
+                "m.toml:7:19: option `key` chooses where",
+            ),
+            (
+                "[options]\nuser-only = [\"host\"]\n[ssh]\nhost-option = \"host\"\nenv = \"X\"\n",
+                "m.toml:7:7: `env` replaces `destinations`",
+            ),
+            (
+                "[ssh]\ndestinations = [\"a.example:22\"]\nport-option = \"port\"\n",
+                "m.toml:5:15: `port-option` needs `host-option`",
+            ),
+            (
+                "[ssh]\ndestinations = [\"a.example:22\"]\nenv = \"lower\"\n",
+                "m.toml:5:7: `lower` is not an environment variable name",
+            ),
+            (
+                "[ssh]\ndestination = [\"a.example:22\"]\n",
+                "unknown field `destination`",
+            ),
+        ] {
+            let e = err(&format!("{p}{ssh}"));
+            assert!(e.contains(says), "{ssh}\n{e}");
+        }
+        assert!(Manifest::parse("m", p).unwrap().ssh.is_none());
     }
 
     fn err(src: &str) -> String {
@@ -680,6 +872,13 @@ format = "Bearer"
         );
         assert!(
             e.contains("no line breaks or other control characters"),
+            "{e}"
+        );
+        let e = err(
+            "[provider]\nname = \"p\"\n[ssh]\ndestinations = [\"h.example:22\"]\ndescription = \"gw\\u001b]0;t\\u0007\"\n",
+        );
+        assert!(
+            e.contains("m.toml:3:1: the description of [ssh] contains control characters"),
             "{e}"
         );
     }

@@ -8,23 +8,29 @@
 //!   its endpoints (each base URL from the manifest default, the user config, the endpoint's
 //!   environment variable or `--endpoint`) and the credentials the host will attach (read from
 //!   the environment, bound to one endpoint each).
+//! - [`ssh`]: the data plane's part of the grant — the SSH destinations a provider may name
+//!   and the user's key — with [`destination`] patterns.
 //! - [`headers`]: the headers the host owns.
-//! - [`egress`]: the one check every request a provider makes must pass.
+//! - [`egress`]: the one check every request a provider makes must pass, and the one check
+//!   every SSH access it mints must pass.
 //! - [`http`]: the gateway that performs only what the check allows.
 
 pub mod approval;
 pub mod changes;
+pub mod destination;
 pub mod egress;
 pub mod headers;
 pub mod http;
 pub mod manifest;
 pub mod resolve;
+pub mod ssh;
 
 use std::fmt;
 
 use anyhow::Result;
 use url::Url;
 
+use self::ssh::{SshChoices, SshGrant};
 use crate::error::{ErrorKind, Failure};
 use crate::provenance::{Definition, Value};
 use crate::redact::SECRET;
@@ -134,6 +140,8 @@ pub struct EndpointOverrides {
     pub allow_credentials: Option<Vec<(String, Definition)>>,
     /// User narrowing of the request caps (`[providers.NAME.limits]`): per call, per run.
     pub requests: (Option<u32>, Option<u32>),
+    /// SSH destinations replaced or narrowed, and the agent opt-in.
+    pub ssh: SshChoices,
 }
 
 /// The effective capabilities of one provider for one invocation.
@@ -152,6 +160,8 @@ pub struct Grant {
     pub auth_problem: Option<AuthProblem>,
     /// How many HTTP requests it may make.
     pub requests: RequestCaps,
+    /// Where its minted SSH access may lead, and the key cbx logs in with.
+    pub ssh: SshGrant,
 }
 
 /// Why a provider cannot authenticate.
@@ -178,6 +188,7 @@ impl Grant {
                 .collect(),
             auth_problem: None,
             requests: RequestCaps::DEFAULT,
+            ssh: SshGrant::none(provider),
         }
     }
 

@@ -5,6 +5,7 @@
 use anyhow::Result;
 
 use super::manifest::{CredentialDecl, Manifest, parse_endpoint_url};
+use super::ssh::SshGrant;
 use super::{
     AuthProblem, BoundCredential, EndpointOverrides, Grant, GrantedEndpoint, RequestCaps,
     SecretValue, headers,
@@ -29,6 +30,13 @@ impl Grant {
         let endpoints = endpoints(manifest, overrides, env)?;
         let values = read_credentials(manifest, overrides, env, redactor);
         let (credentials, auth_problem) = select_credentials(manifest, &values, &endpoints);
+        let ssh = SshGrant::resolve(
+            &manifest.name,
+            &manifest.origin,
+            manifest.ssh.as_ref(),
+            &overrides.ssh,
+            env,
+        )?;
         Ok(Grant {
             provider: manifest.name.clone(),
             endpoints,
@@ -39,6 +47,7 @@ impl Grant {
                 per_call: narrowed(manifest.requests.per_call, overrides.requests.0),
                 per_run: narrowed(manifest.requests.per_run, overrides.requests.1),
             },
+            ssh,
         })
     }
 }

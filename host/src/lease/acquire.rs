@@ -1,23 +1,60 @@
-//! Creating a lease: a sandbox with cbx's labels, a local claim, readiness — and, when
-//! anything fails or the user interrupts, deleting the sandbox again so none is left behind.
+//! Creating a lease. First an intent is recorded, durably, under the claims lock — which also
+//! reserves the slug — then the sandbox is created with cbx's labels, claimed, and waited for.
+//! When anything fails or a signal arrives, the sandbox is deleted again through the same
+//! code the next command would use (`lease::reconcile`); if that fails too, the intent stays
+//! and the next command finishes the clean-up. So a kill at any instant leaves nothing that
+//! `cbx list` and `cbx stop` cannot see and delete.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::error::{ErrorKind, Failure, fail};
-use crate::lease::claims::{CLAIM_VERSION, Claim};
+use crate::interrupt;
 use crate::lease::id::{self, LeaseId};
+use crate::lease::intent::{INTENT_VERSION, Intent, IntentHold, LeasePlan, Owner, Plan, Settle};
 use crate::lease::labels::Ownership;
 use crate::lease::ready::wait_ready;
-use crate::lease::release::{forget_local, reap_expired};
+use crate::lease::reconcile::{self, Settled};
+use crate::lease::release::reap_expired;
 use crate::lease::session::Session;
 use crate::lease::{Lease, now_unix, rfc3339};
-use crate::progress::{Progress, human_duration};
+use crate::progress::{self, Progress, human_duration};
 use crate::provider::CallError;
-use crate::provider::api::{self, ProviderError};
+use crate::provider::api::{self, ProviderError, SandboxState};
 use crate::terminal::inert;
+use crate::testpoint;
+
+/// The command a lease is made for, which decides what becomes of it if cbx is killed before
+/// the command is done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `cbx warmup`: a lease to keep; adopted if it was created.
+    Warmup,
+    /// `cbx run --keep`: the same.
+    KeptRun,
+    /// `cbx run`: a lease for one command; deleted if cbx dies before deleting it.
+    OneShotRun,
+}
+
+impl Purpose {
+    /// The command, as the intent records it.
+    pub fn command(self) -> &'static str {
+        match self {
+            Purpose::Warmup => "warmup",
+            Purpose::KeptRun => "run --keep",
+            Purpose::OneShotRun => "run",
+        }
+    }
+
+    fn settle(self) -> Settle {
+        match self {
+            Purpose::Warmup | Purpose::KeptRun => Settle::Adopt,
+            Purpose::OneShotRun => Settle::Delete,
+        }
+    }
+}
 
 /// What a new lease should look like.
 #[derive(Debug, Clone)]
@@ -32,62 +69,73 @@ pub struct AcquireRequest {
     pub repo_root: Option<PathBuf>,
     /// How long to wait for the sandbox to become ready.
     pub ready_timeout: Duration,
+    /// What the lease is for.
+    pub purpose: Purpose,
 }
 
-/// Creates a sandbox and makes it a lease: labels, claim, readiness. On any failure — and on
-/// Ctrl-C — the sandbox is deleted again; if that fails too, the error says how to clean up.
-pub async fn acquire(session: &mut Session, request: &AcquireRequest) -> Result<Lease> {
-    reap_expired(session).await;
-    let slug = choose_slug(session, request.slug.as_deref()).await?;
-    let lease = LeaseId::generate();
-    let now = now_unix();
-    let ownership = Ownership {
-        provider: session.name().to_string(),
-        lease: lease.clone(),
-        slug: slug.clone(),
-        created_at: now,
-        touched_at: now,
-        ttl_secs: request.ttl.as_secs(),
-        idle_secs: request.idle.as_secs(),
-        work_root: session.profile().work_root.clone(),
-    };
-    let name = format!("cbx-{slug}-{}", &lease.as_str()[4..]);
-    let create = api::CreateRequest {
-        name: name.clone(),
-        labels: ownership.to_labels(),
-        idle_timeout_minutes: request.idle.as_secs().div_ceil(60) as u32,
-        ttl_minutes: request.ttl.as_secs().div_ceil(60) as u32,
-    };
+/// A lease just made. A one-shot lease comes with its intent, which keeps it on record (to be
+/// deleted) until the command deletes it and finishes the intent.
+#[derive(Debug)]
+pub struct Acquired {
+    /// The lease.
+    pub lease: Lease,
+    /// For [`Purpose::OneShotRun`], the held intent.
+    pub intent: Option<IntentHold>,
+}
 
-    let mut created: Option<String> = None;
+/// Creates a sandbox and makes it a lease: intent, sandbox, claim, readiness, labels. On any
+/// failure — and on a signal — the sandbox is deleted again; if that fails too, the error
+/// names it and the next command retries.
+pub async fn acquire(session: &mut Session, request: &AcquireRequest) -> Result<Acquired> {
+    reap_expired(session).await;
+    let (slug, taken_remote) = choose_slug(session, request.slug.as_deref()).await?;
+    let _shield = interrupt::shield();
+    if let Some(signal) = interrupt::pending() {
+        return Err(signal.failure("interrupted"));
+    }
+    let mut hold = reserve(session, request, slug, &taken_remote)?;
+    let mut rejected = false;
     let outcome = tokio::select! {
-        r = provision(session, request, &create, &ownership, &mut created) => r,
-        () = crate::interrupt::interrupted() => Err(fail(ErrorKind::Interrupted, "interrupted")),
+        r = provision(session, request, &mut hold, &mut rejected) => r,
+        signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
     };
     match outcome {
-        Ok(lease) => Ok(lease),
-        Err(err) => Err(clean_up_after(session, err, created, &name, &lease).await),
+        Ok(lease) if request.purpose == Purpose::OneShotRun => Ok(Acquired {
+            lease,
+            intent: Some(hold),
+        }),
+        Ok(lease) => {
+            // The lease is made and claimed; a record left behind is harmless (the next
+            // command finds the claim and removes it).
+            if let Err(e) = hold.finish() {
+                progress::report(&format!("warning: {e:#}"));
+            }
+            Ok(Acquired {
+                lease,
+                intent: None,
+            })
+        }
+        Err(err) => Err(roll_back(session, err, hold, rejected).await),
     }
 }
 
-/// The slug for a new lease: the one asked for, if valid and free, else a random free one.
-async fn choose_slug(session: &mut Session, wanted: Option<&str>) -> Result<String> {
+/// The slug for a new lease — the one asked for if valid and free here and at the provider,
+/// else a random free one — and the slugs the provider's leases use.
+async fn choose_slug(
+    session: &mut Session,
+    wanted: Option<&str>,
+) -> Result<(Option<String>, Vec<String>)> {
+    // A sandbox being deleted no longer holds its slug.
     let taken_remote: Vec<String> = session
         .list_owned()
         .await
         .map_err(|e| session.failure(e))?
         .into_iter()
+        .filter(|(s, _)| s.state != SandboxState::Deleted)
         .map(|(_, o)| o.slug)
         .collect();
-    let taken_local: Vec<String> = session
-        .claims()
-        .all()?
-        .into_iter()
-        .map(|c| c.slug)
-        .collect();
-    let taken = |s: &str| taken_remote.iter().chain(&taken_local).any(|t| t == s);
     let Some(wanted) = wanted else {
-        return Ok(id::unique_slug(&taken));
+        return Ok((None, taken_remote));
     };
     let slug = id::normalize_slug(wanted);
     if slug.is_empty() || slug.len() > 40 {
@@ -96,79 +144,127 @@ async fn choose_slug(session: &mut Session, wanted: Option<&str>) -> Result<Stri
             format!("--slug `{wanted}` must have 1 to 40 letters, digits or dashes"),
         ));
     }
-    if taken(&slug) {
-        return Err(fail(
-            ErrorKind::Usage,
-            format!("slug `{slug}` is already used by another lease; choose another"),
-        ));
+    if taken_remote.contains(&slug) {
+        return Err(slug_in_use(&slug, "another lease"));
     }
-    Ok(slug)
+    Ok((Some(slug), taken_remote))
 }
 
-/// Deletes what a failed acquire may have created (`created`, or a sandbox called `name` the
-/// service made although cbx saw no answer) and returns the error to report: `err`, or — when
-/// the clean-up failed too — one that says how to clean up by hand.
-async fn clean_up_after(
-    session: &mut Session,
-    err: anyhow::Error,
-    created: Option<String>,
-    name: &str,
-    lease: &LeaseId,
-) -> anyhow::Error {
-    let cleanup = async {
-        match &created {
-            Some(id) => delete_and_forget(session, id, lease).await,
-            // The create call may have reached the service even though we saw no answer;
-            // its unique name finds it.
-            None => reconcile_lost_create(session, name, lease).await,
-        }
-    };
-    let cleaned = tokio::select! {
-        r = cleanup => r,
-        () = crate::interrupt::interrupted() => Err(fail(ErrorKind::Interrupted, "interrupted again during clean-up")),
-    };
-    let Err(cleanup_err) = cleaned else {
-        return err;
-    };
-    let id = created.unwrap_or_else(|| name.to_string());
-    let kind = crate::error::failure(&err).map_or(ErrorKind::Other, |f| f.kind);
-    err.context(Failure::new(
-        kind,
-        format!(
-            "could not delete sandbox {id} after the failure ({}); it may still be running. \
-             Delete it with `cbx stop {lease}` or in the provider's console",
-            session.redactor().redact(&format!("{cleanup_err:#}"))
-        ),
-    ))
+fn slug_in_use(slug: &str, by: &str) -> anyhow::Error {
+    Failure::new(
+        ErrorKind::Usage,
+        format!("slug `{slug}` is in use by {by}; nothing was created"),
+    )
+    .hint("choose another --slug, or leave it out for a random one")
+    .into()
 }
 
+/// Reserves the slug and records the intent, in one step under the claims lock: of parallel
+/// commands asking for one slug, one wins and the others fail before creating anything.
+fn reserve(
+    session: &Session,
+    request: &AcquireRequest,
+    slug: Option<String>,
+    taken_remote: &[String],
+) -> Result<IntentHold> {
+    let lock = session.claims().lock()?;
+    let mut here: Vec<(String, String)> = session
+        .claims()
+        .all()?
+        .into_iter()
+        .map(|c| (c.slug, format!("lease {}", c.lease_id)))
+        .collect();
+    let (intents, _) = session.intents().scan()?;
+    here.extend(intents.iter().map(|i| {
+        let by = format!("lease {} (being created by `cbx {}`)", i.id, i.command);
+        (i.lease().slug.clone(), by)
+    }));
+    let taken = |s: &str| taken_remote.iter().any(|t| t == s) || here.iter().any(|(t, _)| t == s);
+    let slug = match slug {
+        Some(slug) => match here.iter().find(|(t, _)| *t == slug) {
+            Some((_, by)) => return Err(slug_in_use(&slug, by)),
+            None => slug,
+        },
+        None => id::unique_slug(&taken),
+    };
+    let lease = LeaseId::generate();
+    let intent = Intent {
+        version: INTENT_VERSION,
+        id: lease.to_string(),
+        provider: session.name().to_string(),
+        name: format!("cbx-{slug}-{}", &lease.as_str()[4..]),
+        object_id: None,
+        command: request.purpose.command().to_string(),
+        settle: request.purpose.settle(),
+        owner: Owner::this_process(),
+        recorded_at: rfc3339(now_unix()),
+        plan: Plan::Sandbox(LeasePlan {
+            lease_id: lease,
+            slug,
+            repo_root: request.repo_root.as_ref().map(|p| p.display().to_string()),
+            work_root: session.profile().work_root.clone(),
+            created_at: now_unix(),
+            ttl_secs: request.ttl.as_secs(),
+            idle_secs: request.idle.as_secs(),
+        }),
+    };
+    session.intents().record(intent, &lock)
+}
+
+/// Whole minutes, rounded up, as the contract carries them.
+fn minutes(d: Duration, what: &str) -> Result<u32> {
+    u32::try_from(d.as_secs().div_ceil(60)).map_err(|_| {
+        fail(
+            ErrorKind::Usage,
+            format!(
+                "the {what} is longer than a provider can be told ({} minutes at most)",
+                u32::MAX
+            ),
+        )
+    })
+}
+
+/// Creates the sandbox, claims it, waits for it and verifies its labels. `rejected` is set
+/// when the service refused the create outright (nothing was created).
 async fn provision(
     session: &mut Session,
     request: &AcquireRequest,
-    create: &api::CreateRequest,
-    ownership: &Ownership,
-    created: &mut Option<String>,
+    hold: &mut IntentHold,
+    rejected: &mut bool,
 ) -> Result<Lease> {
+    testpoint::reached(session.env(), "acquire:recorded").await;
+    let intent = hold.intent().clone();
+    let plan = intent.lease();
+    let ownership = plan.ownership(session.name());
+    let create = api::CreateRequest {
+        name: intent.name.clone(),
+        labels: ownership.to_labels(),
+        idle_timeout_minutes: minutes(request.idle, "idle timeout")?,
+        ttl_minutes: minutes(request.ttl, "lease lifetime")?,
+    };
     let mut progress = Progress::start(
-        format!("creating a {} sandbox ({})", session.name(), ownership.slug),
+        format!("creating a {} sandbox ({})", session.name(), plan.slug),
         session.quiet(),
     );
-    let sandbox = match session.create(create).await {
+    let sandbox = match session.create(&create).await {
         Ok(s) => s,
         Err(e) => {
             progress.clear();
+            *rejected = refused(&e);
             return Err(session.failure(e));
         }
     };
-    *created = Some(sandbox.id.clone());
+    hold.update(|i| i.object_id = Some(sandbox.id.clone()))?;
+    testpoint::reached(session.env(), "acquire:created").await;
 
-    // Record ownership locally before waiting, so an interrupted wait can still be cleaned up.
-    let claim = claim_for(ownership, &sandbox, request);
-    session.claims().save(&claim)?;
+    // Claim it before waiting, so `cbx stop` and `cbx list` know it as this machine's.
+    let claims = session.claims();
+    let claim = claims.create(&plan.claim(session.name(), &sandbox), &claims.lock()?)?;
+    testpoint::reached(session.env(), "acquire:claimed").await;
 
     let ready = wait_ready(session, &sandbox.id, request.ready_timeout, &mut progress).await;
     let verified = match ready {
-        Ok(sandbox) => verify_labels(session, &sandbox.id, ownership).await,
+        Ok(sandbox) => verify_labels(session, &sandbox.id, &ownership).await,
         Err(e) => Err(e),
     };
     let sandbox = match verified {
@@ -184,28 +280,30 @@ async fn provision(
         sandbox.id,
         human_duration(took)
     ));
+    testpoint::reached(session.env(), "acquire:ready").await;
     Ok(Lease {
         sandbox,
-        ownership: ownership.clone(),
+        ownership,
         claim: Some(claim),
     })
 }
 
-/// The claim binding `ownership` to the sandbox just created.
-fn claim_for(ownership: &Ownership, sandbox: &api::Sandbox, request: &AcquireRequest) -> Claim {
-    Claim {
-        version: CLAIM_VERSION,
-        lease_id: ownership.lease.clone(),
-        slug: ownership.slug.clone(),
-        provider: ownership.provider.clone(),
-        sandbox_id: sandbox.id.clone(),
-        sandbox_name: sandbox.name.clone(),
-        repo_root: request.repo_root.as_ref().map(|p| p.display().to_string()),
-        work_root: ownership.work_root.clone(),
-        created_at: rfc3339(ownership.created_at),
-        expires_at: rfc3339(ownership.expires_at()),
-        last_used_at: rfc3339(ownership.created_at),
-    }
+/// Whether a failed create certainly created nothing: the service refused it. Anything else
+/// (unavailable, a lost answer, a provider fault) may have taken effect.
+fn refused(e: &CallError) -> bool {
+    matches!(
+        e,
+        CallError::Denied(_)
+            | CallError::Provider(
+                ProviderError::InvalidConfig(_)
+                    | ProviderError::Unauthorized(_)
+                    | ProviderError::Forbidden(_)
+                    | ProviderError::NotFound(_)
+                    | ProviderError::Conflict(_)
+                    | ProviderError::RateLimited(_)
+                    | ProviderError::Quota(_)
+            )
+    )
 }
 
 /// Writes the full ownership labels on sandbox `id` and reads them back: only a verified
@@ -235,73 +333,62 @@ async fn verify_labels(
     }
 }
 
-/// How long clean-up after a failed acquire keeps trying to delete a sandbox that is still
-/// changing state (services refuse to delete a sandbox mid-creation).
-pub const CLEANUP_PATIENCE: Duration = Duration::from_secs(300);
-
-async fn delete_and_forget(session: &mut Session, id: &str, lease: &LeaseId) -> Result<()> {
-    delete_patiently(session, id, CLEANUP_PATIENCE).await?;
-    session.claims().discard(lease)?;
-    forget_local(session, lease).await;
-    Ok(())
-}
-
-/// Deletes `id`, waiting out conflicts (a transition in progress) and temporary failures
-/// until `patience` is used up. `Ok` also when it was already gone.
-pub async fn delete_patiently(session: &mut Session, id: &str, patience: Duration) -> Result<()> {
-    let deadline = Instant::now() + patience;
-    let mut progress: Option<Progress> = None;
-    loop {
-        match session.delete(id).await {
-            Ok(_) => break,
-            Err(CallError::Provider(
-                ProviderError::Conflict(_)
-                | ProviderError::Unavailable(_)
-                | ProviderError::RateLimited(_),
-            )) if Instant::now() < deadline => {
-                let state = session
-                    .get(id)
-                    .await
-                    .map(|s| s.provider_state)
-                    .unwrap_or_default();
-                let quiet = session.quiet();
-                let p = progress.get_or_insert_with(|| {
-                    Progress::start(
-                        format!("waiting for sandbox {id} to settle so it can be deleted"),
-                        quiet,
-                    )
-                });
-                p.set(format!(
-                    "waiting for sandbox {id} to settle so it can be deleted ({state})"
-                ));
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            Err(e) => {
-                if let Some(p) = progress {
-                    p.clear();
-                }
-                return Err(session.failure(e));
-            }
+/// Undoes a creation that failed with `err` and returns the error to report: `err`, saying
+/// that nothing is left — or, when the clean-up failed (or a second signal abandoned it),
+/// naming the sandbox and saying the next command finishes the clean-up.
+async fn roll_back(
+    session: &mut Session,
+    err: anyhow::Error,
+    mut hold: IntentHold,
+    rejected: bool,
+) -> anyhow::Error {
+    if rejected && hold.intent().object_id.is_none() {
+        if let Err(e) = hold.finish() {
+            progress::report(&format!("warning: {e:#}"));
         }
+        return err;
     }
-    if let Some(p) = progress {
-        p.clear();
+    // From here on, whoever finishes this intent deletes.
+    if let Err(e) = hold.update(|i| i.settle = Settle::Delete) {
+        progress::report(&format!("warning: {e:#}"));
     }
-    Ok(())
-}
-
-async fn reconcile_lost_create(session: &mut Session, name: &str, lease: &LeaseId) -> Result<()> {
-    match session.get(name).await {
-        Ok(sandbox) => {
-            let owned = Ownership::from_labels(&sandbox.labels, session.name())
-                .is_some_and(|o| &o.lease == lease);
-            if owned {
-                delete_and_forget(session, &sandbox.id, lease).await?;
-            }
-            Ok(())
+    let intent = hold.intent().clone();
+    let seen = interrupt::received();
+    let cleanup = async {
+        testpoint::reached(session.env(), "acquire:rolling-back").await;
+        reconcile::settle(session, hold, Settle::Delete).await
+    };
+    let settled = tokio::select! {
+        r = cleanup => Some(r),
+        signal = interrupt::after(seen) => {
+            progress::report(&format!("{} again: cbx stops cleaning up", signal.name()));
+            None
         }
-        Err(CallError::Provider(ProviderError::NotFound(_))) => Ok(()),
-        // Nothing more can be learned; the error being reported already says what failed.
-        Err(_) => Ok(()),
-    }
+    };
+    let cause = session.redactor().redact(&format!("{err:#}"));
+    let kind = crate::error::failure(&err).map_or(ErrorKind::Other, |f| f.kind);
+    let message = match settled {
+        Some(Ok(Settled::Deleted { sandbox })) => {
+            format!("{cause}; cbx deleted sandbox {sandbox} again, nothing is left")
+        }
+        Some(Ok(_)) => format!("{cause}; nothing was left behind"),
+        Some(Err(cleanup_err)) => {
+            return Failure::new(kind, format!("{cause}. Then {cleanup_err:#}"))
+                .hint("run `cbx list` once the service answers again: it finishes the clean-up")
+                .into();
+        }
+        None => {
+            let kept = reconcile::kept(
+                session,
+                &intent,
+                anyhow::anyhow!("the clean-up was interrupted"),
+            );
+            return Failure::new(kind, format!("{cause}. Then {kept:#}"))
+                .hint("run `cbx list`: it finishes the clean-up")
+                .into();
+        }
+    };
+    let mut failure = Failure::new(kind, message);
+    failure.hint = crate::error::failure(&err).and_then(|f| f.hint.clone());
+    failure.into()
 }

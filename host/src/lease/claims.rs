@@ -1,8 +1,11 @@
 //! Local claims: which leases this user holds, bound to a sandbox id and a repository.
 //!
-//! One JSON file per lease under the state directory, mode 0600, written atomically. Writers
-//! take an exclusive lock so concurrent cbx processes never interleave updates. A claim holds no
-//! secrets.
+//! One JSON file per lease under the state directory, mode 0600, written atomically and
+//! durably. Writers take an exclusive lock (`claims/.lock`), which also guards the intents
+//! (`lease::intent`), so checking a slug and reserving it is one step. A claim carries a
+//! generation: its contents change only through [`Claims::update`], which applies a change
+//! only to the generation the caller read — so `stop` (which removes the claim) always wins
+//! over a racing `run`. A damaged file affects only its own lease. A claim holds no secrets.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,10 +13,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{ErrorKind, Failure};
 use crate::lease::id::LeaseId;
+use crate::lease::records::{self, DamagedFile};
 use crate::paths;
 
-/// The current claim file format.
+/// The current claim file format. Version 1 files without a `generation` read as generation
+/// 0; the previous cbx reads today's files (it ignores `generation`).
 pub const CLAIM_VERSION: u32 = 1;
 
 /// A lease this machine holds.
@@ -42,6 +48,9 @@ pub struct Claim {
     pub expires_at: String,
     /// Last use (RFC 3339).
     pub last_used_at: String,
+    /// Counts the writes of this claim: 1 when created, one more per update.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// The claims directory.
@@ -50,7 +59,7 @@ pub struct Claims {
     dir: PathBuf,
 }
 
-/// An exclusive lock on the claims directory; released on drop.
+/// An exclusive lock on the claims (and intents); released on drop.
 pub struct ClaimsLock {
     file: File,
 }
@@ -59,6 +68,27 @@ impl Drop for ClaimsLock {
     fn drop(&mut self) {
         let _ = self.file.unlock();
     }
+}
+
+/// What [`Claims::update`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// The change was written; the claim as it now is.
+    Done(Claim),
+    /// Another process changed the claim since it was read; the claim as it now is. Nothing
+    /// was written.
+    Changed(Claim),
+    /// The claim is gone (the lease was stopped), or now binds another sandbox.
+    Gone,
+}
+
+/// Every readable claim, and the files that could not be read.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimScan {
+    /// The readable claims, sorted by creation time.
+    pub claims: Vec<Claim>,
+    /// The damaged files.
+    pub damaged: Vec<DamagedFile>,
 }
 
 impl Claims {
@@ -73,54 +103,106 @@ impl Claims {
     }
 
     fn path(&self, lease: &LeaseId) -> PathBuf {
-        self.dir.join(format!("{lease}.json"))
+        records::path_of(&self.dir, lease)
     }
 
-    /// Takes the exclusive lock (waits for other cbx processes).
+    /// Takes the exclusive lock (waits for other cbx processes). An unusable lock file is an
+    /// error that names it.
     pub fn lock(&self) -> Result<ClaimsLock> {
-        paths::private_dir(&self.dir)?;
         let path = self.dir.join(".lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
-        file.lock()
-            .with_context(|| format!("lock {}", path.display()))?;
-        Ok(ClaimsLock { file })
-    }
-
-    /// The claim for `lease`, if this machine holds one.
-    pub fn get(&self, lease: &LeaseId) -> Result<Option<Claim>> {
-        let path = self.path(lease);
-        match fs_err::read(&path) {
-            Ok(bytes) => Ok(Some(parse(&path, &bytes)?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+        let open = || -> Result<File> {
+            paths::private_dir(&self.dir)?;
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok(file)
+        };
+        match open() {
+            Ok(file) => Ok(ClaimsLock { file }),
+            Err(e) => Err(Failure::new(
+                ErrorKind::Other,
+                format!("cannot lock cbx's claims ({}): {e:#}", path.display()),
+            )
+            .hint(format!(
+                "{} must be a regular file you can write, in a directory you own; if it is \
+                 something else, move it aside and run the command again",
+                path.display()
+            ))
+            .into()),
         }
     }
 
-    /// Writes (creates or replaces) a claim. Take [`Claims::lock`] first.
-    pub fn put(&self, claim: &Claim, _lock: &ClaimsLock) -> Result<()> {
+    /// The claim for `lease`, if this machine holds one; an error (for this lease only) if its
+    /// file is damaged.
+    pub fn get(&self, lease: &LeaseId) -> Result<Option<Claim>> {
+        match records::read(&self.path(lease), "claim") {
+            None => Ok(None),
+            Some(Ok(c)) => Ok(Some(c)),
+            Some(Err(damaged)) => Err(damaged.failure()),
+        }
+    }
+
+    /// Writes a new claim (generation 1); fails if `lease` already has one. Take
+    /// [`Claims::lock`] first.
+    pub fn create(&self, claim: &Claim, _lock: &ClaimsLock) -> Result<Claim> {
+        if self.path(&claim.lease_id).exists() {
+            anyhow::bail!("lease {} already has a claim", claim.lease_id);
+        }
+        let claim = Claim {
+            generation: 1,
+            ..claim.clone()
+        };
+        self.write(&claim)?;
+        Ok(claim)
+    }
+
+    fn write(&self, claim: &Claim) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(claim)?;
         json.push(b'\n');
-        paths::write_private_atomic(&self.path(&claim.lease_id), &json)
+        paths::write_private_durable(&self.path(&claim.lease_id), &json)
             .with_context(|| format!("save the claim for {}", claim.lease_id))
+    }
+
+    /// Applies `change` to the claim of `lease`, under the lock, only if it still exists,
+    /// still binds `sandbox_id` and is still at `generation`.
+    pub fn update(
+        &self,
+        lease: &LeaseId,
+        sandbox_id: &str,
+        generation: u64,
+        change: impl FnOnce(&mut Claim),
+    ) -> Result<Update> {
+        let _lock = self.lock()?;
+        let Some(mut current) = self.get(lease)? else {
+            return Ok(Update::Gone);
+        };
+        if current.sandbox_id != sandbox_id {
+            return Ok(Update::Gone);
+        }
+        if current.generation != generation {
+            return Ok(Update::Changed(current));
+        }
+        change(&mut current);
+        current.generation = generation + 1;
+        self.write(&current)?;
+        Ok(Update::Done(current))
+    }
+
+    /// Fails with exit 4 unless `lease` is still claimed here for `sandbox_id`. Under the
+    /// lock, this makes a write that depends on the claim safe against `stop`.
+    pub fn require(&self, lease: &LeaseId, sandbox_id: &str, _lock: &ClaimsLock) -> Result<()> {
+        match self.get(lease)? {
+            Some(c) if c.sandbox_id == sandbox_id => Ok(()),
+            _ => Err(stopped_meanwhile(lease)),
+        }
     }
 
     /// Removes the claim for `lease` (no error if absent). Take [`Claims::lock`] first.
     pub fn remove(&self, lease: &LeaseId, _lock: &ClaimsLock) -> Result<()> {
-        match fs_err::remove_file(self.path(lease)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-
-    /// Writes `claim` under the lock: one update, whole.
-    pub fn save(&self, claim: &Claim) -> Result<()> {
-        let lock = self.lock()?;
-        self.put(claim, &lock)
+        paths::remove_durable(&self.path(lease))
     }
 
     /// Removes the claim for `lease` under the lock (no error if absent).
@@ -129,7 +211,7 @@ impl Claims {
         self.remove(lease, &lock)
     }
 
-    /// The claims of `provider` matching `ident`: a lease id, or a slug.
+    /// The readable claims of `provider` matching `ident`: a lease id, or a slug.
     pub fn matching(&self, provider: Option<&str>, ident: &str) -> Result<Vec<Claim>> {
         let by_id = LeaseId::parse(ident);
         let slug = crate::lease::id::normalize_slug(ident);
@@ -141,37 +223,35 @@ impl Claims {
             .collect())
     }
 
-    /// Every claim, sorted by creation time. Unreadable files are reported, not skipped.
+    /// Every readable claim, sorted by creation time (damaged files are left out; see
+    /// [`Claims::scan`]).
     pub fn all(&self) -> Result<Vec<Claim>> {
-        let entries = match fs_err::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut claims = Vec::new();
-        for entry in entries {
-            let path = entry?.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            claims.push(parse(&path, &fs_err::read(&path)?)?);
-        }
+        Ok(self.scan()?.claims)
+    }
+
+    /// Every readable claim, sorted by creation time, and every damaged claim file.
+    pub fn scan(&self) -> Result<ClaimScan> {
+        let (mut claims, damaged) = records::scan::<Claim>(&self.dir, "claim")?;
         claims.sort_by(|a, b| {
             a.created_at
                 .cmp(&b.created_at)
                 .then(a.lease_id.cmp(&b.lease_id))
         });
-        Ok(claims)
+        Ok(ClaimScan { claims, damaged })
     }
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<Claim> {
-    serde_json::from_slice(bytes).with_context(|| {
+/// The failure of a command whose lease was stopped while it was using it (exit 4).
+pub fn stopped_meanwhile(lease: &LeaseId) -> anyhow::Error {
+    Failure::new(
+        ErrorKind::NotFound,
         format!(
-            "claim file {} is damaged; remove it if the lease is gone",
-            path.display()
-        )
-    })
+            "lease {lease} was stopped while this command was using it (its claim is gone); \
+             cbx recreated nothing for it"
+        ),
+    )
+    .hint("`cbx list` shows your leases; `cbx warmup` leases a new one")
+    .into()
 }
 
 #[cfg(test)]
@@ -191,16 +271,18 @@ mod tests {
             created_at: "2026-01-01T00:00:00Z".into(),
             expires_at: "2026-01-01T01:30:00Z".into(),
             last_used_at: "2026-01-01T00:00:00Z".into(),
+            generation: 0,
         }
     }
 
     #[test]
-    fn put_get_all_remove_with_private_files() {
+    fn create_get_all_remove_with_private_files() {
         let dir = tempfile::tempdir().unwrap();
         let claims = Claims::new(dir.path().join("claims"));
         let lock = claims.lock().unwrap();
-        let c = claim("cbx_0123456789ab");
-        claims.put(&c, &lock).unwrap();
+        let c = claims.create(&claim("cbx_0123456789ab"), &lock).unwrap();
+        assert_eq!(c.generation, 1);
+        assert!(claims.create(&c, &lock).is_err(), "a claim is created once");
         assert_eq!(claims.get(&c.lease_id).unwrap(), Some(c.clone()));
         assert_eq!(claims.all().unwrap(), vec![c.clone()]);
         #[cfg(unix)]
@@ -223,14 +305,99 @@ mod tests {
     }
 
     #[test]
-    fn damaged_claim_says_what_to_do() {
+    fn updates_apply_only_to_the_generation_read() {
         let dir = tempfile::tempdir().unwrap();
         let claims = Claims::new(dir.path().to_path_buf());
-        std::fs::write(dir.path().join("cbx_0123456789ab.json"), "{").unwrap();
-        let err = claims.all().unwrap_err();
-        assert!(
-            format!("{err:#}").contains("is damaged; remove it if the lease is gone"),
-            "{err:#}"
+        let c = claims
+            .create(&claim("cbx_0123456789ab"), &claims.lock().unwrap())
+            .unwrap();
+        let touch = |c: &mut Claim| c.last_used_at = "2026-01-01T00:05:00Z".into();
+        let Update::Done(now) = claims.update(&c.lease_id, "sb-1", 1, touch).unwrap() else {
+            panic!("the first update applies");
+        };
+        assert_eq!(now.generation, 2);
+        assert_eq!(now.last_used_at, "2026-01-01T00:05:00Z");
+        // A writer still holding generation 1 changes nothing.
+        assert_eq!(
+            claims
+                .update(&c.lease_id, "sb-1", 1, |c| c.slug = "stale".into())
+                .unwrap(),
+            Update::Changed(now.clone())
         );
+        // Another sandbox, or no claim at all: gone.
+        assert_eq!(
+            claims.update(&c.lease_id, "sb-2", 2, touch).unwrap(),
+            Update::Gone
+        );
+        claims.discard(&c.lease_id).unwrap();
+        assert_eq!(
+            claims.update(&c.lease_id, "sb-1", 2, touch).unwrap(),
+            Update::Gone
+        );
+        assert!(
+            claims.get(&c.lease_id).unwrap().is_none(),
+            "nothing resurrected"
+        );
+        let lock = claims.lock().unwrap();
+        let err = claims.require(&c.lease_id, "sb-1", &lock).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 4);
+        assert!(format!("{err:#}").contains("was stopped while this command"));
+    }
+
+    #[test]
+    fn a_damaged_claim_affects_only_its_own_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims = Claims::new(dir.path().to_path_buf());
+        let good = claims
+            .create(&claim("cbx_aaaaaaaaaaaa"), &claims.lock().unwrap())
+            .unwrap();
+        std::fs::write(dir.path().join("cbx_0123456789ab.json"), "{").unwrap();
+        let scan = claims.scan().unwrap();
+        assert_eq!(scan.claims, vec![good.clone()]);
+        assert_eq!(scan.damaged.len(), 1);
+        let damaged = &scan.damaged[0];
+        assert_eq!(damaged.lease, LeaseId::parse("cbx_0123456789ab"));
+        let hint = damaged.hint();
+        assert!(hint.contains("cbx list --json"), "{hint}");
+        assert!(hint.contains(".damaged"), "{hint}");
+        assert!(!hint.contains("rm "), "{hint}");
+        assert!(!hint.contains("remove it"), "{hint}");
+        assert_eq!(claims.get(&good.lease_id).unwrap(), Some(good));
+        let err = claims
+            .get(&LeaseId::parse("cbx_0123456789ab").unwrap())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("is damaged"), "{err:#}");
+    }
+
+    /// The claim struct of the previous cbx (before generations), which must keep reading
+    /// today's files, and whose files today's cbx must read.
+    #[derive(Debug, Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PreviousClaim {
+        version: u32,
+        lease_id: LeaseId,
+        slug: String,
+        provider: String,
+        sandbox_id: String,
+        sandbox_name: String,
+        repo_root: Option<String>,
+        work_root: String,
+        created_at: String,
+        expires_at: String,
+        last_used_at: String,
+    }
+
+    #[test]
+    fn claim_files_stay_readable_across_versions() {
+        let today = Claim {
+            generation: 7,
+            ..claim("cbx_0123456789ab")
+        };
+        let json = serde_json::to_vec(&today).unwrap();
+        let old: PreviousClaim = serde_json::from_slice(&json).unwrap();
+        assert_eq!(old.sandbox_id, "sb-1");
+        let back: Claim = serde_json::from_slice(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(back.generation, 0);
+        assert_eq!(back.lease_id, today.lease_id);
     }
 }

@@ -45,8 +45,11 @@ pub async fn ssh(session: &mut Session, lease: &Lease) -> Result<SshClient> {
     Ok(client)
 }
 
-/// The remote work directory for `repo` on `lease`: `<work root>/<lease id>/<repo name>`.
-pub fn workdir(lease: &Lease, repo: Option<&Path>) -> String {
+/// The remote work directory for `repo` on `lease`: `<work root>/<lease id>/<repo name>`. A
+/// work root that a remote command could misread (leading `-`, control characters) is a
+/// provider fault (exit 8).
+pub fn workdir(lease: &Lease, repo: Option<&Path>) -> Result<String> {
+    crate::remote::check_work_root(&lease.ownership.provider, &lease.ownership.work_root)?;
     let root = lease.ownership.work_root.trim_end_matches('/');
     let root = root.strip_prefix("~/").unwrap_or(root);
     let root = if root.is_empty() || root == "~" {
@@ -70,5 +73,5 @@ pub fn workdir(lease: &Lease, repo: Option<&Path>) -> String {
         })
         .filter(|n| !n.is_empty() && n != "." && n != "..")
         .unwrap_or_else(|| "work".into());
-    format!("{root}/{}/{name}", lease.ownership.lease)
+    Ok(format!("{root}/{}/{name}", lease.ownership.lease))
 }

@@ -7,12 +7,16 @@
 //! - [`Lease`] (here): a lease and its sandbox as last seen.
 //! - [`id`]: lease ids and slugs.
 //! - [`labels`]: the ownership labels written on sandboxes.
-//! - [`claims`]: local claims (JSON files, 0600, atomic, locked).
+//! - [`claims`]: local claims (JSON files, 0600, atomic, locked, with generations).
+//! - [`intent`]: intents — what cbx is about to create, recorded before it asks.
+//! - [`records`]: reading directories of claims and intents, damaged files reported.
 //! - [`session`]: a configured provider with the host's retry policy.
 //! - [`acquire`]: creating a lease, and cleaning up when that fails.
+//! - [`reconcile`]: finishing intents whose process is gone (adopt or delete).
 //! - [`ready`]: waiting for a sandbox to be ready; marking a lease as used.
 //! - [`resolve`]: finding leases by id or slug, and listing them.
 //! - [`release`]: deleting leases, forgetting gone ones, reaping expired ones.
+//! - [`stop`]: `cbx stop`, also of a lease whose creation never finished.
 //! - [`access`]: the SSH access cache (minted access, kept per lease and reused).
 //! - [`connect`]: an SSH client that logs in, and the remote work directory.
 //! - [`view`]: what `status`, `list` and `warmup` report.
@@ -22,11 +26,15 @@ pub mod acquire;
 pub mod claims;
 pub mod connect;
 pub mod id;
+pub mod intent;
 pub mod labels;
 pub mod ready;
+pub mod reconcile;
+pub mod records;
 pub mod release;
 pub mod resolve;
 pub mod session;
+pub mod stop;
 pub mod view;
 
 use anyhow::Result;
@@ -90,9 +98,22 @@ pub fn now_unix() -> i64 {
     Utc::now().timestamp()
 }
 
-/// Unix seconds as RFC 3339.
+/// The latest time cbx writes: 9999-12-31T23:59:59Z, the last one RFC 3339 can say.
+pub const LATEST: i64 = 253_402_300_799;
+
+/// Unix seconds as RFC 3339, clamped to 1970…9999 (never wrapping to another date).
 pub fn rfc3339(secs: i64) -> String {
-    DateTime::<Utc>::from_timestamp(secs, 0)
+    DateTime::<Utc>::from_timestamp(secs.clamp(0, LATEST), 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_never_wrap() {
+        assert_eq!(super::rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(super::rfc3339(-5), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(86_400), "1970-01-02T00:00:00Z");
+    }
 }

@@ -1,11 +1,13 @@
 //! Waiting for a lease's sandbox: polling `get` until it is ready (starting it if it was
-//! stopped), refusing an expired lease, and marking a lease as used.
+//! stopped), refusing an expired lease, and marking a lease as used (a conditional update of
+//! its claim).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::error::{ErrorKind, Failure, fail};
+use crate::lease::claims::{Update, stopped_meanwhile};
 use crate::lease::session::Session;
 use crate::lease::{Lease, now_unix, rfc3339};
 use crate::progress::{Progress, human_duration};
@@ -122,15 +124,34 @@ pub async fn ensure_ready(
     Ok(())
 }
 
-/// Records that the lease is in use: the provider's idle timer and the claim's last use.
-/// Best effort.
-pub async fn touch(session: &mut Session, lease: &Lease) {
+/// Records that the lease is in use: in the claim (only while it still exists — a lease
+/// stopped meanwhile fails with exit 4, before anything else is done with it), then in the
+/// provider's idle timer (best effort).
+pub async fn touch(session: &mut Session, lease: &mut Lease) -> Result<()> {
+    if let Some(claim) = &lease.claim {
+        let now = rfc3339(now_unix());
+        let mut generation = claim.generation;
+        // Another cbx using the lease may write the claim in between: apply the change to
+        // what it wrote (a few times at most).
+        for _ in 0..5 {
+            let update =
+                session
+                    .claims()
+                    .update(&claim.lease_id, &claim.sandbox_id, generation, |c| {
+                        c.last_used_at = now.clone()
+                    })?;
+            match update {
+                Update::Done(c) => {
+                    lease.claim = Some(c);
+                    break;
+                }
+                Update::Changed(c) => generation = c.generation,
+                Update::Gone => return Err(stopped_meanwhile(&claim.lease_id)),
+            }
+        }
+    }
     if let Err(e) = session.touch(&lease.sandbox.id).await {
         tracing::debug!("touch failed: {e}");
     }
-    if let Some(claim) = &lease.claim {
-        let mut claim = claim.clone();
-        claim.last_used_at = rfc3339(now_unix());
-        let _ = session.claims().save(&claim);
-    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
-//! Ending leases: deleting a lease's sandbox (only with an exact claim), forgetting a lease
-//! whose sandbox is gone, and reaping expired leases. Whatever this machine keeps for a lease
-//! — claim, SSH access, sync records — goes with it.
+//! Ending leases: deleting a lease's sandbox (only with an exact claim, or patiently after a
+//! failed creation), forgetting a lease whose sandbox is gone, and reaping expired leases.
+//! Whatever this machine keeps for a lease — claim, SSH access, sync records — goes with it,
+//! under the claims lock, so that nothing depending on the claim is written meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -34,8 +35,7 @@ pub async fn release(session: &mut Session, lease: &Lease, wait: Duration) -> Re
     lease.require_claim("delete")?;
     let id = lease.sandbox.id.clone();
     let existed = session.delete(&id).await.map_err(|e| session.failure(e))?;
-    session.claims().discard(&lease.ownership.lease)?;
-    forget_local(session, &lease.ownership.lease).await;
+    forget(session, &lease.ownership.lease).await?;
     if existed && !wait.is_zero() && !session.persistent() {
         wait_gone(session, &id, wait).await;
     }
@@ -69,13 +69,56 @@ async fn wait_gone(session: &mut Session, id: &str, wait: Duration) {
     progress.clear();
 }
 
-/// Removes what this machine keeps for a lease besides its claim: SSH access (closing its
-/// connection) and sync records.
-pub async fn forget_local(session: &Session, lease: &LeaseId) {
-    AccessCache::of(session.dirs(), lease)
-        .forget(session.env())
-        .await;
+/// Removes everything this machine keeps for a lease: closes its SSH master connection, then,
+/// under the claims lock, removes its claim, its SSH access files and its sync records. A
+/// command still using the lease finds the claim gone before it writes anything for it.
+pub async fn forget(session: &Session, lease: &LeaseId) -> Result<()> {
+    let cache = AccessCache::of(session.dirs(), lease);
+    cache.close().await;
+    let lock = session.claims().lock()?;
+    session.claims().remove(lease, &lock)?;
+    cache.remove();
     crate::sync::forget(&session.dirs().state, lease.as_str());
+    Ok(())
+}
+
+/// How long deleting after a failed or interrupted creation keeps trying while the service
+/// refuses (services refuse to delete a sandbox mid-creation).
+pub const CLEANUP_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Deletes `id`, waiting out conflicts (a transition in progress) and temporary failures
+/// until `patience` is used up. `Ok` also when it was already gone.
+pub async fn delete_patiently(session: &mut Session, id: &str, patience: Duration) -> Result<()> {
+    let deadline = Instant::now() + patience;
+    let mut progress: Option<Progress> = None;
+    let outcome = loop {
+        match session.delete(id).await {
+            Ok(_) => break Ok(()),
+            Err(CallError::Provider(
+                ProviderError::Conflict(_)
+                | ProviderError::Unavailable(_)
+                | ProviderError::RateLimited(_),
+            )) if Instant::now() < deadline => {
+                let state = session
+                    .get(id)
+                    .await
+                    .map(|s| s.provider_state)
+                    .unwrap_or_default();
+                let quiet = session.quiet();
+                let message =
+                    format!("waiting for sandbox {id} to settle so it can be deleted ({state})");
+                progress
+                    .get_or_insert_with(|| Progress::start(message.clone(), quiet))
+                    .set(message);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => break Err(session.failure(e)),
+        }
+    };
+    if let Some(p) = progress {
+        p.clear();
+    }
+    outcome
 }
 
 /// Removes a claim whose sandbox no longer exists (confirmed by the provider).
@@ -86,8 +129,7 @@ pub async fn forget_if_gone(session: &mut Session, claim: &Claim) -> Result<bool
         Err(e) => return Err(session.failure(e)),
     };
     if gone {
-        session.claims().discard(&claim.lease_id)?;
-        forget_local(session, &claim.lease_id).await;
+        forget(session, &claim.lease_id).await?;
     }
     Ok(gone)
 }
@@ -128,52 +170,4 @@ pub async fn reap_expired(session: &mut Session) {
             }
         }
     }
-}
-
-/// What `cbx stop` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stopped {
-    /// The lease.
-    pub lease: LeaseId,
-    /// Its slug.
-    pub slug: String,
-    /// Its sandbox.
-    pub sandbox: String,
-    /// Whether the sandbox was already gone (only the claim was removed).
-    pub already_gone: bool,
-}
-
-/// Deletes the sandbox of the lease `ident` names and forgets the lease, waiting up to `wait`
-/// for the provider to report it gone; a claim whose sandbox is already gone is removed once
-/// the provider confirms it.
-pub async fn stop(session: &mut Session, ident: &str, wait: Duration) -> Result<Stopped> {
-    let lease = match resolve(session, ident).await {
-        Ok(lease) => lease,
-        Err(e) if crate::error::failure(&e).is_some_and(|f| f.kind == ErrorKind::NotFound) => {
-            let claim = session
-                .claims()
-                .matching(Some(session.name()), ident)?
-                .into_iter()
-                .next();
-            if let Some(claim) = claim
-                && forget_if_gone(session, &claim).await?
-            {
-                return Ok(Stopped {
-                    lease: claim.lease_id,
-                    slug: claim.slug,
-                    sandbox: claim.sandbox_id,
-                    already_gone: true,
-                });
-            }
-            return Err(e);
-        }
-        Err(e) => return Err(e),
-    };
-    let released = release(session, &lease, wait).await?;
-    Ok(Stopped {
-        lease: lease.ownership.lease,
-        slug: lease.ownership.slug,
-        sandbox: lease.sandbox.id,
-        already_gone: released == Released::AlreadyGone,
-    })
 }

@@ -28,6 +28,10 @@ pub async fn resolve(session: &mut Session, ident: &str) -> Result<Lease> {
         return claimed(session, claim).await;
     }
     let by_id = LeaseId::parse(ident);
+    if let Some(id) = &by_id {
+        // A damaged claim file of exactly this lease: say so (it affects this lease only).
+        session.claims().get(id)?;
+    }
     let slug = id::normalize_slug(ident);
     let owned = session.list_owned().await.map_err(|e| session.failure(e))?;
     let found: Vec<_> = owned
@@ -35,12 +39,7 @@ pub async fn resolve(session: &mut Session, ident: &str) -> Result<Lease> {
         .filter(|(_, o)| Some(&o.lease) == by_id.as_ref() || o.slug == slug)
         .collect();
     match found.len() {
-        0 => Err(Failure::new(
-            ErrorKind::NotFound,
-            format!("no {} lease matches `{ident}`", session.name()),
-        )
-        .hint("`cbx list` shows your leases")
-        .into()),
+        0 => Err(not_found(session, ident, by_id.as_ref(), &slug)),
         1 => {
             let (sandbox, ownership) = found.into_iter().next().expect("one");
             Ok(Lease {
@@ -54,6 +53,29 @@ pub async fn resolve(session: &mut Session, ident: &str) -> Result<Lease> {
             format!("`{ident}` matches several leases; use the lease id"),
         )),
     }
+}
+
+/// Nothing matches `ident`: says whether a cbx process is still creating that lease.
+fn not_found(session: &Session, ident: &str, by_id: Option<&LeaseId>, slug: &str) -> anyhow::Error {
+    let creating = session.intents().scan().ok().and_then(|(all, _)| {
+        all.into_iter().find(|i| {
+            i.provider == session.name()
+                && (Some(&i.lease().lease_id) == by_id || i.lease().slug == slug)
+        })
+    });
+    let message = match creating {
+        Some(i) => format!(
+            "lease {} ({}) is not made yet: `cbx {}` (pid {}) has not finished creating it",
+            i.id,
+            i.lease().slug,
+            i.command,
+            i.owner.pid
+        ),
+        None => format!("no {} lease matches `{ident}`", session.name()),
+    };
+    Failure::new(ErrorKind::NotFound, message)
+        .hint("`cbx list` shows your leases")
+        .into()
 }
 
 /// The lease of `claim`, read from the provider; its sandbox must still carry its labels.

@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::environment::Environment;
 use crate::grant::Grant;
+use crate::grant::ssh::SshGrant;
 use crate::lease::claims::Claims;
+use crate::lease::intent::Intents;
 use crate::lease::labels::Ownership;
 use crate::paths::Dirs;
 use crate::progress;
@@ -45,10 +48,11 @@ enum Repeat {
     OnlyIfRejected,
 }
 
-/// A provider ready for lease operations, with this user's claims.
+/// A provider ready for lease operations, with this user's claims and intents.
 pub struct Session {
     provider: Configured,
     claims: Claims,
+    intents: Intents,
     dirs: Dirs,
     env: Environment,
     quiet: bool,
@@ -61,6 +65,7 @@ impl Session {
     pub fn new(provider: Configured, dirs: Dirs, env: Environment, quiet: bool) -> Session {
         Session {
             claims: Claims::new(dirs.claims()),
+            intents: Intents::new(dirs.intents()),
             provider,
             dirs,
             env,
@@ -89,9 +94,27 @@ impl Session {
         self.provider.grant()
     }
 
+    /// Where the provider's minted SSH access may lead, and the user's key.
+    pub fn ssh_grant(&self) -> &SshGrant {
+        self.provider.ssh_grant()
+    }
+
+    /// Appends `record` to the audit log (a failure to write is a warning, as for the
+    /// provider's own events).
+    pub fn audit(&self, record: &AuditRecord) {
+        if let Err(e) = AuditLog::new(self.dirs.audit_log()).append(record) {
+            tracing::warn!("could not write the audit log: {e:#}");
+        }
+    }
+
     /// This user's claims.
     pub fn claims(&self) -> &Claims {
         &self.claims
+    }
+
+    /// What this user's cbx processes are creating (see `lease::intent`).
+    pub fn intents(&self) -> &Intents {
+        &self.intents
     }
 
     /// cbx's directories (SSH access and sync records live there too).

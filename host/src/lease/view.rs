@@ -1,9 +1,14 @@
-//! What cbx reports about a lease, for people and for `--json`.
+//! What cbx reports about a lease, for people and for `--json` — and, in `list`, about leases
+//! not made yet (unfinished intents) and damaged state files.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use anyhow::Result;
 use serde::Serialize;
 
+use crate::lease::intent::{Intent, Intents};
+use crate::lease::records::DamagedFile;
 use crate::lease::{Lease, now_unix, rfc3339};
 use crate::provider::api::SandboxState;
 
@@ -54,6 +59,190 @@ pub struct LeaseView {
     /// The repository the claim binds, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repo_root: Option<String>,
+    /// The command still creating the lease (or whose creation cbx could not finish yet), if
+    /// any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unfinished: Option<UnfinishedView>,
+}
+
+/// An unfinished creation: an intent (see `lease::intent`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnfinishedView {
+    /// The command that recorded it: `warmup`, `run`, `run --keep`.
+    pub command: String,
+    /// That command's process id.
+    pub pid: u32,
+    /// Whether that process is still running (else the next cbx command finishes it).
+    pub running: bool,
+    /// When it was recorded (RFC 3339).
+    pub since: String,
+    /// What happens if its process is gone: `adopt` (keep the sandbox as the lease, if
+    /// healthy) or `delete`.
+    pub then: String,
+    /// The intent file.
+    pub file: String,
+}
+
+impl UnfinishedView {
+    /// The view of `intent`, whose owner is `running` or not.
+    pub fn of(intent: &Intent, running: bool, file: &Path) -> UnfinishedView {
+        UnfinishedView {
+            command: intent.command.clone(),
+            pid: intent.owner.pid,
+            running,
+            since: intent.recorded_at.clone(),
+            then: intent.settle.as_str().to_string(),
+            file: file.display().to_string(),
+        }
+    }
+}
+
+/// A lease that exists only as an intent so far: `list` shows it with state `unfinished`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntentView {
+    /// The lease id.
+    pub lease_id: String,
+    /// The slug.
+    pub slug: String,
+    /// The provider.
+    pub provider: String,
+    /// The provider's sandbox id, once known.
+    pub sandbox_id: Option<String>,
+    /// The name cbx asked the provider for.
+    pub sandbox_name: String,
+    /// Always `unfinished`.
+    pub state: &'static str,
+    /// What is unfinished.
+    pub unfinished: UnfinishedView,
+}
+
+impl IntentView {
+    /// The view of `intent`.
+    pub fn of(intent: &Intent, unfinished: UnfinishedView) -> IntentView {
+        IntentView {
+            lease_id: intent.lease().lease_id.to_string(),
+            slug: intent.lease().slug.clone(),
+            provider: intent.provider.clone(),
+            sandbox_id: intent.object_id.clone(),
+            sandbox_name: intent.name.clone(),
+            state: "unfinished",
+            unfinished,
+        }
+    }
+}
+
+/// A claim or intent file cbx cannot read: `list` shows it with state `damaged`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DamagedView {
+    /// The lease its file name names, if it names one.
+    pub lease_id: Option<String>,
+    /// Always `damaged`.
+    pub state: &'static str,
+    /// What is damaged.
+    pub damaged: DamagedDetail,
+}
+
+/// The damaged file, why, and what to do.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DamagedDetail {
+    /// `claim` or `intent`.
+    pub record: String,
+    /// The file.
+    pub file: String,
+    /// Why it cannot be read.
+    pub error: String,
+    /// What to do (never "delete it": it may be the only record of a live sandbox).
+    pub hint: String,
+}
+
+impl DamagedView {
+    /// The view of `file`.
+    pub fn of(file: &DamagedFile) -> DamagedView {
+        DamagedView {
+            lease_id: file.lease.as_ref().map(|l| l.to_string()),
+            state: "damaged",
+            damaged: DamagedDetail {
+                record: file.record.to_string(),
+                file: file.path.display().to_string(),
+                error: file.error.clone(),
+                hint: file.hint(),
+            },
+        }
+    }
+}
+
+/// One element of `list --json`: a lease, an unfinished creation or a damaged file. All have
+/// `state`; leases and unfinished creations have `leaseId`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ListEntry {
+    /// A lease.
+    Lease(Box<LeaseView>),
+    /// A lease not made yet.
+    Unfinished(IntentView),
+    /// A file cbx cannot read.
+    Damaged(DamagedView),
+}
+
+/// What `list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The leases (with their unfinished creation attached, if any).
+    pub leases: Vec<LeaseView>,
+    /// Creations with no lease to show yet.
+    pub unfinished: Vec<IntentView>,
+    /// Damaged claim and intent files.
+    pub damaged: Vec<DamagedView>,
+}
+
+impl Listing {
+    /// `leases`, with the intents of `provider` in `intents` attached or added, and the
+    /// damaged files.
+    pub fn new(
+        leases: Vec<LeaseView>,
+        provider: &str,
+        intents: &Intents,
+        damaged: &[DamagedFile],
+    ) -> Result<Listing> {
+        let mut listing = Listing {
+            leases,
+            unfinished: Vec::new(),
+            damaged: damaged.iter().map(DamagedView::of).collect(),
+        };
+        let (all, damaged_intents) = intents.scan()?;
+        listing
+            .damaged
+            .extend(damaged_intents.iter().map(DamagedView::of));
+        for intent in all.iter().filter(|i| i.provider == provider) {
+            let view = UnfinishedView::of(
+                intent,
+                intents.owner_alive(&intent.id),
+                &intents.json(&intent.id),
+            );
+            let lease = intent.lease().lease_id.to_string();
+            match listing.leases.iter_mut().find(|l| l.lease_id == lease) {
+                Some(l) => l.unfinished = Some(view),
+                None => listing.unfinished.push(IntentView::of(intent, view)),
+            }
+        }
+        Ok(listing)
+    }
+
+    /// Every entry, for `--json`: leases, then unfinished creations, then damaged files.
+    pub fn entries(self) -> Vec<ListEntry> {
+        let mut out: Vec<ListEntry> = self
+            .leases
+            .into_iter()
+            .map(|l| ListEntry::Lease(Box::new(l)))
+            .collect();
+        out.extend(self.unfinished.into_iter().map(ListEntry::Unfinished));
+        out.extend(self.damaged.into_iter().map(ListEntry::Damaged));
+        out
+    }
 }
 
 impl LeaseView {
@@ -85,6 +274,7 @@ impl LeaseView {
             work_root: o.work_root.clone(),
             claimed: lease.exactly_claimed(),
             repo_root: lease.claim.as_ref().and_then(|c| c.repo_root.clone()),
+            unfinished: None,
         }
     }
 }

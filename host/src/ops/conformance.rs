@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::lease::access::target_of;
+use crate::lease::access::{AccessOrigin, admit, target_of};
 use crate::lease::session::Session;
 use crate::provider::api::{self, OptionKind, ProviderError, SandboxState};
 use crate::provider::{CallError, Feature};
@@ -310,20 +310,17 @@ async fn labelling(
     }
 }
 
-/// Minted SSH access is usable as an ssh config's target.
+/// Minted SSH access is usable as an ssh config's target, and its destination lies within
+/// the provider's grant (the one check every minted access passes; audited).
 async fn ssh_access(suite: &mut Suite<'_>, session: &mut Session, id: &str) {
     match session.mint_ssh_access(id).await {
         Ok(a) => {
-            let port = a.port;
-            let target = target_of(a);
-            if target.user_is_secret {
-                session.redactor().add(&target.user, crate::redact::TOKEN);
-            }
-            match target.validate(session.name()) {
-                Ok(()) => suite.record(
+            let minted = target_of(a);
+            match admit(session, None, &minted, AccessOrigin::Minted) {
+                Ok(target) => suite.record(
                     "ssh-access",
                     StepResult::Pass,
-                    format!("{}:{port}", target.shown_destination()),
+                    format!("{}:{}", target.shown_destination(), target.port),
                 ),
                 Err(e) => suite.record("ssh-access", StepResult::Fail, e.to_string()),
             }

@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::grant::GrantedEndpoint;
 use crate::grant::approval::{Approval, Approvals, Unapproved, Verdict};
-use crate::grant::manifest::{CredentialDecl, EndpointDecl, Manifest};
+use crate::grant::manifest::{CredentialDecl, EndpointDecl, Manifest, SshDecl};
+use crate::grant::ssh::SshGrant;
 use crate::provenance::Definition;
 use crate::provider::Loaded;
 use crate::provider::api;
@@ -146,6 +147,8 @@ pub struct ManifestReport {
     pub credentials: Vec<CredentialDecl>,
     /// Credentials that satisfy authentication, in order of preference.
     pub auth_one_of: Vec<String>,
+    /// Where its sandboxes are reached over SSH (`null`: nowhere).
+    pub ssh: Option<SshDecl>,
 }
 
 /// The effective grant.
@@ -158,6 +161,8 @@ pub struct GrantReport {
     pub credentials: Vec<GrantedCredential>,
     /// Why authentication is impossible, if it is.
     pub auth_problem: Option<String>,
+    /// Where minted SSH access may lead, with where each destination came from, and the key.
+    pub ssh: SshGrant,
 }
 
 /// A declared credential in this invocation. Never its value.
@@ -243,6 +248,7 @@ fn manifest(m: &Manifest) -> ManifestReport {
             .as_ref()
             .map(|a| a.one_of.clone())
             .unwrap_or_default(),
+        ssh: m.ssh.clone(),
     }
 }
 
@@ -282,5 +288,8 @@ fn grant(ctx: &Context, loaded: &Loaded) -> GrantReport {
             })
             .collect(),
         auth_problem: grant.auth_problem.as_ref().map(|p| p.message.clone()),
+        ssh: grant
+            .ssh
+            .with_options(&ctx.options(loaded).unwrap_or_default()),
     }
 }

@@ -1,6 +1,8 @@
 //! `cbx run` as a library call: check everything local (forwarded variables, the repository,
 //! the file list), lease or resolve a sandbox, sync the tree, run the command with its output
-//! streaming, and delete a one-shot sandbox afterwards — also on Ctrl-C.
+//! streaming, and delete a one-shot sandbox afterwards — also on SIGINT, SIGTERM or SIGHUP.
+//! A one-shot lease stays on record as an intent until it is deleted, so a `kill -9` at any
+//! instant leaves it to the next command to delete.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -8,29 +10,29 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::audit::{AuditRecord, DataOutcome, SyncAudit};
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
-use crate::lease::acquire::{AcquireRequest, acquire};
+use crate::interrupt;
+use crate::lease::acquire::{AcquireRequest, Acquired, acquire};
+use crate::lease::claims::stopped_meanwhile;
 use crate::lease::id::LeaseId;
+use crate::lease::intent::IntentHold;
 use crate::lease::session::Session;
-use crate::lease::{Lease, connect, ready, release, resolve};
+use crate::lease::{Lease, connect, ready, reconcile, release, resolve};
 use crate::progress;
 use crate::remote::{self, Program};
 use crate::ssh::SshClient;
 use crate::sync::{self, FileList};
+use crate::testpoint;
 
 /// Which lease a run uses.
 #[derive(Debug, Clone)]
 pub enum LeaseChoice {
     /// An existing lease (id or slug), kept afterwards.
     Existing(String),
-    /// A new lease, deleted when the command ends unless `keep`.
-    New {
-        /// What it should look like.
-        request: AcquireRequest,
-        /// Keep it afterwards.
-        keep: bool,
-    },
+    /// A new lease; deleted when the command ends unless its purpose keeps it.
+    New(AcquireRequest),
 }
 
 /// What `cbx run` was asked to do.
@@ -64,15 +66,10 @@ struct Job {
 /// Runs `request`; returns the remote command's exit status.
 pub async fn run(ctx: &Context, request: &RunRequest) -> Result<u8> {
     let job = prepare(ctx, request)?;
-    let (mut session, mut lease, one_shot) = lease_for(ctx, request).await?;
-    let outcome = tokio::select! {
-        r = execute(&mut session, &mut lease, &job) => r,
-        () = crate::interrupt::interrupted() => Err(fail(ErrorKind::Interrupted, "interrupted")),
-    };
-    if !one_shot {
-        return outcome;
+    match &request.lease {
+        LeaseChoice::Existing(ident) => run_existing(ctx, ident, request.ready_timeout, &job).await,
+        LeaseChoice::New(acquire) => run_new(ctx, acquire, &job).await,
     }
-    release_one_shot(&mut session, &lease, outcome).await
 }
 
 /// The checks that need no sandbox: forwarded variables, the repository, the file list.
@@ -100,47 +97,106 @@ fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
     })
 }
 
-/// The session and lease to run on, and whether the lease is a one-shot to delete afterwards.
-async fn lease_for(ctx: &Context, request: &RunRequest) -> Result<(Session, Lease, bool)> {
-    match &request.lease {
-        LeaseChoice::Existing(ident) => {
-            let provider = ctx.provider_for(ident)?;
-            let mut session = ctx.session(&provider).await?;
-            let mut lease = resolve::resolve(&mut session, ident).await?;
-            lease.require_claim("use")?;
-            ready::ensure_ready(&mut session, &mut lease, request.ready_timeout).await?;
-            Ok((session, lease, false))
+/// Runs on the existing lease `ident`, which is kept.
+async fn run_existing(
+    ctx: &Context,
+    ident: &str,
+    ready_timeout: Duration,
+    job: &Job,
+) -> Result<u8> {
+    let provider = ctx.provider_for(ident)?;
+    let mut session = ctx.session(&provider).await?;
+    let mut lease = resolve::resolve(&mut session, ident).await?;
+    lease.require_claim("use")?;
+    ready::ensure_ready(&mut session, &mut lease, ready_timeout).await?;
+    let _shield = interrupt::shield();
+    let outcome = tokio::select! {
+        r = async {
+            testpoint::reached(session.env(), "run:resolved").await;
+            execute(&mut session, &mut lease, job).await
+        } => r,
+        signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
+    };
+    unless_stopped(&session, &lease, outcome).await
+}
+
+/// Runs on a new lease, deleted afterwards unless kept.
+async fn run_new(ctx: &Context, request: &AcquireRequest, job: &Job) -> Result<u8> {
+    let mut session = ctx.session(&ctx.provider_name()).await?;
+    let _shield = interrupt::shield();
+    let Acquired { mut lease, intent } = acquire(&mut session, request).await?;
+    progress::report(&format!(
+        "leased {} slug={} provider={} sandbox={}{}",
+        lease.ownership.lease,
+        lease.ownership.slug,
+        lease.ownership.provider,
+        lease.sandbox.id,
+        if intent.is_some() {
+            " (deleted when the command ends; --keep keeps it)"
+        } else {
+            ""
         }
-        LeaseChoice::New { request, keep } => {
-            let mut session = ctx.session(&ctx.provider_name()).await?;
-            let lease = acquire(&mut session, request).await?;
-            progress::report(&format!(
-                "leased {} slug={} provider={} sandbox={}{}",
-                lease.ownership.lease,
-                lease.ownership.slug,
-                lease.ownership.provider,
-                lease.sandbox.id,
-                if *keep {
-                    ""
-                } else {
-                    " (deleted when the command ends; --keep keeps it)"
-                }
-            ));
-            Ok((session, lease, !keep))
-        }
+    ));
+    let outcome = tokio::select! {
+        r = execute(&mut session, &mut lease, job) => r,
+        signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
+    };
+    match intent {
+        Some(hold) => release_one_shot(&mut session, &lease, hold, outcome).await,
+        None => unless_stopped(&session, &lease, outcome).await,
     }
 }
 
-/// Deletes a one-shot lease's sandbox after the command (a second Ctrl-C abandons it). When
-/// that fails the user is told how to clean up, and a successful command is not reported as
-/// success: a sandbox may be left running.
-async fn release_one_shot(session: &mut Session, lease: &Lease, outcome: Result<u8>) -> Result<u8> {
-    let cleanup = tokio::select! {
-        r = release::release(session, lease, Duration::ZERO) => r.map(|_| ()),
-        () = crate::interrupt::interrupted() => Err(fail(ErrorKind::Interrupted, "interrupted again")),
+/// After a run on a kept lease: when `cbx stop` removed the claim meanwhile, removes what the
+/// run may have written for the lease since (SSH access, sync records) and reports that (exit
+/// 4) instead of the failure the stop caused. A signal's own failure is kept.
+async fn unless_stopped(session: &Session, lease: &Lease, outcome: Result<u8>) -> Result<u8> {
+    let id = &lease.ownership.lease;
+    let claimed = match session.claims().get(id) {
+        Ok(claim) => claim.is_some_and(|c| c.sandbox_id == lease.sandbox.id),
+        Err(_) => true,
     };
-    match cleanup {
+    if claimed {
+        return outcome;
+    }
+    if let Err(e) = release::forget(session, id).await {
+        progress::report(&format!("warning: {e:#}"));
+    }
+    match outcome {
+        Ok(code) => {
+            progress::report(&format!(
+                "note: lease {id} was stopped while this command ran; cbx kept nothing for it"
+            ));
+            Ok(code)
+        }
+        Err(e) if crate::error::exit_code(&e) >= 128 => Err(e),
+        Err(_) => Err(stopped_meanwhile(id)),
+    }
+}
+
+/// Deletes a one-shot lease's sandbox after the command and finishes its intent. When that
+/// fails — or a second signal abandons it — the intent stays and the next command deletes the
+/// sandbox; the error says so, and a successful command is not reported as success.
+async fn release_one_shot(
+    session: &mut Session,
+    lease: &Lease,
+    hold: IntentHold,
+    outcome: Result<u8>,
+) -> Result<u8> {
+    let seen = interrupt::received();
+    let cleanup = async {
+        testpoint::reached(session.env(), "run:releasing").await;
+        release::release(session, lease, Duration::ZERO).await
+    };
+    let cleanup = tokio::select! {
+        r = cleanup => r.map(|_| ()),
+        signal = interrupt::after(seen) => Err(signal.failure("interrupted again during the clean-up")),
+    };
+    let kept = match cleanup {
         Ok(()) => {
+            if let Err(e) = hold.finish() {
+                progress::report(&format!("warning: {e:#}"));
+            }
             progress::note(
                 session.quiet(),
                 &format!(
@@ -148,53 +204,33 @@ async fn release_one_shot(session: &mut Session, lease: &Lease, outcome: Result<
                     lease.ownership.lease, lease.sandbox.id
                 ),
             );
-            outcome
+            return outcome;
         }
-        Err(e) => {
-            progress::report(&format!(
-                "error: could not delete sandbox {} of lease {}: {}",
-                lease.sandbox.id,
-                lease.ownership.lease,
-                session.redactor().redact(&format!("{e:#}"))
-            ));
-            progress::report(&format!(
-                "hint: delete it with `cbx stop {}` (or in the provider's console)",
-                lease.ownership.lease
-            ));
-            match outcome {
-                Ok(0) => Err(e),
-                other => other,
-            }
+        Err(e) => reconcile::kept(session, hold.intent(), e),
+    };
+    drop(hold);
+    match outcome {
+        // A command that succeeded is not reported as success: a sandbox may be left.
+        Ok(0) => Err(kept),
+        other => {
+            progress::report(&format!("error: {kept:#}"));
+            progress::report(
+                "hint: run `cbx list` once the service answers again: it deletes the sandbox",
+            );
+            other
         }
     }
 }
 
 /// Connects, syncs and runs the command; returns its exit status.
 async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<u8> {
-    ready::touch(session, lease).await;
+    let workdir = connect::workdir(lease, job.repo.as_deref())?;
+    ready::touch(session, lease).await?;
+    testpoint::reached(session.env(), "run:touched").await;
     let ssh = connect::ssh(session, lease).await?;
-    let workdir = connect::workdir(lease, job.repo.as_deref());
-    let redactor = session.redactor().clone();
-    match &job.files {
-        Some(list) => {
-            let report = sync::sync(
-                &ssh,
-                list,
-                &workdir,
-                &session.dirs().state,
-                lease.ownership.lease.as_str(),
-                sync::Options {
-                    force: job.resync,
-                    quiet: session.quiet(),
-                },
-                &redactor,
-            )
-            .await?;
-            progress::note(session.quiet(), &sync::summary(&report, &workdir));
-        }
-        None => make_workdir(&ssh, &workdir).await?,
-    }
-    let env_file = upload_env(&ssh, &job.forwarded, &redactor).await?;
+    send_tree(session, lease, &ssh, job, &workdir).await?;
+    testpoint::reached(session.env(), "run:synced").await;
+    let env_file = forward_env(session, lease, &ssh, &job.forwarded).await?;
     let exports = vec![
         (
             "CBX_LEASE_ID".to_string(),
@@ -204,19 +240,89 @@ async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<
     ];
     let line = remote::command_line(&workdir, true, &exports, env_file.as_deref(), &job.program);
     let mut cmd = ssh.ssh();
-    cmd.args(["-T", ssh.alias()]).arg(line).kill_on_drop(true);
-    let status = cmd
-        .status()
+    cmd.args(["-T", ssh.alias()]).arg(line);
+    let status = crate::ssh::relay(cmd)
         .await
         .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
     exit_status(&ssh, status, lease).await
+}
+
+/// `host:port` of the sandbox `ssh` connects to, for the audit log.
+fn destination(ssh: &SshClient) -> String {
+    crate::grant::destination::shown(&ssh.target().host, ssh.target().port)
+}
+
+/// Syncs the job's files to `workdir` (or just creates it, without a sync); a sync, sent,
+/// unchanged or failed, is audited.
+async fn send_tree(
+    session: &Session,
+    lease: &Lease,
+    ssh: &SshClient,
+    job: &Job,
+    workdir: &str,
+) -> Result<()> {
+    let Some(list) = &job.files else {
+        return make_workdir(ssh, workdir).await;
+    };
+    let redactor = session.redactor().clone();
+    let outcome = sync::sync(
+        ssh,
+        list,
+        workdir,
+        &session.dirs().state,
+        lease.ownership.lease.as_str(),
+        sync::Options {
+            force: job.resync,
+            quiet: session.quiet(),
+        },
+        &redactor,
+    )
+    .await;
+    let (result, detail) = match &outcome {
+        Ok(r) if r.skipped => (DataOutcome::Unchanged, sync::summary(r, workdir)),
+        Ok(r) => (DataOutcome::Sent, sync::summary(r, workdir)),
+        Err(e) => (DataOutcome::Failed, redactor.redact(&format!("{e:#}"))),
+    };
+    session.audit(&AuditRecord::sync(&SyncAudit {
+        provider: session.name().to_string(),
+        lease: lease.ownership.lease.to_string(),
+        destination: destination(ssh),
+        files: list.files.len() as u64,
+        bytes: list.bytes,
+        outcome: result,
+        detail: detail.clone(),
+    }));
+    outcome?;
+    progress::note(session.quiet(), &detail);
+    Ok(())
+}
+
+/// Forwards the `--env` variables (see [`upload_env`]), auditing their names.
+async fn forward_env(
+    session: &Session,
+    lease: &Lease,
+    ssh: &SshClient,
+    vars: &[(String, String)],
+) -> Result<Option<String>> {
+    if vars.is_empty() {
+        return Ok(None);
+    }
+    let uploaded = upload_env(ssh, vars, session.redactor()).await;
+    session.audit(&AuditRecord::env(
+        session.name(),
+        lease.ownership.lease.as_str(),
+        &destination(ssh),
+        vars.iter().map(|(name, _)| name.clone()).collect(),
+        uploaded.is_ok(),
+    ));
+    uploaded
 }
 
 /// Creates the work directory of a run without a sync.
 async fn make_workdir(ssh: &SshClient, workdir: &str) -> Result<()> {
     let mut mk = ssh.ssh();
     mk.arg(ssh.alias())
-        .arg(format!("mkdir -p {}", remote::quote(workdir)));
+        .arg(format!("mkdir -p -- {}", remote::quote(workdir)));
     let status = mk.stdin(Stdio::null()).status().await?;
     if !status.success() {
         return Err(fail(
@@ -300,7 +406,7 @@ async fn upload_env(
     let mut cmd = ssh.ssh();
     cmd.arg(ssh.alias())
         .arg(format!(
-            "umask 077 && mkdir -p .cbx && cat > {}",
+            "umask 077 && mkdir -p -- .cbx && cat > {}",
             remote::quote(&name)
         ))
         .stdin(Stdio::piped())

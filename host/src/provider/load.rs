@@ -34,8 +34,10 @@ use crate::environment::Environment;
 use crate::error::{self, ErrorKind, Failure};
 use crate::grant::approval::{Approval, Approvals};
 use crate::grant::http::{HttpGateway, HttpLimits};
+use crate::grant::ssh::SshGrant;
 use crate::grant::{EndpointOverrides, Grant};
 use crate::paths::Dirs;
+use crate::provenance::Value;
 use crate::redact::Redactor;
 use crate::terminal::inert;
 
@@ -278,9 +280,11 @@ impl Loaded {
         &self.linked.exports
     }
 
-    /// Configures it with `options` (name, value): checks that it can authenticate, then hands
-    /// over its settings (options, endpoint URLs, credential names).
-    pub async fn configure(self, options: &[(String, String)]) -> Result<Configured> {
+    /// Configures it with `options` (name, value and where it was set): checks that it can
+    /// authenticate, then hands over its settings (options, endpoint URLs, credential names)
+    /// and checks the work root it reports. The options also complete its SSH grant, for a
+    /// provider whose destination or key is the user's own option.
+    pub async fn configure(self, options: &[(String, Value<String>)]) -> Result<Configured> {
         let Loaded {
             grant,
             info,
@@ -289,7 +293,10 @@ impl Loaded {
         } = self;
         grant.require_auth()?;
         let settings = api::Settings {
-            options: options.to_vec(),
+            options: options
+                .iter()
+                .map(|(name, value)| (name.clone(), value.val.clone()))
+                .collect(),
             endpoints: grant.endpoint_urls(),
             credentials: grant.credential_names(),
         };
@@ -298,9 +305,12 @@ impl Loaded {
             Ok(p) => p,
             Err(e) => return Err(failure::to_failure(e, &grant, instance.redactor())),
         };
+        crate::remote::check_work_root(instance.name(), &profile.work_root)?;
+        let ssh = grant.ssh.with_options(options);
         Ok(Configured {
             instance,
             grant,
+            ssh,
             info,
             profile,
         })
@@ -311,6 +321,7 @@ impl Loaded {
 pub struct Configured {
     instance: ProviderInstance,
     grant: Arc<Grant>,
+    ssh: SshGrant,
     info: api::ProviderInfo,
     profile: api::Profile,
 }
@@ -334,6 +345,12 @@ impl Configured {
     /// What it reported after accepting its settings.
     pub fn profile(&self) -> &api::Profile {
         &self.profile
+    }
+
+    /// Where its minted SSH access may lead, and the user's key: its grant's, completed with
+    /// the user's options.
+    pub fn ssh_grant(&self) -> &SshGrant {
+        &self.ssh
     }
 
     /// The redactor its secrets are registered with.

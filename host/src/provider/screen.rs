@@ -1,8 +1,8 @@
 //! The approval screen of `cbx providers install`: what a candidate provider is and what it
-//! asks for, in the host's words — origins, credentials, WASI, limits — with the provider's
-//! own words (its descriptions and option names) fenced off, one printable line each, and
-//! marked as unchecked. A credential variable another provider uses is flagged (in red on a
-//! terminal; the words say it too).
+//! asks for, in the host's words — origins, credentials, SSH destinations and keys, WASI,
+//! limits — with the provider's own words (its descriptions and option names) fenced off, one
+//! printable line each, and marked as unchecked. A credential variable another provider uses
+//! is flagged (in red on a terminal; the words say it too).
 //!
 //! Every line is made [`inert`]: nothing in a manifest or a component can draw on the screen.
 
@@ -128,6 +128,7 @@ fn capability_lines(m: &Manifest, wasi: bool) -> Vec<String> {
             }
         ));
     }
+    lines.extend(ssh_lines(m));
     if wasi {
         lines.push(
             "  WASI: clocks and randomness only (no environment, arguments, files or sockets)"
@@ -143,6 +144,41 @@ fn capability_lines(m: &Manifest, wasi: bool) -> Vec<String> {
         m.requests.per_call,
         m.requests.per_run
     ));
+    lines
+}
+
+/// Where the provider may have cbx send the user's files, commands and `--env` values over
+/// SSH, and with which key.
+fn ssh_lines(m: &Manifest) -> Vec<String> {
+    let Some(ssh) = &m.ssh else {
+        return vec![
+            "  ssh: none — cbx will send your files to no SSH destination it names".into(),
+        ];
+    };
+    let mut lines = Vec::new();
+    if let Some(host) = &ssh.host_option {
+        lines.push(format!(
+            "  ssh: your files, commands and --env values go only to the host{} you set in your option `{host}`{}",
+            if ssh.port_option.is_some() { " and port" } else { "" },
+            ssh.port_option
+                .as_ref()
+                .map(|p| format!(" and `{p}`"))
+                .unwrap_or_default()
+        ));
+    }
+    for d in &ssh.destinations {
+        lines.push(format!(
+            "  ssh: your files, commands and --env values may be sent to {d}{}",
+            ssh.env
+                .as_ref()
+                .map(|v| format!("; you may point it elsewhere with {v}"))
+                .unwrap_or_default()
+        ));
+    }
+    lines.push(match &ssh.identity_option {
+        Some(o) => format!("  ssh key: the one you set in your option `{o}` (never one it picks)"),
+        None => "  ssh key: none (it may never pick one)".into(),
+    });
     lines
 }
 

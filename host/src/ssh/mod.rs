@@ -5,7 +5,12 @@
 //! Each lease gets a 0600 ssh config under the secrets directory naming its host, port, user
 //! and options, so no secret ever appears on a command line: every `ssh` and `rsync` cbx runs
 //! says only `ssh -F <config> cbx-<lease>`. Connections are multiplexed (ControlMaster), host
-//! keys go to a known_hosts file cbx owns (accept-new), agents and forwarding are off.
+//! keys go to a known_hosts file cbx owns (accept-new), forwarding is off, and ssh offers only
+//! the key the user configured — never the agent, unless the user opted in.
+//!
+//! - [`identity`]: the checks a user's key file must pass.
+
+pub mod identity;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -103,18 +108,21 @@ pub fn alias(lease: &str) -> String {
 }
 
 impl SshClient {
-    /// Writes the lease's ssh config (0600) into `dir` and returns a client using it.
-    /// Multiplexing sockets go under `state_dir`, or (when that path is too long for a socket
-    /// name) under the temporary directory of `env`.
+    /// Writes the lease's ssh config (0600) into `dir` and returns a client using it; `agent`
+    /// lets ssh use the user's agent (their opt-in). Multiplexing sockets go under
+    /// `state_dir`, or (when that path is too long for a socket name) under the temporary
+    /// directory of `env`.
     pub fn prepare(
         dir: &Path,
         state_dir: &Path,
         lease: &str,
         target: Target,
+        agent: bool,
         env: &Environment,
     ) -> Result<SshClient> {
         paths::private_dir(dir)?;
         let known_hosts = state_dir.join("known_hosts");
+        usable_known_hosts(&known_hosts)?;
         let control_dir = control_dir(state_dir, env)?;
         let alias = alias(lease);
         let mut cfg = String::new();
@@ -145,22 +153,29 @@ impl SshClient {
         opt("ClearAllForwardings", "yes");
         opt("PermitLocalCommand", "no");
         opt("LogLevel", "ERROR");
-        match &target.identity_file {
-            Some(key) => {
+        opt("PasswordAuthentication", "no");
+        opt("KbdInteractiveAuthentication", "no");
+        match (&target.identity_file, agent) {
+            (Some(key), _) => {
+                // Exactly the user's key; the agent only if they opted in (it may then sign
+                // for this key, and no other).
                 opt("IdentityFile", &format!("\"{key}\""));
                 opt("IdentitiesOnly", "yes");
-                opt("PasswordAuthentication", "no");
-                opt("KbdInteractiveAuthentication", "no");
             }
-            None => {
-                // The user name is the credential: offer no keys, no agent, no passwords.
+            (None, true) => {
+                // The user opted in: the agent's keys, and no key file.
+                opt("IdentityFile", "none");
+                opt("IdentitiesOnly", "no");
+            }
+            (None, false) => {
+                // The user name is the credential: offer no keys and no agent.
                 opt("IdentitiesOnly", "yes");
                 opt("IdentityFile", "none");
-                opt("IdentityAgent", "none");
                 opt("PubkeyAuthentication", "no");
-                opt("PasswordAuthentication", "no");
-                opt("KbdInteractiveAuthentication", "no");
             }
+        }
+        if !agent {
+            opt("IdentityAgent", "none");
         }
         let config = dir.join("ssh_config");
         paths::write_private_atomic(&config, cfg.as_bytes())?;
@@ -170,6 +185,17 @@ impl SshClient {
             known_hosts,
             target,
         })
+    }
+
+    /// A client for the config [`SshClient::prepare`] wrote into `dir` earlier, without
+    /// writing anything (to close its master connection).
+    pub fn for_config(dir: &Path, state_dir: &Path, lease: &str, target: Target) -> SshClient {
+        SshClient {
+            config: dir.join("ssh_config"),
+            alias: alias(lease),
+            known_hosts: state_dir.join("known_hosts"),
+            target,
+        }
     }
 
     /// The target this client connects to.
@@ -182,10 +208,11 @@ impl SshClient {
         &self.alias
     }
 
-    /// `ssh -F <config>`, ready for more arguments.
+    /// `ssh -F <config>`, ready for more arguments. The process is killed when its handle is
+    /// dropped (a command cancelled by a signal leaves no ssh behind).
     pub fn ssh(&self) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.arg("-F").arg(&self.config);
+        cmd.arg("-F").arg(&self.config).kill_on_drop(true);
         cmd
     }
 
@@ -325,6 +352,49 @@ impl SshClient {
     }
 }
 
+/// Makes sure cbx's known_hosts is a regular file cbx can read and write (creating it empty,
+/// 0600, if absent). Given a directory or an unreadable file, ssh would connect without
+/// checking or recording the host key; cbx refuses to connect instead.
+fn usable_known_hosts(path: &Path) -> Result<()> {
+    let shown = path.display();
+    let refuse = |why: String, hint: String| -> anyhow::Error {
+        Failure::new(
+            ErrorKind::Other,
+            format!("{why}; cbx will not connect without checking the sandbox's host key"),
+        )
+        .hint(hint)
+        .into()
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(refuse(
+                format!("cbx's known_hosts {shown} is not a regular file"),
+                format!(
+                    "move it aside (`mv {shown} {shown}.bad`); cbx then starts a new one and records host keys again"
+                ),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(refuse(
+                format!("cannot read cbx's known_hosts {shown}: {e}"),
+                format!("make it yours and readable: `chmod 600 {shown}`"),
+            ));
+        }
+    }
+    let mut open = std::fs::File::options();
+    open.read(true).append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    open.open(path).map(|_| ()).map_err(|e| {
+        refuse(
+            format!("cannot read and write cbx's known_hosts {shown}: {e}"),
+            format!("make it yours, readable and writable: `chmod 600 {shown}`"),
+        )
+    })
+}
+
 /// Where multiplexing sockets live: a private directory whose path is short enough for a
 /// Unix socket name.
 fn control_dir(state_dir: &Path, env: &Environment) -> Result<PathBuf> {
@@ -353,6 +423,45 @@ fn user_id(env: &Environment) -> String {
         let _ = env;
         "user".into()
     }
+}
+
+/// Runs an ssh session (`cmd`) with its output relayed through cbx: its stdout and stderr
+/// are pipes cbx copies to its own, chunk by chunk as they come. A multiplexed session hands
+/// its output descriptors to the master connection, which would otherwise hold cbx's own
+/// stdout and stderr open until the remote command ends — long after a signal ended cbx —
+/// and whoever reads cbx's output (a CI runner) would wait for it. Relayed, they close when
+/// cbx exits. stdin is inherited.
+pub async fn relay(mut cmd: Command) -> std::io::Result<std::process::ExitStatus> {
+    use tokio::io::{AsyncRead, AsyncWrite};
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    async fn copy(
+        mut from: impl AsyncRead + Unpin,
+        mut to: impl AsyncWrite + Unpin,
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            to.write_all(&buf[..n]).await?;
+            to.flush().await?;
+        }
+    }
+    let (status, out, err) = tokio::join!(
+        child.wait(),
+        copy(stdout, tokio::io::stdout()),
+        copy(stderr, tokio::io::stderr()),
+    );
+    out?;
+    err?;
+    status
 }
 
 /// A clear error for a tool that could not be started.
@@ -387,6 +496,7 @@ mod tests {
             dir.path(),
             "cbx_0123456789ab",
             target(),
+            false,
             &Environment::default(),
         )
         .unwrap();
@@ -411,6 +521,47 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_offered_alone_and_the_agent_only_on_the_users_opt_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |identity: Option<&str>, agent: bool| {
+            let mut t = target();
+            t.identity_file = identity.map(String::from);
+            let c = SshClient::prepare(
+                &dir.path().join("s"),
+                dir.path(),
+                "cbx_0123456789ab",
+                t,
+                agent,
+                &Environment::default(),
+            )
+            .unwrap();
+            std::fs::read_to_string(&c.config).unwrap()
+        };
+        let text = config(Some("/home/u/.ssh/id_ed25519"), false);
+        for line in [
+            "  IdentityFile \"/home/u/.ssh/id_ed25519\"\n",
+            "  IdentitiesOnly yes\n",
+            "  IdentityAgent none\n",
+            "  PasswordAuthentication no\n",
+            "  ForwardAgent no\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
+        }
+        let text = config(Some("/home/u/.ssh/id_ed25519"), true);
+        assert!(text.contains("  IdentitiesOnly yes\n"), "{text}");
+        assert!(!text.contains("IdentityAgent"), "{text}");
+        let text = config(None, true);
+        assert!(
+            text.contains("  IdentityFile none\n  IdentitiesOnly no\n"),
+            "{text}"
+        );
+        assert!(!text.contains("IdentityAgent"), "{text}");
+        let text = config(None, false);
+        assert!(text.contains("  PubkeyAuthentication no\n"), "{text}");
+        assert!(text.contains("  IdentityAgent none\n"), "{text}");
+    }
+
+    #[test]
     fn printable_hides_the_token_unless_asked() {
         let dir = tempfile::tempdir().unwrap();
         let c = SshClient::prepare(
@@ -418,6 +569,7 @@ mod tests {
             dir.path(),
             "cbx_0123456789ab",
             target(),
+            false,
             &Environment::default(),
         )
         .unwrap();

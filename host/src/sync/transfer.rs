@@ -33,7 +33,7 @@ pub(super) async fn transfer(
     // The same round trip reports the sandbox's rsync version (nothing when it has none:
     // rsync itself then says so).
     cmd.arg(ssh.alias()).arg(format!(
-        "mkdir -p {dir} && cd {dir} && xargs -0 rm -f -- && {{ rsync --version 2>/dev/null | head -n 1; true; }}"
+        "mkdir -p -- {dir} && cd -- {dir} && xargs -0 rm -f -- && {{ rsync --version 2>/dev/null | head -n 1; true; }}"
     ));
     let remote = run_with_input(cmd, &deleted_in, "prepare the work directory", redactor).await?;
 

@@ -156,13 +156,15 @@ impl Config {
         };
         let auto_archive_minutes = match opt("auto-archive-minutes") {
             None => DEFAULT_AUTO_ARCHIVE_MINUTES,
+            // Daytona keeps intervals as 32-bit signed minutes.
             Some(raw) => parse_minutes(raw)
+                .and_then(|m| i32::try_from(m).ok())
                 .and_then(|m| u32::try_from(m).ok())
                 .ok_or_else(|| {
                     invalid(format!(
                         "option auto-archive-minutes must be 0 (Daytona's maximum) or a whole \
                          number of minutes up to {}, got {raw}",
-                        u32::MAX
+                        i32::MAX
                     ))
                 })?,
         };
@@ -370,6 +372,15 @@ mod tests {
         );
         let cfg = Config::from_settings(&settings(&[("auto-archive-minutes", "0")])).unwrap();
         assert_eq!(cfg.auto_archive_minutes, 0);
+        // Daytona's intervals are 32-bit signed minutes: past that is refused, never wrapped.
+        let text = invalid_text(Config::from_settings(&settings(&[(
+            "auto-archive-minutes",
+            "2147483648",
+        )])));
+        assert!(text.contains("up to 2147483647"), "{text}");
+        let cfg =
+            Config::from_settings(&settings(&[("auto-archive-minutes", "2147483647")])).unwrap();
+        assert_eq!(cfg.auto_archive_minutes, 2147483647);
     }
 
     #[test]

@@ -70,9 +70,17 @@ impl<'a, T: Transport> Daytona<'a, T> {
         Ok(vec![auth, api])
     }
 
-    /// Creates a sandbox from the configured snapshot, in the configured region.
+    /// Creates a sandbox from the configured snapshot, in the configured region. An idle
+    /// timeout past Daytona's 32-bit signed minutes is refused, never wrapped.
     pub fn create(&self, req: &CreateRequest) -> Result<Sandbox, ProviderError> {
         let action = "create sandbox";
+        if i32::try_from(req.idle_timeout_minutes).is_err() {
+            return Err(ProviderError::InvalidConfig(format!(
+                "an idle timeout of {} minutes is more than Daytona accepts (at most {} minutes)",
+                req.idle_timeout_minutes,
+                i32::MAX
+            )));
+        }
         let body = api::to_body(&CreateSandbox {
             name: &req.name,
             labels: LabelObject(&req.labels),
@@ -401,6 +409,30 @@ mod tests {
             })
         );
         assert_eq!(fake.logs.borrow().as_slice(), ["POST /sandbox"]);
+    }
+
+    #[test]
+    fn an_idle_timeout_past_32_bit_minutes_is_refused_before_any_request() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![ok(200, SB)]);
+        let mut req = CreateRequest {
+            name: "cbx-a".into(),
+            labels: vec![],
+            idle_timeout_minutes: 2_147_483_648,
+            ttl_minutes: 90,
+        };
+        let err = Daytona::new(&c, &fake).create(&req).unwrap_err();
+        let ProviderError::InvalidConfig(m) = err else {
+            panic!("{err:?}");
+        };
+        assert!(m.contains("at most 2147483647 minutes"), "{m}");
+        assert!(fake.sent.borrow().is_empty(), "nothing was sent");
+        req.idle_timeout_minutes = 2_147_483_647;
+        Daytona::new(&c, &fake).create(&req).unwrap();
+        let sent = fake.sent.borrow();
+        let body: serde_json::Value =
+            serde_json::from_slice(sent[0].body.as_ref().unwrap()).unwrap();
+        assert_eq!(body["autoStopInterval"], 2_147_483_647);
     }
 
     #[test]

@@ -8,11 +8,12 @@
 //!   `tests/guests/malformed/src/lib.rs`.
 //! - `spoof` (`cbx-guest-spoof`): a provider whose description tries to draw a fake approval
 //!   screen; see `tests/guests/spoof/src/lib.rs`.
-//! - `escape-wasi` (`cbx-guest-escape-wasi`): built for wasm32-wasip2; tries the environment,
+//! - `escape-wasi` (`cbx-guest-escape-wasi`): a WASI component; tries the environment,
 //!   arguments, files, sockets, name lookups and processes through WASI and reports what it
 //!   got; see `tests/guests/escape-wasi/src/lib.rs`.
 //! - `template` (`cbx-provider-template`): the provider template of `providers/template`,
-//!   built for wasm32-wasip2 the way its README tells authors to.
+//!   built as a WASI component the way its README tells authors to (wasm32-wasip2 where the
+//!   toolchain has it, else wasm32-wasip1 and the preview-1 adapter).
 
 use std::path::PathBuf;
 

@@ -154,7 +154,16 @@ impl CbxHome {
 
     /// Runs `cbx args…` to completion.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("run cbx");
+        self.run_with_env(args, &[])
+    }
+
+    /// Runs `cbx args…` to completion with `extra` variables set for this command only.
+    pub fn run_with_env(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run cbx");
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

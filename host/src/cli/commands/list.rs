@@ -1,4 +1,5 @@
-//! `cbx list`: the leases cbx owns with this provider, with their live state.
+//! `cbx list`: the leases cbx owns with this provider, with their live state; the ones still
+//! being created (or whose creation cbx could not finish yet); and damaged state files.
 
 use anyhow::Result;
 
@@ -6,7 +7,7 @@ use crate::cli::args::ListArgs;
 use crate::cli::output;
 use crate::context::Context;
 use crate::lease::resolve;
-use crate::lease::view::LeaseView;
+use crate::lease::view::{LeaseView, Listing};
 use crate::provider::api::SandboxState;
 
 /// Runs `cbx list`.
@@ -18,12 +19,22 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> Result<u8> {
         .filter(|l| args.all || l.sandbox.state != SandboxState::Deleted)
         .map(LeaseView::of)
         .collect();
+    let damaged = session.claims().scan()?.damaged;
+    let listing = Listing::new(views, session.name(), session.intents(), &damaged)?;
     if args.json {
-        output::json(&views)?;
-    } else if views.is_empty() {
+        output::json(&listing.entries())?;
+        return Ok(0);
+    }
+    if listing.leases.is_empty() && listing.unfinished.is_empty() {
         eprintln!("no {} leases", session.name());
     } else {
-        print!("{}", output::lease_table(&views));
+        print!(
+            "{}",
+            output::lease_table(&listing.leases, &listing.unfinished)
+        );
+    }
+    for line in output::listing_notes(&listing) {
+        eprintln!("{}", ctx.redactor.redact(&line));
     }
     Ok(0)
 }

@@ -5,10 +5,11 @@ use std::io::IsTerminal;
 
 use anyhow::Result;
 
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditLog, AuditRecord, RecordKind};
 use crate::cli::args::AuditArgs;
 use crate::cli::output;
 use crate::context::Context;
+use crate::grant::ssh::{DestinationBasis, SshGrant};
 use crate::ops::review::{self, Inspection};
 use crate::provenance::Definition;
 use crate::terminal::inert;
@@ -85,10 +86,7 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> Result<u8> {
             r.provider.clone(),
             r.operation.clone(),
             r.outcome.as_str().to_string(),
-            match (&r.method, &r.url) {
-                (Some(m), Some(u)) => format!("{m} {u}"),
-                _ => r.detail.clone().unwrap_or_default(),
-            },
+            what(r),
             r.status
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -102,6 +100,27 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> Result<u8> {
     }
     print!("{}", ctx.redactor.redact(&output::table(&rows)));
     Ok(0)
+}
+
+/// What an audit record is about, in one cell: the request, the SSH destination, what a sync
+/// or `--env` sent, else the detail.
+fn what(r: &AuditRecord) -> String {
+    if let (Some(m), Some(u)) = (&r.method, &r.url) {
+        return format!("{m} {u}");
+    }
+    let Some(dest) = &r.destination else {
+        return r.detail.clone().unwrap_or_default();
+    };
+    match r.kind {
+        RecordKind::Sync => format!(
+            "{} {} files to {dest}",
+            r.transport.as_deref().unwrap_or("sync"),
+            r.files.unwrap_or(0)
+        ),
+        RecordKind::Env => format!("--env {} to {dest}", r.names.join(",")),
+        RecordKind::Denied => format!("SSH {dest}: {}", r.detail.as_deref().unwrap_or("denied")),
+        _ => format!("SSH {dest}"),
+    }
 }
 
 /// Runs `cbx providers inspect NAME`.
@@ -219,6 +238,32 @@ fn manifest_lines(r: &Inspection, out: &mut Vec<String>) {
             r.manifest.auth_one_of.join(", ")
         ));
     }
+    match &r.manifest.ssh {
+        None => out.push("  ssh: no destinations".into()),
+        Some(ssh) => {
+            if let Some(host) = &ssh.host_option {
+                out.push(format!(
+                    "  ssh destination from your options `{host}`{}",
+                    ssh.port_option
+                        .as_ref()
+                        .map(|p| format!(" and `{p}`"))
+                        .unwrap_or_default()
+                ));
+            }
+            for d in &ssh.destinations {
+                out.push(format!(
+                    "  ssh destination {d}{}",
+                    ssh.env
+                        .as_ref()
+                        .map(|v| format!(" (override: {v})"))
+                        .unwrap_or_default()
+                ));
+            }
+            if let Some(key) = &ssh.identity_option {
+                out.push(format!("  ssh key from your option `{key}`"));
+            }
+        }
+    }
     for s in &r.shared_credentials {
         out.push(format!("  {}", s.warning()));
     }
@@ -255,6 +300,39 @@ fn grant_lines(r: &Inspection, out: &mut Vec<String>) {
     if let Some(p) = &r.grant.auth_problem {
         out.push(format!("  ! {p}"));
     }
+    ssh_grant_lines(&r.grant.ssh, out);
+}
+
+/// What the effective SSH grant allows: destinations, key, agent.
+fn ssh_grant_lines(ssh: &SshGrant, out: &mut Vec<String>) {
+    if ssh.destinations.is_empty() {
+        out.push(match &ssh.basis {
+            DestinationBasis::Options { host, .. } => {
+                format!("  no SSH destination: your option `{host}` is not set")
+            }
+            _ => "  no SSH destination: it cannot send your files anywhere".into(),
+        });
+    }
+    for d in &ssh.destinations {
+        let src = match &d.source {
+            Definition::Manifest(_) => "manifest default".to_string(),
+            other => other.to_string(),
+        };
+        out.push(format!(
+            "  may send your files, commands and --env values over SSH to {} (from {src})",
+            d.destination
+        ));
+    }
+    out.push(match (&ssh.identity, &ssh.identity_option) {
+        (Some(k), _) => format!("  SSH key: {} (from {})", k.path, k.source),
+        (None, Some(o)) => format!("  SSH key: none (option `{o}` is not set)"),
+        (None, None) => "  SSH key: none; the provider may not choose one".into(),
+    });
+    out.push(if ssh.agent {
+        "  ssh agent: used (you opted in)".into()
+    } else {
+        "  ssh agent: not used".into()
+    });
 }
 
 fn option_lines(r: &Inspection, out: &mut Vec<String>) {

@@ -4,8 +4,8 @@
 use anyhow::Result;
 
 use crate::cli::args::RunArgs;
-use crate::config::parse_duration;
 use crate::context::Context;
+use crate::lease::acquire::Purpose;
 use crate::ops::run::{self, LeaseChoice, RunRequest};
 use crate::remote::Program;
 
@@ -16,12 +16,19 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<u8> {
     } else {
         Program::Argv(args.command.clone())
     };
+    let times = ctx
+        .config
+        .lease_times(super::warmup::lease_flags(&args.lease), &ctx.env)?;
     let lease = match &args.id {
         Some(ident) => LeaseChoice::Existing(ident.clone()),
-        None => LeaseChoice::New {
-            request: super::warmup::acquire_request(ctx, &args.lease)?,
-            keep: args.keep,
-        },
+        None => {
+            let purpose = if args.keep {
+                Purpose::KeptRun
+            } else {
+                Purpose::OneShotRun
+            };
+            LeaseChoice::New(super::warmup::acquire_request(ctx, &args.lease, purpose)?)
+        }
     };
     let request = RunRequest {
         lease,
@@ -30,7 +37,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<u8> {
         sync: !args.no_sync,
         resync: args.resync,
         sync_large: args.sync_large,
-        ready_timeout: parse_duration(&args.lease.ready_timeout, "--ready-timeout")?,
+        ready_timeout: times.ready.val,
     };
     run::run(ctx, &request).await
 }

@@ -13,17 +13,22 @@ use crate::remote::{self, Program};
 
 /// Runs `cbx ssh`.
 pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
+    let times = ctx
+        .config
+        .lease_times(crate::config::LeaseFlags::default(), &ctx.env)?;
     let provider = ctx.provider_for(&args.lease)?;
     let mut session = ctx.session(&provider).await?;
     let mut lease = resolve::resolve(&mut session, &args.lease).await?;
     lease.require_claim("use")?;
-    ready::ensure_ready(
-        &mut session,
-        &mut lease,
-        std::time::Duration::from_secs(300),
-    )
-    .await?;
-    ready::touch(&mut session, &lease).await;
+    ready::ensure_ready(&mut session, &mut lease, times.ready.val).await?;
+    let repo = ctx.repo_root().map(std::path::PathBuf::from).or_else(|| {
+        lease
+            .claim
+            .as_ref()
+            .and_then(|c| c.repo_root.as_ref().map(std::path::PathBuf::from))
+    });
+    let workdir = connect::workdir(&lease, repo.as_deref())?;
+    ready::touch(&mut session, &mut lease).await?;
     let ssh = connect::ssh(&mut session, &lease).await?;
     if args.print {
         println!("{}", ssh.printable(args.show_secret));
@@ -34,13 +39,6 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    let repo = ctx.repo_root().map(std::path::PathBuf::from).or_else(|| {
-        lease
-            .claim
-            .as_ref()
-            .and_then(|c| c.repo_root.as_ref().map(std::path::PathBuf::from))
-    });
-    let workdir = connect::workdir(&lease, repo.as_deref());
     let exports = vec![
         (
             "CBX_LEASE_ID".to_string(),
@@ -49,8 +47,8 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
         ("CBX_SLUG".to_string(), lease.ownership.slug.clone()),
     ];
     let mut cmd = ssh.ssh();
+    let interactive = args.command.is_empty() && std::io::stdin().is_terminal();
     if args.command.is_empty() {
-        let interactive = std::io::stdin().is_terminal();
         cmd.arg(if interactive { "-t" } else { "-T" })
             .arg(ssh.alias());
         cmd.arg(remote::command_line(
@@ -70,10 +68,13 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
             &Program::Argv(args.command.clone()),
         ));
     }
-    let status = cmd
-        .status()
-        .await
-        .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
+    // A terminal session keeps the terminal; anything else is relayed (see `ssh::relay`).
+    let status = if interactive {
+        cmd.status().await
+    } else {
+        crate::ssh::relay(cmd).await
+    }
+    .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
     match status.code() {
         Some(code) => Ok(code as u8),
         None => Err(fail(

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::cli::args::StopArgs;
 use crate::context::Context;
-use crate::lease::release;
+use crate::lease::stop;
 use crate::terminal::inert;
 
 /// How long `cbx stop` waits for the provider to report the sandbox gone.
@@ -16,7 +16,7 @@ const WAIT_GONE: Duration = Duration::from_secs(60);
 pub async fn run(ctx: &Context, args: &StopArgs) -> Result<u8> {
     let provider = ctx.provider_for(&args.lease)?;
     let mut session = ctx.session(&provider).await?;
-    let stopped = release::stop(&mut session, &args.lease, WAIT_GONE).await?;
+    let stopped = stop::stop(&mut session, &args.lease, WAIT_GONE).await?;
     let line = format!(
         "released {} slug={} sandbox={}{}",
         stopped.lease,

@@ -4,18 +4,19 @@ use anyhow::Result;
 
 use crate::cli::args::{LeaseArgs, WarmupArgs};
 use crate::cli::output;
-use crate::config::parse_duration;
+use crate::config::LeaseFlags;
 use crate::context::Context;
-use crate::lease::acquire::{AcquireRequest, acquire};
+use crate::lease::acquire::{AcquireRequest, Purpose, acquire};
 use crate::lease::view::LeaseView;
 use crate::terminal::inert;
 
 /// Runs `cbx warmup`.
 pub async fn run(ctx: &Context, args: &WarmupArgs) -> Result<u8> {
+    // Every setting is checked before anything is asked of the provider.
+    let request = acquire_request(ctx, &args.lease, Purpose::Warmup)?;
     let mut session = ctx.session(&ctx.provider_name()).await?;
-    let request = acquire_request(ctx, &args.lease)?;
-    let lease = acquire(&mut session, &request).await?;
-    let view = LeaseView::of(&lease);
+    let acquired = acquire(&mut session, &request).await?;
+    let view = LeaseView::of(&acquired.lease);
     if args.json {
         output::json(&view)?;
     } else {
@@ -28,22 +29,28 @@ pub async fn run(ctx: &Context, args: &WarmupArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// The acquire request from lease flags, environment and config.
-pub fn acquire_request(ctx: &Context, args: &LeaseArgs) -> Result<AcquireRequest> {
-    let (ttl, idle) =
-        ctx.config
-            .lease_times(args.ttl.as_deref(), args.idle_timeout.as_deref(), &ctx.env)?;
-    if ttl.val.as_secs() < 60 {
-        return Err(crate::error::fail(
-            crate::error::ErrorKind::Usage,
-            "the lease TTL must be at least 1 minute",
-        ));
+/// The lease flags as the configuration reads them.
+pub fn lease_flags(args: &LeaseArgs) -> LeaseFlags<'_> {
+    LeaseFlags {
+        ttl: args.ttl.as_deref(),
+        idle: args.idle_timeout.as_deref(),
+        ready: args.ready_timeout.as_deref(),
     }
+}
+
+/// The acquire request from lease flags, environment and config, for `purpose`.
+pub fn acquire_request(
+    ctx: &Context,
+    args: &LeaseArgs,
+    purpose: Purpose,
+) -> Result<AcquireRequest> {
+    let times = ctx.config.lease_times(lease_flags(args), &ctx.env)?;
     Ok(AcquireRequest {
         slug: args.slug.clone(),
-        ttl: ttl.val,
-        idle: idle.val,
+        ttl: times.ttl.val,
+        idle: times.idle.val,
         repo_root: ctx.repo_root().map(std::path::PathBuf::from),
-        ready_timeout: parse_duration(&args.ready_timeout, "--ready-timeout")?,
+        ready_timeout: times.ready.val,
+        purpose,
     })
 }

@@ -1,4 +1,6 @@
-//! A hostile test provider built for `wasm32-wasip2`, as third parties usually build theirs.
+//! A hostile test provider built as a WASI component, as third parties usually build theirs
+//! (`wasm32-wasip2`, or `wasm32-wasip1` plus the preview-1 adapter where the toolchain lacks
+//! wasip2; `host/guest-build` chooses).
 //! Its `doctor` tries every way out that WASI offers a component — the environment, the
 //! arguments, the working directory, files, stdin, TCP and UDP sockets, name lookups and
 //! processes — first the way ordinary Rust code would (through `std`), then by calling the

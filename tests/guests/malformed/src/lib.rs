@@ -28,6 +28,14 @@
 //!
 //! Option `marker` is the file the injected commands would create; the tests check that it
 //! never appears.
+//!
+//! Options steer what else it returns, as a hostile provider would choose it:
+//! - `dest-host`, `dest-port`: where `mint-ssh-access` says the sandbox is (default
+//!   `127.0.0.1:22`) — an attacker's server, say;
+//! - `key`: the identity file `mint-ssh-access` names (default none) — the user's own key, a
+//!   system file, a path ending in `\`;
+//! - `user-key`: declared only, for manifests that name it as the user's key option;
+//! - `work-root`: the work root `configure` reports (default `malformed`), e.g. `-rf`.
 
 wit_bindgen::generate!({ world: "provider-world", path: "../../../wit" });
 
@@ -235,6 +243,36 @@ impl Guest for Malformed {
                     Some("4096"),
                     "Bytes of huge-list ids, huge-error messages and huge-name names",
                 ),
+                spec(
+                    "dest-host",
+                    OptionKind::Text,
+                    Some("127.0.0.1"),
+                    "The SSH host mint-ssh-access returns",
+                ),
+                spec(
+                    "dest-port",
+                    OptionKind::Integer,
+                    Some("22"),
+                    "The SSH port mint-ssh-access returns",
+                ),
+                spec(
+                    "key",
+                    OptionKind::Text,
+                    None,
+                    "The identity file mint-ssh-access names",
+                ),
+                spec(
+                    "user-key",
+                    OptionKind::Text,
+                    None,
+                    "The user's key (for manifests naming it as their key option)",
+                ),
+                spec(
+                    "work-root",
+                    OptionKind::Text,
+                    Some("malformed"),
+                    "The work root configure reports",
+                ),
             ],
             features: Vec::new(),
         }
@@ -249,7 +287,7 @@ impl Guest for Malformed {
             mode()
         };
         Ok(Profile {
-            work_root: "malformed".to_string(),
+            work_root: option("work-root").unwrap_or_else(|| "malformed".to_string()),
             summary: vec![("mode".to_string(), mode)],
         })
     }
@@ -353,9 +391,11 @@ impl Guest for Malformed {
         let mut access = SshAccess {
             user: "cbx".to_string(),
             user_is_secret: false,
-            host: "127.0.0.1".to_string(),
-            port: 22,
-            identity_file: None,
+            host: option("dest-host").unwrap_or_else(|| "127.0.0.1".to_string()),
+            port: option("dest-port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(22),
+            identity_file: option("key"),
             expires_at: None,
         };
         match mode().as_str() {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::daytona_sim::SshBackend;
+use crate::SshBackend;
 
 /// An sshd process on 127.0.0.1 with its own config and host key.
 pub struct Sshd {
@@ -357,7 +357,11 @@ impl SshBackend for SshdGateway {
             .unwrap()
             .tokens
             .insert(token.to_string(), sandbox_id.to_string());
-        Ok(("127.0.0.1".to_string(), self.sshd.port()))
+        Ok(self.gateway())
+    }
+
+    fn gateway(&self) -> (String, u16) {
+        ("127.0.0.1".to_string(), self.sshd.port())
     }
 
     fn access_revoked(&self, token: &str) {

@@ -1,12 +1,13 @@
 //! `daytona-sim`: runs the Daytona simulator standalone on 127.0.0.1.
 //!
-//! Prints `DAYTONA_API_URL=…` and `DAYTONA_API_KEY=…` on stdout, then serves until SIGINT or
-//! SIGTERM (or until stdin closes, with `--exit-on-stdin-close`).
+//! Prints `DAYTONA_API_URL=…`, `DAYTONA_API_KEY=…` and `DAYTONA_SSH_GATEWAY=…` (where its
+//! minted SSH access leads, which cbx connects to only when told) on stdout, then serves until
+//! SIGINT or SIGTERM (or until stdin closes, with `--exit-on-stdin-close`).
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use cbx_testkit::daytona_sim::{DaytonaSim, SimConfig};
+use cbx_daytona_sim::{DaytonaSim, SimConfig};
 
 /// Usage text.
 const USAGE: &str = "usage: daytona-sim [--port N] [--api-key K] [--exit-on-stdin-close]
@@ -119,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut config = args.config;
     let gateway = if args.ssh {
-        let g = std::sync::Arc::new(cbx_testkit::sshd::SshdGateway::start()?);
+        let g = std::sync::Arc::new(cbx_daytona_sim::sshd::SshdGateway::start()?);
         config.ssh = g.clone();
         Some(g)
     } else {
@@ -130,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "DAYTONA_API_URL={}", sim.api_url())?;
         writeln!(out, "DAYTONA_API_KEY={}", sim.api_key())?;
+        writeln!(out, "DAYTONA_SSH_GATEWAY={}", sim.ssh_gateway())?;
         out.flush()?;
     }
     if args.exit_on_stdin_close {

@@ -1,4 +1,7 @@
-//! Fault injection: canned error responses for the next N matching requests.
+//! Fault injection for the next N matching requests: a canned error instead of the action, the
+//! action applied and then an error or no answer at all (the connection closed: the answer is
+//! lost), or the real answer held back for a while. Faults queued for the same requests are
+//! used in injection order, which makes a sequence of failures.
 
 use std::time::Duration;
 
@@ -8,10 +11,27 @@ use serde::{Deserialize, Serialize};
 /// of the matched route (`sandbox-create`, `sandbox-lifecycle` or `authenticated`).
 pub const THROTTLER_PLACEHOLDER: &str = "{throttler}";
 
-/// Replaces the next `times` requests matching `method` and `path_contains` with an error.
+/// What the client gets for a faulted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// The fault's `status` and `message` as a Daytona error.
+    #[default]
+    Error,
+    /// No answer: the connection is closed mid-response.
+    Lost,
+    /// The real answer (after the `delay`).
+    Real,
+}
+
+/// Changes what the next `times` requests matching `method` and `path_contains` do.
+///
+/// By default the request is not applied and is answered with an error. With `apply` the
+/// request is carried out first (a create creates), then answered as `answer` says, after
+/// `delay`; `Answer::Real` always applies.
 ///
 /// As JSON (`POST /_sim/faults`) the fields are the same names in snake_case, all optional,
-/// with the delay given as `delay_ms`.
+/// with the delay given as `delay_ms` and `answer` one of `error`, `lost`, `real`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Fault {
@@ -30,6 +50,10 @@ pub struct Fault {
     /// Delay before the fault response is sent.
     #[serde(rename = "delay_ms", with = "millis")]
     pub delay: Duration,
+    /// Carry the request out before answering.
+    pub apply: bool,
+    /// What the client gets.
+    pub answer: Answer,
 }
 
 impl Default for Fault {
@@ -42,6 +66,8 @@ impl Default for Fault {
             headers: Vec::new(),
             times: 1,
             delay: Duration::ZERO,
+            apply: false,
+            answer: Answer::Error,
         }
     }
 }
@@ -78,6 +104,39 @@ impl Fault {
             status,
             message: message.to_string(),
             ..Self::default()
+        }
+    }
+
+    /// The request is carried out, then answered with `status` and `message`: e.g. a create
+    /// that happened although the client saw a 504.
+    pub fn applied_then_status(
+        method: &str,
+        path_contains: &str,
+        status: u16,
+        message: &str,
+    ) -> Self {
+        Self {
+            apply: true,
+            ..Self::status(method, path_contains, status, message)
+        }
+    }
+
+    /// The request is carried out, then the connection is closed without an answer.
+    pub fn applied_then_lost(method: &str, path_contains: &str) -> Self {
+        Self {
+            apply: true,
+            answer: Answer::Lost,
+            ..Self::status(method, path_contains, 200, "")
+        }
+    }
+
+    /// The request is carried out at once, its real answer sent only after `delay`.
+    pub fn delayed_answer(method: &str, path_contains: &str, delay: Duration) -> Self {
+        Self {
+            apply: true,
+            answer: Answer::Real,
+            delay,
+            ..Self::status(method, path_contains, 200, "")
         }
     }
 

@@ -10,6 +10,11 @@ pub trait SshBackend: Send + Sync {
     fn sandbox_created(&self, id: &str) -> anyhow::Result<()>;
     /// A token was minted for `sandbox_id`; returns the gateway `(host, port)` to advertise.
     fn access_granted(&self, sandbox_id: &str, token: &str) -> anyhow::Result<(String, u16)>;
+    /// The gateway `(host, port)` minted access names (by default `127.0.0.1:2222`; a
+    /// backend advertising another one says so).
+    fn gateway(&self) -> (String, u16) {
+        ("127.0.0.1".to_string(), 2222)
+    }
     /// A token was revoked (replaced, deleted, expired, or its sandbox went away).
     fn access_revoked(&self, token: &str);
     /// A sandbox finished deleting and is gone (404) from now on.
@@ -26,7 +31,11 @@ impl SshBackend for NoSsh {
     }
 
     fn access_granted(&self, _sandbox_id: &str, _token: &str) -> anyhow::Result<(String, u16)> {
-        Ok(("127.0.0.1".to_string(), 2222))
+        Ok(self.gateway())
+    }
+
+    fn gateway(&self) -> (String, u16) {
+        ("127.0.0.1".to_string(), 2222)
     }
 
     fn access_revoked(&self, _token: &str) {}

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cbx_testkit::daytona_sim::{DaytonaSim, Fault, SimConfig, SshBackend};
+use cbx_daytona_sim::{DaytonaSim, Fault, SimConfig, SshBackend};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -799,6 +799,85 @@ async fn faults_rate_limit_then_run_out() {
 }
 
 #[tokio::test]
+async fn faults_apply_then_fail_lose_the_answer_or_hold_it() {
+    let sim = DaytonaSim::start(fast()).await.unwrap();
+    let api = Api::new(&sim);
+
+    // Applied, then answered 504: the sandbox exists although the client saw an error.
+    sim.inject(Fault::applied_then_status(
+        "POST",
+        "/api/sandbox",
+        504,
+        "Gateway Timeout",
+    ));
+    let r = api.post("/sandbox", json!({"name": "applied-504"})).await;
+    assert_error(&r, 504, "Gateway Timeout");
+    assert!(
+        sim.sandbox("applied-504").is_some(),
+        "the create was applied"
+    );
+
+    // Applied, then the answer is lost: the client gets no response at all.
+    sim.inject(Fault::applied_then_lost("POST", "/api/sandbox"));
+    let lost = api
+        .http
+        .post(format!("{}/sandbox", api.url))
+        .bearer_auth(&api.key)
+        .json(&json!({"name": "applied-lost"}))
+        .send()
+        .await;
+    let body = match lost {
+        Ok(resp) => resp.bytes().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(body.is_err(), "the answer must not arrive");
+    assert!(
+        sim.sandbox("applied-lost").is_some(),
+        "the create was applied"
+    );
+
+    // Not applied: a plain fault still leaves nothing.
+    sim.inject(Fault::status("POST", "/api/sandbox", 503, "busy"));
+    let r = api.post("/sandbox", json!({"name": "refused"})).await;
+    assert_error(&r, 503, "busy");
+    assert!(sim.sandbox("refused").is_none());
+
+    // The real answer, held back: the sandbox exists while the client still waits.
+    let hold = Duration::from_millis(400);
+    sim.inject(Fault::delayed_answer("POST", "/api/sandbox", hold));
+    let t = Instant::now();
+    let pending = tokio::spawn({
+        let http = api.http.clone();
+        let url = format!("{}/sandbox", api.url);
+        let key = api.key.clone();
+        async move {
+            http.post(url)
+                .bearer_auth(key)
+                .json(&json!({"name": "held"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while sim.sandbox("held").is_none() {
+        assert!(Instant::now() < deadline, "the held create was not applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!pending.is_finished(), "the answer is held back");
+    assert_eq!(pending.await.unwrap(), StatusCode::OK);
+    assert!(t.elapsed() >= hold);
+
+    // A sequence: two different failures for the same request, in injection order.
+    sim.inject(Fault::status("GET", "/api/sandbox/held", 503, "first"));
+    sim.inject(Fault::status("GET", "/api/sandbox/held", 502, "second"));
+    assert_error(&api.get("/sandbox/held").await, 503, "first");
+    assert_error(&api.get("/sandbox/held").await, 502, "second");
+    assert_eq!(api.get("/sandbox/held").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn requests_are_recorded_in_order() {
     let sim = DaytonaSim::start(fast()).await.unwrap();
     let api = Api::new(&sim);
@@ -856,6 +935,21 @@ async fn control_api() {
         .unwrap();
     assert!(r.status().is_success());
     assert_error(&api.get("/sandbox").await, 500, "x");
+    // The JSON form of an applied create answered 504.
+    let fault = json!({"method": "POST", "path_contains": "/api/sandbox", "status": 504, "message": "late", "apply": true, "answer": "error"});
+    let r = http
+        .post(format!("{base}/_sim/faults"))
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_error(
+        &api.post("/sandbox", json!({"name": "late"})).await,
+        504,
+        "late",
+    );
+    assert!(sim.sandbox("late").is_some());
 
     let body = json!({"state": "error", "errorReason": "boom"});
     let r = http
@@ -885,7 +979,7 @@ async fn control_api() {
         .await
         .unwrap();
     let reqs = reqs.as_array().unwrap();
-    assert_eq!(reqs.len(), 2, "control calls are not recorded");
+    assert_eq!(reqs.len(), 3, "control calls are not recorded");
     assert_eq!(reqs[0]["method"], "POST");
 }
 

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::auth::Authed;
 use super::error::{ApiError, PendingErrorBody, error_response};
+use super::faults::Answer;
 use super::ssh::{mint_token, ssh_command};
 use super::state::{Sandbox, SshToken, Store, is_error_state};
 use super::{DEFAULT_SNAPSHOT, REGIONS, RecordedRequest, Shared, control};
@@ -66,6 +67,7 @@ async fn intercept(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
     };
     let method = parts.method.as_str().to_string();
     let control = path == "/_sim" || path.starts_with("/_sim/");
+    let mut fault = None;
     if !control {
         shared.record(RecordedRequest {
             method: method.clone(),
@@ -83,25 +85,54 @@ async fn intercept(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
                 .collect(),
             body: bytes.to_vec(),
         });
-        if let Some(fault) = shared.take_fault(&method, &path) {
-            if !fault.delay.is_zero() {
-                tokio::time::sleep(fault.delay).await;
+        fault = shared.take_fault(&method, &path);
+    }
+    let applies = fault
+        .as_ref()
+        .is_none_or(|f| f.apply || f.answer == Answer::Real);
+    let resp = if applies {
+        let resp = next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+        Some(match resp.extensions().get::<PendingErrorBody>() {
+            Some(PendingErrorBody(message)) => {
+                error_response(&display_path, resp.status(), message, &[])
             }
+            None => resp,
+        })
+    } else {
+        None
+    };
+    let Some(fault) = fault else {
+        return resp.expect("applied");
+    };
+    if !fault.delay.is_zero() {
+        tokio::time::sleep(fault.delay).await;
+    }
+    match (fault.answer, resp) {
+        (Answer::Real, Some(resp)) => resp,
+        (Answer::Lost, _) => lost_answer(),
+        _ => {
             let status =
                 StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let headers = fault.resolved_headers(&method, &path);
-            return error_response(&display_path, status, &fault.message, &headers);
+            error_response(&display_path, status, &fault.message, &headers)
         }
     }
-    let resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    match resp.extensions().get::<PendingErrorBody>() {
-        Some(PendingErrorBody(message)) => {
-            error_response(&display_path, resp.status(), message, &[])
-        }
-        None => resp,
-    }
+}
+
+/// A response that never arrives whole: its headers promise a body, whose stream then fails,
+/// so the server closes the connection mid-answer.
+fn lost_answer() -> Response {
+    let broken = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("the simulator lost this answer"))
+    });
+    let mut resp = Response::new(Body::from_stream(broken));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_LENGTH,
+        axum::http::HeaderValue::from_static("4096"),
+    );
+    resp
 }
 
 /// Nest's 404 for an unknown route (also used for a wrong method).

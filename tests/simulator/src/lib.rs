@@ -1,5 +1,8 @@
-//! A stateful fake of Daytona's sandbox REST API on loopback, for cbx's end-to-end tests and
-//! demos. See `shared/reference/daytona-api.md` for the API it imitates.
+//! The Daytona simulator: a stateful fake of Daytona's sandbox REST API on loopback, for cbx's
+//! end-to-end tests and its demo (`tests/demo.sh` runs the `daytona-sim` binary). See
+//! `shared/reference/daytona-api.md` for the API it imitates. [`sshd`] serves the simulated
+//! sandboxes over a real sshd. This crate builds no WebAssembly: the demo compiles only cbx,
+//! its providers and this.
 //!
 //! Start it with [`DaytonaSim::start`] (inside a tokio runtime) or
 //! [`DaytonaSim::start_background`] (it brings its own runtime), point the client at
@@ -13,6 +16,7 @@ mod error;
 mod faults;
 mod routes;
 mod ssh;
+pub mod sshd;
 mod state;
 
 use std::fmt;
@@ -22,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub use faults::{Fault, THROTTLER_PLACEHOLDER};
+pub use faults::{Answer, Fault, THROTTLER_PLACEHOLDER};
 pub use ssh::{NoSsh, SshBackend};
 pub use state::{SandboxView, SshTokenView};
 
@@ -343,6 +347,13 @@ impl DaytonaSim {
     /// The accepted API key.
     pub fn api_key(&self) -> String {
         self.shared.config.api_key.clone()
+    }
+
+    /// The SSH gateway its minted access names, `HOST:PORT`: what `DAYTONA_SSH_GATEWAY` must
+    /// say for cbx to connect there.
+    pub fn ssh_gateway(&self) -> String {
+        let (host, port) = self.shared.config.ssh.gateway();
+        format!("{host}:{port}")
     }
 
     /// The organization id.

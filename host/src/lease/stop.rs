@@ -1,0 +1,123 @@
+//! `cbx stop`: deleting a lease's sandbox and forgetting the lease — also a lease whose
+//! creation never finished (an intent), and a claim whose sandbox is already gone.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::error::{ErrorKind, Failure};
+use crate::lease::id::{self, LeaseId};
+use crate::lease::intent::Settle;
+use crate::lease::reconcile::{self, Settled};
+use crate::lease::release::{Released, forget_if_gone, release};
+use crate::lease::resolve::resolve;
+use crate::lease::session::Session;
+
+/// What `cbx stop` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// The lease.
+    pub lease: LeaseId,
+    /// Its slug.
+    pub slug: String,
+    /// Its sandbox.
+    pub sandbox: String,
+    /// Whether the sandbox was already gone (only the claim was removed).
+    pub already_gone: bool,
+}
+
+/// Deletes the sandbox of the lease `ident` names and forgets the lease, waiting up to `wait`
+/// for the provider to report it gone; a claim whose sandbox is already gone is removed once
+/// the provider confirms it.
+pub async fn stop(session: &mut Session, ident: &str, wait: Duration) -> Result<Stopped> {
+    if let Some(stopped) = stop_unfinished(session, ident).await? {
+        return Ok(stopped);
+    }
+    let lease = match resolve(session, ident).await {
+        Ok(lease) => lease,
+        Err(e) if crate::error::failure(&e).is_some_and(|f| f.kind == ErrorKind::NotFound) => {
+            let claim = session
+                .claims()
+                .matching(Some(session.name()), ident)?
+                .into_iter()
+                .next();
+            if let Some(claim) = claim
+                && forget_if_gone(session, &claim).await?
+            {
+                return Ok(Stopped {
+                    lease: claim.lease_id,
+                    slug: claim.slug,
+                    sandbox: claim.sandbox_id,
+                    already_gone: true,
+                });
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let released = release(session, &lease, wait).await?;
+    Ok(Stopped {
+        lease: lease.ownership.lease,
+        slug: lease.ownership.slug,
+        sandbox: lease.sandbox.id,
+        already_gone: released == Released::AlreadyGone,
+    })
+}
+
+/// Stops a lease that exists only as an intent (its creation never finished): deletes
+/// whatever sandbox it left. `None` when `ident` names no intent, or one whose lease is
+/// already claimed (then it is stopped like any lease, and the command making it fails).
+async fn stop_unfinished(session: &mut Session, ident: &str) -> Result<Option<Stopped>> {
+    let by_id = LeaseId::parse(ident);
+    let slug = id::normalize_slug(ident);
+    let intents = session.intents().clone();
+    let (all, _) = intents.scan()?;
+    let Some(intent) = all.into_iter().find(|i| {
+        i.provider == session.name()
+            && (Some(&i.lease().lease_id) == by_id.as_ref() || i.lease().slug == slug)
+    }) else {
+        return Ok(None);
+    };
+    let lease = intent.lease().lease_id.clone();
+    if session.claims().get(&lease)?.is_some() {
+        return Ok(None);
+    }
+    let Some(hold) = intents.take(&intent.id)? else {
+        return Err(Failure::new(
+            ErrorKind::Other,
+            format!(
+                "lease {lease} ({}) is still being created by `cbx {}` (pid {})",
+                intent.lease().slug,
+                intent.command,
+                intent.owner.pid
+            ),
+        )
+        .hint(format!(
+            "wait for that command, or stop it (Ctrl-C, or `kill {}`): it deletes what it \
+             created, and if it cannot, the next cbx command does",
+            intent.owner.pid
+        ))
+        .into());
+    };
+    let settled = reconcile::settle(session, hold, Settle::Delete).await?;
+    let (sandbox, already_gone) = match settled {
+        Settled::Deleted { sandbox } => (sandbox, false),
+        Settled::NotOurs { sandbox } => {
+            return Err(Failure::new(
+                ErrorKind::NotFound,
+                reconcile::describe(&intent, &Settled::NotOurs { sandbox }),
+            )
+            .into());
+        }
+        _ => (
+            intent.object_id.clone().unwrap_or(intent.name.clone()),
+            true,
+        ),
+    };
+    Ok(Some(Stopped {
+        lease,
+        slug: intent.lease().slug.clone(),
+        sandbox,
+        already_gone,
+    }))
+}

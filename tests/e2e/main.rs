@@ -1,0 +1,26 @@
+//! cbx's end-to-end tests, as one test binary (so cbx and wasmtime are linked into one test
+//! executable, not one per area), with a module per area. Each test's name starts with its
+//! area: `tests/run.sh control_plane::` runs one area, `tests/run.sh control_plane::doctor`
+//! the matching tests.
+//!
+//! | module | what it exercises |
+//! | --- | --- |
+//! | `daytona_requests` | the real binary against wiremock: Daytona's exact requests and error answers |
+//! | `control_plane` | the real binary against the Daytona simulator: the lease lifecycle |
+//! | `capabilities` | the `probe` guest in the real host: grants, credentials, limits |
+//! | `install` | installing, approving, inspecting and auditing providers; the template |
+//! | `adversarial` | hostile components installed as a user would |
+//! | `python_provider` | the Python Daytona provider, built with componentize-py |
+//! | `data_plane` | the simulator with a real sshd, ssh and rsync (needs root) |
+//! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
+//! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
+
+mod adversarial;
+mod capabilities;
+mod control_plane;
+mod crash_safety;
+mod data_plane;
+mod daytona_requests;
+mod install;
+mod python_provider;
+mod ssh_provider;
