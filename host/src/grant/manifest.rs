@@ -10,7 +10,7 @@ use toml::Spanned;
 use url::Url;
 
 use super::destination::DestinationPattern;
-use super::{RequestCaps, headers};
+use super::headers;
 use crate::diagnostic::Diagnostic;
 
 /// A validated provider manifest.
@@ -37,6 +37,31 @@ pub struct Manifest {
     pub sha256: String,
     /// Its HTTP request caps (`[limits]`; defaults where it sets none).
     pub requests: RequestCaps,
+}
+
+/// How many HTTP requests a provider may make, per call of one of its operations and per run
+/// (one cbx invocation). A manifest may set them (`[limits]`, up to [`RequestCaps::MAX`]); the
+/// user may only lower them. Enough for Daytona to walk a list of 50,000 sandboxes in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestCaps {
+    /// Requests one call may make.
+    pub per_call: u32,
+    /// Requests one run may make, all calls together.
+    pub per_run: u32,
+}
+
+impl RequestCaps {
+    /// The caps of a manifest that sets none.
+    pub const DEFAULT: RequestCaps = RequestCaps {
+        per_call: 500,
+        per_run: 5000,
+    };
+    /// The most a manifest may ask for.
+    pub const MAX: RequestCaps = RequestCaps {
+        per_call: 10_000,
+        per_run: 100_000,
+    };
 }
 
 /// An HTTP endpoint a provider may reach: a base URL under which all its requests must lie.

@@ -30,6 +30,7 @@ use std::fmt;
 use anyhow::Result;
 use url::Url;
 
+use self::manifest::RequestCaps;
 use self::ssh::{SshChoices, SshGrant};
 use crate::error::{ErrorKind, Failure};
 use crate::provenance::{Definition, Value};
@@ -101,31 +102,6 @@ impl BoundCredential {
     pub fn header_value(&self) -> String {
         self.format.replace("{value}", self.value.expose())
     }
-}
-
-/// How many HTTP requests a provider may make, per call of one of its operations and per run
-/// (one cbx invocation). A manifest may set them (`[limits]`, up to [`RequestCaps::MAX`]); the
-/// user may only lower them. Enough for Daytona to walk a list of 50,000 sandboxes in one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestCaps {
-    /// Requests one call may make.
-    pub per_call: u32,
-    /// Requests one run may make, all calls together.
-    pub per_run: u32,
-}
-
-impl RequestCaps {
-    /// The caps of a manifest that sets none.
-    pub const DEFAULT: RequestCaps = RequestCaps {
-        per_call: 500,
-        per_run: 5000,
-    };
-    /// The most a manifest may ask for.
-    pub const MAX: RequestCaps = RequestCaps {
-        per_call: 10_000,
-        per_run: 100_000,
-    };
 }
 
 /// What the user chose about a provider's grant: endpoint URLs (from the user's config file or

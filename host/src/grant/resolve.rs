@@ -4,11 +4,10 @@
 
 use anyhow::Result;
 
-use super::manifest::{CredentialDecl, Manifest, parse_endpoint_url};
+use super::manifest::{CredentialDecl, Manifest, RequestCaps, parse_endpoint_url};
 use super::ssh::SshGrant;
 use super::{
-    AuthProblem, BoundCredential, EndpointOverrides, Grant, GrantedEndpoint, RequestCaps,
-    SecretValue, headers,
+    AuthProblem, BoundCredential, EndpointOverrides, Grant, GrantedEndpoint, SecretValue, headers,
 };
 use crate::error::{ErrorKind, Failure};
 use crate::provenance::{self, Definition, Value};
