@@ -1891,7 +1891,7 @@ async fn a_provider_never_picks_the_key_even_for_a_destination_you_approved() {
         out.expect_code(7);
         assert!(
             out.stderr.contains(&format!(
-                "provider malformed was denied SSH {}: it named the key file {key:?}; a provider never chooses a key",
+                "provider malformed was denied SSH {}: it named the key file `{key}`; a provider never chooses a key",
                 attacker.destination()
             )),
             "{key}\n{out}"
@@ -1928,7 +1928,7 @@ async fn the_users_key_option_is_the_only_key_and_it_is_checked() {
     out.expect_code(7);
     assert!(
         out.stderr.contains(
-            "it named the key file \"/root/.ssh/other\", not the one you set in option `user-key`"
+            "it named the key file `/root/.ssh/other`, not the one you set in option `user-key`"
         ),
         "{out}"
     );
@@ -1975,12 +1975,13 @@ async fn a_work_root_that_reads_as_an_option_is_refused() {
     );
     h.try_install("malformed", &manifest_text).ok();
     let port = format!("dest-port={}", attacker.port());
-    for (root, why) in [
+    for (root, shown, why) in [
         (
+            "-rf",
             "-rf",
             "begins with `-`, so a remote command could read it as an option",
         ),
-        ("cbx\n-x", "contains control characters"),
+        ("cbx\n-x", "cbx\\n-x", "contains control characters"),
     ] {
         let root_opt = format!("work-root={root}");
         for args in [
@@ -1991,7 +1992,7 @@ async fn a_work_root_that_reads_as_an_option_is_refused() {
             out.expect_code(8);
             assert!(
                 out.stderr.contains(&format!(
-                    "provider malformed reported the work root {root:?}, which {why}"
+                    "provider malformed reported the work root `{shown}`, which {why}"
                 )),
                 "{args:?}\n{out}"
             );
