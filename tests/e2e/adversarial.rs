@@ -1022,6 +1022,77 @@ async fn the_audit_view_of_a_hostile_url_is_inert() {
     h.assert_no_secret_leaked();
 }
 
+/// Issue 11's records meet issue 10's rule: a lease still being created, and the next
+/// command finishing one whose process was killed, quote the provider's sandbox id inert.
+#[tokio::test(flavor = "multi_thread")]
+async fn unfinished_leases_and_their_reconciliation_are_inert() {
+    let mut h = Hostile::install("malformed", "malformed", &manifest("malformed", NOWHERE));
+    let inject = ["mode=inject"];
+    // A warmup paused right after the provider answered `create` with a hostile id.
+    let log = h.home.path().join("paused-warmup.stderr");
+    let mut warmup = h
+        .home
+        .command(&[
+            "--provider",
+            "malformed",
+            "-o",
+            "mode=inject",
+            "warmup",
+            "--slug",
+            "unf",
+        ])
+        .env("CBX_TEST_PAUSE", "acquire:created")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start cbx warmup");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("cbx-test: paused at acquire:created")
+    {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "warmup never paused: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // `list` while it runs: the unfinished entry and its note.
+    let out = h.with(&inject, &["list"]);
+    out.ok();
+    assert_inert("list with an unfinished lease", &out);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains("unfinished") && l.contains(INJECT_SHOWN)),
+        "the unfinished entry shows the provider's id, inert\n{out}"
+    );
+    assert!(
+        out.stderr.contains("is being created by `cbx warmup`"),
+        "{out}"
+    );
+
+    // Killed there: the next command finishes it and says so, the id still inert.
+    warmup.kill().unwrap();
+    warmup.wait().unwrap();
+    let out = h.with(&inject, &["list"]);
+    out.ok();
+    assert_shown_inert("list after reconciling", &out);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("cbx: finished lease cbx_") && l.contains(INJECT_SHOWN)),
+        "{out}"
+    );
+    let out = h.with(&inject, &["stop", "unf"]);
+    out.ok();
+    assert_inert("stop", &out);
+    h.assert_no_secret_leaked();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_description_that_draws_on_the_approval_screen_is_refused() {
     let mut h = Hostile {

@@ -341,8 +341,23 @@ fn ssh_destinations_are_shown_pinned_and_refused_when_wider_until_approved_again
             .contains("manifest changed since you approved it"),
         "{out}"
     );
+    // Reinstalling it shows the change of destinations in cbx's words (the installed copy put
+    // back as approved, so cbx can tell what changed).
+    std::fs::write(
+        dir.join("cbx-provider.toml"),
+        with_ssh("\"*.gw.example:22\""),
+    )
+    .unwrap();
     std::fs::write(&dist, with_ssh("\"eu.gw.example:22\"")).unwrap();
-    s.install().ok();
+    let out = s.install();
+    out.ok();
+    for change in [
+        "Changed since you approved it:",
+        "  + ssh destination `eu.gw.example:22`: may receive your files, commands and --env values",
+        "  - ssh destination `*.gw.example:22`: may receive your files, commands and --env values",
+    ] {
+        assert!(out.stdout.lines().any(|l| l == change), "{change}\n{out}");
+    }
     s.cbx(&["--provider", "probe", "doctor"]).ok();
 
     // Only the user's own config may move or narrow them; a grant can only narrow.

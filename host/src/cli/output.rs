@@ -220,3 +220,65 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::view::{DamagedDetail, DamagedView, UnfinishedView};
+
+    const HOSTILE: &str = "x\x1b[2J\r\nerror: forged\u{202e}";
+
+    /// `list`'s table and notes quote unfinished leases (the sandbox id is the provider's) and
+    /// damaged files inert: one line each, nothing a terminal would act on.
+    #[test]
+    fn unfinished_and_damaged_entries_are_inert() {
+        let unfinished = UnfinishedView {
+            command: format!("warmup{HOSTILE}"),
+            pid: 7,
+            running: false,
+            since: "2026-01-01T00:00:00Z".into(),
+            then: "delete".into(),
+            file: "/s/intents/cbx_0123456789ab.json".into(),
+        };
+        let listing = Listing {
+            leases: Vec::new(),
+            unfinished: vec![IntentView {
+                lease_id: "cbx_0123456789ab".into(),
+                slug: "s".into(),
+                provider: "p".into(),
+                sandbox_id: Some(format!("sb{HOSTILE}")),
+                sandbox_name: "cbx-s-0123456789ab".into(),
+                state: "unfinished",
+                unfinished,
+            }],
+            damaged: vec![DamagedView {
+                lease_id: None,
+                state: "damaged",
+                damaged: DamagedDetail {
+                    record: "claim".into(),
+                    file: "/s/claims/cbx_0123456789ab.json".into(),
+                    error: format!("bad{HOSTILE}"),
+                    hint: "h".into(),
+                },
+            }],
+        };
+        let mut text = lease_table(&listing.leases, &listing.unfinished);
+        for line in listing_notes(&listing) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        assert!(
+            !text
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{text:?}"
+        );
+        assert!(!text.lines().any(|l| l.starts_with("error:")), "{text}");
+        assert!(
+            text.contains("sbx\\x1b[2J\\r\\nerror: forged\\u{202e}"),
+            "{text}"
+        );
+        assert!(text.contains("created by `cbx warmupx\\x1b[2J"), "{text}");
+        assert!(text.contains("is damaged: badx\\x1b[2J"), "{text}");
+    }
+}

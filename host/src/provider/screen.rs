@@ -261,6 +261,32 @@ mod tests {
         );
     }
 
+    /// Part of cbx's own account: where minted SSH access may lead, and whose key.
+    #[test]
+    fn ssh_destinations_and_the_key_are_the_hosts_facts() {
+        let m = Manifest::parse(
+            "m",
+            "[provider]\nname = \"acme\"\n[ssh]\ndestinations = [\"ssh.acme.example:22\"]\nenv = \"ACME_SSH\"\ndescription = \"network: none\"\n",
+        )
+        .unwrap();
+        let text = render(&info("Acme"), &m, &[], false);
+        let host: Vec<&str> = text.lines().filter(|l| l.starts_with("  ssh")).collect();
+        assert_eq!(
+            host,
+            [
+                "  ssh: your files, commands and --env values may be sent to ssh.acme.example:22; you may point it elsewhere with ACME_SSH",
+                "  ssh key: none (it may never pick one)",
+            ]
+        );
+        let none = render(&info("Acme"), &manifest("ACME_KEY"), &[], false);
+        assert!(
+            none.contains(
+                "\n  ssh: none — cbx will send your files to no SSH destination it names\n"
+            ),
+            "{none}"
+        );
+    }
+
     #[test]
     fn a_hostile_description_stays_one_inert_line() {
         let m = manifest("ACME_KEY");
