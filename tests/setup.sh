@@ -5,6 +5,8 @@
 #     the provider template): installed rustup targets, or Debian's offline packages (rustc-web,
 #     cargo-web, rust-web-src, lld-19, wasi-libc);
 #   - git, OpenSSH (client and server) and rsync, which the data plane and its tests use;
+#   - tmux, a real terminal for the test that answers the approval prompt as a person would,
+#     and GNU time (/usr/bin/time), which measures cbx's peak memory in a test;
 #   - componentize-py, which builds the Python provider for its end-to-end test.
 # Then it builds one tiny guest of each kind exactly as the real build does
 # (host/guest-build/check) and, if that fails, says what is missing.
@@ -38,6 +40,8 @@ have git || missing+=(git)
 have ssh || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 have rsync || missing+=(rsync)
+have tmux || missing+=(tmux)
+[ -x /usr/bin/time ] || missing+=(time)
 
 # componentize-py (PyPI; it ships its own binary) builds the Python provider in
 # providers/daytona-py for its end-to-end test; pip installs it, after apt installed pip.
@@ -48,7 +52,7 @@ install_missing() {
   echo "setup: installing ${missing[*]}" >&2
   if ! have apt-get; then
     echo "setup: cannot install ${missing[*]} automatically on this system." >&2
-    echo "setup: install git, OpenSSH and rsync, and run: rustup target add wasm32-unknown-unknown wasm32-wasip1" >&2
+    echo "setup: install git, OpenSSH, rsync, tmux and GNU time, and run: rustup target add wasm32-unknown-unknown wasm32-wasip1" >&2
     exit 1
   fi
   local sudo=()

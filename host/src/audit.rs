@@ -1,7 +1,10 @@
 //! The audit log: every outbound request a provider makes, every denial and every limit hit,
 //! and the data plane — every SSH destination a provider minted (allowed or denied), every
-//! sync and every `--env` forwarding (names only) — appended as JSON lines to
-//! `<state>/audit.jsonl` (0600). `cbx providers audit` reads it.
+//! sync and every `--env` forwarding (names only) — appended as JSON lines (0600). Requests
+//! and data-plane records go to `<state>/audit.jsonl`; alerts — denials (of requests and of
+//! SSH destinations), limit hits and faults — to `<state>/alerts.jsonl` beside it, so however
+//! many requests a provider makes they cannot rotate an alert out. Each file keeps one rotated
+//! generation. `cbx providers audit` reads both, merged by time (`--alerts`: the alerts alone).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::grant::http::{HttpEvent, HttpOutcome};
 use crate::paths;
 
-/// When the log passes this size it is rotated to `audit.jsonl.1`.
+/// When a log file passes this size it is rotated to `<name>.jsonl.1`.
 const ROTATE_BYTES: u64 = 16 << 20;
 
 /// What an audit record is about.
@@ -70,6 +73,16 @@ pub enum RecordOutcome {
     Fault(FaultKind),
     /// What happened on the data plane.
     Data(DataOutcome),
+}
+
+impl RecordKind {
+    /// Whether records of this kind are alerts, kept apart from the requests.
+    pub fn is_alert(self) -> bool {
+        match self {
+            RecordKind::Request | RecordKind::Ssh | RecordKind::Sync | RecordKind::Env => false,
+            RecordKind::Denied | RecordKind::Limit | RecordKind::Fault => true,
+        }
+    }
 }
 
 impl RecordOutcome {
@@ -302,17 +315,28 @@ impl AuditLog {
         AuditLog { path }
     }
 
-    /// Its path.
+    /// Its path (the requests' file).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Appends one record (one `write` of one line, so concurrent writers do not interleave).
+    /// The alerts' file, beside it.
+    pub fn alerts_path(&self) -> PathBuf {
+        self.path.with_file_name("alerts.jsonl")
+    }
+
+    /// Appends one record to its file (one `write` of one line, so concurrent writers do not
+    /// interleave).
     pub fn append(&self, record: &AuditRecord) -> Result<()> {
-        let dir = self.path.parent().context("audit log has no directory")?;
+        let path = if record.kind.is_alert() {
+            self.alerts_path()
+        } else {
+            self.path.clone()
+        };
+        let dir = path.parent().context("audit log has no directory")?;
         paths::private_dir(dir)?;
-        if fs_err::metadata(&self.path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
-            let _ = fs_err::rename(&self.path, self.path.with_extension("jsonl.1"));
+        if fs_err::metadata(&path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
+            let _ = fs_err::rename(&path, path.with_extension("jsonl.1"));
         }
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
@@ -324,45 +348,106 @@ impl AuditLog {
             options.mode(0o600);
         }
         let mut file = options
-            .open(&self.path)
-            .with_context(|| format!("open {}", self.path.display()))?;
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
         file.write_all(&line)?;
         Ok(())
     }
 
-    /// All records, oldest first (rotated file included); unreadable lines are skipped.
+    /// All records of both files, oldest first (rotated files included); unreadable lines are
+    /// skipped.
     pub fn read(&self) -> Result<Vec<AuditRecord>> {
-        let mut records = Vec::new();
-        for path in [self.path.with_extension("jsonl.1"), self.path.clone()] {
-            let text = match fs_err::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            records.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
-        }
+        let mut records = read_file(&self.path)?;
+        records.extend(read_file(&self.alerts_path())?);
+        // RFC 3339 UTC times of one width sort as text; the sort is stable for equal times.
+        records.sort_by(|a, b| a.time.cmp(&b.time));
         Ok(records)
     }
+
+    /// The alerts alone (denials, limit hits, faults), oldest first — including any a version
+    /// before the split wrote among the requests.
+    pub fn read_alerts(&self) -> Result<Vec<AuditRecord>> {
+        Ok(self
+            .read()?
+            .into_iter()
+            .filter(|r| r.kind.is_alert())
+            .collect())
+    }
+}
+
+/// The records of one log file and its rotated generation, oldest first.
+fn read_file(path: &Path) -> Result<Vec<AuditRecord>> {
+    let mut records = Vec::new();
+    for path in [path.with_extension("jsonl.1"), path.to_path_buf()] {
+        let text = match fs_err::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        records.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+    }
+    Ok(records)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn request(url: &str) -> AuditRecord {
+        AuditRecord::from_http(&HttpEvent {
+            provider: "p".into(),
+            operation: "list",
+            method: "GET".into(),
+            url: url.into(),
+            status: Some(200),
+            bytes: 1,
+            credentials: Vec::new(),
+            outcome: HttpOutcome::Ok,
+            detail: None,
+            millis: 1,
+        })
+    }
+
     #[test]
     fn appends_and_reads_back_with_private_mode() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::new(dir.path().join("state/audit.jsonl"));
         let r = AuditRecord::fault("p", "create", true, "exceeded its CPU budget");
+        let q = request("https://x.example/a");
         log.append(&r).unwrap();
+        log.append(&q).unwrap();
         log.append(&r).unwrap();
-        assert_eq!(log.read().unwrap(), vec![r.clone(), r]);
+        let read = log.read().unwrap();
+        assert_eq!(read.len(), 3);
+        assert_eq!(log.read_alerts().unwrap(), vec![r.clone(), r]);
         #[cfg(unix)]
-        {
+        for path in [log.path().to_path_buf(), log.alerts_path()] {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(log.path()).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
         }
+    }
+
+    /// However many requests are logged, they rotate only their own file.
+    #[test]
+    fn requests_cannot_rotate_an_alert_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl"));
+        let alert = AuditRecord::fault("p", "get", false, "planted denial");
+        log.append(&alert).unwrap();
+        for round in 0..3 {
+            // A full requests file (sparse), then one more request: a rotation each round.
+            log.append(&request("https://x.example/fill")).unwrap();
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(log.path())
+                .unwrap()
+                .set_len(ROTATE_BYTES + 1)
+                .unwrap();
+            log.append(&request(&format!("https://x.example/{round}")))
+                .unwrap();
+        }
+        assert_eq!(log.read_alerts().unwrap(), vec![alert]);
     }
 
     /// Every kind of line, byte for byte as `audit.jsonl` and `providers audit --json` hold it.
@@ -435,6 +520,33 @@ mod tests {
             line(AuditRecord::fault("p", "get", false, "crashed")),
             r#"{"time":"T","provider":"p","kind":"fault","operation":"get","outcome":"fault","detail":"crashed"}"#
         );
+    }
+
+    /// Minted SSH access the grant allows, syncs and `--env` records sit with the requests; an
+    /// SSH destination the grant refused is an alert, which requests cannot rotate out.
+    #[test]
+    fn an_ssh_denial_is_an_alert_and_the_data_plane_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl"));
+        let allowed = AuditRecord::ssh_access("p", "mint-ssh-access", None, "h:22", None);
+        let denied =
+            AuditRecord::ssh_access("p", "mint-ssh-access", None, "127.0.0.2:2222", Some("no"));
+        let sync = AuditRecord::sync(&SyncAudit {
+            provider: "p".into(),
+            lease: "cbx_0123456789ab".into(),
+            destination: "h:22".into(),
+            files: 1,
+            bytes: 1,
+            outcome: DataOutcome::Failed,
+            detail: "rsync failed".into(),
+        });
+        let env = AuditRecord::env("p", "cbx_0123456789ab", "h:22", vec!["A".into()], true);
+        for r in [&allowed, &denied, &sync, &env] {
+            log.append(r).unwrap();
+        }
+        assert_eq!(log.read_alerts().unwrap(), vec![denied]);
+        let requests = read_file(log.path()).unwrap();
+        assert_eq!(requests, vec![allowed, sync, env]);
     }
 
     /// The data-plane lines, byte for byte.

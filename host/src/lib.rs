@@ -20,7 +20,8 @@
 //!   the working tree, remote command lines.
 //! - Leaves: [`environment`] (read once), [`provenance`] (where a setting came from),
 //!   [`interrupt`] (the one place signals are awaited), [`diagnostic`], [`digest`], [`error`],
-//!   [`paths`], [`progress`], [`redact`], [`testpoint`] (pauses for end-to-end tests).
+//!   [`paths`], [`progress`], [`redact`], [`terminal`] (provider text made inert for a
+//!   terminal), [`testpoint`] (pauses for end-to-end tests).
 
 pub mod audit;
 pub mod cli;
@@ -42,6 +43,7 @@ pub mod redact;
 pub mod remote;
 pub mod ssh;
 pub mod sync;
+pub mod terminal;
 pub mod testpoint;
 
 #[cfg(test)]

@@ -1,10 +1,15 @@
 //! Progress on stderr: a spinner on a terminal, plain lines otherwise; and the single lines
 //! ([`note`], [`report`]) that the library prints instead of calling `eprintln!` itself.
+//!
+//! Every message is one line made [`inert`]: progress quotes sandbox ids, states and provider
+//! errors, and none of them may steer the terminal or start a line of its own.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::terminal::inert;
 
 /// Reports what a long step is doing. Results go to stdout; progress only ever to stderr.
 pub struct Progress {
@@ -17,7 +22,7 @@ pub struct Progress {
 impl Progress {
     /// Starts reporting `message`. `quiet` suppresses everything but warnings.
     pub fn start(message: impl Into<String>, quiet: bool) -> Progress {
-        let message = message.into();
+        let message = inert(&message.into()).into_owned();
         let bar = if !quiet && std::io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -43,7 +48,7 @@ impl Progress {
 
     /// Updates the message; on a non-terminal, prints it only when it changed.
     pub fn set(&mut self, message: impl Into<String>) {
-        let message = message.into();
+        let message = inert(&message.into()).into_owned();
         if message == self.last {
             return;
         }
@@ -57,6 +62,8 @@ impl Progress {
 
     /// Prints a line above the spinner (or plainly), even when quiet.
     pub fn warn(&self, message: &str) {
+        let message = inert(message);
+        let message = message.as_ref();
         match &self.bar {
             Some(bar) => bar.println(message),
             None => eprintln!("{message}"),
@@ -70,7 +77,7 @@ impl Progress {
 
     /// Ends the step, leaving `message` as its final line (unless quiet).
     pub fn finish(self, message: impl Into<String>) {
-        let message = message.into();
+        let message = inert(&message.into()).into_owned();
         match &self.bar {
             Some(bar) => {
                 bar.finish_and_clear();
@@ -92,14 +99,14 @@ impl Progress {
 /// A line on stderr unless `quiet`: a step the user may want to follow (a retry, a summary).
 pub fn note(quiet: bool, message: &str) {
     if !quiet {
-        eprintln!("{message}");
+        eprintln!("{}", inert(message));
     }
 }
 
 /// A line on stderr even when quiet: something cbx did on its own (deleting an expired lease),
 /// or a warning.
 pub fn report(message: &str) {
-    eprintln!("{message}");
+    eprintln!("{}", inert(message));
 }
 
 /// Formats a duration for people: `850ms`, `4.2s`, `3m05s`.

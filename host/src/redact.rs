@@ -2,6 +2,9 @@
 //!
 //! Every credential value and SSH token cbx handles is registered with a [`Redactor`]; output,
 //! logs and error messages pass through [`Redactor::redact`] before they leave the process.
+//! A value is scrubbed in the forms a service or provider might echo it in too
+//! ([`encoded_forms`]): base64 (standard and URL-safe, padded or not, and wherever it falls in
+//! a longer base64 text) and URL encoding.
 
 use std::sync::{Arc, RwLock};
 
@@ -40,6 +43,11 @@ impl Redactor {
             return;
         }
         secrets.push((secret.to_string(), placeholder));
+        for form in encoded_forms(secret) {
+            if !secrets.iter().any(|(s, _)| *s == form) {
+                secrets.push((form, placeholder));
+            }
+        }
         // Longest first, so a secret containing another is replaced whole.
         secrets.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
     }
@@ -57,6 +65,58 @@ impl Redactor {
         }
         redact_bearer(&out)
     }
+}
+
+/// Shortest encoded form scrubbed: shorter runs of base64 would match ordinary text.
+const MIN_ENCODED: usize = 8;
+
+/// The forms of `secret` other than itself that text may carry it in: base64 in the standard
+/// and URL-safe alphabets, with and without padding; the run of base64 characters that encodes
+/// only the secret at each of the three offsets it can start at inside a longer base64 text
+/// (so `base64("user:" + secret)` is caught too); and its URL encoding (upper- and lower-case
+/// hex, `%20` or `+` for spaces). Forms shorter than 8 characters are left out.
+pub fn encoded_forms(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = secret.as_bytes();
+    let mut forms = vec![STANDARD.encode(bytes), URL_SAFE.encode(bytes)];
+    for engine in [STANDARD_NO_PAD, URL_SAFE_NO_PAD] {
+        for offset in 0..3usize {
+            let mut shifted = vec![0u8; offset];
+            shifted.extend_from_slice(bytes);
+            let text = engine.encode(&shifted);
+            // Characters whose six bits all come from the secret.
+            let start = (offset * 8).div_ceil(6);
+            let end = (shifted.len() * 8) / 6;
+            if end > start {
+                forms.push(text[start..end].to_string());
+            }
+            forms.push(text);
+        }
+    }
+    let url = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
+    forms.push(url.replace("%20", "+"));
+    forms.push(lowercase_escapes(&url));
+    forms.push(url);
+    forms.retain(|f| f.len() >= MIN_ENCODED && f != secret);
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// `%2F` → `%2f` in a percent-encoded text.
+fn lowercase_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let escape = rest.get(i..i + 3).unwrap_or(&rest[i..]);
+        out.push_str(&escape.to_ascii_lowercase());
+        rest = &rest[i + escape.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Replaces the token after every `Bearer ` (any case) with [`SECRET`].
@@ -152,6 +212,42 @@ mod tests {
         r.add("abcd", SECRET);
         r.add("abcdefgh", TOKEN);
         assert_eq!(r.redact("x abcdefgh y abcd"), "x <token> y <redacted>");
+    }
+
+    #[test]
+    fn scrubs_base64_and_url_encoded_forms() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let secret = "s3cret/key+with?odd=chars~01";
+        let r = Redactor::new();
+        r.add(secret, SECRET);
+        for encoded in [
+            STANDARD.encode(secret),
+            URL_SAFE_NO_PAD.encode(secret),
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        ] {
+            let shown = r.redact(&format!("echo: {encoded} end"));
+            assert!(!shown.contains(&encoded), "{shown}");
+            assert!(shown.contains(SECRET), "{shown}");
+        }
+        // Inside a longer base64 text, at every offset.
+        for prefix in ["", "a", "ab", "user:", "Authorization: Bearer "] {
+            for alphabet in [STANDARD, base64::engine::general_purpose::URL_SAFE] {
+                let blob = alphabet.encode(format!("{prefix}{secret}\"}}"));
+                let shown = r.redact(&blob);
+                assert!(shown.contains(SECRET), "{prefix:?}: {shown}");
+                // All but the characters shared with its neighbours are gone.
+                let removed = blob.len() + SECRET.len() - shown.len();
+                assert!(removed >= secret.len() * 4 / 3 - 2, "{prefix:?}: {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn encoded_forms_skip_the_short_and_the_unchanged() {
+        assert!(encoded_forms("abcd").iter().all(|f| f.len() >= 8));
+        assert!(!encoded_forms("plainalnum123").contains(&"plainalnum123".to_string()));
     }
 
     #[test]

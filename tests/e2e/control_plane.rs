@@ -1583,7 +1583,8 @@ const PINNED: &str = r##"=== doctor --json
       "identity": null,
       "agent": false
     }
-  }
+  },
+  "sharedCredentials": []
 }
 === providers audit --json (sorted, unique)
 {"time":"<time>","provider":"daytona","kind":"request","operation":"create","method":"POST","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}

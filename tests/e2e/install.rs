@@ -90,8 +90,8 @@ fn install_shows_the_request_records_approval_and_the_provider_works() {
     let s = Setup::new();
     // Without --yes and without a terminal, nothing is installed.
     let refused = s.cbx(&["providers", "install", "dist/probe.wasm"]);
-    refused.expect_code(2);
-    assert!(refused.stdout.contains("It asks for:"), "{refused}");
+    refused.expect_code(7);
+    assert!(refused.stdout.contains("It asks for ("), "{refused}");
     assert!(refused.stderr.contains("rerun with --yes"), "{refused}");
     assert!(!s.installed_dir().exists());
 
@@ -341,8 +341,23 @@ fn ssh_destinations_are_shown_pinned_and_refused_when_wider_until_approved_again
             .contains("manifest changed since you approved it"),
         "{out}"
     );
+    // Reinstalling it shows the change of destinations in cbx's words (the installed copy put
+    // back as approved, so cbx can tell what changed).
+    std::fs::write(
+        dir.join("cbx-provider.toml"),
+        with_ssh("\"*.gw.example:22\""),
+    )
+    .unwrap();
     std::fs::write(&dist, with_ssh("\"eu.gw.example:22\"")).unwrap();
-    s.install().ok();
+    let out = s.install();
+    out.ok();
+    for change in [
+        "Changed since you approved it:",
+        "  + ssh destination `eu.gw.example:22`: may receive your files, commands and --env values",
+        "  - ssh destination `*.gw.example:22`: may receive your files, commands and --env values",
+    ] {
+        assert!(out.stdout.lines().any(|l| l == change), "{change}\n{out}");
+    }
     s.cbx(&["--provider", "probe", "doctor"]).ok();
 
     // Only the user's own config may move or narrow them; a grant can only narrow.
@@ -578,4 +593,50 @@ fn the_provider_template_installs_and_conforms() {
     home.run(&["--provider", "template", "status", "tpl"]).ok();
     home.run(&["--provider", "template", "stop", "tpl"]).ok();
     home.assert_secret_absent(&sim.api_key(), &[&out, &test, &warm], &[]);
+}
+
+/// An approval an earlier cbx wrote, without the manifest's hash, still loads — and is
+/// refused, saying why, until the user approves the provider again (docs/security.md).
+#[test]
+fn an_approval_that_does_not_pin_the_manifest_must_be_given_again() {
+    let s = Setup::new();
+    s.install().ok();
+    let grants = s.home.config_file().with_file_name("grants.toml");
+    let mut file: toml::Table = std::fs::read_to_string(&grants).unwrap().parse().unwrap();
+    let probe = file["providers"]["probe"].as_table().unwrap().clone();
+    let mut earlier = probe.clone();
+    for key in ["manifest-sha256", "wasi", "options"] {
+        assert!(earlier.remove(key).is_some(), "no {key} in {probe}");
+    }
+    file["providers"]
+        .as_table_mut()
+        .unwrap()
+        .insert("probe".into(), earlier.into());
+    std::fs::write(&grants, toml::to_string(&file).unwrap()).unwrap();
+
+    let out = s.cbx(&["--provider", "probe", "doctor"]);
+    out.expect_code(7);
+    assert!(
+        out.stdout.contains(
+            "provider probe was approved by an earlier cbx that did not pin its manifest"
+        ),
+        "{out}"
+    );
+    let list = s.cbx(&["providers", "list", "--json"]).json();
+    assert!(
+        list.to_string().contains("changed: needs approval"),
+        "{list}"
+    );
+
+    let out = s.cbx(&["providers", "install", "dist/probe.wasm"]);
+    out.expect_code(7);
+    assert!(
+        out.stdout
+            .contains("! the earlier approval does not pin a manifest cbx still has"),
+        "{out}"
+    );
+    s.install().ok();
+    s.cbx(&["--provider", "probe", "doctor"]).ok();
+    let pinned = std::fs::read_to_string(&grants).unwrap();
+    assert!(pinned.contains("manifest-sha256 = "), "{pinned}");
 }

@@ -243,6 +243,10 @@ pub struct AuditArgs {
     /// Only the last N records.
     #[arg(long, value_name = "N", default_value = "50")]
     pub last: usize,
+    /// Only the alerts: denials, limit hits and faults (kept in a file of their own, which
+    /// requests cannot rotate out).
+    #[arg(long)]
+    pub alerts: bool,
     /// Print JSON lines.
     #[arg(long)]
     pub json: bool,

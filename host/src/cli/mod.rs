@@ -15,6 +15,7 @@ use crate::context::{Context, Flags};
 use crate::environment::Environment;
 use crate::error::{self, Failure};
 use crate::redact::{RedactingStderr, Redactor};
+use crate::terminal::inert;
 
 /// Runs cbx with the process's arguments and environment.
 pub fn main() -> ExitCode {
@@ -78,14 +79,34 @@ fn init_tracing(verbose: u8, env: &Environment, redactor: &Redactor) {
 
 /// Prints an error and its hint on stderr, secrets removed.
 fn report(err: &anyhow::Error, redactor: &Redactor) {
-    let text = redactor.redact(&format!("{err:#}"));
-    eprintln!("error: {text}");
+    eprint!("{}", error_lines(err, redactor));
+}
+
+/// The `error:` and `hint:` lines for `err`, secrets removed. Provider text inside is already
+/// inert where it was quoted; in case some is not, every line is made [`inert`] and every line
+/// after the first is indented, so nothing can start a line of its own (a forged `error:`).
+fn error_lines(err: &anyhow::Error, redactor: &Redactor) -> String {
+    let mut out = labelled("error: ", &redactor.redact(&format!("{err:#}")));
     if let Some(Failure {
         hint: Some(hint), ..
     }) = error::failure(err)
     {
-        eprintln!("hint: {}", redactor.redact(hint));
+        out.push_str(&labelled("hint: ", &redactor.redact(hint)));
     }
+    out
+}
+
+/// `label` and `text`, each line inert, lines after the first indented by two spaces.
+fn labelled(label: &str, text: &str) -> String {
+    let mut out = String::from(label);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push_str("\n  ");
+        }
+        out.push_str(&inert(line));
+    }
+    out.push('\n');
+    out
 }
 
 /// The library's view of the global flags.
@@ -124,5 +145,31 @@ async fn run(cli: Cli, env: Environment, redactor: Redactor) -> Result<u8> {
             timeout,
             json,
         }) => commands::conformance::run(&ctx, &name, &timeout, json).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines_cannot_be_forged() {
+        let err = anyhow::Error::new(
+            Failure::new(
+                error::ErrorKind::Provider,
+                "bad\nerror: forged\r\x1b[2Jhint: also forged",
+            )
+            .hint("real hint\nhint: forged"),
+        );
+        let text = error_lines(&err, &Redactor::new());
+        assert_eq!(
+            text,
+            "error: bad\n  error: forged\\r\\x1b[2Jhint: also forged\nhint: real hint\n  hint: forged\n"
+        );
+        let starts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("error:") || l.starts_with("hint:"))
+            .collect();
+        assert_eq!(starts, ["error: bad", "hint: real hint"]);
     }
 }

@@ -1,4 +1,8 @@
 //! Formatting results for people and for `--json`. Results go to stdout.
+//!
+//! What people see passes through [`inert`]: every table cell and every detail value, so text
+//! a provider or service chose (names, states, reasons, labels, work roots, check details)
+//! cannot steer the terminal. `--json` is serde's exact JSON, never escaped twice.
 
 use std::io::Write;
 
@@ -6,6 +10,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::lease::view::{IntentView, LeaseView, Listing};
+use crate::terminal::inert;
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: serde::Serialize>(value: &T) -> Result<()> {
@@ -57,7 +62,7 @@ pub fn secs(s: u64) -> String {
 /// The multi-line human view of one lease.
 pub fn lease_details(v: &LeaseView) -> String {
     let mut s = String::new();
-    let mut line = |k: &str, val: String| s.push_str(&format!("{k:<10} {val}\n"));
+    let mut line = |k: &str, val: String| s.push_str(&format!("{k:<10} {}\n", inert(&val)));
     line("lease", v.lease_id.clone());
     line("slug", v.slug.clone());
     line("provider", v.provider.clone());
@@ -140,7 +145,9 @@ pub fn lease_table(views: &[LeaseView], unfinished: &[IntentView]) -> String {
     table(&rows)
 }
 
-/// The lines `list` prints on stderr: what is unfinished, and damaged files with a hint.
+/// The lines `list` prints on stderr: what is unfinished, and damaged files with a hint. Each
+/// is made [`inert`]: lease ids come from sandboxes' labels, and a damaged file's error may
+/// quote the file.
 pub fn listing_notes(listing: &Listing) -> Vec<String> {
     let mut lines = Vec::new();
     let unfinished = listing
@@ -181,18 +188,25 @@ pub fn listing_notes(listing: &Listing) -> Vec<String> {
         lines.push(format!("hint: {}", d.damaged.hint));
     }
     lines
+        .into_iter()
+        .map(|line| inert(&line).into_owned())
+        .collect()
 }
 
-/// Left-aligned columns separated by two spaces.
+/// Left-aligned columns separated by two spaces; every cell made [`inert`].
 pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|row| row.each_ref().map(|cell| inert(cell).into_owned()))
+        .collect();
     let mut widths = [0usize; N];
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in rows {
+    for row in &rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i + 1 == N {
@@ -205,4 +219,66 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::view::{DamagedDetail, DamagedView, UnfinishedView};
+
+    const HOSTILE: &str = "x\x1b[2J\r\nerror: forged\u{202e}";
+
+    /// `list`'s table and notes quote unfinished leases (the sandbox id is the provider's) and
+    /// damaged files inert: one line each, nothing a terminal would act on.
+    #[test]
+    fn unfinished_and_damaged_entries_are_inert() {
+        let unfinished = UnfinishedView {
+            command: format!("warmup{HOSTILE}"),
+            pid: 7,
+            running: false,
+            since: "2026-01-01T00:00:00Z".into(),
+            then: "delete".into(),
+            file: "/s/intents/cbx_0123456789ab.json".into(),
+        };
+        let listing = Listing {
+            leases: Vec::new(),
+            unfinished: vec![IntentView {
+                lease_id: "cbx_0123456789ab".into(),
+                slug: "s".into(),
+                provider: "p".into(),
+                sandbox_id: Some(format!("sb{HOSTILE}")),
+                sandbox_name: "cbx-s-0123456789ab".into(),
+                state: "unfinished",
+                unfinished,
+            }],
+            damaged: vec![DamagedView {
+                lease_id: None,
+                state: "damaged",
+                damaged: DamagedDetail {
+                    record: "claim".into(),
+                    file: "/s/claims/cbx_0123456789ab.json".into(),
+                    error: format!("bad{HOSTILE}"),
+                    hint: "h".into(),
+                },
+            }],
+        };
+        let mut text = lease_table(&listing.leases, &listing.unfinished);
+        for line in listing_notes(&listing) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        assert!(
+            !text
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{text:?}"
+        );
+        assert!(!text.lines().any(|l| l.starts_with("error:")), "{text}");
+        assert!(
+            text.contains("sbx\\x1b[2J\\r\\nerror: forged\\u{202e}"),
+            "{text}"
+        );
+        assert!(text.contains("created by `cbx warmupx\\x1b[2J"), "{text}");
+        assert!(text.contains("is damaged: badx\\x1b[2J"), "{text}");
+    }
 }

@@ -98,6 +98,15 @@ struct RawProviderConfig {
     endpoints: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     grant: Option<Spanned<RawGrant>>,
     ssh: Option<Spanned<RawSsh>>,
+    limits: Option<Spanned<RawLimits>>,
+}
+
+/// A user's lowering of a provider's request caps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLimits {
+    requests_per_call: Option<Spanned<u32>>,
+    requests_per_run: Option<Spanned<u32>>,
 }
 
 /// A user's narrowing of a provider's grant.
@@ -189,7 +198,7 @@ impl ConfigFile {
         self.raw.providers.get(name)
     }
 
-    /// Refuses what only the user may choose: endpoints, SSH settings and grants.
+    /// Refuses what only the user may choose: endpoints, SSH settings, grants and request caps.
     fn check_repository_limits(&self, user_path: &Path) -> Result<()> {
         for (name, p) in &self.raw.providers {
             if let Some(ssh) = &p.ssh {
@@ -198,6 +207,15 @@ impl ConfigFile {
                     format!(
                         "a repository's {REPO_CONFIG} may not set providers.{name}.ssh: it would choose where your files, commands and keys go. \
                          Set it in your user config ({}) instead",
+                        user_path.display()
+                    ),
+                ));
+            }
+            if let Some(limits) = &p.limits {
+                return Err(self.diagnostic(
+                    limits.span(),
+                    format!(
+                        "a repository's {REPO_CONFIG} may not set providers.{name}.limits; they belong in your user config ({})",
                         user_path.display()
                     ),
                 ));
@@ -409,6 +427,9 @@ impl Config {
                     .as_ref()
                     .map(|a| Value::new(*a.get_ref(), user.definition(a.span())));
             }
+            if let Some(limits) = &p.limits {
+                overrides.requests = user_limits(user, limits.get_ref())?;
+            }
             for (name, url) in p.endpoints.iter().flat_map(|e| e.get_ref()) {
                 let value = Value::new(url.get_ref().clone(), user.definition(url.span()));
                 overrides.urls.push((name.clone(), value));
@@ -420,6 +441,24 @@ impl Config {
         }
         Ok(overrides)
     }
+}
+
+/// The request caps a user's `[providers.NAME.limits]` sets (each at least 1).
+fn user_limits(file: &ConfigFile, limits: &RawLimits) -> Result<(Option<u32>, Option<u32>)> {
+    let check = |v: &Option<Spanned<u32>>, key: &str| -> Result<Option<u32>> {
+        match v {
+            Some(v) if *v.get_ref() == 0 => Err(file.diagnostic(
+                v.span(),
+                format!("limits.{key} must be at least 1 (it can only lower the provider's cap)"),
+            )),
+            Some(v) => Ok(Some(*v.get_ref())),
+            None => Ok(None),
+        }
+    };
+    Ok((
+        check(&limits.requests_per_call, "requests-per-call")?,
+        check(&limits.requests_per_run, "requests-per-run")?,
+    ))
 }
 
 /// Fails with a diagnostic at the first of `list` that is not an SSH destination pattern.
@@ -618,6 +657,36 @@ mod tests {
                 "cbx.toml:1:1: a repository's cbx.toml may not set providers.daytona.endpoints"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn request_caps_are_lowered_in_user_config_only() {
+        let (_d, cfg) = setup("[providers.daytona.limits]\nrequests-per-call = 20\n", "");
+        let o = cfg.endpoint_overrides("daytona", &[]).unwrap();
+        assert_eq!(o.requests, (Some(20), None));
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("config.toml");
+        std::fs::write(&user, "[providers.daytona.limits]\nrequests-per-run = 0\n").unwrap();
+        let cfg = Config::load(&user, dir.path(), None).unwrap();
+        let err = cfg.endpoint_overrides("daytona", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("config.toml:2:20: limits.requests-per-run must be at least 1"),
+            "{err}"
+        );
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(
+            dir.path().join("cbx.toml"),
+            "[providers.daytona.limits]\nrequests-per-call = 1\n",
+        )
+        .unwrap();
+        let err =
+            Config::load(&dir.path().join("none.toml"), dir.path(), Some(dir.path())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a repository's cbx.toml may not set providers.daytona.limits"),
+            "{err}"
         );
     }
 

@@ -37,6 +37,13 @@ pub struct Approval {
     /// Approved credentials.
     #[serde(default)]
     pub credentials: Vec<ApprovedCredential>,
+    /// Whether the approved component imports WASI (for showing what a reinstall changes;
+    /// absent from approvals written before cbx recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasi: Option<bool>,
+    /// The options the approved component declared (likewise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<String>>,
     /// Approved SSH destinations and the options they and the key come from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<Box<ApprovedSsh>>,
@@ -145,8 +152,16 @@ impl Approval {
                     format: c.format.clone(),
                 })
                 .collect(),
+            wasi: None,
+            options: None,
             ssh: manifest.ssh.as_ref().map(|d| Box::new(ApprovedSsh::of(d))),
         }
+    }
+
+    /// Whether this approval pins the manifest's hash (approvals written before cbx pinned
+    /// manifests do not, and must be given again).
+    pub fn pins_manifest(&self) -> bool {
+        !self.manifest_sha256.is_empty()
     }
 
     /// What `manifest` asks for beyond this approval (empty: nothing).
@@ -286,17 +301,21 @@ impl Approvals {
                 ),
             ));
         }
+        if !approval.pins_manifest() {
+            return Ok(Verdict::Refused(
+                Unapproved::Changed,
+                format!(
+                    "provider {name} was approved by an earlier cbx that did not pin its manifest (sha256 {}); approve it again to pin it",
+                    manifest.sha256
+                ),
+            ));
+        }
         if approval.manifest_sha256 != manifest.sha256 {
             return Ok(Verdict::Refused(
                 Unapproved::Changed,
                 format!(
                     "provider {name}'s manifest changed since you approved it (sha256 {}, you approved {})",
-                    manifest.sha256,
-                    if approval.manifest_sha256.is_empty() {
-                        "an unpinned manifest"
-                    } else {
-                        &approval.manifest_sha256
-                    }
+                    manifest.sha256, approval.manifest_sha256
                 ),
             ));
         }
@@ -398,6 +417,35 @@ mod tests {
         assert!(approvals.get("p").unwrap().is_none());
     }
 
+    /// Approvals written by earlier versions still load: without a manifest hash (refused
+    /// until approved again, saying why), and without the component facts (loaded as absent).
+    #[test]
+    fn earlier_approvals_load_and_unpinned_ones_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grants.toml");
+        let m = Manifest::parse("m", M).unwrap();
+        let old = |pin: &str| {
+            format!(
+                "[providers.p]\nsha256 = \"aa\"\n{pin}source = \"/x/p.wasm\"\nversion = \"1.0.0\"\napproved-at = \"2025-01-01T00:00:00Z\"\n\n[providers.p.endpoints]\napi = \"https://api.example.com/\"\n\n[[providers.p.credentials]]\nname = \"key\"\nenv = \"P_KEY\"\nendpoint = \"api\"\nheader = \"Authorization\"\nformat = \"Bearer {{value}}\"\n"
+            )
+        };
+        std::fs::write(&path, old("")).unwrap();
+        let approvals = Approvals::new(path.clone());
+        let approval = approvals.get("p").unwrap().unwrap();
+        assert!(!approval.pins_manifest());
+        assert_eq!((approval.wasi, approval.options), (None, None));
+        let err = approvals.check("p", "aa", &m).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 7);
+        assert!(
+            err.to_string().contains(
+                "provider p was approved by an earlier cbx that did not pin its manifest"
+            ),
+            "{err}"
+        );
+        std::fs::write(&path, old(&format!("manifest-sha256 = \"{}\"\n", m.sha256))).unwrap();
+        approvals.check("p", "aa", &m).unwrap();
+    }
+
     #[test]
     fn approval_pins_ssh_destinations_like_origins() {
         let dir = tempfile::tempdir().unwrap();
@@ -421,6 +469,13 @@ mod tests {
                 .unwrap()
                 .excess(&narrower)
                 .is_empty()
+        );
+        // Narrower asks for nothing more, but it is a change to the manifest all the same.
+        let err = approvals.check("p", "aa", &narrower).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("p's manifest changed since you approved it"),
+            "{err}"
         );
         for (wider, says) in [
             (

@@ -16,6 +16,7 @@ use url::Url;
 use super::destination;
 use super::ssh::{DestinationBasis, SshGrant};
 use super::{Grant, GrantedEndpoint, headers};
+use crate::terminal::inert;
 
 /// A request that passed the check, ready to send.
 #[derive(Debug)]
@@ -294,7 +295,7 @@ fn chosen_key(grant: &SshGrant, chosen: &str, user_has_one: bool) -> (String, Op
     if shown.len() < chosen.len() {
         shown.push('…');
     }
-    let shown = format!("{shown:?}");
+    let shown = format!("`{}`", inert(&shown));
     match (&grant.identity_option, user_has_one) {
         (Some(option), true) => (
             format!("it named the key file {shown}, not the one you set in option `{option}`"),
@@ -485,12 +486,22 @@ mod tests {
             let text = ssh_denied(authorize_ssh(&g, "ssh.acme.example", 22, Some(key)));
             assert!(
                 text.contains(&format!(
-                    "it named the key file {key:?}; a provider never chooses a key"
+                    "it named the key file `{key}`; a provider never chooses a key"
                 )),
                 "{text}"
             );
             assert!(text.contains("identity-option"), "{text}");
         }
+        let text = ssh_denied(authorize_ssh(
+            &g,
+            "ssh.acme.example",
+            22,
+            Some("/home/u/\u{202e}di"),
+        ));
+        assert!(
+            text.contains("it named the key file `/home/u/\\u{202e}di`;"),
+            "the provider's path is shown inert: {text}"
+        );
         let own = "[options]\nuser-only = [\"host\", \"port\", \"key\"]\n[ssh]\nhost-option = \"host\"\nport-option = \"port\"\nidentity-option = \"key\"\n";
         let g = ssh_grant(own, &[]);
         let opt = |v: &str| {

@@ -378,20 +378,27 @@ impl HttpGateway {
         Ok(body)
     }
 
-    /// Replaces every secret credential value in a response with `<redacted>`.
+    /// Replaces every secret credential value in a response with `<redacted>`, in plain,
+    /// base64 and URL-encoded forms ([`crate::redact::encoded_forms`]), longest first.
     fn scrub_credentials(
         &self,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> (Vec<(String, String)>, Vec<u8>) {
-        let secrets: Vec<String> = self
+        let mut secrets: Vec<String> = self
             .grant
             .credentials
             .iter()
             .filter(|c| c.secret)
             .map(|c| c.secret_value().to_string())
             .filter(|v| v.len() >= 4)
+            .flat_map(|v| {
+                let mut forms = crate::redact::encoded_forms(&v);
+                forms.push(v);
+                forms
+            })
             .collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         if secrets.is_empty() {
             return (headers, body);
         }

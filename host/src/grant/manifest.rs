@@ -35,6 +35,33 @@ pub struct Manifest {
     pub origin: String,
     /// Hex sha256 of the manifest's text, so an approval can pin all of it.
     pub sha256: String,
+    /// Its HTTP request caps (`[limits]`; defaults where it sets none).
+    pub requests: RequestCaps,
+}
+
+/// How many HTTP requests a provider may make, per call of one of its operations and per run
+/// (one cbx invocation). A manifest may set them (`[limits]`, up to [`RequestCaps::MAX`]); the
+/// user may only lower them. Enough for Daytona to walk a list of 50,000 sandboxes in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestCaps {
+    /// Requests one call may make.
+    pub per_call: u32,
+    /// Requests one run may make, all calls together.
+    pub per_run: u32,
+}
+
+impl RequestCaps {
+    /// The caps of a manifest that sets none.
+    pub const DEFAULT: RequestCaps = RequestCaps {
+        per_call: 500,
+        per_run: 5000,
+    };
+    /// The most a manifest may ask for.
+    pub const MAX: RequestCaps = RequestCaps {
+        per_call: 10_000,
+        per_run: 100_000,
+    };
 }
 
 /// An HTTP endpoint a provider may reach: a base URL under which all its requests must lie.
@@ -114,7 +141,15 @@ struct RawManifest {
     credentials: BTreeMap<String, Spanned<RawCredential>>,
     auth: Option<RawAuth>,
     options: Option<RawOptions>,
+    limits: Option<RawLimits>,
     ssh: Option<Spanned<RawSsh>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLimits {
+    requests_per_call: Option<Spanned<u32>>,
+    requests_per_run: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -141,8 +176,7 @@ struct RawOptions {
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     name: Spanned<String>,
-    #[serde(default)]
-    description: String,
+    description: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +229,7 @@ impl Manifest {
                 ),
             ));
         }
+        check.descriptions(&raw)?;
         let endpoints = check.endpoints(&raw)?;
         let credentials = raw
             .credentials
@@ -203,10 +238,16 @@ impl Manifest {
             .collect::<Result<Vec<_>, _>>()?;
         let auth = check.auth(&raw)?;
         check.no_colliding_headers(&raw, &credentials, auth.as_ref())?;
+        let requests = check.limits(raw.limits.as_ref())?;
         let ssh = check.ssh(&raw)?;
         Ok(Manifest {
             name,
-            description: raw.provider.description,
+            description: raw
+                .provider
+                .description
+                .map(Spanned::into_inner)
+                .unwrap_or_default(),
+            requests,
             endpoints,
             credentials,
             auth,
@@ -237,6 +278,95 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn at(&self, span: std::ops::Range<usize>, msg: String) -> Diagnostic {
         Diagnostic::new(self.file, self.source, span, msg)
+    }
+
+    /// Text shown to people — descriptions, the auth hint — is one printable line of at most
+    /// [`MAX_DESCRIPTION_CHARS`] characters (the whole TOML value is blamed: descriptions of
+    /// endpoints and credentials are not spanned on their own).
+    fn descriptions(&self, raw: &RawManifest) -> Result<(), Diagnostic> {
+        if let Some(d) = &raw.provider.description {
+            self.one_line(
+                d.span(),
+                d.get_ref(),
+                "provider description",
+                MAX_DESCRIPTION_CHARS,
+            )?;
+        }
+        for (name, ep) in &raw.endpoints {
+            let what = format!("description of endpoint `{name}`");
+            self.one_line(
+                ep.span(),
+                &ep.get_ref().description,
+                &what,
+                MAX_DESCRIPTION_CHARS,
+            )?;
+        }
+        for (name, c) in &raw.credentials {
+            let what = format!("description of credential `{name}`");
+            self.one_line(
+                c.span(),
+                &c.get_ref().description,
+                &what,
+                MAX_DESCRIPTION_CHARS,
+            )?;
+        }
+        if let Some(hint) = raw.auth.as_ref().and_then(|a| a.hint.as_ref()) {
+            self.one_line(0..0, hint, "[auth] hint", 2 * MAX_DESCRIPTION_CHARS)?;
+        }
+        if let Some(ssh) = &raw.ssh {
+            let what = "description of [ssh]";
+            self.one_line(
+                ssh.span(),
+                &ssh.get_ref().description,
+                what,
+                MAX_DESCRIPTION_CHARS,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn one_line(
+        &self,
+        span: std::ops::Range<usize>,
+        text: &str,
+        what: &str,
+        max: usize,
+    ) -> Result<(), Diagnostic> {
+        printable_line(text, max).map_err(|why| self.at(span, format!("the {what} {why}")))
+    }
+
+    /// `[limits]`: request caps between 1 and [`RequestCaps::MAX`]; defaults for the rest.
+    fn limits(&self, raw: Option<&RawLimits>) -> Result<RequestCaps, Diagnostic> {
+        let mut caps = RequestCaps::DEFAULT;
+        let Some(raw) = raw else {
+            return Ok(caps);
+        };
+        let fields = [
+            (
+                &raw.requests_per_call,
+                &mut caps.per_call,
+                RequestCaps::MAX.per_call,
+                "requests-per-call",
+            ),
+            (
+                &raw.requests_per_run,
+                &mut caps.per_run,
+                RequestCaps::MAX.per_run,
+                "requests-per-run",
+            ),
+        ];
+        for (value, cap, max, key) in fields {
+            if let Some(v) = value {
+                if !(1..=max).contains(v.get_ref()) {
+                    return Err(self.at(
+                        v.span(),
+                        format!("limits.{key} must be between 1 and {max}"),
+                    ));
+                }
+                *cap = *v.get_ref();
+            }
+        }
+        Ok(caps)
     }
 
     /// `[endpoints.<name>]`: names, URLs and override variables.
@@ -348,10 +478,10 @@ impl Checker<'_> {
             ));
         }
         let format = c.format.get_ref();
-        if format.matches("{value}").count() != 1 || format.contains(['\r', '\n']) {
+        if format.matches("{value}").count() != 1 || crate::terminal::inert(format) != *format {
             return Err(self.at(
                 c.format.span(),
-                "format must contain `{value}` exactly once (e.g. \"Bearer {value}\") and no line breaks".to_string(),
+                "format must contain `{value}` exactly once (e.g. \"Bearer {value}\") and no line breaks or other control characters".to_string(),
             ));
         }
         Ok(header.clone())
@@ -514,6 +644,25 @@ impl Checker<'_> {
         }
         Ok(())
     }
+}
+
+/// Longest description a manifest or a provider may give, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// `Ok` if `text` is one line of printable characters, at most `max` of them; else why not
+/// (`is longer than …`, `contains control characters …`).
+pub fn printable_line(text: &str, max: usize) -> Result<(), String> {
+    let len = text.chars().count();
+    if len > max {
+        return Err(format!("is {len} characters long; at most {max} are shown"));
+    }
+    if crate::terminal::inert(text) != text {
+        return Err(
+            "contains control characters (line breaks, escapes or bidirectional controls); it must be one printable line"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// Validates an endpoint base URL: absolute http(s), no credentials, query or fragment, and
@@ -709,6 +858,52 @@ format = "Bearer"
 "#);
         assert!(
             e.contains("m.toml:10:10: format must contain `{value}`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn limits_are_checked_and_default() {
+        let base = "[provider]\nname = \"p\"\n";
+        let m = Manifest::parse("m", base).unwrap();
+        assert_eq!(m.requests, RequestCaps::DEFAULT);
+        let m = Manifest::parse("m", &format!("{base}[limits]\nrequests-per-call = 50\n")).unwrap();
+        assert_eq!(m.requests.per_call, 50);
+        assert_eq!(m.requests.per_run, RequestCaps::DEFAULT.per_run);
+        let e = err(&format!("{base}[limits]\nrequests-per-run = 1000000\n"));
+        assert!(
+            e.contains("m.toml:4:20: limits.requests-per-run must be between 1 and 100000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn descriptions_are_one_printable_line() {
+        let e = err("[provider]\nname = \"p\"\ndescription = \"ok\\nApprove? [y/N]\"\n");
+        assert!(
+            e.contains("m.toml:3:15: the provider description contains control characters"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[provider]\nname = \"p\"\ndescription = \"{}\"\n",
+            "d".repeat(201)
+        ));
+        assert!(
+            e.contains("is 201 characters long; at most 200 are shown"),
+            "{e}"
+        );
+        let e = err(
+            "[provider]\nname = \"p\"\n[endpoints.api]\nurl = \"https://x.example\"\n[credentials.k]\nenv = \"K\"\nendpoint = \"api\"\nheader = \"Authorization\"\nformat = \"Bearer {value}\\u001b[8m\"\n",
+        );
+        assert!(
+            e.contains("no line breaks or other control characters"),
+            "{e}"
+        );
+        let e = err(
+            "[provider]\nname = \"p\"\n[ssh]\ndestinations = [\"h.example:22\"]\ndescription = \"gw\\u001b]0;t\\u0007\"\n",
+        );
+        assert!(
+            e.contains("m.toml:3:1: the description of [ssh] contains control characters"),
             "{e}"
         );
     }

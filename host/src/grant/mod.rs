@@ -3,6 +3,7 @@
 //!
 //! - [`manifest`]: what a provider asks for (`cbx-provider.toml`), validated.
 //! - [`approval`]: what the user approved for an installed provider, pinned to its digest.
+//! - [`changes`]: the facts an approval covers, and what changed between two of them.
 //! - [`resolve`]: the effective [`Grant`] — the manifest narrowed by the user's configuration:
 //!   its endpoints (each base URL from the manifest default, the user config, the endpoint's
 //!   environment variable or `--endpoint`) and the credentials the host will attach (read from
@@ -15,6 +16,7 @@
 //! - [`http`]: the gateway that performs only what the check allows.
 
 pub mod approval;
+pub mod changes;
 pub mod destination;
 pub mod egress;
 pub mod headers;
@@ -28,6 +30,7 @@ use std::fmt;
 use anyhow::Result;
 use url::Url;
 
+use self::manifest::RequestCaps;
 use self::ssh::{SshChoices, SshGrant};
 use crate::error::{ErrorKind, Failure};
 use crate::provenance::{Definition, Value};
@@ -111,6 +114,8 @@ pub struct EndpointOverrides {
     pub allow_endpoints: Option<Vec<(String, Definition)>>,
     /// User narrowing: if set, only these credentials (name, where it was set) are attached.
     pub allow_credentials: Option<Vec<(String, Definition)>>,
+    /// User narrowing of the request caps (`[providers.NAME.limits]`): per call, per run.
+    pub requests: (Option<u32>, Option<u32>),
     /// SSH destinations replaced or narrowed, and the agent opt-in.
     pub ssh: SshChoices,
 }
@@ -129,6 +134,8 @@ pub struct Grant {
     pub reserved_headers: Vec<String>,
     /// Why authentication is not possible, if it is not (checked before service calls).
     pub auth_problem: Option<AuthProblem>,
+    /// How many HTTP requests it may make.
+    pub requests: RequestCaps,
     /// Where its minted SSH access may lead, and the key cbx logs in with.
     pub ssh: SshGrant,
 }
@@ -156,6 +163,7 @@ impl Grant {
                 .map(|h| h.to_string())
                 .collect(),
             auth_problem: None,
+            requests: RequestCaps::DEFAULT,
             ssh: SshGrant::none(provider),
         }
     }

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use super::manifest::{CredentialDecl, Manifest, parse_endpoint_url};
+use super::manifest::{CredentialDecl, Manifest, RequestCaps, parse_endpoint_url};
 use super::ssh::SshGrant;
 use super::{
     AuthProblem, BoundCredential, EndpointOverrides, Grant, GrantedEndpoint, SecretValue, headers,
@@ -42,9 +42,18 @@ impl Grant {
             credentials,
             reserved_headers: reserved_headers(manifest),
             auth_problem,
+            requests: RequestCaps {
+                per_call: narrowed(manifest.requests.per_call, overrides.requests.0),
+                per_run: narrowed(manifest.requests.per_run, overrides.requests.1),
+            },
             ssh,
         })
     }
+}
+
+/// The manifest's cap, lowered to the user's if the user set a lower one.
+fn narrowed(manifest: u32, user: Option<u32>) -> u32 {
+    user.map_or(manifest, |u| u.min(manifest))
 }
 
 /// Fails (exit 2) when the user names an endpoint or credential the manifest does not declare:

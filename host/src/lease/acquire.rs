@@ -23,6 +23,7 @@ use crate::lease::{Lease, now_unix, rfc3339};
 use crate::progress::{self, Progress, human_duration};
 use crate::provider::CallError;
 use crate::provider::api::{self, ProviderError, SandboxState};
+use crate::terminal::inert;
 use crate::testpoint;
 
 /// The command a lease is made for, which decides what becomes of it if cbx is killed before
@@ -325,7 +326,8 @@ async fn verify_labels(
             ErrorKind::NotFound,
             format!(
                 "sandbox {} did not keep cbx's ownership labels for lease {}",
-                sandbox.id, ownership.lease
+                inert(&sandbox.id),
+                ownership.lease
             ),
         )),
     }

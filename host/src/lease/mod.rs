@@ -44,6 +44,7 @@ use self::claims::Claim;
 use self::labels::Ownership;
 use crate::error::{ErrorKind, Failure};
 use crate::provider::api;
+use crate::terminal::inert;
 
 /// A lease and its sandbox as last seen.
 #[derive(Debug, Clone)]
@@ -72,7 +73,9 @@ impl Lease {
                 ErrorKind::NotFound,
                 format!(
                     "lease {} is claimed for sandbox {}, but the sandbox carrying its labels is {}; cbx will not {action} a sandbox that does not match its claim exactly",
-                    c.lease_id, c.sandbox_id, self.sandbox.id
+                    c.lease_id,
+                    inert(&c.sandbox_id),
+                    inert(&self.sandbox.id)
                 ),
             )
             .into()),
@@ -80,7 +83,8 @@ impl Lease {
                 ErrorKind::NotFound,
                 format!(
                     "lease {} (sandbox {}) is owned by cbx, but this machine holds no claim for it; cbx will not {action} it",
-                    self.ownership.lease, self.sandbox.id
+                    self.ownership.lease,
+                    inert(&self.sandbox.id)
                 ),
             )
             .hint("run the command on the machine that created the lease, or remove the sandbox in the provider's console")

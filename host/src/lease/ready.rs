@@ -12,6 +12,7 @@ use crate::lease::session::Session;
 use crate::lease::{Lease, now_unix, rfc3339};
 use crate::progress::{Progress, human_duration};
 use crate::provider::api::{self, SandboxState};
+use crate::terminal::inert;
 
 /// Polls `get` until the sandbox is ready; starts it if it is stopped; fails (exit 5) on a
 /// failed or deleted sandbox or at the deadline.
@@ -53,9 +54,10 @@ pub async fn wait_ready(
             return Err(Failure::new(
                 ErrorKind::Sandbox,
                 format!(
-                    "sandbox {id} was not ready after {} (last state: {})",
+                    "sandbox {} was not ready after {} (last state: {})",
+                    inert(id),
                     human_duration(timeout),
-                    sandbox.provider_state
+                    inert(&sandbox.provider_state)
                 ),
             )
             .hint("raise the limit with --ready-timeout, or check the provider's status page")
@@ -71,12 +73,13 @@ fn failed(id: &str, sandbox: &api::Sandbox) -> anyhow::Error {
     Failure::new(
         ErrorKind::Sandbox,
         format!(
-            "sandbox {id} failed ({}){}",
-            sandbox.provider_state,
+            "sandbox {} failed ({}){}",
+            inert(id),
+            inert(&sandbox.provider_state),
             sandbox
                 .reason
                 .as_deref()
-                .map(|r| format!(": {r}"))
+                .map(|r| format!(": {}", inert(r)))
                 .unwrap_or_default()
         ),
     )

@@ -21,6 +21,7 @@ use crate::lease::session::Session;
 use crate::progress;
 use crate::provider::CallError;
 use crate::provider::api::{self, ProviderError, SandboxState};
+use crate::terminal::inert;
 
 /// What settling an intent did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,12 +228,13 @@ fn adopt(session: &Session, intent: &Intent, sandbox: &api::Sandbox) -> Result<(
 }
 
 /// The error of a clean-up that could not be finished: it names the sandbox and says that the
-/// record is kept for the next command.
+/// record is kept for the next command. The sandbox id and the cause may be the provider's
+/// words, so they are quoted [`inert`].
 pub fn kept(session: &Session, intent: &Intent, cause: anyhow::Error) -> anyhow::Error {
     let id = intent
         .object_id
         .as_deref()
-        .map(|id| format!(" (id {id})"))
+        .map(|id| format!(" (id {})", inert(id)))
         .unwrap_or_default();
     Failure::new(
         ErrorKind::Other,
@@ -241,7 +243,7 @@ pub fn kept(session: &Session, intent: &Intent, cause: anyhow::Error) -> anyhow:
              its record ({}) and the next cbx command will retry the clean-up",
             intent.name,
             intent.lease().lease_id,
-            session.redactor().redact(&format!("{cause:#}")),
+            inert(&session.redactor().redact(&format!("{cause:#}"))),
             session.intents().json(&intent.id).display()
         ),
     )

@@ -12,6 +12,7 @@ use crate::lease::session::Session;
 use crate::progress;
 use crate::provider::CallError;
 use crate::provider::api::ProviderError;
+use crate::terminal::inert;
 
 /// Finds a lease by lease id or slug: local claims first (exact), then the provider's list of
 /// owned sandboxes. Fails with exit 4 when nothing matches.
@@ -88,7 +89,8 @@ async fn claimed(session: &mut Session, claim: Claim) -> Result<Lease> {
                         ErrorKind::NotFound,
                         format!(
                             "sandbox {} no longer carries the labels of lease {}; cbx will not touch it",
-                            sandbox.id, claim.lease_id
+                            inert(&sandbox.id),
+                            claim.lease_id
                         ),
                     )
                 })?;
@@ -102,7 +104,9 @@ async fn claimed(session: &mut Session, claim: Claim) -> Result<Lease> {
             ErrorKind::NotFound,
             format!(
                 "lease {} ({}) is claimed here, but its sandbox {} no longer exists",
-                claim.lease_id, claim.slug, claim.sandbox_id
+                claim.lease_id,
+                inert(&claim.slug),
+                inert(&claim.sandbox_id)
             ),
         )
         .hint(format!(

@@ -15,7 +15,7 @@ use crate::provenance::Definition;
 use crate::provider::Loaded;
 use crate::provider::api;
 use crate::provider::inspect::Interface;
-use crate::provider::registry::{self, Origin, ProviderPackage};
+use crate::provider::registry::{self, Origin, ProviderPackage, SharedCredential};
 
 /// One provider as `providers list` reports it. Field names are documented in docs/cli.md.
 #[derive(Debug, Serialize)]
@@ -112,6 +112,9 @@ pub struct Inspection {
     pub wasi: bool,
     /// This invocation's effective grant.
     pub grant: GrantReport,
+    /// Its credential variables that another provider's manifest reads too (a warning: it
+    /// would be sent that provider's secret).
+    pub shared_credentials: Vec<SharedCredential>,
 }
 
 /// One option and its value.
@@ -206,6 +209,10 @@ pub async fn inspect(ctx: &Context, name: &str) -> Result<Inspection> {
         approved: loaded.approval().cloned(),
         wasi: loaded.fit().wasi,
         grant: grant(ctx, loaded),
+        shared_credentials: registry::shared_credentials(
+            &ctx.dirs.installed_providers(),
+            &package.manifest,
+        )?,
     })
 }
 

@@ -3,7 +3,12 @@
 wasmtime::component::bindgen!({
     world: "provider-world",
     path: "../wit",
-    imports: { default: async },
+    // `send` may trap: a provider over its request caps, or sending an oversized request, is
+    // stopped at once rather than told and trusted to stop.
+    imports: {
+        "cbx:provider/http.send": async | trappable,
+        default: async,
+    },
     exports: { default: async },
 });
 

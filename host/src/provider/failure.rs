@@ -7,6 +7,7 @@ use crate::error::{ErrorKind, Failure};
 use crate::grant::Grant;
 use crate::grant::egress::Denial;
 use crate::redact::Redactor;
+use crate::terminal::inert;
 
 /// Why a provider call failed.
 #[derive(Debug)]
@@ -64,7 +65,8 @@ pub fn provider_error_text(e: &ProviderError) -> String {
 /// and a hint, secrets removed.
 pub fn to_failure(err: CallError, grant: &Grant, redactor: &Redactor) -> anyhow::Error {
     let name = &grant.provider;
-    let redact = |s: &str| redactor.redact(s);
+    // What the provider said is quoted inert: one line that cannot steer the terminal.
+    let redact = |s: &str| inert(&redactor.redact(s)).into_owned();
     let f = match &err {
         CallError::Provider(pe) => typed(pe, name, grant, redact(&provider_error_text(pe))),
         CallError::Denied(d) => Failure::new(ErrorKind::Denied, redact(&d.to_string())).hint(format!(

@@ -1,6 +1,7 @@
 //! Installing and removing providers: fetch a component and its manifest, verify the digest,
-//! describe it under an empty grant, say exactly what it asks for, and — once the user
-//! approves — store it and record the approval pinned to its sha256.
+//! describe it under an empty grant, say exactly what it asks for (and what changed since an
+//! earlier approval), and — once the user approves — store it and record the approval pinned
+//! to the component's sha256 and the manifest's.
 //!
 //! The command asks the user; everything else is here.
 
@@ -9,13 +10,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 
 use super::bindings::api::ProviderInfo;
-use super::contract::{self, Fit};
-use super::limits::Limits;
+use super::contract::Fit;
 use super::load::Runtime;
 use super::registry::{self, COMPONENT_FILE, MANIFEST_FILE, Origin, ProviderPackage, VERSION_FILE};
+use super::screen::Screen;
 use crate::digest::sha256_hex;
 use crate::error::{ErrorKind, Failure, fail};
 use crate::grant::approval::{Approval, Approvals};
+use crate::grant::changes;
 use crate::grant::manifest::{Manifest, parse_endpoint_url};
 
 /// Largest component accepted.
@@ -129,12 +131,66 @@ impl Candidate {
         &self.digest
     }
 
-    /// Whether the user already approved exactly this component and no less than its manifest
-    /// asks for (then there is nothing to ask).
-    pub fn already_approved(&self, approvals: &Approvals) -> Result<bool> {
-        Ok(approvals
-            .get(self.name())?
-            .is_some_and(|a| a.sha256 == self.digest && a.excess(&self.manifest).is_empty()))
+    /// The screen that asks for approval: what it is, its own words fenced, what it asks for,
+    /// and credential variables another provider installed under `installed_dir` (or built
+    /// in) uses.
+    pub fn screen(&self, installed_dir: &Path, colour: bool) -> Result<String> {
+        let shared = registry::shared_credentials(installed_dir, &self.manifest)?;
+        Ok(Screen {
+            manifest: &self.manifest,
+            info: &self.info,
+            fit: &self.fit,
+            source: &self.source,
+            digest: &self.digest,
+            shared: &shared,
+        }
+        .render(colour))
+    }
+
+    /// Where it stands with the user's approvals: approved exactly as it is (component and
+    /// manifest), never approved, or changed since — with what changed, from the approved
+    /// manifest installed under `installed_dir` (when it is still the one approved).
+    pub fn standing(&self, approvals: &Approvals, installed_dir: &Path) -> Result<Standing> {
+        let Some(approval) = approvals.get(self.name())? else {
+            return Ok(Standing::New);
+        };
+        if approval.sha256 == self.digest
+            && approval.pins_manifest()
+            && approval.manifest_sha256 == self.manifest.sha256
+        {
+            return Ok(Standing::Approved);
+        }
+        let mut lines = Vec::new();
+        if approval.sha256 != self.digest {
+            lines.push(format!(
+                "~ component: sha256 {} → {} (version {} → {})",
+                approval.sha256,
+                self.digest,
+                approval.version,
+                self.version()
+            ));
+        }
+        match approved_manifest(installed_dir, self.name(), &approval) {
+            Some(old) => {
+                // Component facts an older approval did not record are left out of both sides.
+                let (before, now) = match (&approval.wasi, &approval.options) {
+                    (Some(wasi), Some(options)) => (
+                        facts(&old, *wasi, options),
+                        facts(&self.manifest, self.fit.wasi, &self.option_names()),
+                    ),
+                    _ => (facts(&old, false, &[]), facts(&self.manifest, false, &[])),
+                };
+                lines.extend(changes::difference(&before, &now));
+            }
+            None => lines.push(
+                "! the earlier approval does not pin a manifest cbx still has (an earlier cbx wrote it, or the installed copy changed): everything it asks for is shown above, as if new".to_string(),
+            ),
+        }
+        Ok(Standing::Changed(lines))
+    }
+
+    fn option_names(&self) -> Vec<String> {
+        self.info.options.iter().map(|o| o.name.clone()).collect()
     }
 
     /// Stores the provider under `installed_dir` (replacing an earlier install whole) and
@@ -147,121 +203,47 @@ impl Candidate {
             &self.manifest_text,
             self.version(),
         )?;
-        approvals.put(
-            self.name(),
-            Approval::of(&self.manifest, &self.digest, &self.source, self.version()),
-        )
-    }
-
-    /// What the provider asks for, in words a reviewer can check.
-    pub fn summary(&self) -> String {
-        let m = &self.manifest;
-        let mut s = String::new();
-        let mut out = |l: String| {
-            s.push_str(&l);
-            s.push('\n');
-        };
-        out(format!(
-            "provider {} {} — {}",
-            m.name, self.info.version, self.info.description
-        ));
-        out(format!("  from     {}", self.source));
-        out(format!("  sha256   {}", self.digest));
-        out(format!(
-            "  contract {}@{}",
-            contract::PACKAGE,
-            self.fit.version
-        ));
-        out("It asks for:".into());
-        for line in capability_lines(m, self.fit.wasi) {
-            out(line);
-        }
-        s
+        let mut approval = Approval::of(&self.manifest, &self.digest, &self.source, self.version());
+        approval.wasi = Some(self.fit.wasi);
+        approval.options = Some(self.option_names());
+        approvals.put(self.name(), approval)
     }
 }
 
-/// One line per capability `m` asks for, then the limits it runs under.
-fn capability_lines(m: &Manifest, wasi: bool) -> Vec<String> {
-    let mut lines = Vec::new();
-    if m.endpoints.is_empty() {
-        lines.push("  network: none — it cannot reach the network at all".into());
+/// Where a candidate stands with the user's approvals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Approved exactly as it is: nothing to ask.
+    Approved,
+    /// Never approved.
+    New,
+    /// Approved before, but its component or manifest changed: what changed, in cbx's words.
+    Changed(Vec<String>),
+}
+
+/// The manifest installed for `name` under `installed_dir`, if it is still the one `approval`
+/// pinned.
+fn approved_manifest(installed_dir: &Path, name: &str, approval: &Approval) -> Option<Manifest> {
+    if !approval.pins_manifest() {
+        return None;
     }
-    for e in &m.endpoints {
-        lines.push(format!(
-            "  network: requests under {} (endpoint `{}`{})",
-            e.url,
-            e.name,
-            e.env
-                .as_ref()
-                .map(|v| format!("; you may point it elsewhere with {v}"))
-                .unwrap_or_default()
-        ));
-    }
-    for c in &m.credentials {
-        lines.push(format!(
-            "  credential `{}`: the value of {} sent as `{}: {}` only to endpoint `{}`{}",
-            c.name,
-            c.env,
-            c.header,
-            c.format.replace("{value}", "…"),
-            c.endpoint,
-            if c.secret {
-                " (cbx attaches it; the provider never sees it)"
-            } else {
-                ""
-            }
-        ));
-    }
-    lines.extend(ssh_lines(m));
+    let path = installed_dir.join(name).join(MANIFEST_FILE);
+    let text = fs_err::read_to_string(&path).ok()?;
+    let manifest = Manifest::parse(&path.display().to_string(), &text).ok()?;
+    (manifest.sha256 == approval.manifest_sha256).then_some(manifest)
+}
+
+/// The facts of a manifest and a component with `wasi` and `options`, as an approval covers
+/// them.
+fn facts(manifest: &Manifest, wasi: bool, options: &[String]) -> changes::Facts {
+    let mut facts = changes::manifest_facts(manifest);
     if wasi {
-        lines.push(
-            "  WASI: clocks and randomness only (no environment, arguments, files or sockets)"
-                .into(),
-        );
+        facts.insert("WASI".into(), "clocks and randomness only".into());
     }
-    let limits = Limits::default();
-    lines.push(format!(
-        "  limits: {} MiB of memory, {}s of CPU and {}s per call",
-        limits.memory_bytes >> 20,
-        limits.cpu_per_call.as_secs(),
-        limits.wall_per_call.as_secs()
-    ));
-    lines
-}
-
-/// Where the provider may have cbx send the user's files, commands and `--env` values over
-/// SSH, and with which key.
-fn ssh_lines(m: &Manifest) -> Vec<String> {
-    let Some(ssh) = &m.ssh else {
-        return vec![
-            "  ssh: none — cbx will send your files to no SSH destination it names".into(),
-        ];
-    };
-    let mut lines = Vec::new();
-    if let Some(host) = &ssh.host_option {
-        lines.push(format!(
-            "  ssh: your files, commands and --env values go only to the host{} you set in your option `{host}`{}",
-            if ssh.port_option.is_some() { " and port" } else { "" },
-            ssh.port_option
-                .as_ref()
-                .map(|p| format!(" and `{p}`"))
-                .unwrap_or_default()
-        ));
+    if !options.is_empty() {
+        facts.insert("options".into(), options.join(", "));
     }
-    for d in &ssh.destinations {
-        lines.push(format!(
-            "  ssh: your files, commands and --env values may be sent to {d}{}",
-            ssh.env
-                .as_ref()
-                .map(|v| format!("; you may point it elsewhere with {v}"))
-                .unwrap_or_default()
-        ));
-    }
-    lines.push(match &ssh.identity_option {
-        Some(o) => format!("  ssh key: the one you set in your option `{o}` (never one it picks)"),
-        None => "  ssh key: none (it may never pick one)".into(),
-    });
-    lines
+    facts
 }
 
 /// Uninstalls provider `name` from `installed_dir` and forgets its approval.

@@ -2,6 +2,7 @@
 //! fault), and typed calls of the contract's exports that all go through one closure-taking
 //! [`ProviderInstance::call`], which runs them under the provider's limits and grant.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -10,10 +11,11 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::bindings::api::{self, ProviderError};
 use super::bindings::{ProviderWorld, ProviderWorldPre};
+use super::bounds::Bounded;
 use super::engine::Engine;
 use super::events::{ProviderEvent, ProviderObserver};
 use super::failure::CallError;
-use super::limits::{LimitHit, Limits};
+use super::limits::{LimitHit, Limits, RunBudget};
 use super::store::{self, HostState};
 use crate::grant::egress::Denial;
 use crate::grant::http::{HttpEvent, HttpGateway, HttpOutcome};
@@ -39,6 +41,8 @@ pub struct ProviderInstance {
     live: Option<Live>,
     settings: Option<api::Settings>,
     observer: Option<ProviderObserver>,
+    /// What this provider used of its per-run budgets, across re-instantiations.
+    run: Arc<RunBudget>,
 }
 
 /// One export call, given the instance's bindings and store.
@@ -92,6 +96,7 @@ impl ProviderInstance {
             live: None,
             settings: None,
             observer: None,
+            run: Arc::default(),
         })
     }
 
@@ -126,6 +131,7 @@ impl ProviderInstance {
             &self.redactor,
             self.limits,
             self.observer.clone(),
+            self.run.clone(),
         );
         let bindings = self
             .pre
@@ -144,7 +150,7 @@ impl ProviderInstance {
 
     /// Runs one lease operation: an instance that has not seen the settings (a fresh one, or
     /// one re-created after a fault) gets them first; then [`ProviderInstance::invoke`].
-    async fn call<R: Send>(
+    async fn call<R: Send + Bounded>(
         &mut self,
         op: &'static str,
         call: impl for<'a> FnOnce(
@@ -158,7 +164,7 @@ impl ProviderInstance {
 
     /// Runs one export call under a fresh budget, turning traps, limit breaches and denials
     /// into [`CallError`]s.
-    async fn invoke<R: Send>(
+    async fn invoke<R: Send + Bounded>(
         &mut self,
         op: &'static str,
         call: impl for<'a> FnOnce(
@@ -211,6 +217,7 @@ impl ProviderInstance {
                 if let Some(d) = denial {
                     return Err(CallError::Denied(d));
                 }
+                self.within_bounds(op, &result)?;
                 result.map_err(CallError::Provider)
             }
         }
@@ -252,6 +259,30 @@ impl ProviderInstance {
             reason,
             allow_with: None,
         })
+    }
+
+    /// Checks what a call returned against the boundary's caps: a breach is a fault of the
+    /// call, audited once, and what was returned is dropped unseen.
+    fn within_bounds<R: Bounded>(
+        &self,
+        op: &'static str,
+        result: &Result<R, ProviderError>,
+    ) -> Result<(), CallError> {
+        let checked = match result {
+            Ok(v) => v.bounded(),
+            Err(e) => e.bounded(),
+        };
+        let Err(breach) = checked else {
+            return Ok(());
+        };
+        let err = CallError::Fault {
+            provider: self.name.clone(),
+            op,
+            message: breach.message,
+            limit: breach.limit,
+        };
+        self.report(&err);
+        Err(err)
     }
 
     fn report(&self, err: &CallError) {

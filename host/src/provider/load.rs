@@ -39,6 +39,7 @@ use crate::grant::{EndpointOverrides, Grant};
 use crate::paths::Dirs;
 use crate::provenance::Value;
 use crate::redact::Redactor;
+use crate::terminal::inert;
 
 /// What every provider loaded in this invocation shares (the "init" stage).
 pub struct Runtime {
@@ -198,16 +199,17 @@ impl Runtime {
             .observe(events::audit_observer(AuditLog::new(
                 self.audit_log.clone(),
             )));
-        let info =
-            linked.instance.describe().await.map_err(|e| {
-                anyhow::Error::new(Failure::new(ErrorKind::Provider, e.to_string()))
-            })?;
+        let info = linked.instance.describe().await.map_err(|e| {
+            let message = self.redactor.redact(&e.to_string());
+            anyhow::Error::new(Failure::new(ErrorKind::Provider, inert(&message)))
+        })?;
         if info.name != package.manifest.name {
             return Err(error::fail(
                 ErrorKind::Provider,
                 format!(
                     "the component calls itself `{}`, but its manifest says `{}`",
-                    info.name, package.manifest.name
+                    inert(&info.name),
+                    package.manifest.name
                 ),
             ));
         }

@@ -4,6 +4,7 @@
 //!   [`Runtime::load`] → [`Loaded`] → [`Loaded::configure`] → [`Configured`].
 //! - [`registry`]: where providers come from (built into cbx, or installed files).
 //! - [`install`]: installing and removing providers (the approval flow).
+//! - [`screen`]: the approval screen: the host's facts, the provider's words fenced.
 //! - [`contract`]: whether a component fits the contract (version, imports, exports).
 //! - [`engine`]: the wasmtime engine and the on-disk cache of compiled components.
 //! - [`instance`]: one linked provider and its typed, limited calls.
@@ -12,7 +13,8 @@
 //! - [`events`]: what a provider did, for the audit log.
 //! - [`failure`]: why a call failed, and what that means for the user.
 //! - [`features`]: the feature words of `describe` the host acts on.
-//! - [`limits`]: CPU, wall-clock and memory limits.
+//! - [`limits`]: CPU, wall-clock, memory, request and log limits.
+//! - [`bounds`]: caps on the size of what crosses the boundary (and `describe`'s rules).
 //! - [`inspect`]: what a component imports and exports, read from its binary.
 //! - [`bindings`]: the Rust bindings of the WIT contract.
 //!
@@ -20,6 +22,7 @@
 //! [`Loaded`], [`Configured`] and [`ProviderInstance`].
 
 pub mod bindings;
+pub mod bounds;
 pub mod contract;
 pub mod engine;
 pub mod events;
@@ -32,6 +35,7 @@ pub mod instance;
 pub mod limits;
 pub mod load;
 pub mod registry;
+pub mod screen;
 pub mod store;
 
 pub use bindings::api;

@@ -161,8 +161,73 @@ pub fn find(installed_dir: &std::path::Path, name: &str) -> Result<ProviderPacka
     })
 }
 
+/// A credential variable another provider's manifest reads too: whoever is granted it would
+/// be sent that provider's secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedCredential {
+    /// The environment variable.
+    pub variable: String,
+    /// This manifest's credential reading it.
+    pub credential: String,
+    /// The other provider.
+    pub provider: String,
+    /// The other provider's credential reading it.
+    pub theirs: String,
+    /// Whether the other provider is built into cbx.
+    pub builtin: bool,
+}
+
+impl SharedCredential {
+    /// The warning, in words (the screen may colour it too).
+    pub fn warning(&self) -> String {
+        format!(
+            "WARNING: credential `{}` reads {}, the variable of provider {}'s credential `{}`{}: this provider would be sent that secret",
+            self.credential,
+            self.variable,
+            self.provider,
+            self.theirs,
+            if self.builtin {
+                " (built into cbx)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// The credential variables of `manifest` that another provider — built in or installed under
+/// `installed_dir`, other than `manifest`'s own — also reads.
+pub fn shared_credentials(
+    installed_dir: &std::path::Path,
+    manifest: &Manifest,
+) -> Result<Vec<SharedCredential>> {
+    let mut shared = Vec::new();
+    for other in all(installed_dir)? {
+        if other.name() == manifest.name {
+            continue;
+        }
+        for mine in &manifest.credentials {
+            for theirs in &other.manifest.credentials {
+                if theirs.env == mine.env {
+                    shared.push(SharedCredential {
+                        variable: mine.env.clone(),
+                        credential: mine.name.clone(),
+                        provider: other.name().to_string(),
+                        theirs: theirs.name.clone(),
+                        builtin: other.origin == Origin::Builtin,
+                    });
+                }
+            }
+        }
+    }
+    Ok(shared)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_builtin_providers_load_with_valid_manifests() {
         let names: Vec<String> = super::builtin()
@@ -175,6 +240,28 @@ mod tests {
         assert_eq!(
             super::builtin()[0].manifest.origin,
             "builtin:daytona/cbx-provider.toml"
+        );
+    }
+
+    #[test]
+    fn a_manifest_reading_daytonas_key_is_flagged() {
+        let m = Manifest::parse(
+            "m",
+            "[provider]\nname = \"acme\"\n[endpoints.api]\nurl = \"https://acme.example\"\n[credentials.key]\nenv = \"DAYTONA_API_KEY\"\nendpoint = \"api\"\nheader = \"Authorization\"\nformat = \"Bearer {value}\"\n",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let shared = super::shared_credentials(dir.path(), &m).unwrap();
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        assert_eq!(
+            shared[0].warning(),
+            "WARNING: credential `key` reads DAYTONA_API_KEY, the variable of provider daytona's credential `api-key` (built into cbx): this provider would be sent that secret"
+        );
+        let daytona = &super::builtin()[0].manifest;
+        assert!(
+            super::shared_credentials(dir.path(), daytona)
+                .unwrap()
+                .is_empty()
         );
     }
 }

@@ -8,7 +8,9 @@ use wasmtime::component::ResourceTable;
 use super::engine::Engine;
 use super::events::ProviderObserver;
 use super::imports::wasi::{self, SocketAttempts};
-use super::limits::{CallBudget, LimitHit, Limits, MemoryLimiter};
+use std::sync::Arc;
+
+use super::limits::{CallBudget, LimitHit, Limits, MemoryLimiter, RunBudget};
 use crate::grant::egress::Denial;
 use crate::grant::http::{HttpEvent, HttpGateway};
 use crate::redact::Redactor;
@@ -31,6 +33,10 @@ pub struct HostState {
     pub(super) events: Vec<HttpEvent>,
     /// Log lines of the call in progress.
     pub(super) log_lines: u32,
+    /// HTTP requests of the call in progress.
+    pub(super) requests: u32,
+    /// What the provider has used of its per-run budgets (shared by its instances).
+    pub(super) run: Arc<RunBudget>,
     pub(super) observer: Option<ProviderObserver>,
     /// The operation in progress.
     pub(super) op: &'static str,
@@ -56,6 +62,7 @@ impl HostState {
         self.op = op;
         self.denial = None;
         self.log_lines = 0;
+        self.requests = 0;
         self.memory.hit = None;
     }
 }
@@ -69,6 +76,7 @@ pub(super) fn prepare(
     redactor: &Redactor,
     limits: Limits,
     observer: Option<ProviderObserver>,
+    run: Arc<RunBudget>,
 ) -> Store<HostState> {
     let sockets = SocketAttempts::default();
     let state = HostState {
@@ -81,9 +89,11 @@ pub(super) fn prepare(
         denial: None,
         events: Vec::new(),
         log_lines: 0,
+        requests: 0,
+        run: run.clone(),
         observer,
         op: "instantiate",
-        wasi: wasi::deny_by_default(name, redactor, sockets.clone()),
+        wasi: wasi::deny_by_default(name, redactor, sockets.clone(), run),
         table: ResourceTable::new(),
         sockets,
     };

@@ -283,7 +283,7 @@ impl SshClient {
                             if e.is_empty() {
                                 String::new()
                             } else {
-                                format!(": {e}")
+                                format!(": {}", crate::terminal::inert(&e))
                             }
                         ),
                     )

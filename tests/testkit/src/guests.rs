@@ -6,6 +6,8 @@
 //! - `malformed` (`cbx-guest-malformed`): a provider that answers with malformed data (SSH
 //!   access that would inject ssh options, invalid UTF-8, huge lists); see
 //!   `tests/guests/malformed/src/lib.rs`.
+//! - `spoof` (`cbx-guest-spoof`): a provider whose description tries to draw a fake approval
+//!   screen; see `tests/guests/spoof/src/lib.rs`.
 //! - `escape-wasi` (`cbx-guest-escape-wasi`): a WASI component; tries the environment,
 //!   arguments, files, sockets, name lookups and processes through WASI and reports what it
 //!   got; see `tests/guests/escape-wasi/src/lib.rs`.

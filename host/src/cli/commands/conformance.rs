@@ -9,13 +9,15 @@ use crate::config::{READY_RANGE, parse_duration_in};
 use crate::context::Context;
 use crate::error::ErrorKind;
 use crate::ops::conformance::{self, StepResult};
+use crate::terminal::inert;
 
 /// Runs `cbx providers test NAME`.
 pub async fn run(ctx: &Context, name: &str, timeout: &str, json: bool) -> Result<u8> {
     let timeout = parse_duration_in(timeout, "--timeout", READY_RANGE)?;
     let report = conformance::run(ctx, name, timeout, &|s| {
         if !json {
-            eprintln!("{:<5} {:<16} {}", s.result.as_str(), s.step, s.detail);
+            let line = format!("{:<5} {:<16} {}", s.result.as_str(), s.step, s.detail);
+            eprintln!("{}", inert(&line));
         }
     })
     .await;

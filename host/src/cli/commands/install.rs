@@ -1,5 +1,6 @@
 //! `cbx providers install` and `cbx providers remove`: the flow is `provider::install`; this
-//! command shows what the provider asks for and asks the user to approve it.
+//! command shows what the provider asks for (and what changed since an earlier approval) and
+//! asks the user to approve it.
 
 use std::io::{IsTerminal, Write};
 
@@ -9,7 +10,8 @@ use crate::cli::args::InstallArgs;
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
 use crate::grant::approval::Approvals;
-use crate::provider::install::{self, InstallRequest};
+use crate::provider::install::{self, InstallRequest, Standing};
+use crate::terminal::inert;
 
 /// Runs `cbx providers install`.
 pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<u8> {
@@ -19,33 +21,59 @@ pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<u8> {
         sha256: args.sha256.clone(),
     };
     let candidate = install::prepare(&ctx.runtime(), &request, &ctx.cwd).await?;
-    print!("{}", candidate.summary());
+    let installed = ctx.dirs.installed_providers();
+    let colour = std::io::stdout().is_terminal() && ctx.var("NO_COLOR").is_none();
+    print!("{}", candidate.screen(&installed, colour)?);
     let approvals = Approvals::new(ctx.dirs.grants_file());
-    if !candidate.already_approved(&approvals)? && !args.yes {
-        ask_approval(candidate.name())?;
+    let name = candidate.name();
+    match candidate.standing(&approvals, &installed)? {
+        Standing::Approved => {}
+        Standing::New if args.yes => {}
+        Standing::New => ask_approval(name, false)?,
+        Standing::Changed(changes) => {
+            println!("Changed since you approved it:");
+            for line in &changes {
+                println!("  {}", inert(line));
+            }
+            if !args.yes {
+                ask_approval(name, true)?;
+            }
+        }
     }
-    candidate.install(&ctx.dirs.installed_providers(), &approvals)?;
+    candidate.install(&installed, &approvals)?;
     println!(
         "installed {} {} (sha256 {})",
-        candidate.name(),
-        candidate.version(),
+        name,
+        inert(candidate.version()),
         candidate.digest()
     );
-    eprintln!("try it: cbx --provider {} doctor", candidate.name());
+    eprintln!("try it: cbx --provider {name} doctor");
     Ok(0)
 }
 
-/// Asks the user on the terminal to approve provider `name`; fails unless they do.
-fn ask_approval(name: &str) -> Result<()> {
+/// Asks the user on the terminal to approve provider `name` (`changed`: again, after a
+/// change); fails (exit 7) unless they do, and without a terminal.
+fn ask_approval(name: &str, changed: bool) -> Result<()> {
     if !std::io::stdin().is_terminal() {
-        return Err(Failure::new(
-            ErrorKind::Usage,
-            format!("installing {name} needs your approval"),
-        )
-        .hint("review the capabilities above, then rerun with --yes to approve them")
-        .into());
+        let message = if changed {
+            format!(
+                "{name} changed since you approved it; installing it needs your approval again, and nothing was installed"
+            )
+        } else {
+            format!("installing {name} needs your approval; nothing was installed")
+        };
+        return Err(Failure::new(ErrorKind::Denied, message)
+            .hint(if changed {
+                "review the capabilities and the changes above, then rerun with --yes to approve them"
+            } else {
+                "review the capabilities above, then rerun with --yes to approve them"
+            })
+            .into());
     }
-    eprint!("Approve provider {name} with exactly these capabilities? [y/N] ");
+    eprint!(
+        "Approve provider {name} with exactly these capabilities{}? [y/N] ",
+        if changed { " and changes" } else { "" }
+    );
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;

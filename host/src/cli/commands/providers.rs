@@ -1,6 +1,8 @@
 //! `cbx providers list`, `inspect` and `audit`: what each provider is, may do and did (the
 //! reports are `ops::review` and the audit log).
 
+use std::io::IsTerminal;
+
 use anyhow::Result;
 
 use crate::audit::{AuditLog, AuditRecord, RecordKind};
@@ -10,6 +12,7 @@ use crate::context::Context;
 use crate::grant::ssh::{DestinationBasis, SshGrant};
 use crate::ops::review::{self, Inspection};
 use crate::provenance::Definition;
+use crate::terminal::inert;
 
 /// Runs `cbx providers list`.
 pub fn list(ctx: &Context, json: bool) -> Result<u8> {
@@ -40,8 +43,13 @@ pub fn list(ctx: &Context, json: bool) -> Result<u8> {
 
 /// Runs `cbx providers audit`.
 pub fn audit(ctx: &Context, args: &AuditArgs) -> Result<u8> {
-    let records: Vec<AuditRecord> = AuditLog::new(ctx.dirs.audit_log())
-        .read()?
+    let log = AuditLog::new(ctx.dirs.audit_log());
+    let all = if args.alerts {
+        log.read_alerts()?
+    } else {
+        log.read()?
+    };
+    let records: Vec<AuditRecord> = all
         .into_iter()
         .filter(|r| args.of.as_ref().is_none_or(|p| &r.provider == p))
         .collect();
@@ -55,8 +63,10 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> Result<u8> {
     }
     if records.is_empty() {
         eprintln!(
-            "the audit log is empty ({})",
-            ctx.dirs.audit_log().display()
+            "the audit log has no {} ({} and {})",
+            if args.alerts { "alerts" } else { "records" },
+            log.path().display(),
+            log.alerts_path().display()
         );
         return Ok(0);
     }
@@ -119,13 +129,14 @@ pub async fn inspect(ctx: &Context, name: &str, json: bool) -> Result<u8> {
     if json {
         output::json(&report)?;
     } else {
-        print!("{}", ctx.redactor.redact(&human(&report)));
+        let colour = std::io::stdout().is_terminal() && ctx.var("NO_COLOR").is_none();
+        print!("{}", ctx.redactor.redact(&human(&report, colour)));
     }
     Ok(0)
 }
 
-/// The whole inspection, for people.
-fn human(r: &Inspection) -> String {
+/// The whole inspection, for people: every line inert; warnings in red when `colour`.
+fn human(r: &Inspection, colour: bool) -> String {
     let mut lines = Vec::new();
     lines.push(format!("{} {} — {}", r.name, r.version, r.description));
     lines.push(format!("  source:    {}", r.origin));
@@ -139,6 +150,11 @@ fn human(r: &Inspection) -> String {
     interface_lines(r, &mut lines);
     lines.push(String::new());
     manifest_lines(r, &mut lines);
+    let warnings: Vec<String> = r
+        .shared_credentials
+        .iter()
+        .map(|s| format!("  {}", s.warning()))
+        .collect();
     lines.push(String::new());
     grant_lines(r, &mut lines);
     lines.push(String::new());
@@ -146,8 +162,17 @@ fn human(r: &Inspection) -> String {
     if !r.features.is_empty() {
         lines.push(format!("Features: {}", r.features.join(", ")));
     }
-    let mut s = lines.join("\n");
-    s.push('\n');
+    // Each line is built from one provider's words at most; none may span or steer lines.
+    let mut s = String::new();
+    for line in &lines {
+        let line = inert(line);
+        if colour && warnings.iter().any(|w| inert(w) == line) {
+            s.push_str(&format!("\x1b[1;31m{line}\x1b[0m\n"));
+        } else {
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
     s
 }
 
@@ -238,6 +263,9 @@ fn manifest_lines(r: &Inspection, out: &mut Vec<String>) {
                 out.push(format!("  ssh key from your option `{key}`"));
             }
         }
+    }
+    for s in &r.shared_credentials {
+        out.push(format!("  {}", s.warning()));
     }
 }
 

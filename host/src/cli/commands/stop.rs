@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::cli::args::StopArgs;
 use crate::context::Context;
 use crate::lease::stop;
+use crate::terminal::inert;
 
 /// How long `cbx stop` waits for the provider to report the sandbox gone.
 const WAIT_GONE: Duration = Duration::from_secs(60);
@@ -16,7 +17,7 @@ pub async fn run(ctx: &Context, args: &StopArgs) -> Result<u8> {
     let provider = ctx.provider_for(&args.lease)?;
     let mut session = ctx.session(&provider).await?;
     let stopped = stop::stop(&mut session, &args.lease, WAIT_GONE).await?;
-    println!(
+    let line = format!(
         "released {} slug={} sandbox={}{}",
         stopped.lease,
         stopped.slug,
@@ -27,5 +28,6 @@ pub async fn run(ctx: &Context, args: &StopArgs) -> Result<u8> {
             ""
         }
     );
+    println!("{}", inert(&line));
     Ok(0)
 }

@@ -8,6 +8,7 @@ use crate::config::LeaseFlags;
 use crate::context::Context;
 use crate::lease::acquire::{AcquireRequest, Purpose, acquire};
 use crate::lease::view::LeaseView;
+use crate::terminal::inert;
 
 /// Runs `cbx warmup`.
 pub async fn run(ctx: &Context, args: &WarmupArgs) -> Result<u8> {
@@ -19,10 +20,11 @@ pub async fn run(ctx: &Context, args: &WarmupArgs) -> Result<u8> {
     if args.json {
         output::json(&view)?;
     } else {
-        println!(
+        let line = format!(
             "leased {} slug={} provider={} sandbox={}",
             view.lease_id, view.slug, view.provider, view.sandbox_id
         );
+        println!("{}", inert(&line));
     }
     Ok(0)
 }

@@ -1,8 +1,12 @@
-//! The host side of `cbx:provider/log`: a provider's log lines, capped, truncated and
-//! redacted, into the host's log tagged with the provider's name.
+//! The host side of `cbx:provider/log`: a provider's log lines, capped, truncated, redacted
+//! and made inert (one line each, no control characters), into the host's log tagged with the
+//! provider's name, within its per-run budget
+//! ([`RunBudget::admit_log_line`](crate::provider::limits::RunBudget::admit_log_line), shared
+//! with its WASI stdout and stderr).
 
 use crate::provider::bindings::cbx::provider::log as wit_log;
 use crate::provider::store::HostState;
+use crate::terminal::inert;
 
 /// Most log lines one call may emit; the rest are dropped with a note.
 const MAX_LOG_LINES_PER_CALL: u32 = 1000;
@@ -18,6 +22,9 @@ impl wit_log::Host for HostState {
             }
             return;
         }
+        if !self.run.admit_log_line(&self.provider) {
+            return;
+        }
         let mut message = message;
         if message.len() > MAX_LOG_LINE {
             let mut cut = MAX_LOG_LINE;
@@ -28,6 +35,7 @@ impl wit_log::Host for HostState {
             message.push('…');
         }
         let message = self.redactor.redact(&message);
+        let message = inert(&message);
         let p = &self.provider;
         match level {
             wit_log::Level::Trace => tracing::trace!(provider = %p, "{message}"),

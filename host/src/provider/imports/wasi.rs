@@ -17,7 +17,9 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
+use crate::provider::limits::RunBudget;
 use crate::redact::Redactor;
+use crate::terminal::inert;
 
 /// Most bytes of stdout/stderr kept per stream; the rest is dropped.
 const MAX_OUTPUT: usize = 1 << 20;
@@ -29,11 +31,17 @@ pub type SocketAttempts = Arc<Mutex<Vec<String>>>;
 /// A WASI context that grants nothing but clocks and randomness. Sockets may be created but
 /// every address is refused, so each attempt is seen — and recorded in `attempts` — rather than
 /// failing silently.
-pub fn deny_by_default(provider: &str, redactor: &Redactor, attempts: SocketAttempts) -> WasiCtx {
+/// Its output lines count against the provider's per-run log budget `run`.
+pub fn deny_by_default(
+    provider: &str,
+    redactor: &Redactor,
+    attempts: SocketAttempts,
+    run: Arc<RunBudget>,
+) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
-        .stdout(LogStream::new(provider, "stdout", redactor))
-        .stderr(LogStream::new(provider, "stderr", redactor))
+        .stdout(LogStream::new(provider, "stdout", redactor, run.clone()))
+        .stderr(LogStream::new(provider, "stderr", redactor, run))
         .allow_tcp(true)
         .allow_udp(true)
         .allow_ip_name_lookup(false)
@@ -63,14 +71,21 @@ pub struct LogStream {
     provider: String,
     stream: &'static str,
     redactor: Redactor,
+    run: Arc<RunBudget>,
 }
 
 impl LogStream {
-    fn new(provider: &str, stream: &'static str, redactor: &Redactor) -> LogStream {
+    fn new(
+        provider: &str,
+        stream: &'static str,
+        redactor: &Redactor,
+        run: Arc<RunBudget>,
+    ) -> LogStream {
         LogStream {
             provider: provider.to_string(),
             stream,
             redactor: redactor.clone(),
+            run,
         }
     }
 }
@@ -99,8 +114,12 @@ struct LineWriter {
 
 impl LineWriter {
     fn emit(&mut self, line: &[u8]) {
+        if !self.target.run.admit_log_line(&self.target.provider) {
+            return;
+        }
         let text = String::from_utf8_lossy(line);
         let text = self.target.redactor.redact(text.trim_end());
+        let text = inert(&text);
         tracing::info!(provider = %self.target.provider, stream = self.target.stream, "{text}");
     }
 }

@@ -6,7 +6,8 @@
 //! - `action`: what `doctor` does — `ok` (nothing), `http` (send requests), `spin` (burn CPU
 //!   forever), `alloc` (grow memory by `count` MiB), `recurse` (recurse without bound) or
 //!   `panic`.
-//! - `method`, `url`, `header` (`Name: value`), `body`, `timeout-ms`: the request `http` sends.
+//! - `method`, `url`, `header` (`Name: value`), `body`, `timeout-ms`: the request `http` sends;
+//!   `body-bytes`: a body of that many `x` bytes instead of `body`.
 //! - `count`: how many requests `http` sends, or how many MiB `alloc` allocates.
 //!
 //! `doctor` reports what the guest saw as checks, in order:
@@ -76,7 +77,7 @@ struct Config {
     method: Method,
     url: String,
     header: Option<(String, String)>,
-    body: Option<String>,
+    body: Option<Vec<u8>>,
     timeout_ms: Option<u32>,
     count: u32,
     endpoints: Vec<(String, String)>,
@@ -144,7 +145,10 @@ fn parse_settings(settings: &Settings) -> Result<Config, ProviderError> {
         method,
         url: opt("url").unwrap_or_default().to_string(),
         header,
-        body: opt("body").map(str::to_string),
+        body: match number("body-bytes", 0)? {
+            0 => opt("body").map(|b| b.as_bytes().to_vec()),
+            n => Some(vec![b'x'; n as usize]),
+        },
         timeout_ms: opt("timeout-ms")
             .map(|_| number("timeout-ms", 0))
             .transpose()?,
@@ -178,7 +182,7 @@ fn send_requests(cfg: &Config, checks: &mut Vec<Check>) {
             method: cfg.method,
             url: cfg.url.clone(),
             headers: cfg.header.iter().cloned().collect(),
-            body: cfg.body.as_ref().map(|b| b.as_bytes().to_vec()),
+            body: cfg.body.clone(),
             timeout_ms: cfg.timeout_ms,
         };
         match http::send(&request) {
@@ -290,6 +294,12 @@ impl Guest for Probe {
                     "One request header, `Name: value`",
                 ),
                 spec("body", OptionKind::Text, None, "The request body"),
+                spec(
+                    "body-bytes",
+                    OptionKind::Integer,
+                    None,
+                    "A request body of this many bytes instead",
+                ),
                 spec(
                     "timeout-ms",
                     OptionKind::Integer,
