@@ -24,6 +24,7 @@ const OWNERSHIP_LABELS: &[&str] = &[
     "cbx_idle_secs",
     "cbx_expires_at",
     "cbx_work_root",
+    "cbx_owner",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -495,7 +496,15 @@ fn foreign_sandboxes_are_invisible_and_untouchable() {
     }
     let (mine, warm) = warmup(&home, &[]);
 
-    let list = home.run(&["list", "--json"]);
+    // Without --all, only what this machine holds; --all adds the unclaimed cbx sandbox.
+    let held = home.run(&["list", "--json"]);
+    held.ok();
+    assert!(!held.stdout.contains("cbx_abcdefabcdef"), "{held}");
+    assert!(
+        held.stderr.contains("note: 1 more cbx sandbox of daytona"),
+        "{held}"
+    );
+    let list = home.run(&["list", "--all", "--json"]);
     list.ok();
     let listed = list.json();
     let ids = lease_ids(&listed);
@@ -511,7 +520,8 @@ fn foreign_sandboxes_are_invisible_and_untouchable() {
         .find(|v| v["leaseId"] == "cbx_abcdefabcdef")
         .expect("an owned sandbox is listed");
     assert_eq!(lonely["claimed"], false);
-    let list_human = home.run(&["list"]);
+    assert_eq!(lonely["owner"], "unknown", "made before owner labels");
+    let list_human = home.run(&["list", "--all"]);
     list_human.ok();
     assert!(!list_human.stdout.contains(&plain), "{list_human}");
     assert!(!list_human.stdout.contains("foreign-fox"), "{list_human}");

@@ -30,11 +30,11 @@ const OWNERSHIP_LABELS: &[&str] = &[
     "cbx_idle_secs",
     "cbx_expires_at",
     "cbx_work_root",
+    "cbx_owner",
 ];
 
 /// The list filter cbx uses for its own sandboxes, URL-encoded as Daytona wants it.
-const OWNED_QUERY: &str =
-    "limit=100&labels=%7B%22cbx%22%3A%22true%22%2C%22cbx_provider%22%3A%22daytona%22%7D";
+const OWNED_QUERY: &str = "limit=100&sort=createdAt&order=asc&labels=%7B%22cbx%22%3A%22true%22%2C%22cbx_provider%22%3A%22daytona%22%7D";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: homes, Daytona-shaped bodies, request inspection
@@ -503,6 +503,7 @@ async fn warmup_sends_exact_requests_in_order() {
             "labels",
             "autoStopInterval",
             "autoArchiveInterval",
+            "autoDeleteInterval",
             "public",
             "snapshot",
             "target",
@@ -516,6 +517,8 @@ async fn warmup_sends_exact_requests_in_order() {
     );
     assert_eq!(body["autoStopInterval"], 45);
     assert_eq!(body["autoArchiveInterval"], 10080);
+    // Daytona deletes the sandbox on its own the lease's TTL (90m) after it stops.
+    assert_eq!(body["autoDeleteInterval"], 90);
     assert_eq!(body["public"], false);
     assert_eq!(body["snapshot"], "daytona-small");
     assert_eq!(body["target"], "eu");
@@ -531,6 +534,14 @@ async fn warmup_sends_exact_requests_in_order() {
     assert_eq!(labels["cbx_idle_secs"], "2700");
     assert_eq!(labels["cbx_ttl_secs"], "5400");
     assert_eq!(labels["cbx_work_root"], "cbx");
+    // The owner label: this home's random owner id, made once and kept 0600.
+    let owner_file = home.state_dir().join("owner-id");
+    let owner = std::fs::read_to_string(&owner_file).expect("an owner id file");
+    assert_eq!(labels["cbx_owner"], owner.trim());
+    assert_eq!(owner.trim().len(), 16);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&owner_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     let secs = |k: &str| labels[k].as_str().unwrap().parse::<i64>().unwrap();
     assert_eq!(secs("cbx_expires_at") - secs("cbx_created_at"), 5400);
     assert_eq!(header(&reqs[1], "content-type"), Some("application/json"));
