@@ -583,7 +583,7 @@ async fn create(
             // Creation times are distinct and increasing (Daytona's are microseconds apart at
             // least), so `sort=createdAt` orders sandboxes as they were created.
             if let Some(last) = s.sandboxes.iter().map(|x| x.created_at).max()
-                && sandbox.created_at <= last
+                && sandbox.created_at.timestamp_millis() <= last.timestamp_millis()
             {
                 sandbox.created_at = last + chrono::Duration::milliseconds(1);
                 sandbox.updated_at = sandbox.created_at;
