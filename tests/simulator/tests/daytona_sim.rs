@@ -361,7 +361,11 @@ async fn label_filter_takes_url_encoded_json() {
     let r = api
         .get("/sandbox?labels=%7B%22crabbox%22%3A%22true%22%7D")
         .await;
-    assert_eq!(names(&r), ["b", "a"], "the default: last activity, newest first");
+    assert_eq!(
+        names(&r),
+        ["b", "a"],
+        "the default: last activity, newest first"
+    );
     assert!(r.body["nextCursor"].is_null());
     assert!(
         r.body["items"][0].get("env").is_none(),
