@@ -54,6 +54,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete a lease's sandbox and forget the lease.
     Stop(StopArgs),
+    /// Delete cbx sandboxes nobody here holds: expired ones, this machine's orphans, or with
+    /// --any-owner every cbx sandbox. Never a sandbox without cbx's labels.
+    Cleanup(CleanupArgs),
     /// Sync the working tree to a sandbox and run a command there.
     ///
     /// Without --id, leases a new sandbox and deletes it when the command ends (unless
@@ -104,7 +107,8 @@ pub struct WarmupArgs {
 /// `cbx list`
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Include sandboxes that are being deleted.
+    /// Also list cbx sandboxes without a claim here (another machine's, or lost by this one)
+    /// and sandboxes being deleted, with their owner and age.
     #[arg(long)]
     pub all: bool,
     /// Print JSON.
@@ -127,6 +131,34 @@ pub struct StatusArgs {
 pub struct StopArgs {
     /// Lease id or slug.
     pub lease: String,
+    /// Adopt and delete a cbx sandbox this machine holds no claim for (another machine's, or
+    /// one whose claim was lost), after checking that no local command holds it.
+    #[arg(long)]
+    pub reclaim: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cbx cleanup`
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Show what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only sandboxes created longer ago than this, e.g. 2h or 3d.
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// Also delete other owners' cbx sandboxes (other machines', or this one's before its
+    /// state was lost) that are not expired.
+    #[arg(long)]
+    pub any_owner: bool,
+    /// Delete without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cbx run`

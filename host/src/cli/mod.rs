@@ -127,6 +127,7 @@ async fn run(cli: Cli, env: Environment, redactor: Redactor) -> Result<u8> {
         Command::List(a) => commands::list::run(&ctx, &a).await,
         Command::Status(a) => commands::status::run(&ctx, &a).await,
         Command::Stop(a) => commands::stop::run(&ctx, &a).await,
+        Command::Cleanup(a) => commands::cleanup::run(&ctx, &a).await,
         Command::Run(a) => commands::run::run(&ctx, &a).await,
         Command::Ssh(a) => commands::ssh::run(&ctx, &a).await,
         Command::Providers(ProvidersCommand::List { json }) => {
