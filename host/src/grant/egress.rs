@@ -371,8 +371,8 @@ pub fn shown(url: &Url) -> String {
             }
         })
         .collect();
-    u.set_query(Some(&kept.join("&")));
-    u.to_string()
+    u.set_query(None);
+    format!("{u}?{}", kept.join("&"))
 }
 
 #[cfg(test)]
