@@ -14,6 +14,7 @@
 //! | `data_plane` | the simulator with a real sshd, ssh and rsync (needs root) |
 //! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
+//! | `remote_loop` | `run --download`, `--junit`, `cp`: files and test results back, hostile sandboxes (issue 15, needs root) |
 
 mod adversarial;
 mod capabilities;
@@ -23,4 +24,5 @@ mod data_plane;
 mod daytona_requests;
 mod install;
 mod python_provider;
+mod remote_loop;
 mod ssh_provider;

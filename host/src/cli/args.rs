@@ -54,6 +54,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete a lease's sandbox and forget the lease.
     Stop(StopArgs),
+    /// Stop a lease's sandbox without deleting it; `run --id` and `ssh` start it again.
+    Pause(PauseArgs),
     /// Sync the working tree to a sandbox and run a command there.
     ///
     /// Without --id, leases a new sandbox and deletes it when the command ends (unless
@@ -61,6 +63,11 @@ pub enum Command {
     Run(RunArgs),
     /// Open a shell on a lease's sandbox, or run one command there.
     Ssh(SshArgs),
+    /// Copy files and directories to or from a lease's sandbox.
+    ///
+    /// One of SRC and DST is `LEASE:PATH`; PATH is relative to the lease's work directory or
+    /// absolute. Write a local path with a `:` as `./name:x`.
+    Cp(CpArgs),
     /// List, inspect and manage providers.
     #[command(subcommand)]
     Providers(ProvidersCommand),
@@ -129,6 +136,13 @@ pub struct StopArgs {
     pub lease: String,
 }
 
+/// `cbx pause`
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Lease id or slug.
+    pub lease: String,
+}
+
 /// `cbx run`
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -138,6 +152,10 @@ pub struct RunArgs {
     /// Keep a newly leased sandbox after the command ends.
     #[arg(long)]
     pub keep: bool,
+    /// Keep a newly leased sandbox when the command fails (non-zero exit or an error other
+    /// than a signal), to look at it with `cbx ssh`.
+    #[arg(long, conflicts_with = "keep")]
+    pub keep_on_failure: bool,
     /// Do not sync the working tree.
     #[arg(long)]
     pub no_sync: bool,
@@ -154,6 +172,19 @@ pub struct RunArgs {
     /// always set.
     #[arg(long = "env", value_name = "NAME")]
     pub env: Vec<String>,
+    /// After the command (also when it failed or was interrupted), copy what this glob
+    /// matches in the work directory into LOCAL (default: the current directory), keeping
+    /// relative paths; directories are copied whole (repeatable).
+    #[arg(long = "download", value_name = "REMOTE[:LOCAL]")]
+    pub download: Vec<String>,
+    /// Fail when a --download matches nothing or does not finish (exit 6 after a command
+    /// that succeeded) instead of warning.
+    #[arg(long, requires = "download")]
+    pub require_download: bool,
+    /// After the command (and the downloads), fetch the JUnit XML reports this glob matches
+    /// in the work directory and print a summary: totals and each failed case (repeatable).
+    #[arg(long = "junit", value_name = "GLOB")]
+    pub junit: Vec<String>,
     #[command(flatten)]
     pub lease: LeaseArgs,
     /// The command to run, after `--`.
@@ -176,6 +207,18 @@ pub struct SshArgs {
     /// A command to run instead of an interactive shell, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `cbx cp`
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: a local path, or `LEASE:PATH` (the last name may be a glob).
+    #[arg(value_name = "SRC")]
+    pub source: String,
+    /// Where to: a local path, or `LEASE:PATH`. An existing directory (or a path ending in
+    /// `/`) receives SRC under its own name.
+    #[arg(value_name = "DST")]
+    pub destination: String,
 }
 
 /// `cbx providers …`

@@ -127,8 +127,10 @@ async fn run(cli: Cli, env: Environment, redactor: Redactor) -> Result<u8> {
         Command::List(a) => commands::list::run(&ctx, &a).await,
         Command::Status(a) => commands::status::run(&ctx, &a).await,
         Command::Stop(a) => commands::stop::run(&ctx, &a).await,
+        Command::Pause(a) => commands::pause::run(&ctx, &a).await,
         Command::Run(a) => commands::run::run(&ctx, &a).await,
         Command::Ssh(a) => commands::ssh::run(&ctx, &a).await,
+        Command::Cp(a) => commands::cp::run(&ctx, &a).await,
         Command::Providers(ProvidersCommand::List { json }) => {
             commands::providers::list(&ctx, json)
         }

@@ -17,6 +17,7 @@
 //! - [`resolve`]: finding leases by id or slug, and listing them.
 //! - [`release`]: deleting leases, forgetting gone ones, reaping expired ones.
 //! - [`stop`]: `cbx stop`, also of a lease whose creation never finished.
+//! - [`pause`]: `cbx pause`, stopping a sandbox without deleting it.
 //! - [`access`]: the SSH access cache (minted access, kept per lease and reused).
 //! - [`connect`]: an SSH client that logs in, and the remote work directory.
 //! - [`view`]: what `status`, `list` and `warmup` report.
@@ -28,6 +29,7 @@ pub mod connect;
 pub mod id;
 pub mod intent;
 pub mod labels;
+pub mod pause;
 pub mod ready;
 pub mod reconcile;
 pub mod records;

@@ -5,11 +5,17 @@
 //! - [`conformance`]: the suite of `cbx providers test`.
 //! - [`review`]: what `cbx providers list` and `inspect` report about providers.
 //! - [`run`]: syncing and running a command on a lease's sandbox (`cbx run`).
+//! - [`download`]: `run --download`, the files copied back after the command.
+//! - [`copy`]: `cbx cp`, files to and from a lease's sandbox.
+//! - [`test_report`]: `run --junit`, the test summary from JUnit XML reports.
 //!
 //! Installing providers (the approval flow) is `provider::install`; the lease operations
 //! behind `warmup`, `list`, `status` and `stop` are `lease::*`.
 
 pub mod conformance;
+pub mod copy;
 pub mod doctor;
+pub mod download;
 pub mod review;
 pub mod run;
+pub mod test_report;

@@ -6,6 +6,7 @@ use anyhow::Result;
 use crate::cli::args::RunArgs;
 use crate::context::Context;
 use crate::lease::acquire::Purpose;
+use crate::ops::download::{self, Downloads};
 use crate::ops::run::{self, LeaseChoice, RunRequest};
 use crate::remote::Program;
 
@@ -38,6 +39,20 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<u8> {
         resync: args.resync,
         sync_large: args.sync_large,
         ready_timeout: times.ready.val,
+        keep_on_failure: args.keep_on_failure,
+        downloads: Downloads {
+            list: args
+                .download
+                .iter()
+                .map(|d| download::parse(d, &ctx.cwd))
+                .collect::<Result<_>>()?,
+            required: args.require_download,
+            junit: args
+                .junit
+                .iter()
+                .map(|g| crate::transfer::pattern::check(g, false, "--junit"))
+                .collect::<Result<_>>()?,
+        },
     };
     run::run(ctx, &request).await
 }
