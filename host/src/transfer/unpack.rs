@@ -147,7 +147,15 @@ fn place_entry(
             dir
         },
     )?;
+    let expected = entry.size();
     let bytes = io::copy(entry, part.as_file_mut())?;
+    if bytes != expected {
+        // The stream ended inside this file: it is dropped (and removed), not kept short.
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the stream ended {bytes} bytes into a file of {expected}"),
+        ));
+    }
     let exec = entry.header().mode().unwrap_or(0o644) & 0o111 != 0;
     set_mode(part.as_file(), if exec { 0o755 } else { 0o644 })?;
     if let Ok(secs) = entry.header().mtime() {
