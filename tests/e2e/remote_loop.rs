@@ -330,7 +330,6 @@ fn a_download_that_breaks_off_keeps_whole_files_and_warns() {
         "run",
         "--id",
         "broken",
-        "--no-sync",
         "--download",
         "README.md:dl",
         "--",
