@@ -185,6 +185,13 @@ pub struct RunArgs {
     /// in the work directory and print a summary: totals and each failed case (repeatable).
     #[arg(long = "junit", value_name = "GLOB")]
     pub junit: Vec<String>,
+    /// Write the run's JSON report (lease, sync, timings, exit code, downloads, tests) to
+    /// this file when the run ends, however it ends.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<std::path::PathBuf>,
+    /// Print the run's JSON report on stdout; the command's own stdout then goes to stderr.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub lease: LeaseArgs,
     /// The command to run, after `--`.

@@ -116,6 +116,7 @@ fn flags(global: &GlobalArgs) -> Flags {
         options: global.options.clone(),
         endpoints: global.endpoints.clone(),
         quiet: global.quiet,
+        verbose: global.verbose,
     }
 }
 

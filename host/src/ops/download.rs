@@ -11,7 +11,7 @@ use anyhow::Result;
 use crate::error::{ErrorKind, Failure, exit_code};
 use crate::interrupt;
 use crate::lease::session::Session;
-use crate::ops::test_report;
+use crate::ops::test_report::{self, TestReport};
 use crate::progress;
 use crate::ssh::SshClient;
 use crate::sync::human_bytes;
@@ -44,6 +44,33 @@ pub struct Downloads {
     pub junit: Vec<String>,
 }
 
+/// What one `--download` did, for the run's report.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadReport {
+    /// The glob, relative to the work directory.
+    pub pattern: String,
+    /// The local directory.
+    pub local: String,
+    /// Files written.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Entries the sandbox sent that were refused, each `NAME: why`.
+    pub refused: Vec<String>,
+    /// Why the download is incomplete (matched nothing, broke off), or null.
+    pub problem: Option<String>,
+}
+
+/// What ran after the command, for the run's report.
+#[derive(Debug, Clone, Default)]
+pub struct Collected {
+    /// One report per `--download`.
+    pub downloads: Vec<DownloadReport>,
+    /// The `--junit` summary, if asked for.
+    pub tests: Option<TestReport>,
+}
+
 /// What the downloads of a run did.
 #[derive(Debug, Clone, Default)]
 pub struct Downloaded {
@@ -55,6 +82,8 @@ pub struct Downloaded {
     pub written: Vec<PathBuf>,
     /// Problems: globs that matched nothing, copies that broke off.
     pub problems: Vec<String>,
+    /// One report per download.
+    pub reports: Vec<DownloadReport>,
 }
 
 /// Parses `REMOTE[:LOCAL]`; a relative LOCAL is taken from `cwd`, the default is `cwd`.
@@ -84,13 +113,14 @@ pub fn parse(text: &str, cwd: &Path) -> Result<Download> {
 
 /// Runs the downloads after the command whose result is `status`, and returns the run's
 /// result: the command's, unless a required download failed after a successful command (exit
-/// 6), or a signal ended the downloads (its code).
+/// 6), or a signal ended the downloads (its code). What they did goes to `collected`.
 pub async fn after_command(
     session: &Session,
     ssh: &SshClient,
     workdir: &str,
     downloads: &Downloads,
     status: Result<u8>,
+    collected: &mut Collected,
 ) -> Result<u8> {
     if downloads.list.is_empty() && downloads.junit.is_empty() {
         return status;
@@ -120,6 +150,8 @@ pub async fn after_command(
     if let Some(tests) = &tests {
         test_report::print(tests);
     }
+    collected.downloads = done.reports.clone();
+    collected.tests = tests;
     conclude(done, downloads.required, status)
 }
 
@@ -165,9 +197,16 @@ async fn fetch_all(
         .await;
         match fetched {
             Ok(f) => account(session, d, f, &mut done),
-            Err(e) => done
-                .problems
-                .push(format!("--download {}: {e:#}", d.pattern)),
+            Err(e) => {
+                let problem = format!("--download {}: {e:#}", d.pattern);
+                done.reports.push(DownloadReport {
+                    pattern: d.pattern.clone(),
+                    local: d.local.display().to_string(),
+                    problem: Some(problem.clone()),
+                    ..DownloadReport::default()
+                });
+                done.problems.push(problem);
+            }
         }
     }
     done
@@ -188,6 +227,25 @@ fn account(session: &Session, d: &Download, f: Fetched, done: &mut Downloaded) {
     done.files += f.unpacked.files;
     done.bytes += f.unpacked.bytes;
     done.written.extend(f.unpacked.written.iter().cloned());
+    done.reports.push(DownloadReport {
+        pattern: d.pattern.clone(),
+        local: d.local.display().to_string(),
+        files: f.unpacked.files,
+        bytes: f.unpacked.bytes,
+        refused: f.unpacked.refused.clone(),
+        problem: None,
+    });
+    let before = done.problems.len();
+    record(session, d, &f, done);
+    if done.problems.len() > before
+        && let Some(r) = done.reports.last_mut()
+    {
+        r.problem = done.problems.last().cloned();
+    }
+}
+
+/// Adds one download's problem to `done`, or prints its summary.
+fn record(session: &Session, d: &Download, f: &Fetched, done: &mut Downloaded) {
     if f.status == Some(NO_DIRECTORY) {
         done.problems.push(format!(
             "--download {}: the work directory does not exist on the sandbox",

@@ -5,6 +5,7 @@
 //! - [`conformance`]: the suite of `cbx providers test`.
 //! - [`review`]: what `cbx providers list` and `inspect` report about providers.
 //! - [`run`]: syncing and running a command on a lease's sandbox (`cbx run`).
+//! - [`run_report`]: what `run` reports (`--json`, `--report`, the `-v` timings line).
 //! - [`download`]: `run --download`, the files copied back after the command.
 //! - [`copy`]: `cbx cp`, files to and from a lease's sandbox.
 //! - [`test_report`]: `run --junit`, the test summary from JUnit XML reports.
@@ -18,4 +19,5 @@ pub mod doctor;
 pub mod download;
 pub mod review;
 pub mod run;
+pub mod run_report;
 pub mod test_report;

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -20,7 +20,8 @@ use crate::lease::id::LeaseId;
 use crate::lease::intent::IntentHold;
 use crate::lease::session::Session;
 use crate::lease::{Lease, connect, ready, reconcile, release, resolve};
-use crate::ops::download::{self, Downloads};
+use crate::ops::download::{self, Collected, Downloads};
+use crate::ops::run_report::{LeaseReport, RunReport, SyncSummary, seconds};
 use crate::progress;
 use crate::remote::{self, Program};
 use crate::ssh::SshClient;
@@ -57,6 +58,8 @@ pub struct RunRequest {
     pub downloads: Downloads,
     /// Keep a one-shot sandbox when the command fails.
     pub keep_on_failure: bool,
+    /// Relay the command's stdout to stderr (stdout carries cbx's JSON report).
+    pub stdout_to_stderr: bool,
 }
 
 /// What runs on the sandbox, checked locally before anything is leased.
@@ -67,14 +70,20 @@ struct Job {
     files: Option<FileList>,
     resync: bool,
     downloads: Downloads,
+    stdout_to_stderr: bool,
 }
 
-/// Runs `request`; returns the remote command's exit status.
-pub async fn run(ctx: &Context, request: &RunRequest) -> Result<u8> {
+/// Runs `request`; returns the remote command's exit status. What happened (lease, sync,
+/// timings, downloads) is written to `report` as it happens, also when the run fails.
+pub async fn run(ctx: &Context, request: &RunRequest, report: &mut RunReport) -> Result<u8> {
     let job = prepare(ctx, request)?;
     match &request.lease {
-        LeaseChoice::Existing(ident) => run_existing(ctx, ident, request.ready_timeout, &job).await,
-        LeaseChoice::New(acquire) => run_new(ctx, acquire, &job, request.keep_on_failure).await,
+        LeaseChoice::Existing(ident) => {
+            run_existing(ctx, ident, request.ready_timeout, &job, report).await
+        }
+        LeaseChoice::New(acquire) => {
+            run_new(ctx, acquire, &job, request.keep_on_failure, report).await
+        }
     }
 }
 
@@ -101,6 +110,7 @@ fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
         files,
         resync: request.resync,
         downloads: request.downloads.clone(),
+        stdout_to_stderr: request.stdout_to_stderr,
     })
 }
 
@@ -110,12 +120,16 @@ async fn run_existing(
     ident: &str,
     ready_timeout: Duration,
     job: &Job,
+    report: &mut RunReport,
 ) -> Result<u8> {
     let provider = ctx.provider_for(ident)?;
     let mut session = ctx.session(&provider).await?;
+    let started = Instant::now();
     let mut lease = resolve::resolve(&mut session, ident).await?;
     lease.require_claim("use")?;
+    report.lease = Some(LeaseReport::of(&lease, true));
     ready::ensure_ready(&mut session, &mut lease, ready_timeout).await?;
+    report.timings.lease = seconds(started.elapsed());
     let _shield = interrupt::shield();
     let paused = tokio::select! {
         () = testpoint::reached(session.env(), "run:resolved") => None,
@@ -123,7 +137,7 @@ async fn run_existing(
     };
     let outcome = match paused {
         Some(signal) => Err(signal.failure("interrupted")),
-        None => execute(&mut session, &mut lease, job).await,
+        None => execute(&mut session, &mut lease, job, report).await,
     };
     unless_stopped(&session, &lease, outcome).await
 }
@@ -134,10 +148,14 @@ async fn run_new(
     request: &AcquireRequest,
     job: &Job,
     keep_on_failure: bool,
+    report: &mut RunReport,
 ) -> Result<u8> {
     let mut session = ctx.session(&ctx.provider_name()).await?;
     let _shield = interrupt::shield();
+    let started = Instant::now();
     let Acquired { mut lease, intent } = acquire(&mut session, request).await?;
+    report.timings.lease = seconds(started.elapsed());
+    report.lease = Some(LeaseReport::of(&lease, intent.is_none()));
     progress::report(&format!(
         "leased {} slug={} provider={} sandbox={}{}",
         lease.ownership.lease,
@@ -150,10 +168,20 @@ async fn run_new(
             ""
         }
     ));
-    let outcome = execute(&mut session, &mut lease, job).await;
+    let outcome = execute(&mut session, &mut lease, job, report).await;
     match intent {
-        Some(hold) if keep_on_failure && failed(&outcome) => keep_failed(&lease, hold, outcome),
-        Some(hold) => release_one_shot(&mut session, &lease, hold, outcome).await,
+        Some(hold) if keep_on_failure && failed(&outcome) => {
+            if let Some(l) = report.lease.as_mut() {
+                l.kept = true;
+            }
+            keep_failed(&lease, hold, outcome)
+        }
+        Some(hold) => {
+            let started = Instant::now();
+            let result = release_one_shot(&mut session, &lease, hold, outcome).await;
+            report.timings.release = seconds(started.elapsed());
+            result
+        }
         None => unless_stopped(&session, &lease, outcome).await,
     }
 }
@@ -265,16 +293,34 @@ async fn release_one_shot(
 /// Connects, syncs and runs the command, then runs the downloads (also after a failed or
 /// interrupted command); returns the command's exit status. A signal ends the step it arrives
 /// in; one during the downloads abandons them.
-async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<u8> {
+async fn execute(
+    session: &mut Session,
+    lease: &mut Lease,
+    job: &Job,
+    report: &mut RunReport,
+) -> Result<u8> {
     let (ssh, workdir, env_file) = tokio::select! {
-        r = connect_and_sync(session, lease, job) => r?,
+        r = connect_and_sync(session, lease, job, report) => r?,
         signal = interrupt::interrupted() => return Err(signal.failure("interrupted")),
     };
+    let started = Instant::now();
     let status = tokio::select! {
         r = run_command(&ssh, lease, job, &workdir, env_file.as_deref()) => r,
         signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
     };
-    download::after_command(session, &ssh, &workdir, &job.downloads, status).await
+    report.timings.command = seconds(started.elapsed());
+    report.command_exit_code = status.as_ref().ok().copied();
+    let started = Instant::now();
+    let mut collected = Collected::default();
+    let result =
+        download::after_command(session, &ssh, &workdir, &job.downloads, status, &mut collected)
+            .await;
+    if !job.downloads.list.is_empty() || !job.downloads.junit.is_empty() {
+        report.timings.downloads = seconds(started.elapsed());
+    }
+    report.downloads = collected.downloads;
+    report.tests = collected.tests;
+    result
 }
 
 /// Connects and syncs; returns the SSH client, the work directory and the forwarded
@@ -283,14 +329,19 @@ async fn connect_and_sync(
     session: &mut Session,
     lease: &mut Lease,
     job: &Job,
+    report: &mut RunReport,
 ) -> Result<(SshClient, String, Option<String>)> {
     let workdir = connect::workdir(lease, job.repo.as_deref())?;
+    let started = Instant::now();
     ready::touch(session, lease).await?;
     testpoint::reached(session.env(), "run:touched").await;
     let ssh = connect::ssh(session, lease).await?;
-    send_tree(session, lease, &ssh, job, &workdir).await?;
+    report.timings.access = seconds(started.elapsed());
+    let started = Instant::now();
+    report.sync = send_tree(session, lease, &ssh, job, &workdir).await?;
     testpoint::reached(session.env(), "run:synced").await;
     let env_file = forward_env(session, lease, &ssh, &job.forwarded).await?;
+    report.timings.sync = seconds(started.elapsed());
     Ok((ssh, workdir, env_file))
 }
 
@@ -312,8 +363,12 @@ async fn run_command(
     let line = remote::command_line(workdir, true, &exports, env_file, &job.program);
     let mut cmd = ssh.ssh();
     cmd.args(["-T", ssh.alias()]).arg(line);
-    let status = crate::ssh::relay(cmd)
-        .await
+    let relayed = if job.stdout_to_stderr {
+        crate::ssh::relay_to_stderr(cmd).await
+    } else {
+        crate::ssh::relay(cmd).await
+    };
+    let status = relayed
         .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
     exit_status(ssh, status, lease).await
 }
@@ -331,9 +386,10 @@ async fn send_tree(
     ssh: &SshClient,
     job: &Job,
     workdir: &str,
-) -> Result<()> {
+) -> Result<Option<SyncSummary>> {
     let Some(list) = &job.files else {
-        return make_workdir(ssh, workdir).await;
+        make_workdir(ssh, workdir).await?;
+        return Ok(None);
     };
     let redactor = session.redactor().clone();
     let outcome = sync::sync(
@@ -363,9 +419,9 @@ async fn send_tree(
         outcome: result,
         detail: detail.clone(),
     }));
-    outcome?;
+    let summary = SyncSummary::from(&outcome?);
     progress::note(session.quiet(), &detail);
-    Ok(())
+    Ok(Some(summary))
 }
 
 /// Forwards the `--env` variables (see [`upload_env`]), auditing their names.
