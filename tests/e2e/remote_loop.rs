@@ -621,3 +621,174 @@ fn keep_on_failure_keeps_a_failed_one_shot_sandbox_and_pause_stops_it() {
     out.expect_code(4);
     w.cbx(&["stop", "kept"]).ok();
 }
+
+/// The field names docs/cli.md documents under `<!-- json-schema: NAME -->`.
+fn documented(name: &str) -> std::collections::BTreeSet<String> {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md"))
+            .unwrap();
+    let marker = format!("<!-- json-schema: {name} -->");
+    let at = docs
+        .find(&marker)
+        .unwrap_or_else(|| panic!("docs/cli.md has no {marker}"));
+    docs[at + marker.len()..]
+        .lines()
+        .skip(3) // the marker's line end, the header and the separator
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.split('`')
+                .nth(1)
+                .expect("a `field` in the first column")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Every key path in `v`: `a`, `a.b`, `list[]`, `list[].c`.
+fn key_paths(v: &serde_json::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                let path = if v.is_array() {
+                    format!("{path}[]")
+                } else {
+                    path
+                };
+                out.insert(path.clone());
+                key_paths(v, &path, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                key_paths(item, prefix, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[track_caller]
+fn assert_schema(name: &str, v: &serde_json::Value) {
+    let mut actual = std::collections::BTreeSet::new();
+    key_paths(v, "", &mut actual);
+    assert_eq!(actual, documented(name), "{name}: {v:#}");
+}
+
+#[test]
+fn every_json_document_is_the_one_docs_cli_md_describes() {
+    let Some(w) = World::new() else { return };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/junit");
+    std::fs::create_dir_all(w.local("fixtures")).unwrap();
+    std::fs::copy(fixtures.join("pytest.xml"), w.local("fixtures/pytest.xml")).unwrap();
+    w.home.git(&["add", "."]);
+    let report_file = w.local("report.json");
+    let out = w.cbx(&[
+        "run",
+        "-v",
+        "--json",
+        "--report",
+        "report.json",
+        "--download",
+        "fixtures/*.xml:dl",
+        "--download",
+        "missing/*",
+        "--junit",
+        "fixtures/*.xml",
+        "--junit",
+        "nothing.xml",
+        "--shell",
+        "--",
+        "echo command output; exit 3",
+    ]);
+    out.expect_code(3);
+    // stdout holds only the report; the command's output went to stderr.
+    let report = out.json();
+    assert!(out.stderr.contains("command output"), "{out}");
+    assert_schema("run", &report);
+    assert_eq!(
+        report,
+        serde_json::from_str::<serde_json::Value>(&read(&report_file)).unwrap()
+    );
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["exitCode"], 3);
+    assert_eq!(report["commandExitCode"], 3);
+    assert_eq!(report["error"], serde_json::Value::Null);
+    assert_eq!(report["lease"]["kept"], false);
+    assert_eq!(report["sync"]["files"], 2);
+    assert_eq!(report["downloads"][0]["files"], 1);
+    assert_eq!(
+        report["downloads"][1]["problem"],
+        "--download missing/*: matched nothing on the sandbox"
+    );
+    assert_eq!(report["tests"]["failed"], 1);
+    assert_eq!(report["tests"]["problems"][0]["name"], "test_div");
+    for phase in ["lease", "access", "sync", "command", "downloads", "release"] {
+        assert!(
+            report["timings"][phase].as_f64().is_some(),
+            "{phase}: {report:#}"
+        );
+    }
+    // -v ends with one line of phase timings.
+    let last = out.stderr.lines().last().unwrap();
+    assert!(last.starts_with("timings: lease "), "{out}");
+    assert!(last.contains(", release "), "{out}");
+
+    // A run that fails before it has a lease still writes its report.
+    let out = w.cbx(&[
+        "run",
+        "--report",
+        "early.json",
+        "--id",
+        "nosuchlease",
+        "--",
+        "true",
+    ]);
+    out.expect_code(4);
+    let early: serde_json::Value = serde_json::from_str(&read(&w.local("early.json"))).unwrap();
+    assert_eq!(early["exitCode"], 4);
+    assert_eq!(early["lease"], serde_json::Value::Null);
+    assert!(
+        early["error"].as_str().unwrap().contains("nosuchlease"),
+        "{early}"
+    );
+
+    // stop, pause, cp and ssh --print.
+    w.warmup("docs");
+    let out = w.cbx(&["ssh", "docs", "--print", "--json"]);
+    out.ok();
+    let v = out.json();
+    assert_schema("ssh-print", &v);
+    assert_eq!(v["user"], "<token>");
+    assert!(
+        !out.stdout.contains(&w.sim.ssh_tokens()[0].token),
+        "the token never shows"
+    );
+    let out = w.cbx(&["cp", "--json", "README.md", "docs:"]);
+    out.ok();
+    let v = out.json();
+    assert_schema("cp", &v);
+    assert_eq!(v["direction"], "upload");
+    let out = w.cbx(&["cp", "--json", "docs:README.md", "back.md"]);
+    out.ok();
+    let v = out.json();
+    assert_schema("cp", &v);
+    assert_eq!(
+        (v["direction"].as_str(), v["files"].as_u64()),
+        (Some("download"), Some(1))
+    );
+    let out = w.cbx(&["pause", "--json", "docs"]);
+    out.ok();
+    let v = out.json();
+    assert_schema("pause", &v);
+    assert_eq!(v["state"], "stopped");
+    let out = w.cbx(&["stop", "--json", "docs"]);
+    out.ok();
+    let v = out.json();
+    assert_schema("stop", &v);
+    assert_eq!(v["slug"], "docs");
+}

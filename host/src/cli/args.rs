@@ -134,6 +134,9 @@ pub struct StatusArgs {
 pub struct StopArgs {
     /// Lease id or slug.
     pub lease: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cbx pause`
@@ -141,6 +144,9 @@ pub struct StopArgs {
 pub struct PauseArgs {
     /// Lease id or slug.
     pub lease: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cbx run`
@@ -211,6 +217,9 @@ pub struct SshArgs {
     /// With --print, show the secret user in full.
     #[arg(long, requires = "print")]
     pub show_secret: bool,
+    /// With --print, print JSON: the command and its parts.
+    #[arg(long, requires = "print")]
+    pub json: bool,
     /// A command to run instead of an interactive shell, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -226,6 +235,9 @@ pub struct CpArgs {
     /// `/`) receives SRC under its own name.
     #[arg(value_name = "DST")]
     pub destination: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cbx providers …`

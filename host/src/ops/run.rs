@@ -312,9 +312,15 @@ async fn execute(
     report.command_exit_code = status.as_ref().ok().copied();
     let started = Instant::now();
     let mut collected = Collected::default();
-    let result =
-        download::after_command(session, &ssh, &workdir, &job.downloads, status, &mut collected)
-            .await;
+    let result = download::after_command(
+        session,
+        &ssh,
+        &workdir,
+        &job.downloads,
+        status,
+        &mut collected,
+    )
+    .await;
     if !job.downloads.list.is_empty() || !job.downloads.junit.is_empty() {
         report.timings.downloads = seconds(started.elapsed());
     }
@@ -368,8 +374,8 @@ async fn run_command(
     } else {
         crate::ssh::relay(cmd).await
     };
-    let status = relayed
-        .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
+    let status =
+        relayed.map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
     exit_status(ssh, status, lease).await
 }
 

@@ -51,6 +51,25 @@ pub async fn run(ctx: &Context, args: &CpArgs) -> Result<u8> {
     for r in &copied.refused {
         progress::report(&format!("warning: cp: {r}"));
     }
+    if args.json {
+        let (kind, local, files, bytes) = match &direction {
+            Direction::Download { local, .. } => {
+                ("download", local, Some(copied.files), Some(copied.bytes))
+            }
+            Direction::Upload { local, .. } => ("upload", local, None, None),
+        };
+        let json = serde_json::json!({
+            "leaseId": copied.lease,
+            "direction": kind,
+            "remote": copied.remote,
+            "local": local.display().to_string(),
+            "files": files,
+            "bytes": bytes,
+            "refused": copied.refused,
+        });
+        println!("{json}");
+        return Ok(0);
+    }
     let line = match &direction {
         Direction::Download { local, .. } => format!(
             "copied {} {} ({}) from {}:{} to {}",

@@ -17,6 +17,17 @@ pub async fn run(ctx: &Context, args: &PauseArgs) -> Result<u8> {
     let provider = ctx.provider_for(&args.lease)?;
     let mut session = ctx.session(&provider).await?;
     let paused = pause::pause(&mut session, &args.lease, WAIT_STOPPED).await?;
+    if args.json {
+        let json = serde_json::json!({
+            "leaseId": paused.lease.to_string(),
+            "slug": paused.slug,
+            "sandboxId": paused.sandbox,
+            "state": paused.state,
+            "alreadyStopped": paused.already,
+        });
+        println!("{json}");
+        return Ok(0);
+    }
     let line = format!(
         "paused {} slug={} sandbox={} state={}{}",
         paused.lease,

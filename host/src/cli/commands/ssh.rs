@@ -31,7 +31,26 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
     ready::touch(&mut session, &mut lease).await?;
     let ssh = connect::ssh(&mut session, &lease).await?;
     if args.print {
-        println!("{}", ssh.printable(args.show_secret));
+        if args.json {
+            let t = ssh.target();
+            let json = serde_json::json!({
+                "leaseId": lease.ownership.lease.to_string(),
+                "slug": lease.ownership.slug,
+                "command": ssh.printable(args.show_secret),
+                "user": if t.user_is_secret && !args.show_secret {
+                    crate::redact::TOKEN.to_string()
+                } else {
+                    t.user.clone()
+                },
+                "userIsSecret": t.user_is_secret,
+                "host": t.host,
+                "port": t.port,
+                "workdir": workdir,
+            });
+            println!("{json}");
+        } else {
+            println!("{}", ssh.printable(args.show_secret));
+        }
         if ssh.target().user_is_secret && !args.show_secret {
             eprintln!(
                 "note: the SSH user is an access token, shown as <token>; --show-secret prints it"

@@ -17,6 +17,16 @@ pub async fn run(ctx: &Context, args: &StopArgs) -> Result<u8> {
     let provider = ctx.provider_for(&args.lease)?;
     let mut session = ctx.session(&provider).await?;
     let stopped = stop::stop(&mut session, &args.lease, WAIT_GONE).await?;
+    if args.json {
+        let json = serde_json::json!({
+            "leaseId": stopped.lease.to_string(),
+            "slug": stopped.slug,
+            "sandboxId": stopped.sandbox,
+            "alreadyGone": stopped.already_gone,
+        });
+        println!("{json}");
+        return Ok(0);
+    }
     let line = format!(
         "released {} slug={} sandbox={}{}",
         stopped.lease,
