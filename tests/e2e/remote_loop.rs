@@ -792,3 +792,61 @@ fn every_json_document_is_the_one_docs_cli_md_describes() {
     assert_schema("stop", &v);
     assert_eq!(v["slug"], "docs");
 }
+
+#[test]
+fn completions_offer_the_leases_claimed_here_in_a_real_bash() {
+    let Some(w) = World::new() else { return };
+    let (lease, _, _) = w.warmup("complete-me");
+    let bin_dir = Path::new(CBX).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let bash = |words: &str, cword: usize, current: &str| {
+        let script = format!(
+            "source <(cbx completions bash) && COMP_WORDS=({words}) && COMP_CWORD={cword} && \
+             _clap_complete_cbx cbx '{current}' && printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", w.home.path())
+            .env("XDG_STATE_HOME", w.home.path().join("state"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed = bash("cbx stop complete", 2, "complete");
+    assert_eq!(listed, "complete-me\n");
+    let listed = bash("cbx ssh cbx_", 2, "cbx_");
+    assert_eq!(listed, format!("{lease}\n"));
+    let listed = bash("cbx cp README.md comp", 3, "comp");
+    assert_eq!(listed, "complete-me:\n");
+    let listed = bash("cbx run --id ''", 3, "");
+    assert!(
+        listed.contains("complete-me\n") && listed.contains(&lease),
+        "{listed}"
+    );
+    let listed = bash("cbx pau", 1, "pau");
+    assert_eq!(listed, "pause\n");
+    for shell in ["zsh", "fish", "powershell"] {
+        let out = w.cbx(&["completions", shell]);
+        out.ok();
+        assert!(out.stdout.contains("COMPLETE"), "{shell}: {out}");
+    }
+    let out = w.cbx(&["completions", "tcsh"]);
+    out.expect_code(2);
+    let out = w.cbx(&["man"]);
+    out.ok();
+    assert!(out.stdout.contains(".TH cbx 1"), "{out}");
+    assert!(out.stdout.contains("completions"), "{out}");
+    w.cbx(&["stop", "complete-me"]).ok();
+}

@@ -1,6 +1,9 @@
 //! Command-line arguments, all in one place.
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCompleter;
+
+use crate::cli::complete::{cp_candidates, lease_candidates};
 
 /// Lease remote Linux sandboxes, sync your working tree and run commands there.
 ///
@@ -71,6 +74,30 @@ pub enum Command {
     /// List, inspect and manage providers.
     #[command(subcommand)]
     Providers(ProvidersCommand),
+    /// Print the script that adds cbx's completions to your shell (lease slugs included).
+    ///
+    /// bash: `source <(cbx completions bash)` in ~/.bashrc; zsh: `source <(cbx completions
+    /// zsh)` in ~/.zshrc; fish: `cbx completions fish | source` in config.fish; PowerShell:
+    /// `cbx completions powershell | Out-String | Invoke-Expression` in $PROFILE.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+    /// Print cbx's manual page (roff), e.g. `cbx man > ~/.local/share/man/man1/cbx.1`.
+    Man,
+}
+
+/// A shell `cbx completions` supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    /// GNU bash.
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
+    /// PowerShell.
+    Powershell,
 }
 
 /// `cbx doctor`
@@ -123,6 +150,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Lease id or slug.
+    #[arg(add = ArgValueCompleter::new(lease_candidates))]
     pub lease: String,
     /// Print JSON.
     #[arg(long)]
@@ -133,6 +161,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// Lease id or slug.
+    #[arg(add = ArgValueCompleter::new(lease_candidates))]
     pub lease: String,
     /// Print JSON.
     #[arg(long)]
@@ -143,6 +172,7 @@ pub struct StopArgs {
 #[derive(Debug, Args)]
 pub struct PauseArgs {
     /// Lease id or slug.
+    #[arg(add = ArgValueCompleter::new(lease_candidates))]
     pub lease: String,
     /// Print JSON.
     #[arg(long)]
@@ -153,7 +183,7 @@ pub struct PauseArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Reuse this lease (id or slug) instead of leasing a new sandbox.
-    #[arg(long, value_name = "LEASE")]
+    #[arg(long, value_name = "LEASE", add = ArgValueCompleter::new(lease_candidates))]
     pub id: Option<String>,
     /// Keep a newly leased sandbox after the command ends.
     #[arg(long)]
@@ -209,6 +239,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct SshArgs {
     /// Lease id or slug.
+    #[arg(add = ArgValueCompleter::new(lease_candidates))]
     pub lease: String,
     /// Print a paste-able ssh command instead of connecting (a secret user is shown as
     /// `<token>`).
@@ -229,11 +260,11 @@ pub struct SshArgs {
 #[derive(Debug, Args)]
 pub struct CpArgs {
     /// What to copy: a local path, or `LEASE:PATH` (the last name may be a glob).
-    #[arg(value_name = "SRC")]
+    #[arg(value_name = "SRC", add = ArgValueCompleter::new(cp_candidates))]
     pub source: String,
     /// Where to: a local path, or `LEASE:PATH`. An existing directory (or a path ending in
     /// `/`) receives SRC under its own name.
-    #[arg(value_name = "DST")]
+    #[arg(value_name = "DST", add = ArgValueCompleter::new(cp_candidates))]
     pub destination: String,
     /// Print JSON.
     #[arg(long)]

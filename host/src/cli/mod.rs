@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod complete;
 pub mod output;
 
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ use crate::terminal::inert;
 
 /// Runs cbx with the process's arguments and environment.
 pub fn main() -> ExitCode {
+    commands::completions::answer_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -132,6 +134,8 @@ async fn run(cli: Cli, env: Environment, redactor: Redactor) -> Result<u8> {
         Command::Run(a) => commands::run::run(&ctx, &a).await,
         Command::Ssh(a) => commands::ssh::run(&ctx, &a).await,
         Command::Cp(a) => commands::cp::run(&ctx, &a).await,
+        Command::Completions { shell } => commands::completions::run(shell),
+        Command::Man => commands::completions::man(),
         Command::Providers(ProvidersCommand::List { json }) => {
             commands::providers::list(&ctx, json)
         }
