@@ -16,6 +16,7 @@
 //! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
 //! | `server_cleanup` | server-side clean-up, reclaiming, key scopes against the simulator (issue 12) |
+//! | `remote_loop` | `run --download`, `--junit`, `cp`: files and test results back, hostile sandboxes (issue 15, needs root) |
 
 mod adversarial;
 mod authoring;
@@ -27,4 +28,5 @@ mod daytona_requests;
 mod install;
 mod python_provider;
 mod server_cleanup;
+mod remote_loop;
 mod ssh_provider;
