@@ -27,6 +27,6 @@ mod data_plane;
 mod daytona_requests;
 mod install;
 mod python_provider;
-mod server_cleanup;
 mod remote_loop;
+mod server_cleanup;
 mod ssh_provider;

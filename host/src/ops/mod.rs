@@ -22,6 +22,6 @@ pub mod doctor;
 pub mod download;
 pub mod review;
 pub mod run;
-pub mod scaffold;
 pub mod run_report;
+pub mod scaffold;
 pub mod test_report;
