@@ -23,7 +23,7 @@ use crate::lease::{Lease, connect, ready, reconcile, release, resolve};
 use crate::progress;
 use crate::remote::{self, Program};
 use crate::ssh::SshClient;
-use crate::sync::{self, FileList};
+use crate::sync::{self, FileList, TransportChoice};
 use crate::testpoint;
 
 /// Which lease a run uses.
@@ -50,6 +50,8 @@ pub struct RunRequest {
     pub resync: bool,
     /// Sync a tree past the size limits.
     pub sync_large: bool,
+    /// How to send the files.
+    pub transport: TransportChoice,
     /// How long to wait for an existing lease's sandbox to be ready.
     pub ready_timeout: Duration,
 }
@@ -61,6 +63,7 @@ struct Job {
     repo: Option<PathBuf>,
     files: Option<FileList>,
     resync: bool,
+    transport: TransportChoice,
 }
 
 /// Runs `request`; returns the remote command's exit status.
@@ -94,6 +97,7 @@ fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
         repo,
         files,
         resync: request.resync,
+        transport: request.transport,
     })
 }
 
@@ -274,6 +278,7 @@ async fn send_tree(
         sync::Options {
             force: job.resync,
             quiet: session.quiet(),
+            transport: job.transport,
         },
         &redactor,
     )
@@ -291,6 +296,7 @@ async fn send_tree(
         bytes: list.bytes,
         outcome: result,
         detail: detail.clone(),
+        transport: outcome.as_ref().ok().and_then(|r| r.transport),
     }));
     outcome?;
     progress::note(session.quiet(), &detail);

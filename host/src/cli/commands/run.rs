@@ -19,6 +19,10 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<u8> {
     let times = ctx
         .config
         .lease_times(super::warmup::lease_flags(&args.lease), &ctx.env)?;
+    let transport = ctx
+        .config
+        .sync_transport(args.sync_transport.as_deref(), &ctx.env)?
+        .val;
     let lease = match &args.id {
         Some(ident) => LeaseChoice::Existing(ident.clone()),
         None => {
@@ -37,6 +41,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<u8> {
         sync: !args.no_sync,
         resync: args.resync,
         sync_large: args.sync_large,
+        transport,
         ready_timeout: times.ready.val,
     };
     run::run(ctx, &request).await
