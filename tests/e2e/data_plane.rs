@@ -403,6 +403,25 @@ fn without_rsync_on_the_sandbox_auto_syncs_with_tar() {
     out.ok();
     assert_eq!(out.stdout, "pub fn answer() -> u32 { 7 }\n");
     assert!(out.stderr.contains(" with tar; 1 sent"), "{out}");
+    // The sandbox's tar cannot write: exit 6 with what it said; the next sync sends it again.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |m: u32| {
+        std::fs::set_permissions(wd.join("src"), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(0o555);
+    w.write("src/lib.rs", "pub fn answer() -> u32 { 8 }\n");
+    let out = w.cbx(&["run", "--id", "slim", "--", "true"]);
+    mode(0o755);
+    out.expect_code(6);
+    assert!(
+        out.stderr.contains("tar failed on the sandbox (exit "),
+        "{out}"
+    );
+    assert!(out.stderr.contains("tar: src/lib.rs: Cannot open"), "{out}");
+    let out = w.cbx(&["run", "--id", "slim", "--", "cat", "src/lib.rs"]);
+    out.ok();
+    assert_eq!(out.stdout, "pub fn answer() -> u32 { 8 }\n");
+    assert!(out.stderr.contains(" with tar; 1 sent"), "{out}");
     w.cbx(&["stop", "slim"]).ok();
 }
 

@@ -60,16 +60,17 @@ pub(super) async fn send(
     let built = builder
         .await
         .map_err(|e| Failure::new(ErrorKind::Sync, format!("the tar builder failed: {e}")))?;
-    if !out.status.success() {
-        return Err(remote_failure(&out, redactor).into());
-    }
-    let sent = built.map_err(|e| {
-        Failure::new(
+    match built {
+        Ok(sent) if out.status.success() => Ok(sent),
+        // A file that could not be read ends the stream early: that, not the remote tar's
+        // complaint about the short archive, is what went wrong.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(
             ErrorKind::Sync,
-            format!("could not read the files to send: {e}"),
+            format!("could not read a file to send: {e}"),
         )
-    })?;
-    Ok(sent)
+        .into()),
+        _ => Err(remote_failure(&out, redactor).into()),
+    }
 }
 
 /// The failure of the remote `tar -x`, with what it printed.
@@ -149,6 +150,23 @@ impl Write for Chunks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_remote_tar_says_what_to_do() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = std::process::Output {
+            status: std::process::ExitStatus::from_raw(127 << 8),
+            stdout: Vec::new(),
+            stderr: b"sh: 1: tar: not found\n".to_vec(),
+        };
+        let f = remote_failure(&out, &Redactor::new());
+        assert_eq!(f.kind, ErrorKind::Sync);
+        assert_eq!(
+            f.message,
+            "tar failed on the sandbox (exit 127): sh: 1: tar: not found"
+        );
+        assert!(f.hint.as_deref().unwrap().contains("--no-sync"));
+    }
 
     /// The archive holds exactly the files asked for — odd names, links as links, modes and
     /// modification times kept — and leaves out a file that vanished.
