@@ -230,6 +230,10 @@ pub struct RunArgs {
     /// Sync a tree past the size limit.
     #[arg(long, env = "CBX_SYNC_ALLOW_LARGE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     pub sync_large: bool,
+    /// How to send the files: auto (rsync where the sandbox has it, else a tar stream), rsync
+    /// or tar. Default: `[sync] transport` in config, else auto.
+    #[arg(long, value_name = "TRANSPORT")]
+    pub sync_transport: Option<String>,
     /// Run the command as one shell script string instead of an exact argv.
     #[arg(long)]
     pub shell: bool,

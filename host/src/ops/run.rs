@@ -25,7 +25,7 @@ use crate::ops::run_report::{LeaseReport, RunReport, SyncSummary, seconds};
 use crate::progress;
 use crate::remote::{self, Program};
 use crate::ssh::SshClient;
-use crate::sync::{self, FileList};
+use crate::sync::{self, FileList, TransportChoice};
 use crate::testpoint;
 
 /// Which lease a run uses.
@@ -52,6 +52,8 @@ pub struct RunRequest {
     pub resync: bool,
     /// Sync a tree past the size limits.
     pub sync_large: bool,
+    /// How to send the files.
+    pub transport: TransportChoice,
     /// How long to wait for an existing lease's sandbox to be ready.
     pub ready_timeout: Duration,
     /// What to copy back after the command.
@@ -71,6 +73,7 @@ struct Job {
     resync: bool,
     downloads: Downloads,
     stdout_to_stderr: bool,
+    transport: TransportChoice,
 }
 
 /// Runs `request`; returns the remote command's exit status. What happened (lease, sync,
@@ -111,6 +114,7 @@ fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
         resync: request.resync,
         downloads: request.downloads.clone(),
         stdout_to_stderr: request.stdout_to_stderr,
+        transport: request.transport,
     })
 }
 
@@ -407,6 +411,7 @@ async fn send_tree(
         sync::Options {
             force: job.resync,
             quiet: session.quiet(),
+            transport: job.transport,
         },
         &redactor,
     )
@@ -424,6 +429,7 @@ async fn send_tree(
         bytes: list.bytes,
         outcome: result,
         detail: detail.clone(),
+        transport: outcome.as_ref().ok().and_then(|r| r.transport),
     }));
     let summary = SyncSummary::from(&outcome?);
     progress::note(session.quiet(), &detail);

@@ -70,6 +70,10 @@ fn request(ctx: &Context, args: &RunArgs) -> Result<RunRequest> {
     let times = ctx
         .config
         .lease_times(super::warmup::lease_flags(&args.lease), &ctx.env)?;
+    let transport = ctx
+        .config
+        .sync_transport(args.sync_transport.as_deref(), &ctx.env)?
+        .val;
     let lease = match &args.id {
         Some(ident) => LeaseChoice::Existing(ident.clone()),
         None => {
@@ -88,6 +92,7 @@ fn request(ctx: &Context, args: &RunArgs) -> Result<RunRequest> {
         sync: !args.no_sync,
         resync: args.resync,
         sync_large: args.sync_large,
+        transport,
         ready_timeout: times.ready.val,
         keep_on_failure: args.keep_on_failure,
         stdout_to_stderr: args.json,
