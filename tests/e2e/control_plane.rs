@@ -162,7 +162,7 @@ fn create_foreign(sim: &DaytonaSim, name: &str, labels: Value) -> String {
 
 /// Waits (bounded) until the simulator reports `id` as `started`.
 fn wait_started(sim: &DaytonaSim, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while sim.sandbox(id).is_none_or(|s| s.state != "started") {
         assert!(Instant::now() < deadline, "sandbox {id} never started");
         std::thread::sleep(Duration::from_millis(20));
@@ -909,7 +909,7 @@ fn snapshot_from_user_config_reaches_the_create_body() {
 #[test]
 fn the_daytona_provider_passes_the_conformance_test() {
     let (sim, home) = setup(fast());
-    let out = home.run(&["providers", "test", "daytona", "--json"]);
+    let out = home.run(&["--provider", "daytona", "providers", "test", "--json"]);
     out.ok();
     let report = out.json();
     assert_eq!(report["passed"], true, "{report}");
@@ -1130,7 +1130,7 @@ fn json_outputs_claims_and_audit_lines_are_pinned() {
     let mut audit_lines: Vec<String> = audit.stdout.lines().map(|l| scrub.apply(l)).collect();
     audit_lines.sort();
     audit_lines.dedup();
-    let test = home.run(&["providers", "test", "daytona", "--json"]);
+    let test = home.run(&["--provider", "daytona", "providers", "test", "--json"]);
     test.ok();
     let created = test.json()["steps"]
         .as_array()
@@ -1732,3 +1732,40 @@ const PINNED: &str = r##"=== doctor --json
   ]
 }
 "##;
+
+/// `cbx ssh L --print` (issue 13): mints access and prints the command without connecting —
+/// here nothing listens on the simulator's SSH gateway, and it still answers at once — and a
+/// second `--print` reuses the cached access. `-vv` piped prints no ANSI colours.
+#[test]
+fn ssh_print_never_connects_and_piped_logs_have_no_colours() {
+    let (sim, home) = setup(fast());
+    let (leased, _) = warmup(&home, &["--slug", "printed"]);
+    let started = Instant::now();
+    let out = home.run(&["ssh", "printed", "--print"]);
+    out.ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "--print must not wait for SSH\n{out}"
+    );
+    assert!(out.stdout.starts_with("ssh "), "{out}");
+    assert!(out.stdout.contains("<token>@"), "{out}");
+    assert!(!out.stderr.contains("waiting for SSH"), "{out}");
+    assert!(out.stderr.contains("--show-secret prints it"), "{out}");
+    let again = home.run(&["ssh", "printed", "--print", "--show-secret"]);
+    again.ok();
+    let minted = sim.minted_ssh_tokens();
+    assert_eq!(
+        minted.len(),
+        1,
+        "the second --print reuses the cached access"
+    );
+    assert!(again.stdout.contains(&format!("{}@", minted[0])), "{again}");
+    let verbose = home.run(&["-vv", "status", &leased.lease]);
+    verbose.ok();
+    assert!(verbose.stderr.contains("DEBUG"), "{verbose}");
+    assert!(
+        !verbose.stderr.contains('\x1b'),
+        "no ANSI when piped\n{verbose}"
+    );
+    home.run(&["stop", &leased.lease]).ok();
+}

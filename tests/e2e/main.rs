@@ -10,6 +10,7 @@
 //! | `capabilities` | the `probe` guest in the real host: grants, credentials, limits |
 //! | `install` | installing, approving, inspecting and auditing providers; the template |
 //! | `adversarial` | hostile components installed as a user would |
+//! | `authoring` | provider authors: `providers test --component`, the conformance checks, `providers new`/`build` |
 //! | `python_provider` | the Python Daytona provider, built with componentize-py |
 //! | `data_plane` | the simulator with a real sshd, ssh and rsync (needs root) |
 //! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
@@ -17,6 +18,7 @@
 //! | `server_cleanup` | server-side clean-up, reclaiming, key scopes against the simulator (issue 12) |
 
 mod adversarial;
+mod authoring;
 mod capabilities;
 mod control_plane;
 mod crash_safety;

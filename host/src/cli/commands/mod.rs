@@ -8,6 +8,7 @@ pub mod install;
 pub mod list;
 pub mod providers;
 pub mod run;
+pub mod scaffold;
 pub mod ssh;
 pub mod status;
 pub mod stop;
