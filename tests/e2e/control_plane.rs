@@ -1589,15 +1589,16 @@ const PINNED: &str = r##"=== doctor --json
 === providers audit --json (sorted, unique)
 {"time":"<time>","provider":"daytona","kind":"request","operation":"create","method":"POST","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"delete","method":"DELETE","url":"<api>/sandbox/<sandbox>","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
-{"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/sandbox?limit=1&labels=%7B%22cbx%22%3A%22true%22%7D","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"get","method":"GET","url":"<api>/sandbox/<sandbox>","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"get","method":"GET","url":"<api>/sandbox/<sandbox>","status":404,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
-{"time":"<time>","provider":"daytona","kind":"request","operation":"list","method":"GET","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"list","method":"GET","url":"<api>/sandbox?limit=100&labels=%7B%22cbx%22%3A%22true%22%2C%22cbx_provider%22%3A%22daytona%22%7D","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"set-labels","method":"PUT","url":"<api>/sandbox/<sandbox>/labels","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 === providers test daytona --json
 {
   "provider": "daytona",
   "passed": true,
+  "timeoutSecs": 60,
   "steps": [
     {
       "step": "load+configure",
@@ -1618,6 +1619,12 @@ const PINNED: &str = r##"=== doctor --json
       "millis": 0
     },
     {
+      "step": "not-found",
+      "result": "pass",
+      "detail": "get of a missing sandbox answers not-found",
+      "millis": 0
+    },
+    {
       "step": "create",
       "result": "pass",
       "detail": "sandbox <conformance sandbox> (creating)",
@@ -1630,6 +1637,12 @@ const PINNED: &str = r##"=== doctor --json
       "millis": 0
     },
     {
+      "step": "ssh-access",
+      "result": "pass",
+      "detail": "<token>@127.0.0.1:2222",
+      "millis": 0
+    },
+    {
       "step": "get",
       "result": "pass",
       "detail": "returns the id and the labels given at create",
@@ -1638,7 +1651,7 @@ const PINNED: &str = r##"=== doctor --json
     {
       "step": "list",
       "result": "pass",
-      "detail": "the sandbox is listed under its labels",
+      "detail": "listed under its labels, and not under a label it does not carry",
       "millis": 0
     },
     {
@@ -1654,9 +1667,9 @@ const PINNED: &str = r##"=== doctor --json
       "millis": 0
     },
     {
-      "step": "ssh-access",
-      "result": "pass",
-      "detail": "<token>@127.0.0.1:2222",
+      "step": "ssh-reachable",
+      "result": "warn",
+      "detail": "nothing accepted a connection at 127.0.0.1:2222 within 10 s of `ready` (fine for a fake service without SSH; against the real one, report `ready` only once SSH is up)",
       "millis": 0
     },
     {
@@ -1669,6 +1682,18 @@ const PINNED: &str = r##"=== doctor --json
       "step": "start",
       "result": "pass",
       "detail": "ready again",
+      "millis": 0
+    },
+    {
+      "step": "error-401",
+      "result": "pass",
+      "detail": "HTTP 401 answers unauthorized",
+      "millis": 0
+    },
+    {
+      "step": "error-429",
+      "result": "pass",
+      "detail": "HTTP 429 with Retry-After: 7 answers rate-limited, retry after 7000 ms",
       "millis": 0
     },
     {
@@ -1720,12 +1745,15 @@ fn ssh_print_never_connects_and_piped_logs_have_no_colours() {
         "the second --print reuses the cached access"
     );
     assert!(again.stdout.contains(&format!("{}@", minted[0])), "{again}");
-    let verbose = home.run(&["-vv", "status", &leased.lease]);
-    verbose.ok();
-    assert!(verbose.stderr.contains("DEBUG"), "{verbose}");
-    assert!(
-        !verbose.stderr.contains('\x1b'),
-        "no ANSI when piped\n{verbose}"
-    );
+    // Piped, without NO_COLOR (the test homes set it): still no colours.
+    let verbose = home
+        .command(&["-vv", "status", &leased.lease])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&verbose.stderr);
+    assert!(verbose.status.success(), "{stderr}");
+    assert!(stderr.contains("DEBUG"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "no ANSI when piped\n{stderr}");
     home.run(&["stop", &leased.lease]).ok();
 }
