@@ -1629,10 +1629,10 @@ const PINNED: &str = r##"=== doctor --json
 {"time":"<time>","provider":"daytona","kind":"request","operation":"create","method":"POST","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"delete","method":"DELETE","url":"<api>/sandbox/<sandbox>","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/api-keys/current","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
-{"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/sandbox?limit=1&labels=%7B%22cbx%22%3A%22true%22%7D","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"get","method":"GET","url":"<api>/sandbox/<sandbox>","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"get","method":"GET","url":"<api>/sandbox/<sandbox>","status":404,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
-{"time":"<time>","provider":"daytona","kind":"request","operation":"list","method":"GET","url":"<api>/sandbox?limit=100&labels=%7B%22cbx%22%3A%22true%22%2C%22cbx_provider%22%3A%22daytona%22%7D","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"list","method":"GET","url":"<api>/sandbox?limit=100&sort=createdAt&order=asc&labels=%7B%22cbx%22%3A%22true%22%2C%22cbx_provider%22%3A%22daytona%22%7D","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"set-labels","method":"PUT","url":"<api>/sandbox/<sandbox>/labels","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 === providers test daytona --json
 {
