@@ -40,9 +40,33 @@ struct World {
     _rt: tokio::runtime::Runtime,
 }
 
+/// One sshd gateway that drops connections as Daytona's does (instead of refusing them).
+fn dropping_gateway() -> Option<Arc<SshdGateway>> {
+    static GATEWAY: OnceLock<Option<Arc<SshdGateway>>> = OnceLock::new();
+    GATEWAY
+        .get_or_init(|| {
+            if let Some(why) = SshdGateway::unavailable() {
+                eprintln!("skipping data-plane tests: {why}");
+                return None;
+            }
+            Some(Arc::new(
+                SshdGateway::start_dropping().expect("start dropping sshd gateway"),
+            ))
+        })
+        .clone()
+}
+
 impl World {
     fn new() -> Option<World> {
-        let gateway = gateway()?;
+        World::with(gateway()?)
+    }
+
+    /// A world whose gateway drops connections instead of refusing them.
+    fn dropping() -> Option<World> {
+        World::with(dropping_gateway()?)
+    }
+
+    fn with(gateway: Arc<SshdGateway>) -> Option<World> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -562,11 +586,11 @@ fn processes_mentioning(needle: &Path) -> Vec<String> {
     found
 }
 
-/// Waits (up to 10 s) until no process mentions the world's home: no ssh, rsync or ssh
+/// Waits (up to 60 s) until no process mentions the world's home: no ssh, rsync or ssh
 /// master of its leases is left.
 #[track_caller]
 fn assert_no_processes_left(w: &World) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = processes_mentioning(w.home.path());
         if left.is_empty() {
@@ -867,6 +891,65 @@ fn an_expired_token_is_refreshed() {
     w.cbx(&["stop", "expiry"]).ok();
 }
 
+/// Closes the multiplexed connection of `lease_id` (as when it times out or the network
+/// drops), so the next command logs in again.
+fn close_master(w: &World, lease_id: &str) -> PathBuf {
+    let config = w
+        .home
+        .state_dir()
+        .join("secrets")
+        .join(lease_id)
+        .join("ssh_config");
+    let _ = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-O", "exit", &format!("cbx-{lease_id}")])
+        .output();
+    config
+}
+
+#[test]
+fn a_gateway_that_drops_connections_is_waited_out_like_one_that_refuses() {
+    let Some(w) = World::dropping() else { return };
+    let lease = w.warmup("dropper");
+    let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+    let lease_id = lease["leaseId"].as_str().unwrap().to_string();
+    let first = w.cbx(&["run", "--id", "dropper", "--", "echo", "hi"]);
+    first.ok();
+    assert_eq!(first.stdout, "hi\n");
+
+    // An expired token: the login goes through, then the connection is dropped — no
+    // "Permission denied", as with Daytona's gateway.
+    w.sim.expire_ssh_tokens(&sandbox);
+    let config = close_master(&w, &lease_id);
+    let direct = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+        .args([&format!("cbx-{lease_id}"), "echo", "through"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&direct.stderr);
+    assert_eq!(direct.status.code(), Some(255), "{stderr}");
+    assert!(!stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains("closed"), "{stderr}");
+    assert!(direct.stdout.is_empty());
+    // cbx treats the drop as a failed login: it mints fresh access and goes on.
+    let out = w.cbx(&["run", "--id", "dropper", "--", "echo", "still works"]);
+    out.ok();
+    assert_eq!(out.stdout, "still works\n");
+    assert_eq!(w.ssh_access_requests(), 2, "a fresh token was minted");
+
+    // A sandbox that is not started drops every login; cbx starts it, then gets in.
+    assert!(w.sim.set_state(&sandbox, "stopped"));
+    close_master(&w, &lease_id);
+    let out = w.cbx(&["run", "--id", "dropper", "--", "echo", "awake"]);
+    out.ok();
+    assert_eq!(out.stdout, "awake\n");
+    w.cbx(&["stop", "dropper"]).ok();
+}
+
 #[test]
 fn a_stopped_lease_is_started_before_it_is_used() {
     let Some(w) = World::new() else { return };
@@ -1093,10 +1176,10 @@ fn sync_errors_are_clear() {
     assert_eq!(out.stdout, "no sync needed\n");
 }
 
-/// Waits up to 5 s for `check` to hold.
+/// Waits up to 60 s for `check` to hold.
 #[track_caller]
 fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
         std::thread::sleep(Duration::from_millis(20));

@@ -3,6 +3,8 @@
 //!
 //! - [`doctor`]: the checks of `cbx doctor`.
 //! - [`conformance`]: the suite of `cbx providers test`.
+//! - [`scaffold`]: the provider projects of `cbx providers new` and the WIT of `providers wit`.
+//! - [`build`]: `cbx providers build`, a Rust provider project built into a component.
 //! - [`review`]: what `cbx providers list` and `inspect` report about providers.
 //! - [`run`]: syncing and running a command on a lease's sandbox (`cbx run`).
 //! - [`run_report`]: what `run` reports (`--json`, `--report`, the `-v` timings line).
@@ -13,6 +15,7 @@
 //! Installing providers (the approval flow) is `provider::install`; the lease operations
 //! behind `warmup`, `list`, `status` and `stop` are `lease::*`.
 
+pub mod build;
 pub mod conformance;
 pub mod copy;
 pub mod doctor;
@@ -20,4 +23,5 @@ pub mod download;
 pub mod review;
 pub mod run;
 pub mod run_report;
+pub mod scaffold;
 pub mod test_report;

@@ -1,6 +1,7 @@
 //! One module per command: each parses its arguments into options, calls the library and
 //! renders the result (as cargo's `src/bin/cargo/commands/*.rs`).
 
+pub mod cleanup;
 pub mod completions;
 pub mod conformance;
 pub mod cp;
@@ -10,6 +11,7 @@ pub mod list;
 pub mod pause;
 pub mod providers;
 pub mod run;
+pub mod scaffold;
 pub mod ssh;
 pub mod status;
 pub mod stop;
