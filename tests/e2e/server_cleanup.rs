@@ -380,7 +380,11 @@ fn dry_run_refusal_real_run_and_any_owner() {
         .home
         .run(&["cleanup", "--dry-run", "--json", "--older-than", "2h"]);
     old.ok();
-    assert_eq!(ids(&old.json(), "delete"), [expired.0.clone()], "{old}");
+    assert_eq!(
+        ids(&old.json(), "delete"),
+        std::slice::from_ref(&expired.0),
+        "{old}"
+    );
     let bad = s
         .home
         .run(&["cleanup", "--dry-run", "--older-than", "soon"]);
