@@ -15,8 +15,8 @@
 //! | `data_plane` | the simulator with a real sshd, ssh and rsync (needs root) |
 //! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
-//! | `server_cleanup` | server-side clean-up, reclaiming, key scopes against the simulator (issue 12) |
 //! | `remote_loop` | `run --download`, `--junit`, `cp`: files and test results back, hostile sandboxes (issue 15, needs root) |
+//! | `server_cleanup` | server-side clean-up, reclaiming, key scopes against the simulator (issue 12) |
 
 mod adversarial;
 mod authoring;

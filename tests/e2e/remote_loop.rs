@@ -757,7 +757,7 @@ fn every_json_document_is_the_one_docs_cli_md_describes() {
         "{early}"
     );
 
-    // stop, pause, cp and ssh --print.
+    // pause, cp and ssh --print (stop's JSON is issue 12's, documented in its own words).
     w.warmup("docs");
     let out = w.cbx(&["ssh", "docs", "--print", "--json"]);
     out.ok();
@@ -789,8 +789,10 @@ fn every_json_document_is_the_one_docs_cli_md_describes() {
     let out = w.cbx(&["stop", "--json", "docs"]);
     out.ok();
     let v = out.json();
-    assert_schema("stop", &v);
-    assert_eq!(v["slug"], "docs");
+    assert_eq!(
+        (v["slug"].as_str(), v["alreadyGone"].as_bool()),
+        (Some("docs"), Some(false))
+    );
 }
 
 #[test]

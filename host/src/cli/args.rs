@@ -57,11 +57,11 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete a lease's sandbox and forget the lease.
     Stop(StopArgs),
+    /// Stop a lease's sandbox without deleting it; `run --id` and `ssh` start it again.
+    Pause(PauseArgs),
     /// Delete cbx sandboxes nobody here holds: expired ones, this machine's orphans, or with
     /// --any-owner every cbx sandbox. Never a sandbox without cbx's labels.
     Cleanup(CleanupArgs),
-    /// Stop a lease's sandbox without deleting it; `run --id` and `ssh` start it again.
-    Pause(PauseArgs),
     /// Sync the working tree to a sandbox and run a command there.
     ///
     /// Without --id, leases a new sandbox and deletes it when the command ends (unless
@@ -176,6 +176,17 @@ pub struct StopArgs {
     pub json: bool,
 }
 
+/// `cbx pause`
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Lease id or slug.
+    #[arg(add = ArgValueCompleter::new(lease_candidates))]
+    pub lease: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `cbx cleanup`
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
@@ -192,17 +203,6 @@ pub struct CleanupArgs {
     /// Delete without asking.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `cbx pause`
-#[derive(Debug, Args)]
-pub struct PauseArgs {
-    /// Lease id or slug.
-    #[arg(add = ArgValueCompleter::new(lease_candidates))]
-    pub lease: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

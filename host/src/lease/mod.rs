@@ -18,8 +18,8 @@
 //! - [`resolve`]: finding leases by id or slug, and listing them.
 //! - [`release`]: deleting leases, forgetting gone ones, reaping expired ones.
 //! - [`stop`]: `cbx stop`, also of a lease whose creation never finished.
-//! - [`cleanup`]: `cbx cleanup` and `cbx stop --reclaim`: cbx sandboxes with no claim here.
 //! - [`pause`]: `cbx pause`, stopping a sandbox without deleting it.
+//! - [`cleanup`]: `cbx cleanup` and `cbx stop --reclaim`: cbx sandboxes with no claim here.
 //! - [`access`]: the SSH access cache (minted access, kept per lease and reused).
 //! - [`connect`]: an SSH client that logs in, and the remote work directory.
 //! - [`view`]: what `status`, `list` and `warmup` report.
