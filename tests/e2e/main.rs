@@ -13,6 +13,7 @@
 //! | `python_provider` | the Python Daytona provider, built with componentize-py |
 //! | `data_plane` | the simulator with a real sshd, ssh and rsync (needs root) |
 //! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
+//! | `warm_path` | `run --id` and `ssh` straight over a live connection, and every fallback (needs root) |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
 
 mod adversarial;
@@ -24,3 +25,4 @@ mod daytona_requests;
 mod install;
 mod python_provider;
 mod ssh_provider;
+mod warm_path;

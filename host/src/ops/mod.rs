@@ -4,6 +4,7 @@
 //! - [`doctor`]: the checks of `cbx doctor`.
 //! - [`conformance`]: the suite of `cbx providers test`.
 //! - [`review`]: what `cbx providers list` and `inspect` report about providers.
+//! - [`guard`]: never running a command twice when a warm run falls back.
 //! - [`run`]: syncing and running a command on a lease's sandbox (`cbx run`).
 //!
 //! Installing providers (the approval flow) is `provider::install`; the lease operations
@@ -11,5 +12,6 @@
 
 pub mod conformance;
 pub mod doctor;
+pub mod guard;
 pub mod review;
 pub mod run;

@@ -19,7 +19,9 @@ use crate::lease::claims::stopped_meanwhile;
 use crate::lease::id::LeaseId;
 use crate::lease::intent::IntentHold;
 use crate::lease::session::Session;
-use crate::lease::{Lease, connect, ready, reconcile, release, resolve};
+use crate::lease::warm::{self, WarmLease};
+use crate::lease::{Lease, connect, ready, reconcile, release};
+use crate::ops::guard::{self, RunGuard};
 use crate::progress;
 use crate::remote::{self, Program};
 use crate::ssh::SshClient;
@@ -63,61 +65,169 @@ struct Job {
     resync: bool,
 }
 
-/// Runs `request`; returns the remote command's exit status.
-pub async fn run(ctx: &Context, request: &RunRequest) -> Result<u8> {
-    let job = prepare(ctx, request)?;
-    match &request.lease {
-        LeaseChoice::Existing(ident) => run_existing(ctx, ident, request.ready_timeout, &job).await,
-        LeaseChoice::New(acquire) => run_new(ctx, acquire, &job).await,
+/// A job whose file list is still being made, on a blocking thread, while cbx loads the
+/// provider and asks it what it must (see [`prepare`]).
+struct Pending {
+    job: Job,
+    listing: Option<tokio::task::JoinHandle<Result<FileList>>>,
+}
+
+impl Pending {
+    /// The job with its file list, once that is made and within the size limits.
+    async fn finish(self) -> Result<Job> {
+        let mut job = self.job;
+        if let Some(listing) = self.listing {
+            job.files = Some(listing.await??);
+        }
+        Ok(job)
     }
 }
 
-/// The checks that need no sandbox: forwarded variables, the repository, the file list.
-fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
+/// Runs `request`; returns the remote command's exit status.
+pub async fn run(ctx: &Context, request: &RunRequest) -> Result<u8> {
+    let pending = prepare(ctx, request)?;
+    match &request.lease {
+        LeaseChoice::Existing(ident) => {
+            run_existing(ctx, ident, request.ready_timeout, pending).await
+        }
+        LeaseChoice::New(acquire) => run_new(ctx, acquire, &pending.finish().await?).await,
+    }
+}
+
+/// The checks that need no sandbox: forwarded variables and the repository, then the file
+/// list, which is made on a blocking thread: its stats overlap with loading the provider
+/// (and, on the full path, with the provider's answer about the lease). A new lease is
+/// created only after the list is made and within the limits.
+fn prepare(ctx: &Context, request: &RunRequest) -> Result<Pending> {
     let forwarded = forwarded_env(ctx, &request.env)?;
     let repo = if request.sync {
         Some(ctx.require_repo_root()?.to_path_buf())
     } else {
         ctx.repo_root().map(PathBuf::from)
     };
-    let files = match (&repo, request.sync) {
+    let listing = match (&repo, request.sync) {
         (Some(root), true) => {
-            let list = FileList::collect_cached(root, &ctx.dirs.cache.join("listings"), &ctx.env)?;
-            list.check_size(request.sync_large, &|m| progress::report(m))?;
-            Some(list)
+            let (root, cache, env) = (
+                root.clone(),
+                ctx.dirs.cache.join("listings"),
+                ctx.env.clone(),
+            );
+            let large = request.sync_large;
+            Some(tokio::task::spawn_blocking(move || {
+                let list = FileList::collect_cached(&root, &cache, &env)?;
+                list.check_size(large, &|m| progress::report(m))?;
+                Ok(list)
+            }))
         }
         _ => None,
     };
-    Ok(Job {
-        program: request.program.clone(),
-        forwarded,
-        repo,
-        files,
-        resync: request.resync,
+    Ok(Pending {
+        job: Job {
+            program: request.program.clone(),
+            forwarded,
+            repo,
+            files: None,
+            resync: request.resync,
+        },
+        listing,
     })
 }
 
-/// Runs on the existing lease `ident`, which is kept.
+/// Runs on the existing lease `ident`, which is kept: on the warm path when it can be taken
+/// (see `lease::warm`), else — or when the warm path's connection fails before the command
+/// started (see `ops::guard`) — on the full path.
 async fn run_existing(
     ctx: &Context,
     ident: &str,
     ready_timeout: Duration,
-    job: &Job,
+    pending: Pending,
 ) -> Result<u8> {
     let provider = ctx.provider_for(ident)?;
     let mut session = ctx.session(&provider).await?;
-    let mut lease = resolve::resolve(&mut session, ident).await?;
+    let _shield = interrupt::shield();
+    let guard = RunGuard::new();
+    let mut tried = false;
+    let warm = warm::warm(&session, ident)?;
+    let (mut lease, job) = match warm {
+        Some(_) => (None, pending.finish().await?),
+        None => {
+            let lease = warm::resolve_to_use(&mut session, ident);
+            let (lease, job) = tokio::join!(lease, pending.finish());
+            (Some(lease?), job?)
+        }
+    };
+    let job = &job;
+    if let Some(WarmLease { mut lease, ssh }) = warm {
+        let outcome = tokio::select! {
+            r = execute_warm(&session, &lease, &ssh, job, &guard) => r,
+            signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
+        };
+        match outcome {
+            Ok(Warm::Finished(code)) => {
+                warm::touch_if_due(&mut session, &mut lease).await;
+                return unless_stopped(&session, &lease, Ok(code)).await;
+            }
+            Ok(Warm::NotStarted { command_sent }) => {
+                tracing::info!("the warm path's connection failed; asking {provider}");
+                tried = command_sent;
+            }
+            Err(e) => return unless_stopped(&session, &lease, Err(e)).await,
+        }
+    }
+    let mut lease = match lease.take() {
+        Some(lease) => lease,
+        None => warm::resolve_to_use(&mut session, ident).await?,
+    };
     lease.require_claim("use")?;
     ready::ensure_ready(&mut session, &mut lease, ready_timeout).await?;
-    let _shield = interrupt::shield();
+    let guard = tried.then_some(&guard);
     let outcome = tokio::select! {
         r = async {
             testpoint::reached(session.env(), "run:resolved").await;
-            execute(&mut session, &mut lease, job).await
+            execute(&mut session, &mut lease, job, guard).await
         } => r,
         signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
     };
     unless_stopped(&session, &lease, outcome).await
+}
+
+/// How a warm run ended.
+enum Warm {
+    /// The command ran (or started): its exit status.
+    Finished(u8),
+    /// The connection failed before the command started; `command_sent` if its run file
+    /// must be checked before running it again.
+    NotStarted { command_sent: bool },
+}
+
+/// The warm path's run: the sync (nothing goes over the network when nothing changed), the
+/// forwarded variables, then the command, its line led by the guard's prelude. A failure
+/// with the master connection gone, or an exit 255 before the command started, is
+/// [`Warm::NotStarted`].
+async fn execute_warm(
+    session: &Session,
+    lease: &Lease,
+    ssh: &SshClient,
+    job: &Job,
+    guard: &RunGuard,
+) -> Result<Warm> {
+    let workdir = connect::workdir(lease, job.repo.as_deref())?;
+    testpoint::reached(session.env(), "run:warm").await;
+    let prepared = async {
+        send_tree(session, lease, ssh, job, &workdir).await?;
+        forward_env(session, lease, ssh, &job.forwarded).await
+    }
+    .await;
+    let env_file = match prepared {
+        Ok(f) => f,
+        Err(_) if !ssh.master_alive() => return Ok(Warm::NotStarted { command_sent: false }),
+        Err(e) => return Err(e),
+    };
+    let status = run_command(ssh, lease, job, &workdir, env_file, Some(guard)).await?;
+    if guard.failed_before_start(ssh, &status).await {
+        return Ok(Warm::NotStarted { command_sent: true });
+    }
+    exit_status(ssh, status, lease).await.map(Warm::Finished)
 }
 
 /// Runs on a new lease, deleted afterwards unless kept.
@@ -138,7 +248,7 @@ async fn run_new(ctx: &Context, request: &AcquireRequest, job: &Job) -> Result<u
         }
     ));
     let outcome = tokio::select! {
-        r = execute(&mut session, &mut lease, job) => r,
+        r = execute(&mut session, &mut lease, job, None) => r,
         signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
     };
     match intent {
@@ -222,15 +332,40 @@ async fn release_one_shot(
     }
 }
 
-/// Connects, syncs and runs the command; returns its exit status.
-async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<u8> {
+/// Connects, syncs and runs the command; returns its exit status. With `guard` (a warm run
+/// that sent the command before its connection failed), the command runs only if it did not
+/// start then.
+async fn execute(
+    session: &mut Session,
+    lease: &mut Lease,
+    job: &Job,
+    guard: Option<&RunGuard>,
+) -> Result<u8> {
     let workdir = connect::workdir(lease, job.repo.as_deref())?;
     ready::touch(session, lease).await?;
     testpoint::reached(session.env(), "run:touched").await;
     let ssh = connect::ssh(session, lease).await?;
+    if let Some(guard) = guard
+        && let Some(code) = guard.before_rerun(&ssh, &lease.ownership.slug).await?
+    {
+        return Ok(code);
+    }
     send_tree(session, lease, &ssh, job, &workdir).await?;
     testpoint::reached(session.env(), "run:synced").await;
     let env_file = forward_env(session, lease, &ssh, &job.forwarded).await?;
+    let status = run_command(&ssh, lease, job, &workdir, env_file, None).await?;
+    exit_status(&ssh, status, lease).await
+}
+
+/// Runs the job's command in `workdir`, its output relayed; `guard`'s prelude leads the line.
+async fn run_command(
+    ssh: &SshClient,
+    lease: &Lease,
+    job: &Job,
+    workdir: &str,
+    env_file: Option<String>,
+    guard: Option<&RunGuard>,
+) -> Result<std::process::ExitStatus> {
     let exports = vec![
         (
             "CBX_LEASE_ID".to_string(),
@@ -238,13 +373,16 @@ async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<
         ),
         ("CBX_SLUG".to_string(), lease.ownership.slug.clone()),
     ];
-    let line = remote::command_line(&workdir, true, &exports, env_file.as_deref(), &job.program);
+    let line = remote::command_line(workdir, true, &exports, env_file.as_deref(), &job.program);
+    let line = match guard {
+        Some(g) => format!("{}{line}", g.prelude()),
+        None => line,
+    };
     let mut cmd = ssh.ssh();
     cmd.args(["-T", ssh.alias()]).arg(line);
-    let status = crate::ssh::relay(cmd)
+    Ok(crate::ssh::relay(cmd)
         .await
-        .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
-    exit_status(&ssh, status, lease).await
+        .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?)
 }
 
 /// `host:port` of the sandbox `ssh` connects to, for the audit log.
@@ -343,19 +481,14 @@ async fn exit_status(
         // ssh's own failures are 255 too. The multiplexing master outlives every session, so
         // when it is gone as well, the connection was lost; when it is up, the command most
         // likely exited 255 itself.
-        Some(255) if ssh.master_alive().await => {
+        Some(255) if ssh.master_alive() => {
             tracing::warn!(
                 "ssh exited 255: the command itself exited 255, or its ssh session failed"
             );
             Ok(255)
         }
         Some(255) => {
-            tracing::warn!(
-                "ssh exited 255 and its connection to the sandbox is gone: the connection was \
-                 lost, and the command may not have finished (run it again, or look with \
-                 `cbx ssh {}`)",
-                lease.ownership.slug
-            );
+            tracing::warn!("{}", guard::lost_connection(&lease.ownership.slug));
             Ok(255)
         }
         Some(code) => Ok(code as u8),

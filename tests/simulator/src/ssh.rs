@@ -19,6 +19,11 @@ pub trait SshBackend: Send + Sync {
     fn access_revoked(&self, token: &str);
     /// A sandbox finished deleting and is gone (404) from now on.
     fn sandbox_deleted(&self, id: &str);
+    /// A sandbox stopped (by a request, or by its idle timeout): its sessions end and no
+    /// login works until it starts again.
+    fn sandbox_stopped(&self, _id: &str) {}
+    /// A stopped sandbox started again.
+    fn sandbox_started(&self, _id: &str) {}
 }
 
 /// A backend that does nothing and advertises the gateway `127.0.0.1:2222`.

@@ -7,7 +7,7 @@
 //! `PermitEmptyPasswords`. Revoking a token deletes its alias. This needs root (CI runs as
 //! root); [`SshdGateway::available`] says why it cannot run elsewhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -225,6 +225,35 @@ struct SandboxUser {
 struct Users {
     sandboxes: HashMap<String, SandboxUser>,
     tokens: HashMap<String, String>,
+    /// Sandboxes that are stopped: their tokens' logins are locked.
+    stopped: HashSet<String>,
+}
+
+impl Users {
+    /// The tokens of sandbox `id`.
+    fn tokens_of(&self, id: &str) -> Vec<String> {
+        self.tokens
+            .iter()
+            .filter(|(_, s)| *s == id)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+}
+
+/// Locks (`!`) or unlocks (empty: sshd's `PermitEmptyPasswords`) the login of `user`.
+fn set_login(user: &str, allowed: bool) {
+    let password = if allowed { "" } else { "!" };
+    for _ in 0..100 {
+        match Command::new("/usr/sbin/usermod")
+            .args(["-p", password, user])
+            .output()
+        {
+            Ok(o) if o.status.code() == Some(10) => {
+                std::thread::sleep(Duration::from_millis(30))
+            }
+            _ => return,
+        }
+    }
 }
 
 /// The simulator's SSH backend: sandboxes are system users served by a real sshd.
@@ -352,11 +381,16 @@ impl SshBackend for SshdGateway {
         if !status.success() {
             bail!("passwd -d {token} failed");
         }
-        self.users
-            .lock()
-            .unwrap()
-            .tokens
-            .insert(token.to_string(), sandbox_id.to_string());
+        let stopped = {
+            let mut users = self.users.lock().unwrap();
+            users
+                .tokens
+                .insert(token.to_string(), sandbox_id.to_string());
+            users.stopped.contains(sandbox_id)
+        };
+        if stopped {
+            set_login(token, false);
+        }
         Ok(self.gateway())
     }
 
@@ -367,6 +401,36 @@ impl SshBackend for SshdGateway {
     fn access_revoked(&self, token: &str) {
         if self.users.lock().unwrap().tokens.remove(token).is_some() {
             userdel(token);
+        }
+    }
+
+    fn sandbox_stopped(&self, id: &str) {
+        let (uid, tokens) = {
+            let mut users = self.users.lock().unwrap();
+            users.stopped.insert(id.to_string());
+            (users.sandboxes.get(id).map(|s| s.uid), users.tokens_of(id))
+        };
+        for t in &tokens {
+            set_login(t, false);
+        }
+        // Its processes end, the sshd sessions serving it among them.
+        if let Some(uid) = uid {
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-u", &uid.to_string()])
+                .status();
+        }
+    }
+
+    fn sandbox_started(&self, id: &str) {
+        let tokens = {
+            let mut users = self.users.lock().unwrap();
+            if !users.stopped.remove(id) {
+                return;
+            }
+            users.tokens_of(id)
+        };
+        for t in &tokens {
+            set_login(t, true);
         }
     }
 
@@ -382,6 +446,7 @@ impl SshBackend for SshdGateway {
             for t in &tokens {
                 users.tokens.remove(t);
             }
+            users.stopped.remove(id);
             (users.sandboxes.remove(id), tokens)
         };
         for t in tokens {

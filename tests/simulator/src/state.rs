@@ -26,6 +26,20 @@ pub(crate) enum SshEvent {
     Revoked(String),
     /// `sandbox_deleted(id)`.
     Deleted(String),
+    /// `sandbox_stopped(id)`: it left `started`.
+    Stopped(String),
+    /// `sandbox_started(id)`: it reached `started`.
+    Started(String),
+}
+
+/// The SSH event of a stored state moving from `was` to `now`, if it starts or stops the
+/// sandbox (a stopped sandbox cannot be logged into and its sessions end).
+fn run_event(id: &str, was: &str, now: &str) -> Option<SshEvent> {
+    match (was == "started", now == "started") {
+        (true, false) if now != "destroyed" => Some(SshEvent::Stopped(id.to_string())),
+        (false, true) => Some(SshEvent::Started(id.to_string())),
+        _ => None,
+    }
 }
 
 /// A scheduled move of the stored state.
@@ -264,7 +278,10 @@ impl Store {
             if to == "destroyed" {
                 gone.push(sb.id.clone());
             } else {
-                sb.state = to;
+                let was = std::mem::replace(&mut sb.state, to);
+                if let Some(e) = run_event(&sb.id, &was, &sb.state) {
+                    self.outbox.push(e);
+                }
             }
         }
         for id in gone {
@@ -418,13 +435,17 @@ impl Store {
             }
             s => (s, s),
         };
-        sb.state = stored.to_string();
+        let was = std::mem::replace(&mut sb.state, stored.to_string());
         sb.desired_state = desired.to_string();
+        let event = run_event(id, &was, stored);
         sb.error_reason = if is_error_state(stored) {
             Some(reason.unwrap_or("Simulated error").to_string())
         } else {
             reason.map(str::to_string)
         };
+        if let Some(e) = event {
+            self.outbox.push(e);
+        }
         true
     }
 }
