@@ -1081,7 +1081,6 @@ fn data_rows(
     warm.note = Some("the release binary in a 2-file repository (its sync is skipped by the fingerprint), vs plain ssh with the token user and no multiplexing".into());
     print_row(&warm);
     rows.push(warm);
-    warm::rows(o, rows, sim, gateway, home, &lease, &sandbox)?;
 
     // The library's view of the lease's connection: the same ssh config, the same master.
     let state = scratch.path().join("state");
@@ -1273,6 +1272,9 @@ fn data_rows(
     print_row(&one_mux);
     rows.push(one);
     rows.push(one_mux);
+
+    // Last but one: its fallback rows revoke the access the rows above use.
+    warm::rows(o, rows, sim, gateway, home, &lease, &sandbox)?;
 
     // Peak RSS of cbx run, syncing a changed file of the large tree.
     let mut rss = Row::new(

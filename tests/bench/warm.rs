@@ -42,7 +42,10 @@ impl Lease<'_> {
 
     /// One round trip over cbx's multiplexed connection.
     fn mux_true(&self) -> Res<Ran> {
-        run_ok("ssh over cbx's connection", self.ssh(&[&self.alias, "true"]))
+        run_ok(
+            "ssh over cbx's connection",
+            self.ssh(&[&self.alias, "true"]),
+        )
     }
 
     /// Waits until the master connection is gone (up to 10 s).
@@ -71,7 +74,11 @@ pub(super) fn rows(
     let l = Lease {
         home,
         sandbox,
-        config: home.state_dir().join("secrets").join(lease).join("ssh_config"),
+        config: home
+            .state_dir()
+            .join("secrets")
+            .join(lease)
+            .join("ssh_config"),
         alias: format!("cbx-{lease}"),
     };
     counted(rows, sim, gateway, &l)?;
@@ -106,7 +113,9 @@ fn connections(gateway: &SshdGateway) -> usize {
 /// Counts what one warm run does: control-plane requests (the simulator's log), ssh client
 /// processes (an `ssh` first on PATH that logs each start), new SSH connections (sshd's log).
 fn counted(rows: &mut Vec<Row>, sim: &DaytonaSim, gateway: &SshdGateway, l: &Lease) -> Res<()> {
-    let shims = tempfile::Builder::new().prefix("cbx-bench-shim-").tempdir()?;
+    let shims = tempfile::Builder::new()
+        .prefix("cbx-bench-shim-")
+        .tempdir()?;
     let log = shims.path().join("ssh.log");
     let real = ["/usr/bin/ssh", "/usr/local/bin/ssh"]
         .into_iter()

@@ -54,9 +54,13 @@ fn warm_lease(w: &World, slug: &str) -> (String, String) {
 
 /// The command that counts its own runs: one line per run in `ran`, then `exit $code`.
 fn counting(code: u8) -> Vec<String> {
-    ["sh", "-c", &format!("echo run >> ran; echo done; exit {code}")]
-        .map(String::from)
-        .to_vec()
+    [
+        "sh",
+        "-c",
+        &format!("echo run >> ran; echo done; exit {code}"),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// `cbx run --id slug -- counting(code)`, paused at the warm path's test point while
@@ -283,6 +287,9 @@ fn warm_path_an_expired_lease_is_refused_from_its_claim() {
     let out = w.cbx(&["run", "--id", "oldie", "--", "echo", "never"]);
     out.expect_code(5);
     assert_eq!(out.stdout, "", "{out}");
-    assert!(out.stderr.contains("expired at 2020-01-01T00:00:00Z"), "{out}");
+    assert!(
+        out.stderr.contains("expired at 2020-01-01T00:00:00Z"),
+        "{out}"
+    );
     assert_eq!(w.sim.requests(), vec![], "refused without asking");
 }

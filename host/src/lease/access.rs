@@ -351,6 +351,19 @@ pub fn live_cached(session: &Session, lease: &LeaseId, sandbox: &str) -> Result<
     if std::os::unix::net::UnixStream::connect(&socket).is_err() {
         return Ok(None);
     }
+    // Access the grant no longer allows (the user's options changed) is the full path's to
+    // report: there the provider says whether the lease is still this destination's.
+    let grant = session.ssh_grant();
+    if egress::authorize_ssh(
+        grant,
+        &cached.host,
+        cached.port,
+        cached.identity_file.as_deref(),
+    )
+    .is_err()
+    {
+        return Ok(None);
+    }
     let target = admit(session, Some(lease.as_str()), &cached, AccessOrigin::Cached)?;
     let claims = session.claims().clone();
     let claim = ClaimCheck {

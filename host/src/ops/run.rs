@@ -220,7 +220,11 @@ async fn execute_warm(
     .await;
     let env_file = match prepared {
         Ok(f) => f,
-        Err(_) if !ssh.master_alive() => return Ok(Warm::NotStarted { command_sent: false }),
+        Err(_) if !ssh.master_alive() => {
+            return Ok(Warm::NotStarted {
+                command_sent: false,
+            });
+        }
         Err(e) => return Err(e),
     };
     let status = run_command(ssh, lease, job, &workdir, env_file, Some(guard)).await?;

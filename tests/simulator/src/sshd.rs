@@ -248,9 +248,7 @@ fn set_login(user: &str, allowed: bool) {
             .args(["-p", password, user])
             .output()
         {
-            Ok(o) if o.status.code() == Some(10) => {
-                std::thread::sleep(Duration::from_millis(30))
-            }
+            Ok(o) if o.status.code() == Some(10) => std::thread::sleep(Duration::from_millis(30)),
             _ => return,
         }
     }
