@@ -143,3 +143,46 @@ pub async fn resolve_to_use(session: &mut Session, ident: &str) -> Result<Lease>
     .hint("`cbx warmup` leases a new one")
     .into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::claims::CLAIM_VERSION;
+    use crate::lease::id::LeaseId;
+
+    fn claim(created: &str, expires: &str) -> Claim {
+        Claim {
+            version: CLAIM_VERSION,
+            lease_id: LeaseId::parse("cbx_0123456789ab").unwrap(),
+            slug: "amber-otter".into(),
+            provider: "daytona".into(),
+            sandbox_id: "sb-1".into(),
+            sandbox_name: "cbx-amber-otter".into(),
+            repo_root: None,
+            work_root: "cbx".into(),
+            created_at: created.into(),
+            expires_at: expires.into(),
+            last_used_at: created.into(),
+            generation: 3,
+        }
+    }
+
+    #[test]
+    fn the_lease_of_a_claim_expires_when_the_claim_does() {
+        let c = claim("2026-01-01T00:00:00Z", "2026-01-01T01:30:00Z");
+        let lease = lease_of(&c).unwrap();
+        assert_eq!(
+            lease.ownership.expires_at(),
+            unix("2026-01-01T01:30:00Z").unwrap()
+        );
+        assert_eq!(lease.ownership.lease, c.lease_id);
+        assert_eq!(lease.ownership.work_root, "cbx");
+        assert_eq!(lease.sandbox.id, "sb-1");
+        assert!(lease.exactly_claimed());
+        let err = ready::refuse_expired(&lease).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 5);
+        assert!(format!("{err:#}").contains("expired at 2026-01-01T01:30:00Z"));
+        // A claim whose times cannot be read takes the full path.
+        assert!(lease_of(&claim("yesterday", "2026-01-01T01:30:00Z")).is_none());
+    }
+}

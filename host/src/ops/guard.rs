@@ -150,4 +150,20 @@ mod tests {
         assert!(runs.join(&recent).exists());
         assert!(!runs.join("1000-aaaa").exists());
     }
+
+    /// On a sandbox that never had a warm run, the prelude makes the directory itself.
+    #[test]
+    fn the_prelude_works_in_a_fresh_home() {
+        let home = tempfile::tempdir().unwrap();
+        let guard = RunGuard::new();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{}echo ran", guard.prelude()))
+            .current_dir(home.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+        assert!(home.path().join(guard.path()).exists());
+    }
 }
