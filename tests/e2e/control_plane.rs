@@ -161,7 +161,7 @@ fn create_foreign(sim: &DaytonaSim, name: &str, labels: Value) -> String {
 
 /// Waits (bounded) until the simulator reports `id` as `started`.
 fn wait_started(sim: &DaytonaSim, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while sim.sandbox(id).is_none_or(|s| s.state != "started") {
         assert!(Instant::now() < deadline, "sandbox {id} never started");
         std::thread::sleep(Duration::from_millis(20));

@@ -162,7 +162,7 @@ fn live(sim: &DaytonaSim) -> Vec<String> {
 /// Waits (bounded) until no sandbox is left alive.
 #[track_caller]
 fn assert_none_live(sim: &DaytonaSim) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = live(sim);
         if left.is_empty() {
@@ -226,9 +226,15 @@ fn start_at(sim: &DaytonaSim, home: &CbxHome, args: &[&str], point: &str) -> Run
             Duration::from_secs(60),
         ));
         let running = Running::start(home, args, "", None);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Bounded generously: a first command compiles the provider, which on a loaded CI
+        // machine with a debug build can take tens of seconds.
+        let deadline = Instant::now() + Duration::from_secs(120);
         while sim.sandboxes().len() == before {
-            assert!(Instant::now() < deadline, "the create never arrived");
+            assert!(
+                Instant::now() < deadline,
+                "the create never arrived; cbx's stderr so far:\n{}",
+                running.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         return running;

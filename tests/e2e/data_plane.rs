@@ -562,11 +562,11 @@ fn processes_mentioning(needle: &Path) -> Vec<String> {
     found
 }
 
-/// Waits (up to 10 s) until no process mentions the world's home: no ssh, rsync or ssh
+/// Waits (up to 60 s) until no process mentions the world's home: no ssh, rsync or ssh
 /// master of its leases is left.
 #[track_caller]
 fn assert_no_processes_left(w: &World) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = processes_mentioning(w.home.path());
         if left.is_empty() {
@@ -1093,10 +1093,10 @@ fn sync_errors_are_clear() {
     assert_eq!(out.stdout, "no sync needed\n");
 }
 
-/// Waits up to 5 s for `check` to hold.
+/// Waits up to 60 s for `check` to hold.
 #[track_caller]
 pub(crate) fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
         std::thread::sleep(Duration::from_millis(20));
