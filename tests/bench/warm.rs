@@ -87,6 +87,7 @@ pub(super) fn rows(
         (50, "data.warm_vs_mux_50ms", "  same, API latency 50 ms"),
     ] {
         sim.set_latency(Duration::from_millis(ms));
+        sim.clear_requests();
         let mut row = Row::new(id, "data", what, Goal::Ratio(1.5));
         for i in 0..=o.proc {
             let (c, b) = pair(i, || l.cbx_run(None), || l.mux_true())?;
@@ -96,7 +97,9 @@ pub(super) fn rows(
             }
         }
         row.note = Some(format!(
-            "the simulator answers every API request after {ms} ms; the baseline is `ssh -F <cbx's ssh_config> <alias> true` over cbx's live master"
+            "the simulator answers every API request after {ms} ms; the baseline is `ssh -F <cbx's ssh_config> <alias> true` over cbx's live master; {} control-plane requests in these {} runs (touches after the command, at most one per 30 s)",
+            sim.requests().len(),
+            o.proc + 1
         ));
         print_row(&row);
         rows.push(row);
