@@ -4,8 +4,11 @@
 //! [`SshdGateway`] plugs into the Daytona simulator: each sandbox becomes a system user with a
 //! home directory (the sandbox's file system), and each minted token becomes an alias of that
 //! user (same uid, same home) with an empty password, which sshd accepts with
-//! `PermitEmptyPasswords`. Revoking a token deletes its alias. This needs root (CI runs as
-//! root); [`SshdGateway::available`] says why it cannot run elsewhere.
+//! `PermitEmptyPasswords`. Revoking a token deletes its alias, so sshd refuses it ("Permission
+//! denied"). [`SshdGateway::start_dropping`] behaves like Daytona's real gateway instead: a
+//! revoked or expired token, a deleted sandbox, or one that is not started, logs in and then
+//! loses its connection without a word ("Connection closed"). This needs root (CI runs as
+//! root); [`SshdGateway::unavailable`] says why it cannot run elsewhere.
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpStream;
@@ -225,7 +228,9 @@ struct SandboxUser {
 struct Users {
     sandboxes: HashMap<String, SandboxUser>,
     tokens: HashMap<String, String>,
-    /// Sandboxes that are stopped: their tokens' logins are locked.
+    /// Token users kept after revocation in dropping mode (deleted on drop).
+    dropped: Vec<String>,
+    /// Sandboxes that are not started: in refusing mode their tokens' logins are locked.
     stopped: HashSet<String>,
 }
 
@@ -254,11 +259,30 @@ fn set_login(user: &str, allowed: bool) {
     }
 }
 
+/// The session gate of a dropping gateway (sshd's `ForceCommand`): a token marked dropped, or
+/// a sandbox (by uid) marked stopped, loses its connection (the sshd session process is
+/// killed, as the real gateway's `conn.Close()`); anything else runs as asked.
+const GATE: &str = r#"#!/bin/sh
+d="$(dirname "$0")"
+if [ -e "$d/dropped/$USER" ] || [ -e "$d/stopped/$(id -u)" ]; then
+  p=$PPID
+  while [ "$p" -gt 1 ]; do
+    case "$(cat /proc/$p/comm)" in sshd*) kill -KILL "$p"; exit 255 ;; esac
+    p=$(awk '{print $4}' /proc/$p/stat)
+  done
+  exit 255
+fi
+if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"; fi
+exec /bin/bash -l
+"#;
+
 /// The simulator's SSH backend: sandboxes are system users served by a real sshd.
 pub struct SshdGateway {
     sshd: Sshd,
     root: tempfile::TempDir,
     users: Mutex<Users>,
+    /// In dropping mode, the directory of the gate and its markers.
+    gate: Option<PathBuf>,
 }
 
 impl SshdGateway {
@@ -300,7 +324,49 @@ impl SshdGateway {
             sshd: Sshd::start()?,
             root,
             users: Mutex::new(Users::default()),
+            gate: None,
         })
+    }
+
+    /// Starts a gateway that drops connections the way Daytona's does, instead of refusing
+    /// them: for a revoked or expired token, a deleted sandbox, or a sandbox that is not
+    /// started, the login succeeds and the connection is then closed (ssh exits 255 with
+    /// "closed by remote host"). A token never minted is still refused by sshd.
+    pub fn start_dropping() -> Result<SshdGateway> {
+        if let Some(why) = SshdGateway::unavailable() {
+            bail!("{why}");
+        }
+        let root = tempfile::Builder::new()
+            .prefix("cbx-sandboxes-")
+            .tempdir()?;
+        set_mode(root.path(), 0o755)?;
+        let gate = root.path().join(".gate");
+        for dir in ["dropped", "stopped"] {
+            std::fs::create_dir_all(gate.join(dir))?;
+        }
+        set_mode(&gate, 0o755)?;
+        let script = gate.join("gate.sh");
+        std::fs::write(&script, GATE)?;
+        set_mode(&script, 0o755)?;
+        let auth = format!("{EMPTY_PASSWORD_AUTH}ForceCommand {}\n", script.display());
+        Ok(SshdGateway {
+            sshd: Sshd::launch(&auth)?,
+            root,
+            users: Mutex::new(Users::default()),
+            gate: Some(gate),
+        })
+    }
+
+    /// Marks `name` in the gate's `dir` (`dropped` or `stopped`), or unmarks it.
+    fn mark(&self, dir: &str, name: &str, on: bool) {
+        if let Some(gate) = &self.gate {
+            let path = gate.join(dir).join(name);
+            let _ = if on {
+                std::fs::write(&path, "")
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
     }
 
     /// The sshd.
@@ -386,7 +452,7 @@ impl SshBackend for SshdGateway {
                 .insert(token.to_string(), sandbox_id.to_string());
             users.stopped.contains(sandbox_id)
         };
-        if stopped {
+        if stopped && self.gate.is_none() {
             set_login(token, false);
         }
         Ok(self.gateway())
@@ -397,38 +463,50 @@ impl SshBackend for SshdGateway {
     }
 
     fn access_revoked(&self, token: &str) {
-        if self.users.lock().unwrap().tokens.remove(token).is_some() {
-            userdel(token);
+        let mut users = self.users.lock().unwrap();
+        if users.tokens.remove(token).is_some() {
+            if self.gate.is_some() {
+                users.dropped.push(token.to_string());
+                drop(users);
+                self.mark("dropped", token, true);
+            } else {
+                drop(users);
+                userdel(token);
+            }
         }
     }
 
-    fn sandbox_stopped(&self, id: &str) {
+    fn sandbox_running(&self, id: &str, running: bool) {
         let (uid, tokens) = {
             let mut users = self.users.lock().unwrap();
-            users.stopped.insert(id.to_string());
-            (users.sandboxes.get(id).map(|s| s.uid), users.tokens_of(id))
+            let changed = if running {
+                users.stopped.remove(id)
+            } else {
+                users.stopped.insert(id.to_string())
+            };
+            let tokens = if changed {
+                users.tokens_of(id)
+            } else {
+                Vec::new()
+            };
+            (users.sandboxes.get(id).map(|s| s.uid), tokens)
         };
-        for t in &tokens {
-            set_login(t, false);
+        let Some(uid) = uid else {
+            return;
+        };
+        self.mark("stopped", &uid.to_string(), !running);
+        if self.gate.is_none() {
+            // Refusing mode: a sandbox that is not started refuses logins.
+            for t in &tokens {
+                set_login(t, running);
+            }
         }
-        // Its processes end, the sshd sessions serving it among them.
-        if let Some(uid) = uid {
+        if !running {
+            // Its processes end, the sshd sessions serving it among them (a stopped
+            // container keeps no connection).
             let _ = Command::new("pkill")
                 .args(["-KILL", "-u", &uid.to_string()])
                 .status();
-        }
-    }
-
-    fn sandbox_started(&self, id: &str) {
-        let tokens = {
-            let mut users = self.users.lock().unwrap();
-            if !users.stopped.remove(id) {
-                return;
-            }
-            users.tokens_of(id)
-        };
-        for t in &tokens {
-            set_login(t, true);
         }
     }
 
@@ -448,7 +526,12 @@ impl SshBackend for SshdGateway {
             (users.sandboxes.remove(id), tokens)
         };
         for t in tokens {
-            userdel(&t);
+            if self.gate.is_some() {
+                self.mark("dropped", &t, true);
+                self.users.lock().unwrap().dropped.push(t);
+            } else {
+                userdel(&t);
+            }
         }
         if let Some(user) = user {
             let _ = Command::new("pkill")
@@ -473,14 +556,12 @@ impl Drop for SshdGateway {
         for id in ids {
             self.sandbox_deleted(&id);
         }
-        let tokens: Vec<String> = self
-            .users
-            .lock()
-            .unwrap()
-            .tokens
-            .drain()
-            .map(|(t, _)| t)
-            .collect();
+        let tokens: Vec<String> = {
+            let mut users = self.users.lock().unwrap();
+            let mut all: Vec<String> = users.tokens.drain().map(|(t, _)| t).collect();
+            all.append(&mut users.dropped);
+            all
+        };
         for t in tokens {
             userdel(&t);
         }

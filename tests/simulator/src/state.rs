@@ -26,20 +26,8 @@ pub(crate) enum SshEvent {
     Revoked(String),
     /// `sandbox_deleted(id)`.
     Deleted(String),
-    /// `sandbox_stopped(id)`: it left `started`.
-    Stopped(String),
-    /// `sandbox_started(id)`: it reached `started`.
-    Started(String),
-}
-
-/// The SSH event of a stored state moving from `was` to `now`, if it starts or stops the
-/// sandbox (a stopped sandbox cannot be logged into and its sessions end).
-fn run_event(id: &str, was: &str, now: &str) -> Option<SshEvent> {
-    match (was == "started", now == "started") {
-        (true, false) if now != "destroyed" => Some(SshEvent::Stopped(id.to_string())),
-        (false, true) => Some(SshEvent::Started(id.to_string())),
-        _ => None,
-    }
+    /// `sandbox_running(id, running)`: the stored state became, or stopped being, `started`.
+    Running(String, bool),
 }
 
 /// A scheduled move of the stored state.
@@ -86,7 +74,9 @@ impl Sandbox {
             return s;
         }
         match (s, d) {
-            (_, "destroyed") => "destroying",
+            // Only a started or stopped sandbox shows `destroying` (addendum §9); an archived,
+            // paused or building one keeps its own word until it is gone.
+            ("started" | "stopped", "destroyed") => "destroying",
             ("started", "stopped") => "stopping",
             ("stopped", "started") => "starting",
             ("stopped", "archived") => "archiving",
@@ -278,9 +268,10 @@ impl Store {
             if to == "destroyed" {
                 gone.push(sb.id.clone());
             } else {
-                let was = std::mem::replace(&mut sb.state, to);
-                if let Some(e) = run_event(&sb.id, &was, &sb.state) {
-                    self.outbox.push(e);
+                let (was, is) = (sb.state == "started", to == "started");
+                sb.state = to;
+                if was != is {
+                    self.outbox.push(SshEvent::Running(sb.id.clone(), is));
                 }
             }
         }
@@ -435,17 +426,16 @@ impl Store {
             }
             s => (s, s),
         };
-        let was = std::mem::replace(&mut sb.state, stored.to_string());
+        let event = ((sb.state == "started") != (stored == "started"))
+            .then(|| SshEvent::Running(sb.id.clone(), stored == "started"));
+        sb.state = stored.to_string();
         sb.desired_state = desired.to_string();
-        let event = run_event(id, &was, stored);
         sb.error_reason = if is_error_state(stored) {
             Some(reason.unwrap_or("Simulated error").to_string())
         } else {
             reason.map(str::to_string)
         };
-        if let Some(e) = event {
-            self.outbox.push(e);
-        }
+        self.outbox.extend(event);
         true
     }
 }

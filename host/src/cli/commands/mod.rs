@@ -1,12 +1,14 @@
 //! One module per command: each parses its arguments into options, calls the library and
 //! renders the result (as cargo's `src/bin/cargo/commands/*.rs`).
 
+pub mod cleanup;
 pub mod conformance;
 pub mod doctor;
 pub mod install;
 pub mod list;
 pub mod providers;
 pub mod run;
+pub mod scaffold;
 pub mod ssh;
 pub mod status;
 pub mod stop;

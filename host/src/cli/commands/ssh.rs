@@ -11,8 +11,9 @@ use anyhow::Result;
 use crate::cli::args::SshArgs;
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
+use crate::lease::session::Session;
 use crate::lease::warm::{self, WarmLease};
-use crate::lease::{Lease, connect, ready};
+use crate::lease::{Lease, access, connect, ready};
 use crate::ops::guard::RunGuard;
 use crate::remote::{self, Program};
 use crate::ssh::SshClient;
@@ -41,18 +42,12 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
     let mut lease = warm::resolve_to_use(&mut session, &args.lease).await?;
     lease.require_claim("use")?;
     ready::ensure_ready(&mut session, &mut lease, times.ready.val).await?;
+    if args.print {
+        return print(&mut session, &mut lease, args.show_secret).await;
+    }
     let workdir = connect::workdir(&lease, repo(ctx, &lease).as_deref())?;
     ready::touch(&mut session, &mut lease).await?;
     let ssh = connect::ssh(&mut session, &lease).await?;
-    if args.print {
-        println!("{}", ssh.printable(args.show_secret));
-        if ssh.target().user_is_secret && !args.show_secret {
-            eprintln!(
-                "note: the SSH user is an access token, shown as <token>; --show-secret prints it"
-            );
-        }
-        return Ok(0);
-    }
     if tried && let Some(code) = guard.before_rerun(&ssh, &lease.ownership.slug).await? {
         return Ok(code);
     }
@@ -117,4 +112,19 @@ fn exit_code(status: ExitStatus) -> Result<u8> {
             "the ssh session was interrupted",
         )),
     }
+}
+
+/// `cbx ssh L --print`: the command that would log in, with access cached or minted now — but
+/// no connection (SSH on a fresh sandbox may take a while to accept logins; the printed
+/// command is for later).
+async fn print(session: &mut Session, lease: &mut Lease, show_secret: bool) -> Result<u8> {
+    ready::touch(session, lease).await?;
+    let (ssh, _) = access::obtain(session, lease, None).await?;
+    println!("{}", ssh.printable(show_secret));
+    if ssh.target().user_is_secret && !show_secret {
+        eprintln!(
+            "note: the SSH user is an access token, shown as <token>; --show-secret prints it"
+        );
+    }
+    Ok(0)
 }
