@@ -76,6 +76,8 @@ fn lease_of(claim: &Claim) -> Option<Lease> {
         ttl_secs: u64::try_from(expires_at - created_at).unwrap_or(0),
         idle_secs: 0,
         work_root: claim.work_root.clone(),
+        // Not in the claim, and not needed to use the lease.
+        owner: None,
     };
     let sandbox = api::Sandbox {
         id: claim.sandbox_id.clone(),
