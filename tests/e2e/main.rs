@@ -17,6 +17,7 @@
 //! | `warm_path` | `run --id` and `ssh` straight over a live connection, and every fallback (needs root) |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
 //! | `server_cleanup` | server-side clean-up, reclaiming, key scopes against the simulator (issue 12) |
+//! | `remote_loop` | `run --download`, `--junit`, `cp`: files and test results back, hostile sandboxes (issue 15, needs root) |
 
 mod adversarial;
 mod authoring;
@@ -27,6 +28,7 @@ mod data_plane;
 mod daytona_requests;
 mod install;
 mod python_provider;
+mod remote_loop;
 mod server_cleanup;
 mod ssh_provider;
 mod warm_path;

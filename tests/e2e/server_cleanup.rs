@@ -466,8 +466,8 @@ fn stop_reclaim_adopts_and_deletes_one() {
     let reclaim = s.home.run(&["stop", "--reclaim", &s.theirs.0, "--json"]);
     reclaim.ok();
     let j = reclaim.json();
-    assert_eq!(j["lease"], s.theirs.0.as_str());
-    assert_eq!(j["sandbox"], s.theirs.1.as_str());
+    assert_eq!(j["leaseId"], s.theirs.0.as_str());
+    assert_eq!(j["sandboxId"], s.theirs.1.as_str());
     assert_eq!(j["reclaimedFrom"], "another");
     assert_eq!(j["alreadyGone"], false);
     assert_gone(&s.sim, &s.theirs.1);

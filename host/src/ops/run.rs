@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -21,11 +21,13 @@ use crate::lease::intent::IntentHold;
 use crate::lease::session::Session;
 use crate::lease::warm::{self, WarmLease};
 use crate::lease::{Lease, connect, ready, reconcile, release};
+use crate::ops::download::{self, Collected, Downloads};
 use crate::ops::guard::{self, RunGuard};
+use crate::ops::run_report::{LeaseReport, RunReport, SyncSummary, seconds};
 use crate::progress;
 use crate::remote::{self, Program};
 use crate::ssh::SshClient;
-use crate::sync::{self, FileList};
+use crate::sync::{self, FileList, TransportChoice};
 use crate::testpoint;
 
 /// Which lease a run uses.
@@ -52,8 +54,16 @@ pub struct RunRequest {
     pub resync: bool,
     /// Sync a tree past the size limits.
     pub sync_large: bool,
+    /// How to send the files.
+    pub transport: TransportChoice,
     /// How long to wait for an existing lease's sandbox to be ready.
     pub ready_timeout: Duration,
+    /// What to copy back after the command.
+    pub downloads: Downloads,
+    /// Keep a one-shot sandbox when the command fails.
+    pub keep_on_failure: bool,
+    /// Relay the command's stdout to stderr (stdout carries cbx's JSON report).
+    pub stdout_to_stderr: bool,
 }
 
 /// What runs on the sandbox, checked locally before anything is leased.
@@ -63,73 +73,50 @@ struct Job {
     repo: Option<PathBuf>,
     files: Option<FileList>,
     resync: bool,
+    downloads: Downloads,
+    stdout_to_stderr: bool,
+    transport: TransportChoice,
 }
 
-/// A job whose file list is still being made, on a blocking thread, while cbx loads the
-/// provider and asks it what it must (see [`prepare`]).
-struct Pending {
-    job: Job,
-    listing: Option<tokio::task::JoinHandle<Result<FileList>>>,
-}
-
-impl Pending {
-    /// The job with its file list, once that is made and within the size limits.
-    async fn finish(self) -> Result<Job> {
-        let mut job = self.job;
-        if let Some(listing) = self.listing {
-            job.files = Some(listing.await??);
-        }
-        Ok(job)
-    }
-}
-
-/// Runs `request`; returns the remote command's exit status.
-pub async fn run(ctx: &Context, request: &RunRequest) -> Result<u8> {
-    let pending = prepare(ctx, request)?;
+/// Runs `request`; returns the remote command's exit status. What happened (lease, sync,
+/// timings, downloads) is written to `report` as it happens, also when the run fails.
+pub async fn run(ctx: &Context, request: &RunRequest, report: &mut RunReport) -> Result<u8> {
+    let job = prepare(ctx, request)?;
     match &request.lease {
         LeaseChoice::Existing(ident) => {
-            run_existing(ctx, ident, request.ready_timeout, pending).await
+            run_existing(ctx, ident, request.ready_timeout, &job, report).await
         }
-        LeaseChoice::New(acquire) => run_new(ctx, acquire, &pending.finish().await?).await,
+        LeaseChoice::New(acquire) => {
+            run_new(ctx, acquire, &job, request.keep_on_failure, report).await
+        }
     }
 }
 
-/// The checks that need no sandbox: forwarded variables and the repository, then the file
-/// list, which is made on a blocking thread: its stats overlap with loading the provider
-/// (and, on the full path, with the provider's answer about the lease). A new lease is
-/// created only after the list is made and within the limits.
-fn prepare(ctx: &Context, request: &RunRequest) -> Result<Pending> {
+/// The checks that need no sandbox: forwarded variables, the repository, the file list.
+fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
     let forwarded = forwarded_env(ctx, &request.env)?;
     let repo = if request.sync {
         Some(ctx.require_repo_root()?.to_path_buf())
     } else {
         ctx.repo_root().map(PathBuf::from)
     };
-    let listing = match (&repo, request.sync) {
+    let files = match (&repo, request.sync) {
         (Some(root), true) => {
-            let (root, cache, env) = (
-                root.clone(),
-                ctx.dirs.cache.join("listings"),
-                ctx.env.clone(),
-            );
-            let large = request.sync_large;
-            Some(tokio::task::spawn_blocking(move || {
-                let list = FileList::collect_cached(&root, &cache, &env)?;
-                list.check_size(large, &|m| progress::report(m))?;
-                Ok(list)
-            }))
+            let list = FileList::collect_cached(root, &ctx.dirs.cache.join("listings"), &ctx.env)?;
+            list.check_size(request.sync_large, &|m| progress::report(m))?;
+            Some(list)
         }
         _ => None,
     };
-    Ok(Pending {
-        job: Job {
-            program: request.program.clone(),
-            forwarded,
-            repo,
-            files: None,
-            resync: request.resync,
-        },
-        listing,
+    Ok(Job {
+        program: request.program.clone(),
+        forwarded,
+        repo,
+        files,
+        resync: request.resync,
+        downloads: request.downloads.clone(),
+        stdout_to_stderr: request.stdout_to_stderr,
+        transport: request.transport,
     })
 }
 
@@ -140,32 +127,24 @@ async fn run_existing(
     ctx: &Context,
     ident: &str,
     ready_timeout: Duration,
-    pending: Pending,
+    job: &Job,
+    report: &mut RunReport,
 ) -> Result<u8> {
     let provider = ctx.provider_for(ident)?;
     let mut session = ctx.session(&provider).await?;
-    let _shield = interrupt::shield();
     let guard = RunGuard::new();
     let mut tried = false;
-    let warm = warm::warm(&session, ident)?;
-    let (mut lease, job) = match warm {
-        Some(_) => (None, pending.finish().await?),
-        None => {
-            let lease = warm::resolve_to_use(&mut session, ident);
-            let (lease, job) = tokio::join!(lease, pending.finish());
-            (Some(lease?), job?)
-        }
-    };
-    let job = &job;
-    if let Some(WarmLease { mut lease, ssh }) = warm {
+    if let Some(WarmLease { mut lease, ssh }) = warm::warm(&session, ident)? {
+        report.lease = Some(LeaseReport::of(&lease, true));
+        let _shield = interrupt::shield();
         let outcome = tokio::select! {
-            r = execute_warm(&session, &lease, &ssh, job, &guard) => r,
+            r = execute_warm(&mut session, &lease, &ssh, job, report, &guard) => r,
             signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
         };
         match outcome {
-            Ok(Warm::Finished(code)) => {
+            Ok(Warm::Finished(result)) => {
                 warm::touch_if_due(&mut session, &mut lease).await;
-                return unless_stopped(&session, &lease, Ok(code)).await;
+                return unless_stopped(&session, &lease, result).await;
             }
             Ok(Warm::NotStarted { command_sent }) => {
                 tracing::info!("the warm path's connection failed; asking {provider}");
@@ -174,52 +153,60 @@ async fn run_existing(
             Err(e) => return unless_stopped(&session, &lease, Err(e)).await,
         }
     }
-    let mut lease = match lease.take() {
-        Some(lease) => lease,
-        None => warm::resolve_to_use(&mut session, ident).await?,
-    };
+    let started = Instant::now();
+    let mut lease = warm::resolve_to_use(&mut session, ident).await?;
     lease.require_claim("use")?;
+    report.lease = Some(LeaseReport::of(&lease, true));
     ready::ensure_ready(&mut session, &mut lease, ready_timeout).await?;
+    report.timings.lease = seconds(started.elapsed());
+    let _shield = interrupt::shield();
+    let paused = tokio::select! {
+        () = testpoint::reached(session.env(), "run:resolved") => None,
+        signal = interrupt::interrupted() => Some(signal),
+    };
     let guard = tried.then_some(&guard);
-    let outcome = tokio::select! {
-        r = async {
-            testpoint::reached(session.env(), "run:resolved").await;
-            execute(&mut session, &mut lease, job, guard).await
-        } => r,
-        signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
+    let outcome = match paused {
+        Some(signal) => Err(signal.failure("interrupted")),
+        None => execute(&mut session, &mut lease, job, report, guard).await,
     };
     unless_stopped(&session, &lease, outcome).await
 }
 
 /// How a warm run ended.
 enum Warm {
-    /// The command ran (or started): its exit status.
-    Finished(u8),
+    /// The command ran (or started): its outcome, downloads done.
+    Finished(Result<u8>),
     /// The connection failed before the command started; `command_sent` if its run file
     /// must be checked before running it again.
     NotStarted { command_sent: bool },
 }
 
 /// The warm path's run: the sync (nothing goes over the network when nothing changed), the
-/// forwarded variables, then the command, its line led by the guard's prelude. A failure
-/// with the master connection gone, or an exit 255 before the command started, is
-/// [`Warm::NotStarted`].
+/// forwarded variables, then the command, its line led by the guard's prelude, and the
+/// downloads. A failure with the master connection gone, or an exit 255 before the command
+/// started, is [`Warm::NotStarted`].
 async fn execute_warm(
-    session: &Session,
+    session: &mut Session,
     lease: &Lease,
     ssh: &SshClient,
     job: &Job,
+    report: &mut RunReport,
     guard: &RunGuard,
 ) -> Result<Warm> {
     let workdir = connect::workdir(lease, job.repo.as_deref())?;
     testpoint::reached(session.env(), "run:warm").await;
+    let started = Instant::now();
     let prepared = async {
-        send_tree(session, lease, ssh, job, &workdir).await?;
-        forward_env(session, lease, ssh, &job.forwarded).await
+        let synced = send_tree(session, lease, ssh, job, &workdir).await?;
+        let env_file = forward_env(session, lease, ssh, &job.forwarded).await?;
+        Ok::<_, anyhow::Error>((synced, env_file))
     }
     .await;
     let env_file = match prepared {
-        Ok(f) => f,
+        Ok((synced, env_file)) => {
+            report.sync = synced;
+            env_file
+        }
         Err(_) if !ssh.master_alive() => {
             return Ok(Warm::NotStarted {
                 command_sent: false,
@@ -227,18 +214,33 @@ async fn execute_warm(
         }
         Err(e) => return Err(e),
     };
-    let status = run_command(ssh, lease, job, &workdir, env_file, Some(guard)).await?;
-    if guard.failed_before_start(ssh, &status).await {
+    report.timings.sync = seconds(started.elapsed());
+    let started = Instant::now();
+    let raw = command_status(ssh, job, lease, &workdir, env_file.as_deref(), Some(guard)).await?;
+    if guard.failed_before_start(ssh, &raw).await {
         return Ok(Warm::NotStarted { command_sent: true });
     }
-    exit_status(ssh, status, lease).await.map(Warm::Finished)
+    let status = exit_status(ssh, raw, lease).await;
+    report.timings.command = seconds(started.elapsed());
+    Ok(Warm::Finished(
+        after_command(session, ssh, &workdir, job, status, report).await,
+    ))
 }
 
 /// Runs on a new lease, deleted afterwards unless kept.
-async fn run_new(ctx: &Context, request: &AcquireRequest, job: &Job) -> Result<u8> {
+async fn run_new(
+    ctx: &Context,
+    request: &AcquireRequest,
+    job: &Job,
+    keep_on_failure: bool,
+    report: &mut RunReport,
+) -> Result<u8> {
     let mut session = ctx.session(&ctx.provider_name()).await?;
     let _shield = interrupt::shield();
+    let started = Instant::now();
     let Acquired { mut lease, intent } = acquire(&mut session, request).await?;
+    report.timings.lease = seconds(started.elapsed());
+    report.lease = Some(LeaseReport::of(&lease, intent.is_none()));
     progress::report(&format!(
         "leased {} slug={} provider={} sandbox={}{}",
         lease.ownership.lease,
@@ -251,12 +253,20 @@ async fn run_new(ctx: &Context, request: &AcquireRequest, job: &Job) -> Result<u
             ""
         }
     ));
-    let outcome = tokio::select! {
-        r = execute(&mut session, &mut lease, job, None) => r,
-        signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
-    };
+    let outcome = execute(&mut session, &mut lease, job, report, None).await;
     match intent {
-        Some(hold) => release_one_shot(&mut session, &lease, hold, outcome).await,
+        Some(hold) if keep_on_failure && failed(&outcome) => {
+            if let Some(l) = report.lease.as_mut() {
+                l.kept = true;
+            }
+            keep_failed(&lease, hold, outcome)
+        }
+        Some(hold) => {
+            let started = Instant::now();
+            let result = release_one_shot(&mut session, &lease, hold, outcome).await;
+            report.timings.release = seconds(started.elapsed());
+            result
+        }
         None => unless_stopped(&session, &lease, outcome).await,
     }
 }
@@ -286,6 +296,35 @@ async fn unless_stopped(session: &Session, lease: &Lease, outcome: Result<u8>) -
         Err(e) if crate::error::exit_code(&e) >= 128 => Err(e),
         Err(_) => Err(stopped_meanwhile(id)),
     }
+}
+
+/// Whether a run's outcome is a failure worth keeping the sandbox for: a non-zero exit, or an
+/// error other than a signal (a signal means "stop", and the sandbox is deleted).
+fn failed(outcome: &Result<u8>) -> bool {
+    match outcome {
+        Ok(code) => *code != 0,
+        Err(e) => crate::error::exit_code(e) < 128,
+    }
+}
+
+/// Keeps a one-shot lease whose command failed (`--keep-on-failure`): its intent is finished,
+/// so it stays a lease like one made by `run --keep`, and says how to look at it.
+fn keep_failed(lease: &Lease, hold: IntentHold, outcome: Result<u8>) -> Result<u8> {
+    if let Err(e) = hold.finish() {
+        progress::report(&format!("warning: {e:#}"));
+    }
+    let o = &lease.ownership;
+    progress::report(&format!(
+        "kept {} slug={} sandbox={} because the command failed; it expires {} \
+         (look: `cbx ssh {}`; delete: `cbx stop {}`)",
+        o.lease,
+        o.slug,
+        lease.sandbox.id,
+        crate::lease::rfc3339(o.expires_at()),
+        o.slug,
+        o.slug
+    ));
+    outcome
 }
 
 /// Deletes a one-shot lease's sandbox after the command and finishes its intent. When that
@@ -336,38 +375,106 @@ async fn release_one_shot(
     }
 }
 
-/// Connects, syncs and runs the command; returns its exit status. With `guard` (a warm run
-/// that sent the command before its connection failed), the command runs only if it did not
-/// start then.
+/// Connects, syncs and runs the command, then runs the downloads (also after a failed or
+/// interrupted command); returns the command's exit status. A signal ends the step it arrives
+/// in; one during the downloads abandons them. With `guard` (a warm run that sent the command
+/// before its connection failed), the command runs only if it did not start then.
 async fn execute(
     session: &mut Session,
     lease: &mut Lease,
     job: &Job,
+    report: &mut RunReport,
     guard: Option<&RunGuard>,
 ) -> Result<u8> {
-    let workdir = connect::workdir(lease, job.repo.as_deref())?;
-    ready::touch(session, lease).await?;
-    testpoint::reached(session.env(), "run:touched").await;
-    let ssh = connect::ssh(session, lease).await?;
+    let (ssh, workdir, env_file) = tokio::select! {
+        r = connect_and_sync(session, lease, job, report) => r?,
+        signal = interrupt::interrupted() => return Err(signal.failure("interrupted")),
+    };
     if let Some(guard) = guard
         && let Some(code) = guard.before_rerun(&ssh, &lease.ownership.slug).await?
     {
         return Ok(code);
     }
-    send_tree(session, lease, &ssh, job, &workdir).await?;
-    testpoint::reached(session.env(), "run:synced").await;
-    let env_file = forward_env(session, lease, &ssh, &job.forwarded).await?;
-    let status = run_command(&ssh, lease, job, &workdir, env_file, None).await?;
-    exit_status(&ssh, status, lease).await
+    let started = Instant::now();
+    let status = tokio::select! {
+        r = run_command(&ssh, lease, job, &workdir, env_file.as_deref()) => r,
+        signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
+    };
+    report.timings.command = seconds(started.elapsed());
+    after_command(session, &ssh, &workdir, job, status, report).await
 }
 
-/// Runs the job's command in `workdir`, its output relayed; `guard`'s prelude leads the line.
+/// After the command: records its status and runs the downloads.
+async fn after_command(
+    session: &mut Session,
+    ssh: &SshClient,
+    workdir: &str,
+    job: &Job,
+    status: Result<u8>,
+    report: &mut RunReport,
+) -> Result<u8> {
+    report.command_exit_code = status.as_ref().ok().copied();
+    let started = Instant::now();
+    let mut collected = Collected::default();
+    let result = download::after_command(
+        session,
+        ssh,
+        workdir,
+        &job.downloads,
+        status,
+        &mut collected,
+    )
+    .await;
+    if !job.downloads.list.is_empty() || !job.downloads.junit.is_empty() {
+        report.timings.downloads = seconds(started.elapsed());
+    }
+    report.downloads = collected.downloads;
+    report.tests = collected.tests;
+    result
+}
+
+/// Connects and syncs; returns the SSH client, the work directory and the forwarded
+/// variables' file.
+async fn connect_and_sync(
+    session: &mut Session,
+    lease: &mut Lease,
+    job: &Job,
+    report: &mut RunReport,
+) -> Result<(SshClient, String, Option<String>)> {
+    let workdir = connect::workdir(lease, job.repo.as_deref())?;
+    let started = Instant::now();
+    ready::touch(session, lease).await?;
+    testpoint::reached(session.env(), "run:touched").await;
+    let ssh = connect::ssh(session, lease).await?;
+    report.timings.access = seconds(started.elapsed());
+    let started = Instant::now();
+    report.sync = send_tree(session, lease, &ssh, job, &workdir).await?;
+    testpoint::reached(session.env(), "run:synced").await;
+    let env_file = forward_env(session, lease, &ssh, &job.forwarded).await?;
+    report.timings.sync = seconds(started.elapsed());
+    Ok((ssh, workdir, env_file))
+}
+
+/// Runs the command in `workdir`, its output streaming; returns its exit status.
 async fn run_command(
     ssh: &SshClient,
     lease: &Lease,
     job: &Job,
     workdir: &str,
-    env_file: Option<String>,
+    env_file: Option<&str>,
+) -> Result<u8> {
+    let status = command_status(ssh, job, lease, workdir, env_file, None).await?;
+    exit_status(ssh, status, lease).await
+}
+
+/// Runs the command in `workdir`, its output streaming, `guard`'s prelude leading its line;
+/// returns ssh's exit status.
+async fn command_status(
+    ssh: &SshClient,
+    job: &Job,
+    lease: &Lease,
+    workdir: &str,
+    env_file: Option<&str>,
     guard: Option<&RunGuard>,
 ) -> Result<std::process::ExitStatus> {
     let exports = vec![
@@ -377,16 +484,19 @@ async fn run_command(
         ),
         ("CBX_SLUG".to_string(), lease.ownership.slug.clone()),
     ];
-    let line = remote::command_line(workdir, true, &exports, env_file.as_deref(), &job.program);
+    let line = remote::command_line(workdir, true, &exports, env_file, &job.program);
     let line = match guard {
         Some(g) => format!("{}{line}", g.prelude()),
         None => line,
     };
     let mut cmd = ssh.ssh();
     cmd.args(["-T", ssh.alias()]).arg(line);
-    Ok(crate::ssh::relay(cmd)
-        .await
-        .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?)
+    let relayed = if job.stdout_to_stderr {
+        crate::ssh::relay_to_stderr(cmd).await
+    } else {
+        crate::ssh::relay(cmd).await
+    };
+    Ok(relayed.map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?)
 }
 
 /// `host:port` of the sandbox `ssh` connects to, for the audit log.
@@ -402,9 +512,10 @@ async fn send_tree(
     ssh: &SshClient,
     job: &Job,
     workdir: &str,
-) -> Result<()> {
+) -> Result<Option<SyncSummary>> {
     let Some(list) = &job.files else {
-        return make_workdir(ssh, workdir).await;
+        make_workdir(ssh, workdir).await?;
+        return Ok(None);
     };
     let redactor = session.redactor().clone();
     let outcome = sync::sync(
@@ -416,6 +527,7 @@ async fn send_tree(
         sync::Options {
             force: job.resync,
             quiet: session.quiet(),
+            transport: job.transport,
         },
         &redactor,
     )
@@ -433,10 +545,11 @@ async fn send_tree(
         bytes: list.bytes,
         outcome: result,
         detail: detail.clone(),
+        transport: outcome.as_ref().ok().and_then(|r| r.transport),
     }));
-    outcome?;
+    let summary = SyncSummary::from(&outcome?);
     progress::note(session.quiet(), &detail);
-    Ok(())
+    Ok(Some(summary))
 }
 
 /// Forwards the `--env` variables (see [`upload_env`]), auditing their names.

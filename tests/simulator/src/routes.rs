@@ -574,6 +574,7 @@ async fn create(
         listed_from: Instant::now() + cfg.list_lag,
     };
     let create_delay = cfg.create_delay;
+    let image = sandbox.snapshot.clone();
     shared
         .locked(move |s: &mut Store| {
             if s.name_taken(&sandbox.name) {
@@ -602,9 +603,10 @@ async fn create(
 
     let ssh = cfg.ssh.clone();
     let sid = id.clone();
-    let created = tokio::task::spawn_blocking(move || ssh.sandbox_created(&sid))
-        .await
-        .unwrap_or_else(|e| Err(anyhow::anyhow!("ssh backend panicked: {e}")));
+    let created =
+        tokio::task::spawn_blocking(move || ssh.sandbox_created_from(&sid, image.as_deref()))
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("ssh backend panicked: {e}")));
     if let Err(e) = created {
         let reason = format!("Failed to provision sandbox: {e:#}");
         shared

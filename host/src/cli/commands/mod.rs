@@ -2,10 +2,13 @@
 //! renders the result (as cargo's `src/bin/cargo/commands/*.rs`).
 
 pub mod cleanup;
+pub mod completions;
 pub mod conformance;
+pub mod cp;
 pub mod doctor;
 pub mod install;
 pub mod list;
+pub mod pause;
 pub mod providers;
 pub mod run;
 pub mod scaffold;
