@@ -32,10 +32,10 @@ fn gateway() -> Option<Arc<SshdGateway>> {
 }
 
 /// A simulator with SSH, a cbx home pointed at it, and a git repository as working directory.
-struct World {
-    sim: DaytonaSim,
-    gateway: Arc<SshdGateway>,
-    home: CbxHome,
+pub(crate) struct World {
+    pub(crate) sim: DaytonaSim,
+    pub(crate) gateway: Arc<SshdGateway>,
+    pub(crate) home: CbxHome,
     /// Runs the simulator.
     _rt: tokio::runtime::Runtime,
 }
@@ -57,7 +57,7 @@ fn dropping_gateway() -> Option<Arc<SshdGateway>> {
 }
 
 impl World {
-    fn new() -> Option<World> {
+    pub(crate) fn new() -> Option<World> {
         World::with(gateway()?)
     }
 
@@ -96,11 +96,11 @@ impl World {
         Some(world)
     }
 
-    fn repo(&self) -> &Path {
+    pub(crate) fn repo(&self) -> &Path {
         &self.home.cwd
     }
 
-    fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         self.home.write_file(rel, text);
     }
 
@@ -108,18 +108,18 @@ impl World {
         self.home.git(args);
     }
 
-    fn cbx(&self, args: &[&str]) -> Output {
+    pub(crate) fn cbx(&self, args: &[&str]) -> Output {
         self.home.run(args)
     }
 
-    fn warmup(&self, slug: &str) -> serde_json::Value {
+    pub(crate) fn warmup(&self, slug: &str) -> serde_json::Value {
         let out = self.cbx(&["warmup", "--slug", slug, "--json"]);
         out.ok();
         out.json()
     }
 
     /// The work directory of `lease` for this repository, on the sandbox's file system.
-    fn remote_workdir(&self, sandbox_id: &str, lease: &str) -> PathBuf {
+    pub(crate) fn remote_workdir(&self, sandbox_id: &str, lease: &str) -> PathBuf {
         let repo_name = self
             .repo()
             .file_name()
@@ -135,7 +135,7 @@ impl World {
             .join(repo_name)
     }
 
-    fn ssh_access_requests(&self) -> usize {
+    pub(crate) fn ssh_access_requests(&self) -> usize {
         self.sim
             .requests()
             .iter()
@@ -701,7 +701,7 @@ fn ctrl_c_during_a_one_shot_run_deletes_the_sandbox() {
 }
 
 /// A background `cbx` whose stdout lines and stderr are collected as they come.
-struct Background {
+pub(crate) struct Background {
     child: std::process::Child,
     stdout: Arc<std::sync::Mutex<String>>,
     stderr: Arc<std::sync::Mutex<String>>,
@@ -709,7 +709,7 @@ struct Background {
 }
 
 impl Background {
-    fn start(w: &World, args: &[&str], path: Option<&str>) -> Background {
+    pub(crate) fn start(w: &World, args: &[&str], path: Option<&str>) -> Background {
         let mut cmd = w.home.command(args);
         if let Some(p) = path {
             cmd.env("PATH", p);
@@ -752,7 +752,7 @@ impl Background {
     }
 
     /// Waits for the exit; returns the code (128 + signal when killed) and stderr.
-    fn finish(mut self) -> (i32, String) {
+    pub(crate) fn finish(mut self) -> (i32, String) {
         use std::os::unix::process::ExitStatusExt;
         let status = self.child.wait().unwrap();
         for r in self.readers.drain(..) {
@@ -1380,7 +1380,7 @@ fn sync_errors_are_clear() {
 
 /// Waits up to 60 s for `check` to hold.
 #[track_caller]
-fn eventually(what: &str, check: impl Fn() -> bool) {
+pub(crate) fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
@@ -1389,13 +1389,13 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
 }
 
 /// `ssh` and `rsync` wrappers that log their argv, then run the real tools.
-struct ArgvShims {
+pub(crate) struct ArgvShims {
     dir: PathBuf,
     log: PathBuf,
 }
 
 impl ArgvShims {
-    fn install(base: &Path) -> ArgvShims {
+    pub(crate) fn install(base: &Path) -> ArgvShims {
         let dir = base.join("shims");
         std::fs::create_dir_all(&dir).unwrap();
         let log = base.join("argv.log");
@@ -1414,7 +1414,7 @@ impl ArgvShims {
         ArgvShims { dir, log }
     }
 
-    fn path_var(&self) -> String {
+    pub(crate) fn path_var(&self) -> String {
         format!(
             "{}:{}",
             self.dir.display(),
@@ -1422,7 +1422,7 @@ impl ArgvShims {
         )
     }
 
-    fn logged(&self) -> String {
+    pub(crate) fn logged(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

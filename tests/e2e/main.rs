@@ -14,6 +14,7 @@
 //! | `python_provider` | the Python Daytona provider, built with componentize-py |
 //! | `data_plane` | the simulator with a real sshd, ssh and rsync (needs root) |
 //! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
+//! | `warm_path` | `run --id` and `ssh` straight over a live connection, and every fallback (needs root) |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
 //! | `remote_loop` | `run --download`, `--junit`, `cp`: files and test results back, hostile sandboxes (issue 15, needs root) |
 //! | `server_cleanup` | server-side clean-up, reclaiming, key scopes against the simulator (issue 12) |
@@ -30,3 +31,4 @@ mod python_provider;
 mod remote_loop;
 mod server_cleanup;
 mod ssh_provider;
+mod warm_path;

@@ -330,6 +330,51 @@ pub async fn obtain(
     let agent = session.ssh_grant().agent;
     Ok((cache.client(&claim, target, agent, session.env())?, fresh))
 }
+/// An SSH client for `lease` (claimed here for `sandbox`) from its cached access, only when
+/// that access is still good and a multiplexing master for it is up — the warm path, which
+/// asks the provider nothing. Admitted like any access (see [`admit`]); `None` when the
+/// cache has no good access or no master is listening.
+pub fn live_cached(session: &Session, lease: &LeaseId, sandbox: &str) -> Result<Option<SshClient>> {
+    let cache = AccessCache::of(session.dirs(), lease);
+    let Some(cached) = cache.usable(sandbox, None) else {
+        return Ok(None);
+    };
+    if cached.validate(session.name()).is_err() {
+        return Ok(None);
+    }
+    let socket = crate::ssh::control_socket(
+        &session.dirs().state,
+        session.env(),
+        lease.as_str(),
+        &cached,
+    )?;
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        return Ok(None);
+    }
+    // Access the grant no longer allows (the user's options changed) is the full path's to
+    // report: there the provider says whether the lease is still this destination's.
+    let grant = session.ssh_grant();
+    if egress::authorize_ssh(
+        grant,
+        &cached.host,
+        cached.port,
+        cached.identity_file.as_deref(),
+    )
+    .is_err()
+    {
+        return Ok(None);
+    }
+    let target = admit(session, Some(lease.as_str()), &cached, AccessOrigin::Cached)?;
+    let claims = session.claims().clone();
+    let claim = ClaimCheck {
+        claims: &claims,
+        lease,
+        sandbox,
+    };
+    let agent = session.ssh_grant().agent;
+    Ok(Some(cache.client(&claim, target, agent, session.env())?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ pub async fn ssh(session: &mut Session, lease: &Lease) -> Result<SshClient> {
         SSH_READY_TIMEOUT
     };
     let (client, fresh) = access::obtain(session, lease, None).await?;
-    if client.master_alive().await {
+    if client.master_alive() {
         return Ok(client);
     }
     if fresh {

@@ -22,6 +22,7 @@
 //! - [`cleanup`]: `cbx cleanup` and `cbx stop --reclaim`: cbx sandboxes with no claim here.
 //! - [`access`]: the SSH access cache (minted access, kept per lease and reused).
 //! - [`connect`]: an SSH client that logs in, and the remote work directory.
+//! - [`warm`]: the warm path: straight to a live connection, no provider call.
 //! - [`view`]: what `status`, `list` and `warmup` report.
 
 pub mod access;
@@ -42,6 +43,7 @@ pub mod resolve;
 pub mod session;
 pub mod stop;
 pub mod view;
+pub mod warm;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};

@@ -41,7 +41,11 @@ pub async fn wait_ready(
                     "starting sandbox {id} ({})",
                     sandbox.provider_state
                 ));
-                session.start(id).await.map_err(|e| session.failure(e))?;
+                let answer = session.start(id).await.map_err(|e| session.failure(e))?;
+                // Services that answer once the sandbox has started (Daytona) need no poll.
+                if answer.state == SandboxState::Ready {
+                    return Ok(answer);
+                }
                 started = true;
             }
             _ => {}
@@ -93,6 +97,24 @@ pub async fn ensure_ready(
     lease: &mut Lease,
     timeout: Duration,
 ) -> Result<()> {
+    refuse_expired(lease)?;
+    if lease.sandbox.state != SandboxState::Ready {
+        let mut progress = Progress::start(
+            format!(
+                "sandbox {} is {}; starting it",
+                lease.sandbox.id, lease.sandbox.provider_state
+            ),
+            session.quiet(),
+        );
+        let result = wait_ready(session, &lease.sandbox.id.clone(), timeout, &mut progress).await;
+        progress.clear();
+        lease.sandbox = result?;
+    }
+    Ok(())
+}
+
+/// Fails with exit 5 if the lease has expired.
+pub fn refuse_expired(lease: &Lease) -> Result<()> {
     if lease.ownership.expires_at() <= now_unix() {
         return Err(Failure::new(
             ErrorKind::Sandbox,
@@ -108,18 +130,6 @@ pub async fn ensure_ready(
             lease.ownership.lease
         ))
         .into());
-    }
-    if lease.sandbox.state != SandboxState::Ready {
-        let mut progress = Progress::start(
-            format!(
-                "sandbox {} is {}; starting it",
-                lease.sandbox.id, lease.sandbox.provider_state
-            ),
-            session.quiet(),
-        );
-        let result = wait_ready(session, &lease.sandbox.id.clone(), timeout, &mut progress).await;
-        progress.clear();
-        lease.sandbox = result?;
     }
     Ok(())
 }

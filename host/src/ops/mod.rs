@@ -6,6 +6,7 @@
 //! - [`scaffold`]: the provider projects of `cbx providers new` and the WIT of `providers wit`.
 //! - [`build`]: `cbx providers build`, a Rust provider project built into a component.
 //! - [`review`]: what `cbx providers list` and `inspect` report about providers.
+//! - [`guard`]: never running a command twice when a warm run falls back.
 //! - [`run`]: syncing and running a command on a lease's sandbox (`cbx run`).
 //! - [`run_report`]: what `run` reports (`--json`, `--report`, the `-v` timings line).
 //! - [`download`]: `run --download`, the files copied back after the command.
@@ -20,6 +21,7 @@ pub mod conformance;
 pub mod copy;
 pub mod doctor;
 pub mod download;
+pub mod guard;
 pub mod review;
 pub mod run;
 pub mod run_report;

@@ -19,8 +19,10 @@ use crate::lease::claims::stopped_meanwhile;
 use crate::lease::id::LeaseId;
 use crate::lease::intent::IntentHold;
 use crate::lease::session::Session;
-use crate::lease::{Lease, connect, ready, reconcile, release, resolve};
+use crate::lease::warm::{self, WarmLease};
+use crate::lease::{Lease, connect, ready, reconcile, release};
 use crate::ops::download::{self, Collected, Downloads};
+use crate::ops::guard::{self, RunGuard};
 use crate::ops::run_report::{LeaseReport, RunReport, SyncSummary, seconds};
 use crate::progress;
 use crate::remote::{self, Program};
@@ -118,7 +120,9 @@ fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
     })
 }
 
-/// Runs on the existing lease `ident`, which is kept.
+/// Runs on the existing lease `ident`, which is kept: on the warm path when it can be taken
+/// (see `lease::warm`), else — or when the warm path's connection fails before the command
+/// started (see `ops::guard`) — on the full path.
 async fn run_existing(
     ctx: &Context,
     ident: &str,
@@ -128,8 +132,29 @@ async fn run_existing(
 ) -> Result<u8> {
     let provider = ctx.provider_for(ident)?;
     let mut session = ctx.session(&provider).await?;
+    let guard = RunGuard::new();
+    let mut tried = false;
+    if let Some(WarmLease { mut lease, ssh }) = warm::warm(&session, ident)? {
+        report.lease = Some(LeaseReport::of(&lease, true));
+        let _shield = interrupt::shield();
+        let outcome = tokio::select! {
+            r = execute_warm(&mut session, &lease, &ssh, job, report, &guard) => r,
+            signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
+        };
+        match outcome {
+            Ok(Warm::Finished(result)) => {
+                warm::touch_if_due(&mut session, &mut lease).await;
+                return unless_stopped(&session, &lease, result).await;
+            }
+            Ok(Warm::NotStarted { command_sent }) => {
+                tracing::info!("the warm path's connection failed; asking {provider}");
+                tried = command_sent;
+            }
+            Err(e) => return unless_stopped(&session, &lease, Err(e)).await,
+        }
+    }
     let started = Instant::now();
-    let mut lease = resolve::resolve(&mut session, ident).await?;
+    let mut lease = warm::resolve_to_use(&mut session, ident).await?;
     lease.require_claim("use")?;
     report.lease = Some(LeaseReport::of(&lease, true));
     ready::ensure_ready(&mut session, &mut lease, ready_timeout).await?;
@@ -139,11 +164,67 @@ async fn run_existing(
         () = testpoint::reached(session.env(), "run:resolved") => None,
         signal = interrupt::interrupted() => Some(signal),
     };
+    let guard = tried.then_some(&guard);
     let outcome = match paused {
         Some(signal) => Err(signal.failure("interrupted")),
-        None => execute(&mut session, &mut lease, job, report).await,
+        None => execute(&mut session, &mut lease, job, report, guard).await,
     };
     unless_stopped(&session, &lease, outcome).await
+}
+
+/// How a warm run ended.
+enum Warm {
+    /// The command ran (or started): its outcome, downloads done.
+    Finished(Result<u8>),
+    /// The connection failed before the command started; `command_sent` if its run file
+    /// must be checked before running it again.
+    NotStarted { command_sent: bool },
+}
+
+/// The warm path's run: the sync (nothing goes over the network when nothing changed), the
+/// forwarded variables, then the command, its line led by the guard's prelude, and the
+/// downloads. A failure with the master connection gone, or an exit 255 before the command
+/// started, is [`Warm::NotStarted`].
+async fn execute_warm(
+    session: &mut Session,
+    lease: &Lease,
+    ssh: &SshClient,
+    job: &Job,
+    report: &mut RunReport,
+    guard: &RunGuard,
+) -> Result<Warm> {
+    let workdir = connect::workdir(lease, job.repo.as_deref())?;
+    testpoint::reached(session.env(), "run:warm").await;
+    let started = Instant::now();
+    let prepared = async {
+        let synced = send_tree(session, lease, ssh, job, &workdir).await?;
+        let env_file = forward_env(session, lease, ssh, &job.forwarded).await?;
+        Ok::<_, anyhow::Error>((synced, env_file))
+    }
+    .await;
+    let env_file = match prepared {
+        Ok((synced, env_file)) => {
+            report.sync = synced;
+            env_file
+        }
+        Err(_) if !ssh.master_alive() => {
+            return Ok(Warm::NotStarted {
+                command_sent: false,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    report.timings.sync = seconds(started.elapsed());
+    let started = Instant::now();
+    let raw = command_status(ssh, job, lease, &workdir, env_file.as_deref(), Some(guard)).await?;
+    if guard.failed_before_start(ssh, &raw).await {
+        return Ok(Warm::NotStarted { command_sent: true });
+    }
+    let status = exit_status(ssh, raw, lease).await;
+    report.timings.command = seconds(started.elapsed());
+    Ok(Warm::Finished(
+        after_command(session, ssh, &workdir, job, status, report).await,
+    ))
 }
 
 /// Runs on a new lease, deleted afterwards unless kept.
@@ -172,7 +253,7 @@ async fn run_new(
             ""
         }
     ));
-    let outcome = execute(&mut session, &mut lease, job, report).await;
+    let outcome = execute(&mut session, &mut lease, job, report, None).await;
     match intent {
         Some(hold) if keep_on_failure && failed(&outcome) => {
             if let Some(l) = report.lease.as_mut() {
@@ -296,30 +377,49 @@ async fn release_one_shot(
 
 /// Connects, syncs and runs the command, then runs the downloads (also after a failed or
 /// interrupted command); returns the command's exit status. A signal ends the step it arrives
-/// in; one during the downloads abandons them.
+/// in; one during the downloads abandons them. With `guard` (a warm run that sent the command
+/// before its connection failed), the command runs only if it did not start then.
 async fn execute(
     session: &mut Session,
     lease: &mut Lease,
     job: &Job,
     report: &mut RunReport,
+    guard: Option<&RunGuard>,
 ) -> Result<u8> {
     let (ssh, workdir, env_file) = tokio::select! {
         r = connect_and_sync(session, lease, job, report) => r?,
         signal = interrupt::interrupted() => return Err(signal.failure("interrupted")),
     };
+    if let Some(guard) = guard
+        && let Some(code) = guard.before_rerun(&ssh, &lease.ownership.slug).await?
+    {
+        return Ok(code);
+    }
     let started = Instant::now();
     let status = tokio::select! {
         r = run_command(&ssh, lease, job, &workdir, env_file.as_deref()) => r,
         signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
     };
     report.timings.command = seconds(started.elapsed());
+    after_command(session, &ssh, &workdir, job, status, report).await
+}
+
+/// After the command: records its status and runs the downloads.
+async fn after_command(
+    session: &mut Session,
+    ssh: &SshClient,
+    workdir: &str,
+    job: &Job,
+    status: Result<u8>,
+    report: &mut RunReport,
+) -> Result<u8> {
     report.command_exit_code = status.as_ref().ok().copied();
     let started = Instant::now();
     let mut collected = Collected::default();
     let result = download::after_command(
         session,
-        &ssh,
-        &workdir,
+        ssh,
+        workdir,
         &job.downloads,
         status,
         &mut collected,
@@ -363,6 +463,20 @@ async fn run_command(
     workdir: &str,
     env_file: Option<&str>,
 ) -> Result<u8> {
+    let status = command_status(ssh, job, lease, workdir, env_file, None).await?;
+    exit_status(ssh, status, lease).await
+}
+
+/// Runs the command in `workdir`, its output streaming, `guard`'s prelude leading its line;
+/// returns ssh's exit status.
+async fn command_status(
+    ssh: &SshClient,
+    job: &Job,
+    lease: &Lease,
+    workdir: &str,
+    env_file: Option<&str>,
+    guard: Option<&RunGuard>,
+) -> Result<std::process::ExitStatus> {
     let exports = vec![
         (
             "CBX_LEASE_ID".to_string(),
@@ -371,6 +485,10 @@ async fn run_command(
         ("CBX_SLUG".to_string(), lease.ownership.slug.clone()),
     ];
     let line = remote::command_line(workdir, true, &exports, env_file, &job.program);
+    let line = match guard {
+        Some(g) => format!("{}{line}", g.prelude()),
+        None => line,
+    };
     let mut cmd = ssh.ssh();
     cmd.args(["-T", ssh.alias()]).arg(line);
     let relayed = if job.stdout_to_stderr {
@@ -378,9 +496,7 @@ async fn run_command(
     } else {
         crate::ssh::relay(cmd).await
     };
-    let status =
-        relayed.map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
-    exit_status(ssh, status, lease).await
+    Ok(relayed.map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?)
 }
 
 /// `host:port` of the sandbox `ssh` connects to, for the audit log.
@@ -482,19 +598,14 @@ async fn exit_status(
         // ssh's own failures are 255 too. The multiplexing master outlives every session, so
         // when it is gone as well, the connection was lost; when it is up, the command most
         // likely exited 255 itself.
-        Some(255) if ssh.master_alive().await => {
+        Some(255) if ssh.master_alive() => {
             tracing::warn!(
                 "ssh exited 255: the command itself exited 255, or its ssh session failed"
             );
             Ok(255)
         }
         Some(255) => {
-            tracing::warn!(
-                "ssh exited 255 and its connection to the sandbox is gone: the connection was \
-                 lost, and the command may not have finished (run it again, or look with \
-                 `cbx ssh {}`)",
-                lease.ownership.slug
-            );
+            tracing::warn!("{}", guard::lost_connection(&lease.ownership.slug));
             Ok(255)
         }
         Some(code) => Ok(code as u8),

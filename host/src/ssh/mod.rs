@@ -100,6 +100,8 @@ pub struct SshClient {
     alias: String,
     known_hosts: PathBuf,
     target: Target,
+    /// The multiplexing master's socket (unknown for a client of [`SshClient::for_config`]).
+    socket: Option<PathBuf>,
 }
 
 /// The ssh config's host alias for a lease.
@@ -123,7 +125,7 @@ impl SshClient {
         paths::private_dir(dir)?;
         let known_hosts = state_dir.join("known_hosts");
         usable_known_hosts(&known_hosts)?;
-        let control_dir = control_dir(state_dir, env)?;
+        let socket = control_socket(state_dir, env, lease, &target)?;
         let alias = alias(lease);
         let mut cfg = String::new();
         cfg.push_str(&format!(
@@ -143,7 +145,7 @@ impl SshClient {
         opt("GlobalKnownHostsFile", "/dev/null");
         opt("UpdateHostKeys", "no");
         opt("ControlMaster", "auto");
-        opt("ControlPath", &format!("\"{}/%C\"", control_dir.display()));
+        opt("ControlPath", &format!("\"{}\"", socket.display()));
         opt("ControlPersist", "600");
         opt("ServerAliveInterval", "15");
         opt("ServerAliveCountMax", "3");
@@ -178,12 +180,16 @@ impl SshClient {
             opt("IdentityAgent", "none");
         }
         let config = dir.join("ssh_config");
-        paths::write_private_atomic(&config, cfg.as_bytes())?;
+        // Written (and synced) only when it changes: a warm run finds it as it left it.
+        if std::fs::read(&config).ok().as_deref() != Some(cfg.as_bytes()) {
+            paths::write_private_atomic(&config, cfg.as_bytes())?;
+        }
         Ok(SshClient {
             config,
             alias,
             known_hosts,
             target,
+            socket: Some(socket),
         })
     }
 
@@ -195,6 +201,7 @@ impl SshClient {
             alias: alias(lease),
             known_hosts: state_dir.join("known_hosts"),
             target,
+            socket: None,
         }
     }
 
@@ -224,14 +231,14 @@ impl SshClient {
         )
     }
 
-    /// Whether a multiplexing master connection is up.
-    pub async fn master_alive(&self) -> bool {
-        let mut cmd = self.ssh();
-        cmd.args(["-O", "check", &self.alias])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd.status().await.is_ok_and(|s| s.success())
+    /// Whether a multiplexing master connection is up: its socket accepts a connection.
+    /// Asked of the socket directly rather than with `ssh -O check`, which would start a whole
+    /// ssh client (several milliseconds) to learn the same thing; the master takes the bare
+    /// connect and close as a client that said nothing.
+    pub fn master_alive(&self) -> bool {
+        self.socket
+            .as_deref()
+            .is_some_and(|s| std::os::unix::net::UnixStream::connect(s).is_ok())
     }
 
     /// One attempt to log in and run `true`; returns ssh's stderr on failure.
@@ -253,7 +260,7 @@ impl SshClient {
     /// Waits until SSH login works (which also starts the multiplexing master), showing
     /// progress; fails with exit 5 after `timeout`.
     pub async fn wait_ready(&self, timeout: Duration, quiet: bool) -> Result<()> {
-        if self.master_alive().await {
+        if self.master_alive() {
             return Ok(());
         }
         let deadline = Instant::now() + timeout;
@@ -401,6 +408,30 @@ fn usable_known_hosts(path: &Path) -> Result<()> {
             format!("make it yours, readable and writable: `chmod 600 {shown}`"),
         )
     })
+}
+
+/// The multiplexing socket of `lease` for `target`: named by cbx, not by ssh's `%C`, so that
+/// cbx can look for a live master without starting ssh. The name hashes the lease and the
+/// user, host and port (as `%C` does), so new access gets a master of its own.
+pub fn control_socket(
+    state_dir: &Path,
+    env: &Environment,
+    lease: &str,
+    target: &Target,
+) -> Result<PathBuf> {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in [lease, &target.user, &target.host, &target.port.to_string()] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let name: String = hash
+        .finalize()
+        .iter()
+        .take(20)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(control_dir(state_dir, env)?.join(name))
 }
 
 /// Where multiplexing sockets live: a private directory whose path is short enough for a

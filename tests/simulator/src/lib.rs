@@ -21,6 +21,7 @@ mod state;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,9 @@ pub struct SimConfig {
     pub snapshots: Vec<String>,
     /// The SSH side (token → gateway mapping).
     pub ssh: Arc<dyn SshBackend>,
+    /// Added to every API request before it is answered (control routes excepted): the
+    /// network latency of a remote service.
+    pub latency: Duration,
 }
 
 impl Default for SimConfig {
@@ -110,6 +114,7 @@ impl Default for SimConfig {
             .map(String::from)
             .collect(),
             ssh: Arc::new(NoSsh),
+            latency: Duration::ZERO,
         }
     }
 }
@@ -141,6 +146,7 @@ impl fmt::Debug for SimConfig {
             .field("legacy_list", &self.legacy_list)
             .field("max_page_size", &self.max_page_size)
             .field("snapshots", &self.snapshots)
+            .field("latency", &self.latency)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +216,8 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     requests: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<Vec<Fault>>,
+    /// The API latency now (starts as `config.latency`; see [`DaytonaSim::set_latency`]).
+    latency_us: AtomicU64,
 }
 
 /// Locks a mutex, ignoring poisoning (a panicking test must not wedge the sim).
@@ -242,6 +250,11 @@ impl Shared {
         let (r, events) = self.with_store(f);
         dispatch(&*self.config.ssh, events);
         r
+    }
+
+    /// The API latency now.
+    pub(crate) fn latency(&self) -> Duration {
+        Duration::from_micros(self.latency_us.load(Ordering::Relaxed))
     }
 
     /// Appends a request to the log.
@@ -305,6 +318,7 @@ impl DaytonaSim {
             toolbox_proxy_url: format!("http://{addr}/toolbox"),
         };
         let shared = Arc::new(Shared {
+            latency_us: AtomicU64::new(config.latency.as_micros() as u64),
             config,
             json_ctx,
             store: Mutex::new(Store::default()),
@@ -385,6 +399,13 @@ impl DaytonaSim {
     /// Every request received so far (except `/_sim/` control calls), in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.requests()
+    }
+
+    /// Changes the API latency (see [`SimConfig::latency`]) from now on.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared
+            .latency_us
+            .store(latency.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Forgets the recorded requests.

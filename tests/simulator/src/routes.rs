@@ -87,6 +87,11 @@ async fn intercept(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
             body: bytes.to_vec(),
         });
         fault = shared.take_fault(&method, &path);
+        let latency = shared.latency();
+        if !latency.is_zero() {
+            // The API's latency: the round trip a client pays to a remote service.
+            tokio::time::sleep(latency).await;
+        }
     }
     let applies = fault
         .as_ref()

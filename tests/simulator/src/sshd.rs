@@ -16,7 +16,7 @@
 //! but the missing ones (and a `~/.profile` that sets it again for login shells), so `rsync`
 //! (and `tar`) are "command not found" there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -238,6 +238,33 @@ struct Users {
     tokens: HashMap<String, String>,
     /// Token users kept after revocation in dropping mode (deleted on drop).
     dropped: Vec<String>,
+    /// Sandboxes that are not started: in refusing mode their tokens' logins are locked.
+    stopped: HashSet<String>,
+}
+
+impl Users {
+    /// The tokens of sandbox `id`.
+    fn tokens_of(&self, id: &str) -> Vec<String> {
+        self.tokens
+            .iter()
+            .filter(|(_, s)| *s == id)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+}
+
+/// Locks (`!`) or unlocks (empty: sshd's `PermitEmptyPasswords`) the login of `user`.
+fn set_login(user: &str, allowed: bool) {
+    let password = if allowed { "" } else { "!" };
+    for _ in 0..100 {
+        match Command::new("/usr/sbin/usermod")
+            .args(["-p", password, user])
+            .output()
+        {
+            Ok(o) if o.status.code() == Some(10) => std::thread::sleep(Duration::from_millis(30)),
+            _ => return,
+        }
+    }
 }
 
 /// The session gate of a dropping gateway (sshd's `ForceCommand`): a token marked dropped, or
@@ -489,11 +516,16 @@ impl SshBackend for SshdGateway {
         if !status.success() {
             bail!("passwd -d {token} failed");
         }
-        self.users
-            .lock()
-            .unwrap()
-            .tokens
-            .insert(token.to_string(), sandbox_id.to_string());
+        let stopped = {
+            let mut users = self.users.lock().unwrap();
+            users
+                .tokens
+                .insert(token.to_string(), sandbox_id.to_string());
+            users.stopped.contains(sandbox_id)
+        };
+        if stopped && self.gate.is_none() {
+            set_login(token, false);
+        }
         Ok(self.gateway())
     }
 
@@ -516,9 +548,36 @@ impl SshBackend for SshdGateway {
     }
 
     fn sandbox_running(&self, id: &str, running: bool) {
-        let uid = self.users.lock().unwrap().sandboxes.get(id).map(|s| s.uid);
-        if let Some(uid) = uid {
-            self.mark("stopped", &uid.to_string(), !running);
+        let (uid, tokens) = {
+            let mut users = self.users.lock().unwrap();
+            let changed = if running {
+                users.stopped.remove(id)
+            } else {
+                users.stopped.insert(id.to_string())
+            };
+            let tokens = if changed {
+                users.tokens_of(id)
+            } else {
+                Vec::new()
+            };
+            (users.sandboxes.get(id).map(|s| s.uid), tokens)
+        };
+        let Some(uid) = uid else {
+            return;
+        };
+        self.mark("stopped", &uid.to_string(), !running);
+        if self.gate.is_none() {
+            // Refusing mode: a sandbox that is not started refuses logins.
+            for t in &tokens {
+                set_login(t, running);
+            }
+        }
+        if !running {
+            // Its processes end, the sshd sessions serving it among them (a stopped
+            // container keeps no connection).
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-u", &uid.to_string()])
+                .status();
         }
     }
 
@@ -534,6 +593,7 @@ impl SshBackend for SshdGateway {
             for t in &tokens {
                 users.tokens.remove(t);
             }
+            users.stopped.remove(id);
             (users.sandboxes.remove(id), tokens)
         };
         for t in tokens {

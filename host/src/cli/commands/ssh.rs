@@ -1,7 +1,10 @@
 //! `cbx ssh`: an interactive shell on a lease's sandbox, one command, or a paste-able command
-//! line.
+//! line. A shell or command takes the warm path when it can (see `lease::warm`), falling back
+//! like `cbx run --id` (see `ops::guard`).
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitStatus;
 
 use anyhow::Result;
 
@@ -9,8 +12,11 @@ use crate::cli::args::SshArgs;
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
 use crate::lease::session::Session;
-use crate::lease::{Lease, access, connect, ready, resolve};
+use crate::lease::warm::{self, WarmLease};
+use crate::lease::{Lease, access, connect, ready};
+use crate::ops::guard::RunGuard;
 use crate::remote::{self, Program};
+use crate::ssh::SshClient;
 
 /// Runs `cbx ssh`.
 pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
@@ -19,21 +25,53 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
         .lease_times(crate::config::LeaseFlags::default(), &ctx.env)?;
     let provider = ctx.provider_for(&args.lease)?;
     let mut session = ctx.session(&provider).await?;
-    let mut lease = resolve::resolve(&mut session, &args.lease).await?;
+    let guard = RunGuard::new();
+    let mut tried = false;
+    if !args.print
+        && let Some(WarmLease { mut lease, ssh }) = warm::warm(&session, &args.lease)?
+    {
+        let workdir = connect::workdir(&lease, repo(ctx, &lease).as_deref())?;
+        let status = session_of(args, &lease, &ssh, &workdir, Some(&guard)).await?;
+        if !guard.failed_before_start(&ssh, &status).await {
+            warm::touch_if_due(&mut session, &mut lease).await;
+            return exit_code(status);
+        }
+        tracing::info!("the warm path's connection failed; asking {provider}");
+        tried = true;
+    }
+    let mut lease = warm::resolve_to_use(&mut session, &args.lease).await?;
     lease.require_claim("use")?;
     ready::ensure_ready(&mut session, &mut lease, times.ready.val).await?;
     if args.print {
         return print(&mut session, &mut lease, args.show_secret, args.json).await;
     }
-    let repo = ctx.repo_root().map(std::path::PathBuf::from).or_else(|| {
+    let workdir = connect::workdir(&lease, repo(ctx, &lease).as_deref())?;
+    ready::touch(&mut session, &mut lease).await?;
+    let ssh = connect::ssh(&mut session, &lease).await?;
+    if tried && let Some(code) = guard.before_rerun(&ssh, &lease.ownership.slug).await? {
+        return Ok(code);
+    }
+    exit_code(session_of(args, &lease, &ssh, &workdir, None).await?)
+}
+
+/// The local repository, else the one the lease was created from.
+fn repo(ctx: &Context, lease: &Lease) -> Option<PathBuf> {
+    ctx.repo_root().map(PathBuf::from).or_else(|| {
         lease
             .claim
             .as_ref()
-            .and_then(|c| c.repo_root.as_ref().map(std::path::PathBuf::from))
-    });
-    let workdir = connect::workdir(&lease, repo.as_deref())?;
-    ready::touch(&mut session, &mut lease).await?;
-    let ssh = connect::ssh(&mut session, &lease).await?;
+            .and_then(|c| c.repo_root.as_ref().map(PathBuf::from))
+    })
+}
+
+/// Runs the shell (or the command) on the sandbox; `guard`'s prelude leads a warm run's line.
+async fn session_of(
+    args: &SshArgs,
+    lease: &Lease,
+    ssh: &SshClient,
+    workdir: &str,
+    guard: Option<&RunGuard>,
+) -> Result<ExitStatus> {
     let exports = vec![
         (
             "CBX_LEASE_ID".to_string(),
@@ -43,33 +81,30 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
     ];
     let mut cmd = ssh.ssh();
     let interactive = args.command.is_empty() && std::io::stdin().is_terminal();
-    if args.command.is_empty() {
+    let program = if args.command.is_empty() {
         cmd.arg(if interactive { "-t" } else { "-T" })
             .arg(ssh.alias());
-        cmd.arg(remote::command_line(
-            &workdir,
-            false,
-            &exports,
-            None,
-            &Program::Shell("exec \"${SHELL:-/bin/sh}\" -l".into()),
-        ));
+        Program::Shell("exec \"${SHELL:-/bin/sh}\" -l".into())
     } else {
         cmd.args(["-T", ssh.alias()]);
-        cmd.arg(remote::command_line(
-            &workdir,
-            false,
-            &exports,
-            None,
-            &Program::Argv(args.command.clone()),
-        ));
-    }
+        Program::Argv(args.command.clone())
+    };
+    let line = remote::command_line(workdir, false, &exports, None, &program);
+    cmd.arg(match guard {
+        Some(g) => format!("{}{line}", g.prelude()),
+        None => line,
+    });
     // A terminal session keeps the terminal; anything else is relayed (see `ssh::relay`).
     let status = if interactive {
         cmd.status().await
     } else {
         crate::ssh::relay(cmd).await
-    }
-    .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
+    };
+    Ok(status.map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?)
+}
+
+/// cbx's exit code for the ssh session's status.
+fn exit_code(status: ExitStatus) -> Result<u8> {
     match status.code() {
         Some(code) => Ok(code as u8),
         None => Err(fail(

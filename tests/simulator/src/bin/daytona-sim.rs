@@ -13,7 +13,10 @@ use cbx_daytona_sim::{DaytonaSim, SimConfig};
 const USAGE: &str = "usage: daytona-sim [--port N] [--api-key K] [--exit-on-stdin-close]
        [--jwt T] [--organization-id ID] [--create-delay-ms N] [--start-delay-ms N]
        [--stop-delay-ms N] [--delete-delay-ms N] [--server-wait-ms N] [--list-lag-ms N]
-       [--legacy-list] [--max-page-size N] [--snapshot NAME]... [--ssh]
+       [--legacy-list] [--max-page-size N] [--snapshot NAME]... [--latency-ms N] [--ssh]
+
+  --latency-ms  add N ms to every API request before it is answered (a remote service's
+         network latency)
 
   --ssh  serve the sandboxes over a real sshd on loopback that logs in with the access
          token as user name, like Daytona's gateway (needs root: it creates throwaway
@@ -67,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
             "--delete-delay-ms" => config.delete_delay = ms(value()?)?,
             "--server-wait-ms" => config.server_wait = ms(value()?)?,
             "--list-lag-ms" => config.list_lag = ms(value()?)?,
+            "--latency-ms" => config.latency = ms(value()?)?,
             "--legacy-list" => config.legacy_list = true,
             "--max-page-size" => {
                 config.max_page_size = value()?

@@ -1,0 +1,295 @@
+//! End-to-end tests of the warm path (issue 14): `cbx run --id` and `cbx ssh` on a lease with
+//! a live multiplexing master go straight to the command, asking the provider nothing, and
+//! every way that connection can fail falls back to the full path without running the
+//! command twice. The real binary against the simulator with its real sshd (needs root, like
+//! `data_plane`, whose world these tests share).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use super::data_plane::{ArgvShims, World, eventually};
+
+/// The lease's ssh config and host alias (as cbx wrote them).
+fn ssh_config(w: &World, lease: &str) -> (PathBuf, String) {
+    let config = w
+        .home
+        .state_dir()
+        .join("secrets")
+        .join(lease)
+        .join("ssh_config");
+    (config, format!("cbx-{lease}"))
+}
+
+/// Whether the lease's multiplexing master answers `ssh -O check`.
+fn master_up(w: &World, lease: &str) -> bool {
+    let (config, alias) = ssh_config(w, lease);
+    std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-O", "check", &alias])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// How many lines the file `name` in the lease's remote work directory has (0 if absent).
+fn lines_in(w: &World, sandbox: &str, lease: &str, name: &str) -> usize {
+    std::fs::read_to_string(w.remote_workdir(sandbox, lease).join(name))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// A lease with a live master and a synced tree: warmed up, then used once.
+fn warm_lease(w: &World, slug: &str) -> (String, String) {
+    let lease = w.warmup(slug);
+    let id = lease["leaseId"].as_str().unwrap().to_string();
+    let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+    w.cbx(&["run", "--id", slug, "--", "true"]).ok();
+    assert!(master_up(w, &id), "the first run leaves a master up");
+    (id, sandbox)
+}
+
+/// The command that counts its own runs: one line per run in `ran`, then `exit $code`.
+fn counting(code: u8) -> Vec<String> {
+    [
+        "sh",
+        "-c",
+        &format!("echo run >> ran; echo done; exit {code}"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `cbx run --id slug -- counting(code)`, paused at the warm path's test point while
+/// `meanwhile` breaks something; returns exit code, stdout and stderr.
+fn run_paused(w: &World, slug: &str, meanwhile: impl FnOnce()) -> (i32, String, String) {
+    let resume = w.home.path().join("resume");
+    let _ = std::fs::remove_file(&resume);
+    let mut args = vec!["run", "--id", slug, "--"];
+    let command = counting(0);
+    args.extend(command.iter().map(String::as_str));
+    let mut child = w
+        .home
+        .command(&args)
+        .env("CBX_TEST_PAUSE", "run:warm")
+        .env("CBX_TEST_RESUME", &resume)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let sink = stderr.clone();
+    let pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    eventually("cbx pauses on the warm path", || {
+        stderr.lock().unwrap().contains("paused at run:warm")
+    });
+    meanwhile();
+    std::fs::write(&resume, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let stderr = stderr.lock().unwrap().clone();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+#[test]
+fn warm_path_a_warm_run_asks_the_provider_nothing_and_starts_one_ssh() {
+    let Some(w) = World::new() else { return };
+    let (lease, _) = warm_lease(&w, "quick");
+    let shims = ArgvShims::install(w.home.path());
+    w.sim.clear_requests();
+    let out = w.home.run_with_env(
+        &["run", "--id", "quick", "--", "echo", "warm"],
+        &[("PATH", &shims.path_var())],
+    );
+    out.ok();
+    assert_eq!(out.stdout, "warm\n", "{out}");
+    assert_eq!(w.sim.requests(), vec![], "no control-plane request");
+    let ssh_runs = shims
+        .logged()
+        .lines()
+        .filter(|l| l.starts_with("ssh "))
+        .count();
+    assert_eq!(ssh_runs, 1, "one ssh process: {}", shims.logged());
+    // cbx ssh with a command takes the same path.
+    let out = w.cbx(&["ssh", "quick", "--", "echo", "also warm"]);
+    out.ok();
+    assert_eq!(out.stdout, "also warm\n", "{out}");
+    assert_eq!(w.sim.requests(), vec![], "no control-plane request");
+    assert!(master_up(&w, &lease));
+    w.cbx(&["stop", "quick"]).ok();
+}
+
+#[test]
+fn warm_path_a_command_exiting_255_itself_runs_once_and_its_status_passes_through() {
+    let Some(w) = World::new() else { return };
+    let (lease, sandbox) = warm_lease(&w, "twofifty");
+    w.sim.clear_requests();
+    let mut args = vec!["run", "--id", "twofifty", "--"];
+    let command = counting(255);
+    args.extend(command.iter().map(String::as_str));
+    let out = w.cbx(&args);
+    out.expect_code(255);
+    assert_eq!(out.stdout, "done\n", "{out}");
+    assert!(
+        out.stderr
+            .contains("the command itself exited 255, or its ssh session failed"),
+        "{out}"
+    );
+    assert_eq!(lines_in(&w, &sandbox, &lease, "ran"), 1, "run exactly once");
+    assert_eq!(w.sim.requests(), vec![], "no fallback to the provider");
+    w.cbx(&["stop", "twofifty"]).ok();
+}
+
+#[test]
+fn warm_path_a_killed_master_falls_back_and_the_command_runs_once() {
+    let Some(w) = World::new() else { return };
+    let (lease, sandbox) = warm_lease(&w, "orphan");
+    let (config, alias) = ssh_config(&w, &lease);
+    let check = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-O", "check", &alias])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stderr);
+    let pid: String = said
+        .split("pid=")
+        .nth(1)
+        .expect("ssh -O check names the master's pid")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually("the master is gone", || !master_up(&w, &lease));
+    let mut args = vec!["run", "--id", "orphan", "--"];
+    let command = counting(0);
+    args.extend(command.iter().map(String::as_str));
+    let out = w.cbx(&args);
+    out.ok();
+    assert_eq!(out.stdout, "done\n", "{out}");
+    assert_eq!(lines_in(&w, &sandbox, &lease, "ran"), 1, "run exactly once");
+    assert!(master_up(&w, &lease), "a new master is up");
+    w.cbx(&["stop", "orphan"]).ok();
+}
+
+#[test]
+fn warm_path_a_sandbox_stopped_by_its_idle_timeout_is_started_and_the_command_runs_once() {
+    let Some(w) = World::new() else { return };
+    let (lease, sandbox) = warm_lease(&w, "idler");
+    w.sim.clear_requests();
+    let (code, stdout, stderr) = run_paused(&w, "idler", || {
+        // What the idle timeout does: the sandbox stops, its sessions end.
+        assert!(w.sim.set_state(&sandbox, "stopped"));
+        eventually("the master is gone", || !master_up(&w, &lease));
+    });
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "done\n", "{stderr}");
+    assert_eq!(lines_in(&w, &sandbox, &lease, "ran"), 1, "run exactly once");
+    assert!(
+        w.sim
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/start")),
+        "the full path started the sandbox"
+    );
+    w.cbx(&["stop", "idler"]).ok();
+}
+
+#[test]
+fn warm_path_revoked_access_is_minted_again_and_the_command_runs_once() {
+    let Some(w) = World::new() else { return };
+    let (lease, sandbox) = warm_lease(&w, "revoked");
+    assert_eq!(w.ssh_access_requests(), 1);
+    let (code, stdout, stderr) = run_paused(&w, "revoked", || {
+        // The access is revoked and the connection it held is closed.
+        w.sim.expire_ssh_tokens(&sandbox);
+        let (config, alias) = ssh_config(&w, &lease);
+        let _ = std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&config)
+            .args(["-O", "exit", &alias])
+            .output();
+        eventually("the master is gone", || !master_up(&w, &lease));
+    });
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "done\n", "{stderr}");
+    assert_eq!(lines_in(&w, &sandbox, &lease, "ran"), 1, "run exactly once");
+    assert_eq!(w.ssh_access_requests(), 2, "new access was minted");
+    w.cbx(&["stop", "revoked"]).ok();
+}
+
+#[test]
+fn warm_path_a_sandbox_deleted_behind_cbxs_back_is_a_clear_error_and_the_claim_goes() {
+    let Some(w) = World::new() else { return };
+    let (lease, sandbox) = warm_lease(&w, "vanished");
+    assert!(w.sim.set_state(&sandbox, "destroyed"));
+    let out = w.cbx(&["run", "--id", "vanished", "--", "echo", "never"]);
+    out.expect_code(4);
+    assert_eq!(out.stdout, "", "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "lease {lease} (vanished) is gone: its sandbox {sandbox} no longer exists"
+        )) && out.stderr.contains("cbx removed its claim")
+            && out.stderr.contains("`cbx warmup` leases a new one"),
+        "{out}"
+    );
+    let claim = w
+        .home
+        .state_dir()
+        .join("claims")
+        .join(format!("{lease}.json"));
+    assert!(!claim.exists(), "the claim is removed");
+    assert!(
+        !w.home.state_dir().join("secrets").join(&lease).exists(),
+        "and the lease's SSH access"
+    );
+    let out = w.cbx(&["run", "--id", "vanished", "--", "true"]);
+    out.expect_code(4);
+    assert!(out.stderr.contains("no daytona lease matches"), "{out}");
+}
+
+#[test]
+fn warm_path_an_expired_lease_is_refused_from_its_claim() {
+    let Some(w) = World::new() else { return };
+    let (lease, _) = warm_lease(&w, "oldie");
+    let claim = w
+        .home
+        .state_dir()
+        .join("claims")
+        .join(format!("{lease}.json"));
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&claim).unwrap()).unwrap();
+    json["createdAt"] = "2019-12-31T23:00:00Z".into();
+    json["expiresAt"] = "2020-01-01T00:00:00Z".into();
+    std::fs::write(&claim, serde_json::to_string(&json).unwrap()).unwrap();
+    w.sim.clear_requests();
+    let out = w.cbx(&["run", "--id", "oldie", "--", "echo", "never"]);
+    out.expect_code(5);
+    assert_eq!(out.stdout, "", "{out}");
+    assert!(
+        out.stderr.contains("expired at 2020-01-01T00:00:00Z"),
+        "{out}"
+    );
+    assert_eq!(w.sim.requests(), vec![], "refused without asking");
+}
