@@ -930,6 +930,7 @@ fn cbx_sync(
             force: false,
             quiet: true,
             transport,
+            local_rsync: true,
         },
         redactor,
     ))?;

@@ -528,6 +528,7 @@ async fn send_tree(
             force: job.resync,
             quiet: session.quiet(),
             transport: job.transport,
+            local_rsync: sync::transport::local_rsync(session.env().var_os("PATH")),
         },
         &redactor,
     )

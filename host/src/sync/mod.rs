@@ -49,6 +49,9 @@ pub struct Options {
     pub quiet: bool,
     /// The transport the user chose.
     pub transport: TransportChoice,
+    /// Whether this machine can run rsync ([`transport::local_rsync`] of the environment's
+    /// `PATH`).
+    pub local_rsync: bool,
 }
 
 /// Removes a lease's sync records.
@@ -140,7 +143,7 @@ async fn send(
     redactor: &Redactor,
 ) -> Result<(Transport, Option<u64>)> {
     let tools = transfer::prepare(ssh, remote_dir, deleted, redactor).await?;
-    let transport = transport::choose(options.transport, &tools, transport::local_rsync())?;
+    let transport = transport::choose(options.transport, &tools, options.local_rsync)?;
     tracing::debug!(
         "sync transport: {} (sandbox has {tools:?})",
         transport.name()

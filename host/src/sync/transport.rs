@@ -154,10 +154,11 @@ fn rsync_missing_here() -> Failure {
     .hint("install it (e.g. apt-get install rsync), or set sync.transport = \"auto\" to send a tar stream instead")
 }
 
-/// Whether this machine can run rsync (an executable `rsync` on PATH).
-pub fn local_rsync() -> bool {
+/// Whether this machine can run rsync: an executable `rsync` on `path` (the environment's
+/// `PATH`).
+pub fn local_rsync(path: Option<&std::ffi::OsStr>) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
+    path.is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| {
             std::fs::metadata(dir.join("rsync"))
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
