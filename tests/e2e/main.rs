@@ -13,10 +13,12 @@
 //! | `python_provider` | the Python Daytona provider, built with componentize-py |
 //! | `data_plane` | the simulator with a real sshd, ssh and rsync (needs root) |
 //! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
+//! | `checkpoints` | optional capabilities: checkpoints and forks (simulator, real sshd), the missing-capability error |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
 
 mod adversarial;
 mod capabilities;
+mod checkpoints;
 mod control_plane;
 mod crash_safety;
 mod data_plane;

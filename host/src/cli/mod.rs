@@ -129,6 +129,7 @@ async fn run(cli: Cli, env: Environment, redactor: Redactor) -> Result<u8> {
         Command::Stop(a) => commands::stop::run(&ctx, &a).await,
         Command::Run(a) => commands::run::run(&ctx, &a).await,
         Command::Ssh(a) => commands::ssh::run(&ctx, &a).await,
+        Command::Checkpoint(c) => commands::checkpoint::run(&ctx, &c).await,
         Command::Providers(ProvidersCommand::List { json }) => {
             commands::providers::list(&ctx, json)
         }

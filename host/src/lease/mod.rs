@@ -23,6 +23,7 @@
 
 pub mod access;
 pub mod acquire;
+pub mod checkpoint;
 pub mod claims;
 pub mod connect;
 pub mod id;

@@ -19,6 +19,18 @@ pub trait SshBackend: Send + Sync {
     fn access_revoked(&self, token: &str);
     /// A sandbox finished deleting and is gone (404) from now on.
     fn sandbox_deleted(&self, id: &str);
+    /// A snapshot `key` of sandbox `id` is being taken: keep a copy of its files.
+    fn files_saved(&self, _id: &str, _key: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Sandbox `id` was created from snapshot `key`: give it the saved files.
+    fn files_restored(&self, _key: &str, _id: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Sandbox `to` is a fork of `from`: give it a copy of `from`'s files.
+    fn files_copied(&self, _from: &str, _to: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// A backend that does nothing and advertises the gateway `127.0.0.1:2222`.
