@@ -115,7 +115,7 @@ pub struct AuditRecord {
     /// HTTP method, for requests and denials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// URL without query string, secrets redacted.
+    /// URL with its query string, secrets and credential-like parameter values redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// HTTP status, if a response arrived.

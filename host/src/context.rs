@@ -11,7 +11,8 @@ use crate::environment::Environment;
 use crate::lease::session::Session;
 use crate::paths::Dirs;
 use crate::provenance::Value;
-use crate::provider::{Capability, Configured, Loaded, Runtime, registry};
+use crate::provider::registry::{self, ProviderPackage};
+use crate::provider::{Capability, Configured, Loaded, Runtime};
 use crate::redact::Redactor;
 
 /// The flags every command accepts, as the library needs them.
@@ -197,6 +198,20 @@ impl Context {
     ) -> Result<Session> {
         let loaded = self.load(name).await?;
         loaded.require(capability, command)?;
+        let configured = self.configure(loaded).await?;
+        let mut session = self.session_of(configured);
+        crate::lease::reconcile::unfinished(&mut session).await;
+        Ok(session)
+    }
+
+    /// Loads and configures `package` (a component file, not installed) for `cbx providers
+    /// test --component`: under its manifest's grant, narrowed by the user's configuration and
+    /// flags as an installed provider's would be.
+    pub async fn session_of_file(&self, package: ProviderPackage) -> Result<Session> {
+        let choices = self
+            .config
+            .endpoint_overrides(package.name(), &self.flags.endpoints)?;
+        let loaded = self.runtime().load_file(package, &choices).await?;
         let configured = self.configure(loaded).await?;
         let mut session = self.session_of(configured);
         crate::lease::reconcile::unfinished(&mut session).await;

@@ -60,6 +60,17 @@ impl Progress {
         self.last = message;
     }
 
+    /// Updates the message of a wait that only counts on (an attempt number, a poll): the
+    /// spinner shows it; a non-terminal gets nothing, so a long wait stays one line there and
+    /// its end ([`Progress::finish`] or an error) says how it went.
+    pub fn tick(&mut self, message: impl Into<String>) {
+        if let Some(bar) = &self.bar {
+            let message = inert(&message.into()).into_owned();
+            bar.set_message(message.clone());
+            self.last = message;
+        }
+    }
+
     /// Prints a line above the spinner (or plainly), even when quiet.
     pub fn warn(&self, message: &str) {
         let message = inert(message);

@@ -948,11 +948,15 @@ async fn provider_text_is_inert_on_every_human_output_path() {
         "{out}"
     );
 
-    // list: a lease of the provider's making, its slug in the table; exact in --json.
+    // list: a lease of the provider's making (no claim here: `--all`), its slug in the
+    // table; exact in --json.
     let out = h.with(&inject, &["list"]);
     out.ok();
     assert_shown_inert("list", &out);
-    let out = h.with(&inject, &["list", "--json"]);
+    let out = h.with(&inject, &["list", "--all"]);
+    out.ok();
+    assert_shown_inert("list --all", &out);
+    let out = h.with(&inject, &["list", "--all", "--json"]);
     out.ok();
     let made_up = out
         .json()
@@ -963,6 +967,11 @@ async fn provider_text_is_inert_on_every_human_output_path() {
         .cloned()
         .unwrap_or_else(|| panic!("{out}"));
     assert_eq!(made_up["slug"], format!("slug {INJECT}"), "{out}");
+    // cleanup's table and its kept lines (provider-chosen ids, slugs and states).
+    let out = h.with(&inject, &["cleanup", "--dry-run", "--any-owner"]);
+    out.ok();
+    assert_shown_inert("cleanup --dry-run", &out);
+    assert!(out.stdout.contains("cbx_0123456789ab"), "{out}");
 
     // status of that lease: its slug and work root.
     let out = h.with(&inject, &["status", "cbx_0123456789ab"]);

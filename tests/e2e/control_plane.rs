@@ -24,6 +24,7 @@ const OWNERSHIP_LABELS: &[&str] = &[
     "cbx_idle_secs",
     "cbx_expires_at",
     "cbx_work_root",
+    "cbx_owner",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -495,7 +496,15 @@ fn foreign_sandboxes_are_invisible_and_untouchable() {
     }
     let (mine, warm) = warmup(&home, &[]);
 
-    let list = home.run(&["list", "--json"]);
+    // Without --all, only what this machine holds; --all adds the unclaimed cbx sandbox.
+    let held = home.run(&["list", "--json"]);
+    held.ok();
+    assert!(!held.stdout.contains("cbx_abcdefabcdef"), "{held}");
+    assert!(
+        held.stderr.contains("note: 1 more cbx sandbox of daytona"),
+        "{held}"
+    );
+    let list = home.run(&["list", "--all", "--json"]);
     list.ok();
     let listed = list.json();
     let ids = lease_ids(&listed);
@@ -511,7 +520,8 @@ fn foreign_sandboxes_are_invisible_and_untouchable() {
         .find(|v| v["leaseId"] == "cbx_abcdefabcdef")
         .expect("an owned sandbox is listed");
     assert_eq!(lonely["claimed"], false);
-    let list_human = home.run(&["list"]);
+    assert_eq!(lonely["owner"], "unknown", "made before owner labels");
+    let list_human = home.run(&["list", "--all"]);
     list_human.ok();
     assert!(!list_human.stdout.contains(&plain), "{list_human}");
     assert!(!list_human.stdout.contains("foreign-fox"), "{list_human}");
@@ -899,7 +909,7 @@ fn snapshot_from_user_config_reaches_the_create_body() {
 #[test]
 fn the_daytona_provider_passes_the_conformance_test() {
     let (sim, home) = setup(fast());
-    let out = home.run(&["providers", "test", "daytona", "--json"]);
+    let out = home.run(&["--provider", "daytona", "providers", "test", "--json"]);
     out.ok();
     let report = out.json();
     assert_eq!(report["passed"], true, "{report}");
@@ -966,6 +976,7 @@ impl Scrub {
         let out = mask_digits_after(&out, "\"millis\": ");
         let out = mask_digits_after(&out, "\"bytes\":");
         let out = mask_digits_after(&out, "\"size\": ");
+        let out = mask_digits_after(&out, "\"ageSecs\": ");
         let out = ["created_at", "touched_at", "expires_at"]
             .iter()
             .fold(out, |out, label| {
@@ -1086,10 +1097,12 @@ fn json_outputs_claims_and_audit_lines_are_pinned() {
     let doctor = home.run(&["doctor", "--json"]);
     doctor.ok();
     let (leased, warmup) = warmup(&home, &["--slug", "pinned-otter"]);
+    let owner = std::fs::read_to_string(home.state_dir().join("owner-id")).expect("owner id");
     scrub
         .word(&leased.lease, "<lease>")
         .word(&leased.lease[4..], "<lease-hex>")
-        .word(&leased.sandbox, "<sandbox>");
+        .word(&leased.sandbox, "<sandbox>")
+        .word(owner.trim(), "<owner>");
     let list = home.run(&["list", "--json"]);
     list.ok();
     let status = home.run(&["status", &leased.lease, "--json"]);
@@ -1117,7 +1130,7 @@ fn json_outputs_claims_and_audit_lines_are_pinned() {
     let mut audit_lines: Vec<String> = audit.stdout.lines().map(|l| scrub.apply(l)).collect();
     audit_lines.sort();
     audit_lines.dedup();
-    let test = home.run(&["providers", "test", "daytona", "--json"]);
+    let test = home.run(&["--provider", "daytona", "providers", "test", "--json"]);
     test.ok();
     let created = test.json()["steps"]
         .as_array()
@@ -1194,7 +1207,7 @@ const PINNED: &str = r##"=== doctor --json
     {
       "name": "options",
       "status": "ok",
-      "detail": "api=<api> snapshot=account default target=eu user=daytona auth=api-key"
+      "detail": "api=<api> snapshot=account default target=eu user=daytona auto-delete=the lease's TTL after it stops auth=api-key"
     },
     {
       "name": "auth",
@@ -1205,6 +1218,16 @@ const PINNED: &str = r##"=== doctor --json
       "name": "api",
       "status": "ok",
       "detail": "GET /sandbox answered 200"
+    },
+    {
+      "name": "scopes",
+      "status": "ok",
+      "detail": "the API key has write:sandboxes and delete:sandboxes"
+    },
+    {
+      "name": "cleanup",
+      "status": "ok",
+      "detail": "cbx deletes a lease when its TTL is over; Daytona deletes a stopped cbx sandbox the lease's TTL after it stops (auto-delete-minutes), unless it archives it first (10080 min after it stops, auto-archive-minutes)"
     }
   ]
 }
@@ -1224,6 +1247,7 @@ const PINNED: &str = r##"=== doctor --json
     "cbx_expires_at": "0",
     "cbx_idle_secs": "1800",
     "cbx_lease": "<lease>",
+    "cbx_owner": "<owner>",
     "cbx_provider": "daytona",
     "cbx_slug": "pinned-otter",
     "cbx_touched_at": "0",
@@ -1257,6 +1281,7 @@ const PINNED: &str = r##"=== doctor --json
       "cbx_expires_at": "0",
       "cbx_idle_secs": "1800",
       "cbx_lease": "<lease>",
+      "cbx_owner": "<owner>",
       "cbx_provider": "daytona",
       "cbx_slug": "pinned-otter",
       "cbx_touched_at": "0",
@@ -1271,7 +1296,9 @@ const PINNED: &str = r##"=== doctor --json
     "expired": false,
     "workRoot": "cbx",
     "claimed": true,
-    "repoRoot": "<home>/work"
+    "repoRoot": "<home>/work",
+    "owner": "this-machine",
+    "ageSecs": 0
   }
 ]
 === status --json
@@ -1290,6 +1317,7 @@ const PINNED: &str = r##"=== doctor --json
     "cbx_expires_at": "0",
     "cbx_idle_secs": "1800",
     "cbx_lease": "<lease>",
+    "cbx_owner": "<owner>",
     "cbx_provider": "daytona",
     "cbx_slug": "pinned-otter",
     "cbx_touched_at": "0",
@@ -1460,6 +1488,16 @@ const PINNED: &str = r##"=== doctor --json
       "origin": {
         "kind": "default"
       }
+    },
+    {
+      "name": "auto-delete-minutes",
+      "kind": "text",
+      "description": "Minutes after a sandbox stops before Daytona deletes it on its own: `ttl` (the lease's TTL), `never`, or a number",
+      "default": "ttl",
+      "value": "ttl",
+      "origin": {
+        "kind": "default"
+      }
     }
   ],
   "manifest": {
@@ -1587,8 +1625,10 @@ const PINNED: &str = r##"=== doctor --json
   "sharedCredentials": []
 }
 === providers audit --json (sorted, unique)
+{"time":"<time>","provider":"daytona","kind":"request","operation":"create","method":"GET","url":"<api>/api-keys/current","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"create","method":"POST","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"delete","method":"DELETE","url":"<api>/sandbox/<sandbox>","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/api-keys/current","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"get","method":"GET","url":"<api>/sandbox/<sandbox>","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"get","method":"GET","url":"<api>/sandbox/<sandbox>","status":404,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
@@ -1608,13 +1648,13 @@ const PINNED: &str = r##"=== doctor --json
     {
       "step": "describe",
       "result": "pass",
-      "detail": "daytona 0.1.0, 6 options",
+      "detail": "daytona 0.1.0, 7 options",
       "millis": 0
     },
     {
       "step": "doctor",
       "result": "pass",
-      "detail": "2 checks",
+      "detail": "4 checks",
       "millis": 0
     },
     {
@@ -1692,3 +1732,40 @@ const PINNED: &str = r##"=== doctor --json
   ]
 }
 "##;
+
+/// `cbx ssh L --print` (issue 13): mints access and prints the command without connecting —
+/// here nothing listens on the simulator's SSH gateway, and it still answers at once — and a
+/// second `--print` reuses the cached access. `-vv` piped prints no ANSI colours.
+#[test]
+fn ssh_print_never_connects_and_piped_logs_have_no_colours() {
+    let (sim, home) = setup(fast());
+    let (leased, _) = warmup(&home, &["--slug", "printed"]);
+    let started = Instant::now();
+    let out = home.run(&["ssh", "printed", "--print"]);
+    out.ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "--print must not wait for SSH\n{out}"
+    );
+    assert!(out.stdout.starts_with("ssh "), "{out}");
+    assert!(out.stdout.contains("<token>@"), "{out}");
+    assert!(!out.stderr.contains("waiting for SSH"), "{out}");
+    assert!(out.stderr.contains("--show-secret prints it"), "{out}");
+    let again = home.run(&["ssh", "printed", "--print", "--show-secret"]);
+    again.ok();
+    let minted = sim.minted_ssh_tokens();
+    assert_eq!(
+        minted.len(),
+        1,
+        "the second --print reuses the cached access"
+    );
+    assert!(again.stdout.contains(&format!("{}@", minted[0])), "{again}");
+    let verbose = home.run(&["-vv", "status", &leased.lease]);
+    verbose.ok();
+    assert!(verbose.stderr.contains("DEBUG"), "{verbose}");
+    assert!(
+        !verbose.stderr.contains('\x1b'),
+        "no ANSI when piped\n{verbose}"
+    );
+    home.run(&["stop", &leased.lease]).ok();
+}

@@ -898,7 +898,14 @@ fn out_of_range_durations_are_refused_before_any_request() {
             "between 1s and 24h",
         ),
         (
-            &["providers", "test", "daytona", "--timeout", "100000h"],
+            &[
+                "--provider",
+                "daytona",
+                "providers",
+                "test",
+                "--timeout",
+                "100000h",
+            ],
             "between 1s and 24h",
         ),
     ];

@@ -40,9 +40,33 @@ struct World {
     _rt: tokio::runtime::Runtime,
 }
 
+/// One sshd gateway that drops connections as Daytona's does (instead of refusing them).
+fn dropping_gateway() -> Option<Arc<SshdGateway>> {
+    static GATEWAY: OnceLock<Option<Arc<SshdGateway>>> = OnceLock::new();
+    GATEWAY
+        .get_or_init(|| {
+            if let Some(why) = SshdGateway::unavailable() {
+                eprintln!("skipping data-plane tests: {why}");
+                return None;
+            }
+            Some(Arc::new(
+                SshdGateway::start_dropping().expect("start dropping sshd gateway"),
+            ))
+        })
+        .clone()
+}
+
 impl World {
     fn new() -> Option<World> {
-        let gateway = gateway()?;
+        World::with(gateway()?)
+    }
+
+    /// A world whose gateway drops connections instead of refusing them.
+    fn dropping() -> Option<World> {
+        World::with(dropping_gateway()?)
+    }
+
+    fn with(gateway: Arc<SshdGateway>) -> Option<World> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -865,6 +889,65 @@ fn an_expired_token_is_refreshed() {
     let second = w.tokens();
     assert!(second.iter().all(|t| !first.contains(t)));
     w.cbx(&["stop", "expiry"]).ok();
+}
+
+/// Closes the multiplexed connection of `lease_id` (as when it times out or the network
+/// drops), so the next command logs in again.
+fn close_master(w: &World, lease_id: &str) -> PathBuf {
+    let config = w
+        .home
+        .state_dir()
+        .join("secrets")
+        .join(lease_id)
+        .join("ssh_config");
+    let _ = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-O", "exit", &format!("cbx-{lease_id}")])
+        .output();
+    config
+}
+
+#[test]
+fn a_gateway_that_drops_connections_is_waited_out_like_one_that_refuses() {
+    let Some(w) = World::dropping() else { return };
+    let lease = w.warmup("dropper");
+    let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+    let lease_id = lease["leaseId"].as_str().unwrap().to_string();
+    let first = w.cbx(&["run", "--id", "dropper", "--", "echo", "hi"]);
+    first.ok();
+    assert_eq!(first.stdout, "hi\n");
+
+    // An expired token: the login goes through, then the connection is dropped — no
+    // "Permission denied", as with Daytona's gateway.
+    w.sim.expire_ssh_tokens(&sandbox);
+    let config = close_master(&w, &lease_id);
+    let direct = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+        .args([&format!("cbx-{lease_id}"), "echo", "through"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&direct.stderr);
+    assert_eq!(direct.status.code(), Some(255), "{stderr}");
+    assert!(!stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains("closed"), "{stderr}");
+    assert!(direct.stdout.is_empty());
+    // cbx treats the drop as a failed login: it mints fresh access and goes on.
+    let out = w.cbx(&["run", "--id", "dropper", "--", "echo", "still works"]);
+    out.ok();
+    assert_eq!(out.stdout, "still works\n");
+    assert_eq!(w.ssh_access_requests(), 2, "a fresh token was minted");
+
+    // A sandbox that is not started drops every login; cbx starts it, then gets in.
+    assert!(w.sim.set_state(&sandbox, "stopped"));
+    close_master(&w, &lease_id);
+    let out = w.cbx(&["run", "--id", "dropper", "--", "echo", "awake"]);
+    out.ok();
+    assert_eq!(out.stdout, "awake\n");
+    w.cbx(&["stop", "dropper"]).ok();
 }
 
 #[test]

@@ -30,11 +30,11 @@ const OWNERSHIP_LABELS: &[&str] = &[
     "cbx_idle_secs",
     "cbx_expires_at",
     "cbx_work_root",
+    "cbx_owner",
 ];
 
 /// The list filter cbx uses for its own sandboxes, URL-encoded as Daytona wants it.
-const OWNED_QUERY: &str =
-    "limit=100&labels=%7B%22cbx%22%3A%22true%22%2C%22cbx_provider%22%3A%22daytona%22%7D";
+const OWNED_QUERY: &str = "limit=100&sort=createdAt&order=asc&labels=%7B%22cbx%22%3A%22true%22%2C%22cbx_provider%22%3A%22daytona%22%7D";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: homes, Daytona-shaped bodies, request inspection
@@ -380,6 +380,20 @@ async fn mount_empty_list(server: &MockServer) {
 async fn warmup_server(ready_after: usize) -> (MockServer, Fake) {
     let server = MockServer::start().await;
     mount_empty_list(&server).await;
+    // The key's scopes, as `GET /api-keys/current` reports them (masked value and all).
+    Mock::given(method("GET"))
+        .and(path("/api/api-keys/current"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "name": "cbx",
+            "value": "dtn********************9f2",
+            "createdAt": "2026-06-23T12:00:00.000Z",
+            "permissions": ["write:sandboxes", "delete:sandboxes", "read:volumes"],
+            "lastUsedAt": null,
+            "expiresAt": null,
+            "userId": "user-1",
+        })))
+        .mount(&server)
+        .await;
     let fake = Fake::new(ready_after);
     fake.mount(&server).await;
     (server, fake)
@@ -416,7 +430,13 @@ async fn doctor_lists_one_labelled_sandbox_with_the_key() {
     let out = run(&home, &["doctor"]).await;
     out.ok();
     let reqs = received(&server).await;
-    assert_eq!(lines(&reqs), ["GET /api/sandbox"], "{out}");
+    // The list, then the key's own scopes (unknown to this server: a 404 is a warning).
+    assert_eq!(
+        lines(&reqs),
+        ["GET /api/sandbox", "GET /api/api-keys/current"],
+        "{out}"
+    );
+    assert!(out.stdout.contains("warn  scopes"), "{out}");
     let r = &reqs[0];
     assert_eq!(
         r.url.query(),
@@ -431,8 +451,8 @@ async fn doctor_lists_one_labelled_sandbox_with_the_key() {
     let out_org = run(&home, &["doctor", "--json"]).await;
     out_org.ok();
     let reqs = received(&server).await;
-    assert_eq!(reqs.len(), 2);
-    assert_auth(&reqs[1..], Some(ORG));
+    assert_eq!(reqs.len(), 4);
+    assert_auth(&reqs[2..], Some(ORG));
     home.assert_secret_absent(KEY, &[&out, &out_org], &[]);
 }
 
@@ -476,6 +496,7 @@ async fn warmup_sends_exact_requests_in_order() {
         lines(&reqs),
         [
             "GET /api/sandbox".to_string(),
+            "GET /api/api-keys/current".to_string(),
             "POST /api/sandbox".to_string(),
             format!("GET {one}"),
             format!("GET {one}"),
@@ -503,6 +524,7 @@ async fn warmup_sends_exact_requests_in_order() {
             "labels",
             "autoStopInterval",
             "autoArchiveInterval",
+            "autoDeleteInterval",
             "public",
             "snapshot",
             "target",
@@ -516,6 +538,8 @@ async fn warmup_sends_exact_requests_in_order() {
     );
     assert_eq!(body["autoStopInterval"], 45);
     assert_eq!(body["autoArchiveInterval"], 10080);
+    // Daytona deletes the sandbox on its own the lease's TTL (90m) after it stops.
+    assert_eq!(body["autoDeleteInterval"], 90);
     assert_eq!(body["public"], false);
     assert_eq!(body["snapshot"], "daytona-small");
     assert_eq!(body["target"], "eu");
@@ -531,14 +555,22 @@ async fn warmup_sends_exact_requests_in_order() {
     assert_eq!(labels["cbx_idle_secs"], "2700");
     assert_eq!(labels["cbx_ttl_secs"], "5400");
     assert_eq!(labels["cbx_work_root"], "cbx");
+    // The owner label: this home's random owner id, made once and kept 0600.
+    let owner_file = home.state_dir().join("owner-id");
+    let owner = std::fs::read_to_string(&owner_file).expect("an owner id file");
+    assert_eq!(labels["cbx_owner"], owner.trim());
+    assert_eq!(owner.trim().len(), 16);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&owner_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     let secs = |k: &str| labels[k].as_str().unwrap().parse::<i64>().unwrap();
     assert_eq!(secs("cbx_expires_at") - secs("cbx_created_at"), 5400);
-    assert_eq!(header(&reqs[1], "content-type"), Some("application/json"));
+    assert_eq!(header(&reqs[2], "content-type"), Some("application/json"));
 
     // The label write: the full map, wrapped in {"labels": …}.
-    let put: Value = serde_json::from_slice(&reqs[4].body).expect("JSON labels body");
+    let put: Value = serde_json::from_slice(&reqs[5].body).expect("JSON labels body");
     assert_eq!(put, json!({ "labels": Value::Object(labels.clone()) }));
-    assert_eq!(header(&reqs[4], "content-type"), Some("application/json"));
+    assert_eq!(header(&reqs[5], "content-type"), Some("application/json"));
     for r in reqs
         .iter()
         .filter(|r| matches!(r.method.as_str(), "GET" | "DELETE"))
@@ -608,7 +640,8 @@ async fn list_follows_next_cursor() {
         .mount(&server)
         .await;
     let home = home_for(&server);
-    let out = run(&home, &["list", "--json"]).await;
+    // These leases are not claimed here: `--all` lists them.
+    let out = run(&home, &["list", "--all", "--json"]).await;
     out.ok();
     let listed = out.json();
     let ids: Vec<&str> = listed
@@ -654,7 +687,7 @@ async fn list_accepts_a_bare_array() {
         .mount(&server)
         .await;
     let home = home_for(&server);
-    let out = run(&home, &["list", "--json"]).await;
+    let out = run(&home, &["list", "--all", "--json"]).await;
     out.ok();
     let listed = out.json();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{out}");

@@ -524,19 +524,28 @@ fn a_manifest_error_points_at_the_line() {
 fn the_conformance_test_reports_a_provider_that_does_not_conform() {
     let s = Setup::new();
     s.install().ok();
-    let out = s.cbx(&["providers", "test", "probe", "--timeout", "2s"]);
+    let out = s.cbx(&[
+        "--provider",
+        "probe",
+        "providers",
+        "test",
+        "--timeout",
+        "2s",
+    ]);
     out.expect_code(8);
     assert!(out.stdout.contains("probe: does NOT conform"), "{out}");
     // The probe keeps no labels, mints no SSH access and never goes away.
     assert!(
         out.stderr
-            .contains("fail  get              the labels given at create are missing"),
+            .contains("fail  get              label `cbx-conformance` given at create is missing"),
         "{out}"
     );
     assert!(out.stderr.contains("fail  ssh-access"), "{out}");
     assert!(
-        out.stderr
-            .contains("fail  gone             still probe after deletion"),
+        out.stderr.contains("fail  gone             still ")
+            && out
+                .stderr
+                .contains("after deletion: get must answer not-found"),
         "{out}"
     );
     assert!(out.stderr.contains("pass  describe"), "{out}");
@@ -577,7 +586,14 @@ fn the_provider_template_installs_and_conforms() {
         ),
         "{out}"
     );
-    let test = home.run(&["providers", "test", "template", "--timeout", "30s"]);
+    let test = home.run(&[
+        "--provider",
+        "template",
+        "providers",
+        "test",
+        "--timeout",
+        "30s",
+    ]);
     test.ok();
     assert!(test.stdout.contains("template: conforms"), "{test}");
     // And the real flow.

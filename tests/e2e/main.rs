@@ -10,13 +10,16 @@
 //! | `capabilities` | the `probe` guest in the real host: grants, credentials, limits |
 //! | `install` | installing, approving, inspecting and auditing providers; the template |
 //! | `adversarial` | hostile components installed as a user would |
+//! | `authoring` | provider authors: `providers test --component`, the conformance checks, `providers new`/`build` |
 //! | `python_provider` | the Python Daytona provider, built with componentize-py |
 //! | `data_plane` | the simulator with a real sshd, ssh and rsync (needs root) |
 //! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
 //! | `checkpoints` | optional capabilities: checkpoints and forks (simulator, real sshd), the missing-capability error |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
+//! | `server_cleanup` | server-side clean-up, reclaiming, key scopes against the simulator (issue 12) |
 
 mod adversarial;
+mod authoring;
 mod capabilities;
 mod checkpoints;
 mod control_plane;
@@ -25,4 +28,5 @@ mod data_plane;
 mod daytona_requests;
 mod install;
 mod python_provider;
+mod server_cleanup;
 mod ssh_provider;

@@ -34,6 +34,7 @@ const OWNERSHIP_LABELS: &[&str] = &[
     "cbx_idle_secs",
     "cbx_expires_at",
     "cbx_work_root",
+    "cbx_owner",
 ];
 
 // ---------------------------------------------------------------------------------------------

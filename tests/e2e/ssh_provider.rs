@@ -216,6 +216,15 @@ fn a_refused_login_fails_fast_with_ssh_s_message() {
     let out = w.cbx(&["-o", &key, "run", "--id", "nokey", "--", "true"]);
     out.expect_code(5);
     assert!(out.stderr.contains("Permission denied"), "{out}");
+    // Piped stderr gets one line for the whole wait, then the result: no line per attempt.
+    assert_eq!(
+        out.stderr
+            .matches("connecting over SSH to 127.0.0.1")
+            .count(),
+        1,
+        "{out}"
+    );
+    assert!(!out.stderr.contains("(attempt"), "{out}");
     // An existing host does not come up later: cbx does not wait two minutes for it.
     assert!(
         started.elapsed() < std::time::Duration::from_secs(60),

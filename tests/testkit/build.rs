@@ -8,7 +8,12 @@ use cbx_guest_build::GuestTarget;
 
 /// The guest packages built for `wasm32-unknown-unknown` (core modules wrapped into
 /// components), each written to `OUT_DIR/<package>.wasm`.
-const GUESTS: &[&str] = &["cbx-guest-probe", "cbx-guest-malformed", "cbx-guest-spoof"];
+const GUESTS: &[&str] = &[
+    "cbx-guest-probe",
+    "cbx-guest-malformed",
+    "cbx-guest-spoof",
+    "cbx-guest-broken",
+];
 
 /// The guest packages built as WASI components (importing WASI as third-party providers
 /// usually do: wasm32-wasip2, or wasm32-wasip1 plus the preview-1 adapter), each written to

@@ -54,6 +54,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete a lease's sandbox and forget the lease.
     Stop(StopArgs),
+    /// Delete cbx sandboxes nobody here holds: expired ones, this machine's orphans, or with
+    /// --any-owner every cbx sandbox. Never a sandbox without cbx's labels.
+    Cleanup(CleanupArgs),
     /// Sync the working tree to a sandbox and run a command there.
     ///
     /// Without --id, leases a new sandbox and deletes it when the command ends (unless
@@ -139,7 +142,8 @@ pub struct WarmupArgs {
 /// `cbx list`
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Include sandboxes that are being deleted.
+    /// Also list cbx sandboxes without a claim here (another machine's, or lost by this one)
+    /// and sandboxes being deleted, with their owner and age.
     #[arg(long)]
     pub all: bool,
     /// Print JSON.
@@ -162,6 +166,34 @@ pub struct StatusArgs {
 pub struct StopArgs {
     /// Lease id or slug.
     pub lease: String,
+    /// Adopt and delete a cbx sandbox this machine holds no claim for (another machine's, or
+    /// one whose claim was lost), after checking that no local command holds it.
+    #[arg(long)]
+    pub reclaim: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cbx cleanup`
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Show what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only sandboxes created longer ago than this, e.g. 2h or 3d.
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// Also delete other owners' cbx sandboxes (other machines', or this one's before its
+    /// state was lost) that are not expired.
+    #[arg(long)]
+    pub any_owner: bool,
+    /// Delete without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cbx run`
@@ -240,17 +272,66 @@ pub enum ProvidersCommand {
     /// Show the audit log: every request, denial and limit hit of providers.
     Audit(AuditArgs),
     /// Run a provider through the whole lease lifecycle against its configured endpoint (a
-    /// simulator while you develop one) and report each step of the contract.
-    Test {
-        /// The provider's name.
-        name: String,
-        /// How long to wait for the sandbox to become ready, stopped or gone (1s to 24h).
-        #[arg(long, value_name = "DURATION", default_value = "5m")]
-        timeout: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+    /// fake of your service while you develop one) and report each step of the contract.
+    ///
+    /// Tests the provider `--provider` names (as every lease command does), or a component
+    /// file with `--component` — not installed, nothing approved or stored.
+    Test(TestArgs),
+    /// Write a new provider project to start from, in a new directory.
+    New(NewArgs),
+    /// Write the WIT contract providers are built against (to vendor it into a project).
+    Wit {
+        /// The directory to write `provider.wit` into.
+        #[arg(long, value_name = "DIR", default_value = "wit")]
+        out: std::path::PathBuf,
     },
+    /// Build the Rust provider project in DIR into a component beside its manifest.
+    Build {
+        /// The project directory (its Cargo.toml and cbx-provider.toml).
+        #[arg(value_name = "DIR", default_value = ".")]
+        dir: std::path::PathBuf,
+    },
+}
+
+/// `cbx providers test`
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test this component file instead of an installed provider: its grant is enforced as
+    /// shown, but nothing is installed and no approval is recorded.
+    #[arg(long, value_name = "FILE")]
+    pub component: Option<std::path::PathBuf>,
+    /// With --component: its manifest (default: `cbx-provider.toml` beside it).
+    #[arg(long, value_name = "FILE", requires = "component")]
+    pub manifest: Option<std::path::PathBuf>,
+    /// How long each step may wait for the sandbox to become ready, stopped or gone (1s to
+    /// 24h); raise it against a real service.
+    #[arg(long, value_name = "DURATION", default_value = "1m")]
+    pub timeout: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cbx providers new`
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The provider's name (lowercase letters, digits, `-`); also the new directory's name.
+    pub name: String,
+    /// The language of the project.
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: Lang,
+    /// Where to create the project directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub parent: std::path::PathBuf,
+}
+
+/// A language `cbx providers new` writes projects in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust, with wit-bindgen.
+    Rust,
+    /// Python, with componentize-py.
+    Python,
 }
 
 /// `cbx providers install`

@@ -5,6 +5,7 @@ pub mod args;
 pub mod commands;
 pub mod output;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -69,8 +70,11 @@ fn init_tracing(verbose: u8, env: &Environment, redactor: &Redactor) {
         .var("CBX_LOG")
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(format!("cbx={level},warn")));
+    // Colours only for a person at a terminal who has not asked for none (no-color.org).
+    let colour = std::io::stderr().is_terminal() && env.var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_target(false)
         .without_time()
         .with_writer(RedactingStderr::new(redactor.clone()))
@@ -127,6 +131,7 @@ async fn run(cli: Cli, env: Environment, redactor: Redactor) -> Result<u8> {
         Command::List(a) => commands::list::run(&ctx, &a).await,
         Command::Status(a) => commands::status::run(&ctx, &a).await,
         Command::Stop(a) => commands::stop::run(&ctx, &a).await,
+        Command::Cleanup(a) => commands::cleanup::run(&ctx, &a).await,
         Command::Run(a) => commands::run::run(&ctx, &a).await,
         Command::Ssh(a) => commands::ssh::run(&ctx, &a).await,
         Command::Checkpoint(c) => commands::checkpoint::run(&ctx, &c).await,
@@ -141,11 +146,12 @@ async fn run(cli: Cli, env: Environment, redactor: Redactor) -> Result<u8> {
             commands::install::remove(&ctx, &name)
         }
         Command::Providers(ProvidersCommand::Audit(a)) => commands::providers::audit(&ctx, &a),
-        Command::Providers(ProvidersCommand::Test {
-            name,
-            timeout,
-            json,
-        }) => commands::conformance::run(&ctx, &name, &timeout, json).await,
+        Command::Providers(ProvidersCommand::Test(a)) => commands::conformance::run(&ctx, &a).await,
+        Command::Providers(ProvidersCommand::New(a)) => commands::scaffold::new(&ctx, &a),
+        Command::Providers(ProvidersCommand::Wit { out }) => commands::scaffold::wit(&ctx, &out),
+        Command::Providers(ProvidersCommand::Build { dir }) => {
+            commands::scaffold::build(&ctx, &dir)
+        }
     }
 }
 

@@ -109,8 +109,9 @@ pub fn lease_table(views: &[LeaseView], unfinished: &[IntentView]) -> String {
         "SLUG".into(),
         "STATE".into(),
         "SANDBOX".into(),
+        "AGE".into(),
         "EXPIRES".into(),
-        "CLAIM".into(),
+        "OWNER".into(),
     ]];
     for v in views {
         rows.push([
@@ -122,12 +123,13 @@ pub fn lease_table(views: &[LeaseView], unfinished: &[IntentView]) -> String {
                 format!("{} ({})", v.state, v.provider_state)
             },
             v.sandbox_id.clone(),
+            v.age_secs.map_or("-".into(), age),
             if v.expired {
                 "expired".into()
             } else {
                 relative(&v.expires_at)
             },
-            if v.claimed { "here".into() } else { "-".into() },
+            owner_column(v),
         ]);
     }
     for u in unfinished {
@@ -140,9 +142,35 @@ pub fn lease_table(views: &[LeaseView], unfinished: &[IntentView]) -> String {
                 .unwrap_or_else(|| u.sandbox_name.clone()),
             "-".into(),
             "-".into(),
+            "-".into(),
         ]);
     }
     table(&rows)
+}
+
+/// `list`'s OWNER column: `claimed here`, `this machine` (no claim), `another` or `unknown`.
+fn owner_column(v: &LeaseView) -> String {
+    if v.claimed {
+        return "claimed here".into();
+    }
+    match v.owner.as_deref() {
+        Some("this-machine") => "this machine".into(),
+        Some(other) => other.into(),
+        None => "-".into(),
+    }
+}
+
+/// An age: `45s`, `12m`, `3h05m`, `2d04h`.
+pub fn age(secs: u64) -> String {
+    if secs >= 86_400 {
+        format!("{}d{:02}h", secs / 86_400, (secs % 86_400) / 3600)
+    } else if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    } else if secs >= 60 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
 }
 
 /// The lines `list` prints on stderr: what is unfinished, and damaged files with a hint. Each
@@ -227,6 +255,15 @@ mod tests {
     use crate::lease::view::{DamagedDetail, DamagedView, UnfinishedView};
 
     const HOSTILE: &str = "x\x1b[2J\r\nerror: forged\u{202e}";
+
+    #[test]
+    fn ages_read_at_a_glance() {
+        assert_eq!(age(0), "0s");
+        assert_eq!(age(59), "59s");
+        assert_eq!(age(600), "10m");
+        assert_eq!(age(3 * 3600 + 5 * 60), "3h05m");
+        assert_eq!(age(2 * 86_400 + 4 * 3600 + 59), "2d04h");
+    }
 
     /// `list`'s table and notes quote unfinished leases (the sandbox id is the provider's) and
     /// damaged files inert: one line each, nothing a terminal would act on.

@@ -50,7 +50,7 @@ pub struct Denial {
     pub provider: String,
     /// HTTP method.
     pub method: String,
-    /// The URL, as requested (without query string).
+    /// The URL, as requested (credential-like query values redacted; see [`shown`]).
     pub url: String,
     /// What the grant forbids.
     pub reason: String,
@@ -83,7 +83,7 @@ pub fn authorize(
 ) -> Result<Authorized, Refusal> {
     let parsed =
         Url::parse(url).map_err(|e| Refusal::Invalid(format!("invalid URL `{url}`: {e}")))?;
-    let shown = without_query(&parsed);
+    let shown = self::shown(&parsed);
     let deny = |reason: String, allow_with: Option<String>| {
         Refusal::Denied(Denial {
             provider: grant.provider.clone(),
@@ -335,17 +335,63 @@ fn lies_under(url: &Url, base: &Url) -> bool {
     have.len() >= want.len() && want.iter().zip(&have).all(|(a, b)| a == b)
 }
 
-/// The URL without its query and fragment, for messages and logs.
-pub fn without_query(url: &Url) -> String {
+/// Words in a query parameter's name that mark its value as a credential.
+const CREDENTIAL_WORDS: &[&str] = &[
+    "token",
+    "key",
+    "secret",
+    "pass",
+    "auth",
+    "sig",
+    "credential",
+    "session",
+    "jwt",
+];
+
+/// The URL for the audit log and `-vv`: with its query string, as sent, except the values of
+/// parameters whose names say they carry a credential (`token`, `api_key`, `X-Amz-Signature`,
+/// …), which read `<redacted>`; without the fragment (never sent).
+pub fn shown(url: &Url) -> String {
     let mut u = url.clone();
-    u.set_query(None);
     u.set_fragment(None);
-    u.to_string()
+    let Some(query) = url.query() else {
+        return u.to_string();
+    };
+    let kept: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let (name, _) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = percent_encoding::percent_decode_str(name)
+                .decode_utf8_lossy()
+                .to_ascii_lowercase();
+            if pair.contains('=') && CREDENTIAL_WORDS.iter().any(|w| decoded.contains(w)) {
+                format!("{name}=<redacted>")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect();
+    u.set_query(None);
+    format!("{u}?{}", kept.join("&"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_urls_keep_the_query_but_not_credential_values() {
+        let url = Url::parse(
+            "https://api.example.com/v1/sandbox?limit=100&labels=%7B%22a%22%3A%221%22%7D&api_key=s3cr3t&X-Amz-Signature=abc&token&cursor=c2#frag",
+        )
+        .unwrap();
+        assert_eq!(
+            shown(&url),
+            "https://api.example.com/v1/sandbox?limit=100&labels=%7B%22a%22%3A%221%22%7D&api_key=<redacted>&X-Amz-Signature=<redacted>&token&cursor=c2"
+        );
+        let plain = Url::parse("https://api.example.com/v1/sandbox/x").unwrap();
+        assert_eq!(shown(&plain), "https://api.example.com/v1/sandbox/x");
+    }
     use crate::grant::manifest::Manifest;
     use crate::grant::{EndpointOverrides, Grant};
     use crate::redact::Redactor;

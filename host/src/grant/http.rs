@@ -128,7 +128,7 @@ pub struct HttpEvent {
     pub operation: &'static str,
     /// Method.
     pub method: String,
-    /// URL without query string.
+    /// URL with its query string (credential-like parameter values redacted).
     pub url: String,
     /// Final status, if a response arrived.
     pub status: Option<u16>,
@@ -151,6 +151,9 @@ pub struct HttpGateway {
     grant: Arc<Grant>,
     limits: HttpLimits,
     redactor: Redactor,
+    /// An answer to give the next request instead of sending it (after the grant allowed
+    /// it): how `cbx providers test` shows a provider the service's error answers.
+    rehearsed: Arc<std::sync::Mutex<Option<InboundResponse>>>,
 }
 
 impl HttpGateway {
@@ -166,7 +169,22 @@ impl HttpGateway {
             grant,
             limits,
             redactor,
+            rehearsed: Arc::default(),
         })
+    }
+
+    /// Answers the next request this gateway (or a clone) allows with `response` instead of
+    /// sending it. The request is still checked against the grant; the audit log records it
+    /// with the rehearsed status and says it was not sent.
+    pub fn rehearse(&self, response: InboundResponse) {
+        *self.rehearsed.lock().unwrap_or_else(|e| e.into_inner()) = Some(response);
+    }
+
+    fn take_rehearsed(&self) -> Option<InboundResponse> {
+        self.rehearsed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// The grant this gateway enforces.
@@ -242,10 +260,13 @@ impl HttpGateway {
         };
         for n in 0..=MAX_REDIRECTS {
             let authorized = self.authorize(&hop, &req.headers, n)?;
-            event.url = self
-                .redactor
-                .redact(&egress::without_query(&authorized.url));
+            event.url = self.redactor.redact(&egress::shown(&authorized.url));
             event.credentials = authorized.credentials.clone();
+            if let Some(rehearsed) = self.take_rehearsed() {
+                event.status = Some(rehearsed.status);
+                event.detail = Some("rehearsed by cbx providers test; not sent".into());
+                return Ok(rehearsed);
+            }
             let remaining = request_deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(HttpFailure::Timeout(format!(
@@ -525,10 +546,7 @@ fn parse_method(m: &str) -> Result<reqwest::Method, HttpFailure> {
 }
 
 fn shown_url(url: &str) -> String {
-    url::Url::parse(url).map_or_else(
-        |_| url.chars().take(200).collect(),
-        |u| egress::without_query(&u),
-    )
+    url::Url::parse(url).map_or_else(|_| url.chars().take(200).collect(), |u| egress::shown(&u))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -16,6 +16,7 @@ use crate::lease::checkpoint;
 use crate::lease::id::{self, LeaseId};
 use crate::lease::intent::{INTENT_VERSION, Intent, IntentHold, LeasePlan, Owner, Plan, Settle};
 use crate::lease::labels::Ownership;
+use crate::lease::owner::owner_id;
 use crate::lease::ready::wait_ready;
 use crate::lease::reconcile::{self, Settled};
 use crate::lease::release::reap_expired;
@@ -233,6 +234,7 @@ fn reserve(
             created_at: now_unix(),
             ttl_secs: request.ttl.as_secs(),
             idle_secs: request.idle.as_secs(),
+            owner: Some(owner_id(session.dirs())?),
         }),
     };
     session.intents().record(intent, &lock)

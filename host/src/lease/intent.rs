@@ -115,6 +115,9 @@ pub struct LeasePlan {
     pub ttl_secs: u64,
     /// Idle timeout, seconds.
     pub idle_secs: u64,
+    /// The owner id written on the sandbox (absent in intents of an earlier cbx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl LeasePlan {
@@ -129,6 +132,7 @@ impl LeasePlan {
             ttl_secs: self.ttl_secs,
             idle_secs: self.idle_secs,
             work_root: self.work_root.clone(),
+            owner: self.owner.clone(),
         }
     }
 
@@ -382,6 +386,7 @@ mod tests {
                 created_at: 1,
                 ttl_secs: 5400,
                 idle_secs: 1800,
+                owner: None,
             }),
         }
     }

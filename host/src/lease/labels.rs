@@ -25,6 +25,8 @@ pub const IDLE: &str = "cbx_idle_secs";
 pub const EXPIRES_AT: &str = "cbx_expires_at";
 /// Where the lease's work directories live on the sandbox.
 pub const WORK_ROOT: &str = "cbx_work_root";
+/// The owner id of the user and machine that created the sandbox (`lease::owner`).
+pub const OWNER: &str = "cbx_owner";
 
 /// What the labels of an owned sandbox say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,8 @@ pub struct Ownership {
     pub idle_secs: u64,
     /// Work root on the sandbox.
     pub work_root: String,
+    /// The owner id of who created it; `None` on sandboxes made before cbx wrote one.
+    pub owner: Option<String>,
 }
 
 impl Ownership {
@@ -67,6 +71,9 @@ impl Ownership {
             (EXPIRES_AT.into(), self.expires_at().to_string()),
             (WORK_ROOT.into(), self.work_root.clone()),
         ]
+        .into_iter()
+        .chain(self.owner.clone().map(|o| (OWNER.into(), o)))
+        .collect()
     }
 
     /// Reads ownership from a sandbox's labels; `None` unless it is a cbx sandbox of `provider`
@@ -93,6 +100,7 @@ impl Ownership {
             ttl_secs: num(TTL).unwrap_or(0).max(0) as u64,
             idle_secs: num(IDLE).unwrap_or(0).max(0) as u64,
             work_root: get(WORK_ROOT).unwrap_or_default().to_string(),
+            owner: get(OWNER).map(str::to_string),
         })
     }
 
@@ -120,10 +128,16 @@ mod tests {
             ttl_secs: 5400,
             idle_secs: 1800,
             work_root: "cbx".into(),
+            owner: Some("0123456789abcdef".into()),
         };
         let labels = o.to_labels();
         assert!(labels.contains(&("cbx_expires_at".into(), "6400".into())));
-        assert_eq!(Ownership::from_labels(&labels, "daytona"), Some(o));
+        assert!(labels.contains(&("cbx_owner".into(), "0123456789abcdef".into())));
+        assert_eq!(Ownership::from_labels(&labels, "daytona"), Some(o.clone()));
+        let before = Ownership { owner: None, ..o };
+        let labels = before.to_labels();
+        assert!(!labels.iter().any(|(k, _)| k == OWNER));
+        assert_eq!(Ownership::from_labels(&labels, "daytona"), Some(before));
         assert_eq!(Ownership::from_labels(&labels, "other"), None);
     }
 

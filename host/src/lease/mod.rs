@@ -7,6 +7,7 @@
 //! - [`Lease`] (here): a lease and its sandbox as last seen.
 //! - [`id`]: lease ids and slugs.
 //! - [`labels`]: the ownership labels written on sandboxes.
+//! - [`owner`]: the owner id of this user on this machine, written on every sandbox.
 //! - [`claims`]: local claims (JSON files, 0600, atomic, locked, with generations).
 //! - [`intent`]: intents — what cbx is about to create, recorded before it asks.
 //! - [`records`]: reading directories of claims and intents, damaged files reported.
@@ -17,6 +18,7 @@
 //! - [`resolve`]: finding leases by id or slug, and listing them.
 //! - [`release`]: deleting leases, forgetting gone ones, reaping expired ones.
 //! - [`stop`]: `cbx stop`, also of a lease whose creation never finished.
+//! - [`cleanup`]: `cbx cleanup` and `cbx stop --reclaim`: cbx sandboxes with no claim here.
 //! - [`access`]: the SSH access cache (minted access, kept per lease and reused).
 //! - [`connect`]: an SSH client that logs in, and the remote work directory.
 //! - [`view`]: what `status`, `list` and `warmup` report.
@@ -25,10 +27,12 @@ pub mod access;
 pub mod acquire;
 pub mod checkpoint;
 pub mod claims;
+pub mod cleanup;
 pub mod connect;
 pub mod id;
 pub mod intent;
 pub mod labels;
+pub mod owner;
 pub mod ready;
 pub mod reconcile;
 pub mod records;
@@ -88,7 +92,11 @@ impl Lease {
                     inert(&self.sandbox.id)
                 ),
             )
-            .hint("run the command on the machine that created the lease, or remove the sandbox in the provider's console")
+            .hint(format!(
+                "run the command on the machine that created the lease; to delete it from here, \
+                 `cbx stop --reclaim {}`",
+                self.ownership.lease
+            ))
             .into()),
         }
     }

@@ -47,7 +47,7 @@ pub async fn release(session: &mut Session, lease: &Lease, wait: Duration) -> Re
 }
 
 /// Polls `get` after a deletion until the sandbox is gone, for up to `wait`.
-async fn wait_gone(session: &mut Session, id: &str, wait: Duration) {
+pub async fn wait_gone(session: &mut Session, id: &str, wait: Duration) {
     let mut progress = Progress::start(format!("deleting sandbox {id}"), session.quiet());
     let deadline = Instant::now() + wait;
     let mut delay = Duration::from_millis(200);

@@ -210,6 +210,17 @@ impl Session {
         self.provider.instance().doctor().await
     }
 
+    /// Reads one sandbox, once: no retries (`cbx providers test` checks the error itself).
+    pub async fn get_once(&mut self, id: &str) -> Result<api::Sandbox, CallError> {
+        self.provider.instance().get(id).await
+    }
+
+    /// Answers the provider's next allowed HTTP request with `response` instead of sending it
+    /// (see [`crate::grant::http::HttpGateway::rehearse`]).
+    pub fn rehearse(&mut self, response: crate::grant::http::InboundResponse) {
+        self.provider.instance().gateway().rehearse(response);
+    }
+
     /// Reads one sandbox.
     pub async fn get(&mut self, id: &str) -> Result<api::Sandbox, CallError> {
         self.with_retries(Repeat::Idempotent, async |p| p.get(id).await)

@@ -6,15 +6,19 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::error::{ErrorKind, Failure};
+use crate::lease::cleanup::delete_unheld;
 use crate::lease::id::{self, LeaseId};
 use crate::lease::intent::Settle;
+use crate::lease::owner::owner_id;
 use crate::lease::reconcile::{self, Settled};
-use crate::lease::release::{Released, forget_if_gone, release};
+use crate::lease::release::{Released, forget_if_gone, release, wait_gone};
 use crate::lease::resolve::resolve;
 use crate::lease::session::Session;
+use crate::lease::view::OwnerKind;
 
-/// What `cbx stop` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `cbx stop` did. Field names are documented in docs/cli.md (`stop --json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Stopped {
     /// The lease.
     pub lease: LeaseId,
@@ -24,6 +28,32 @@ pub struct Stopped {
     pub sandbox: String,
     /// Whether the sandbox was already gone (only the claim was removed).
     pub already_gone: bool,
+    /// With `--reclaim`, who made the sandbox: `this-machine`, `another` or `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reclaimed_from: Option<&'static str>,
+}
+
+/// `cbx stop --reclaim`: deletes the cbx sandbox of the lease `ident` names although this
+/// machine holds no claim for it — after checking, under the claims lock, that no local
+/// command holds it. A lease claimed here is stopped as usual.
+pub async fn reclaim(session: &mut Session, ident: &str, wait: Duration) -> Result<Stopped> {
+    let lease = resolve(session, ident).await?;
+    if lease.claim.is_some() {
+        lease.require_claim("reclaim")?;
+        return stop(session, ident, wait).await;
+    }
+    let me = owner_id(session.dirs())?;
+    let outcome = delete_unheld(session, &lease).await?;
+    if outcome == "deleted" && !wait.is_zero() && !session.persistent() {
+        wait_gone(session, &lease.sandbox.id, wait).await;
+    }
+    Ok(Stopped {
+        lease: lease.ownership.lease.clone(),
+        slug: lease.ownership.slug.clone(),
+        sandbox: lease.sandbox.id.clone(),
+        already_gone: outcome != "deleted",
+        reclaimed_from: Some(OwnerKind::of(&lease, &me).as_str()),
+    })
 }
 
 /// Deletes the sandbox of the lease `ident` names and forgets the lease, waiting up to `wait`
@@ -49,6 +79,7 @@ pub async fn stop(session: &mut Session, ident: &str, wait: Duration) -> Result<
                     slug: claim.slug,
                     sandbox: claim.sandbox_id,
                     already_gone: true,
+                    reclaimed_from: None,
                 });
             }
             return Err(e);
@@ -61,6 +92,7 @@ pub async fn stop(session: &mut Session, ident: &str, wait: Duration) -> Result<
         slug: lease.ownership.slug,
         sandbox: lease.sandbox.id,
         already_gone: released == Released::AlreadyGone,
+        reclaimed_from: None,
     })
 }
 
@@ -119,5 +151,6 @@ async fn stop_unfinished(session: &mut Session, ident: &str) -> Result<Option<St
         slug: intent.lease().slug.clone(),
         sandbox,
         already_gone,
+        reclaimed_from: None,
     }))
 }

@@ -63,6 +63,50 @@ pub struct LeaseView {
     /// any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unfinished: Option<UnfinishedView>,
+    /// Who created it, in `list`: `this-machine` (this user here), `another` (another
+    /// machine or user, or this one before its state was lost) or `unknown` (no owner label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Seconds since it was created, in `list`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_secs: Option<u64>,
+}
+
+/// Who created a lease, as `list` and `cleanup` say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OwnerKind {
+    /// This user on this machine (the owner label is this machine's owner id).
+    ThisMachine,
+    /// Another machine or user (another owner id).
+    Another,
+    /// No owner label: made by a cbx before owner labels.
+    Unknown,
+}
+
+impl OwnerKind {
+    /// The owner of `lease`, compared with this machine's owner id `me`.
+    pub fn of(lease: &Lease, me: &str) -> OwnerKind {
+        match lease.ownership.owner.as_deref() {
+            Some(o) if o == me => OwnerKind::ThisMachine,
+            Some(_) => OwnerKind::Another,
+            None => OwnerKind::Unknown,
+        }
+    }
+
+    /// `this-machine`, `another` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerKind::ThisMachine => "this-machine",
+            OwnerKind::Another => "another",
+            OwnerKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// Seconds since `lease` was created (0 for a creation time in the future).
+pub fn age_secs(lease: &Lease) -> u64 {
+    now_unix().saturating_sub(lease.ownership.created_at).max(0) as u64
 }
 
 /// An unfinished creation: an intent (see `lease::intent`).
@@ -275,6 +319,17 @@ impl LeaseView {
             claimed: lease.exactly_claimed(),
             repo_root: lease.claim.as_ref().and_then(|c| c.repo_root.clone()),
             unfinished: None,
+            owner: None,
+            age_secs: None,
+        }
+    }
+
+    /// The view `list` shows: with the owner (against this machine's owner id `me`) and age.
+    pub fn listed(lease: &Lease, me: &str) -> LeaseView {
+        LeaseView {
+            owner: Some(OwnerKind::of(lease, me).as_str().to_string()),
+            age_secs: Some(age_secs(lease)),
+            ..LeaseView::of(lease)
         }
     }
 }

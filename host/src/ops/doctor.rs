@@ -131,7 +131,10 @@ async fn provider_checks(ctx: &Context, report: &mut DoctorReport) {
         Ok(checks) => {
             for c in checks {
                 if c.status == CheckStatus::Fail {
-                    report.exit = report.exit.max(1);
+                    // A credential that lacks the scopes cbx needs is an authentication
+                    // problem (exit 3), as `warmup` reports it.
+                    let code = if c.name == "scopes" { 3 } else { 1 };
+                    report.exit = report.exit.max(code);
                 }
                 report.add(ctx, &c.name, c.status, c.detail);
             }

@@ -121,6 +121,16 @@ impl Candidate {
         &self.manifest.name
     }
 
+    /// Its component and manifest as a package (not installed).
+    pub fn package(&self) -> Result<ProviderPackage> {
+        ProviderPackage::from_parts(
+            &self.manifest.origin,
+            &self.manifest_text,
+            self.component.clone(),
+            Origin::File(self.source.clone()),
+        )
+    }
+
     /// Its version, as it describes itself.
     pub fn version(&self) -> &str {
         &self.info.version

@@ -127,6 +127,11 @@ impl ProviderInstance {
         &self.name
     }
 
+    /// The gateway its HTTP requests go through.
+    pub fn gateway(&self) -> &HttpGateway {
+        &self.gateway
+    }
+
     /// The redactor shared with this provider's host state.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor

@@ -143,6 +143,23 @@ impl Runtime {
         self.link(package, Arc::new(grant), approval).await
     }
 
+    /// Loads `package` — a component file the user named, not installed — under its grant
+    /// (the manifest narrowed by `choices`), without an approval: `cbx providers test
+    /// --component`, which shows the user what it asks for first and records nothing.
+    pub async fn load_file(
+        &self,
+        package: ProviderPackage,
+        choices: &EndpointOverrides,
+    ) -> Result<Loaded> {
+        let grant = Grant::resolve(
+            &package.manifest,
+            choices,
+            &|k| self.env.var(k),
+            &self.redactor,
+        )?;
+        self.link(package, Arc::new(grant), None).await
+    }
+
     /// Loads provider `name` for review (`inspect`): an approved provider under its grant,
     /// others — not approved, changed, asking for more — under an empty grant, with the
     /// reason.

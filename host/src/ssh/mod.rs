@@ -267,8 +267,16 @@ impl SshClient {
         let mut attempt = 1;
         loop {
             match self.probe().await {
-                Ok(()) => {
+                Ok(()) if attempt == 1 => {
                     progress.clear();
+                    return Ok(());
+                }
+                Ok(()) => {
+                    let took = crate::progress::human_duration(progress.elapsed());
+                    progress.finish(format!(
+                        "SSH on {}:{} accepted the login after {attempt} attempts ({took})",
+                        self.target.host, self.target.port
+                    ));
                     return Ok(());
                 }
                 Err(e) if Instant::now() >= deadline => {
@@ -291,7 +299,7 @@ impl SshClient {
                 }
                 Err(_) => {
                     attempt += 1;
-                    progress.set(format!(
+                    progress.tick(format!(
                         "waiting for SSH on {}:{} (attempt {attempt})",
                         self.target.host, self.target.port
                     ));

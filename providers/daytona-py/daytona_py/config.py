@@ -17,6 +17,10 @@ DEFAULT_SSH_ACCESS_MINUTES = 60
 MAX_SSH_ACCESS_MINUTES = 1440
 # Default minutes a stopped sandbox waits before Daytona archives it (7 days).
 DEFAULT_AUTO_ARCHIVE_MINUTES = 10080
+# Default of option auto-delete-minutes: the lease's TTL.
+DEFAULT_AUTO_DELETE = "ttl"
+# Daytona keeps intervals as 32-bit signed minutes.
+I32_MAX = 2**31 - 1
 # Largest value of a WIT u32 (autoArchiveInterval is one).
 U32_MAX = 2**32 - 1
 # Longest OS user name accepted (Linux's `useradd` limit).
@@ -67,6 +71,13 @@ def option_specs():
             str(DEFAULT_AUTO_ARCHIVE_MINUTES),
             "Minutes a stopped sandbox waits before Daytona archives it; 0 means Daytona's maximum",
         ),
+        spec(
+            "auto-delete-minutes",
+            text,
+            DEFAULT_AUTO_DELETE,
+            "Minutes after a sandbox stops before Daytona deletes it on its own: `ttl` (the "
+            "lease's TTL), `never`, or a number",
+        ),
     ]
 
 
@@ -99,6 +110,8 @@ class Config:
     ssh_access_minutes: int
     # Minutes a stopped sandbox waits before it is archived (0: Daytona's maximum).
     auto_archive_minutes: int
+    # When Daytona deletes a stopped sandbox on its own: "ttl", "never" or minutes (>= 1).
+    auto_delete: object
     # The credential the host attaches: `api-key`, `jwt` or `none`.
     auth: str
 
@@ -154,6 +167,7 @@ class Config:
                 )
             auto_archive_minutes = minutes
 
+        auto_delete = _auto_delete(opt("auto-delete-minutes") or DEFAULT_AUTO_DELETE)
         return Config(
             base=base,
             snapshot=opt("snapshot") or "",
@@ -162,8 +176,17 @@ class Config:
             work_root=work_root,
             ssh_access_minutes=ssh_access_minutes,
             auto_archive_minutes=auto_archive_minutes,
+            auto_delete=auto_delete,
             auth=auth_kind(settings.credentials),
         )
+
+    def auto_delete_interval(self, ttl_minutes):
+        """The `autoDeleteInterval` for a lease of `ttl_minutes` (-1: never)."""
+        if self.auto_delete == "ttl":
+            return min(max(ttl_minutes, 1), I32_MAX)
+        if self.auto_delete == "never":
+            return -1
+        return self.auto_delete
 
     def profile(self):
         """The profile `configure` reports: the work root and the effective settings."""
@@ -177,6 +200,20 @@ class Config:
                 ("auth", self.auth),
             ],
         )
+
+
+def _auto_delete(raw):
+    """Option auto-delete-minutes: `ttl`, `never` or 1 to 2147483647 minutes."""
+    if raw in ("ttl", "never"):
+        return raw
+    minutes = _integer(raw)
+    if minutes is None or not 1 <= minutes <= I32_MAX:
+        raise invalid_config(
+            "option auto-delete-minutes must be `ttl` (the lease's TTL), `never`, or a whole "
+            f"number of minutes from 1 to {I32_MAX} after the sandbox stops, got {raw!r} (0 "
+            "would make Daytona delete a lease the moment it stops for being idle)"
+        )
+    return minutes
 
 
 def _lookup(pairs, name):

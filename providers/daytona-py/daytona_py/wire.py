@@ -88,6 +88,7 @@ def create_body(request, cfg):
         "labels": label_object(request.labels),
         "autoStopInterval": request.idle_timeout_minutes,
         "autoArchiveInterval": cfg.auto_archive_minutes,
+        "autoDeleteInterval": cfg.auto_delete_interval(request.ttl_minutes),
         "public": False,
     }
     for key, value in (("snapshot", cfg.snapshot), ("target", cfg.target), ("user", cfg.user)):

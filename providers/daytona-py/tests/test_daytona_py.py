@@ -96,6 +96,9 @@ class ConfigTests(unittest.TestCase):
             ([("ssh-access-minutes", "1441")], "ssh-access-minutes"),
             ([("auto-archive-minutes", "-1")], "auto-archive-minutes"),
             ([("auto-archive-minutes", "4294967296")], "auto-archive-minutes"),
+            ([("auto-delete-minutes", "0")], "auto-delete-minutes"),
+            ([("auto-delete-minutes", "soon")], "auto-delete-minutes"),
+            ([("auto-delete-minutes", "2147483648")], "auto-delete-minutes"),
         ]:
             err = error_of(config.Config.from_settings, settings(options))
             self.assertIsInstance(err, types.ProviderError_InvalidConfig, options)
@@ -120,6 +123,7 @@ class ConfigTests(unittest.TestCase):
                 "work-root",
                 "ssh-access-minutes",
                 "auto-archive-minutes",
+                "auto-delete-minutes",
             ],
         )
         self.assertTrue(all(o.default is not None and "\n" not in o.description for o in info.options))
@@ -301,6 +305,7 @@ class OperationTests(unittest.TestCase):
                 "labels": {"cbx": "true", "lease": "l1"},
                 "autoStopInterval": 30,
                 "autoArchiveInterval": 10080,
+                "autoDeleteInterval": 90,
                 "public": False,
                 "snapshot": "daytona-medium",
                 "target": "eu",

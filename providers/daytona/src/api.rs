@@ -28,6 +28,8 @@ pub struct CreateSandbox<'a> {
     pub auto_stop_interval: u32,
     /// Minutes a stopped sandbox waits before it is archived (0: Daytona's maximum).
     pub auto_archive_interval: u32,
+    /// Minutes after it stops before Daytona deletes the sandbox (-1: never).
+    pub auto_delete_interval: i64,
     /// Whether HTTP previews are public; always false.
     pub public: bool,
     /// Snapshot name or id; omitted for the account's default.
@@ -218,6 +220,7 @@ mod tests {
             labels: LabelObject(&l),
             auto_stop_interval: 30,
             auto_archive_interval: 10080,
+            auto_delete_interval: 90,
             public: false,
             snapshot: "daytona-small",
             target: "",
@@ -226,7 +229,7 @@ mod tests {
         let text = String::from_utf8(body).unwrap();
         assert_eq!(
             text,
-            r#"{"name":"cbx-a","labels":{"cbx":"true","lease":"cbx_1"},"autoStopInterval":30,"autoArchiveInterval":10080,"public":false,"snapshot":"daytona-small","user":"daytona"}"#
+            r#"{"name":"cbx-a","labels":{"cbx":"true","lease":"cbx_1"},"autoStopInterval":30,"autoArchiveInterval":10080,"autoDeleteInterval":90,"public":false,"snapshot":"daytona-small","user":"daytona"}"#
         );
         for field in ["cpu", "memory", "disk", "gpu", "target"] {
             assert!(!text.contains(&format!("\"{field}\"")), "{field} in {text}");

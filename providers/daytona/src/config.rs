@@ -14,6 +14,8 @@ const DEFAULT_SSH_ACCESS_MINUTES: u32 = 60;
 const MAX_SSH_ACCESS_MINUTES: u32 = 1440;
 /// Default minutes a stopped sandbox waits before Daytona archives it (7 days).
 const DEFAULT_AUTO_ARCHIVE_MINUTES: u32 = 10080;
+/// Default of option `auto-delete-minutes`: the lease's TTL.
+const DEFAULT_AUTO_DELETE: &str = "ttl";
 /// Longest OS user name accepted (Linux's `useradd` limit).
 const MAX_USER_LEN: usize = 32;
 
@@ -53,6 +55,60 @@ impl Auth {
     }
 }
 
+/// When Daytona deletes a stopped sandbox on its own (`autoDeleteInterval`, minutes after the
+/// sandbox stops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoDelete {
+    /// As many minutes as the lease's TTL: never before the lease expires, since a sandbox
+    /// stops after it is created.
+    Ttl,
+    /// Never (Daytona's default, `-1`).
+    Never,
+    /// This many minutes (at least 1).
+    Minutes(u32),
+}
+
+impl AutoDelete {
+    /// The `autoDeleteInterval` for a lease of `ttl_minutes` (never more than Daytona's
+    /// 32-bit signed minutes).
+    pub fn interval(self, ttl_minutes: u32) -> i64 {
+        match self {
+            AutoDelete::Ttl => i64::from(ttl_minutes.max(1)).min(i64::from(i32::MAX)),
+            AutoDelete::Never => -1,
+            AutoDelete::Minutes(m) => i64::from(m),
+        }
+    }
+
+    /// How the profile and doctor show it.
+    pub fn describe(self) -> String {
+        match self {
+            AutoDelete::Ttl => "the lease's TTL after it stops".to_string(),
+            AutoDelete::Never => "never".to_string(),
+            AutoDelete::Minutes(m) => format!("{m} min after it stops"),
+        }
+    }
+
+    fn parse(raw: &str) -> Result<AutoDelete, ProviderError> {
+        match raw {
+            "ttl" => Ok(AutoDelete::Ttl),
+            "never" => Ok(AutoDelete::Never),
+            _ => parse_minutes(raw)
+                .and_then(|m| i32::try_from(m).ok())
+                .and_then(|m| u32::try_from(m).ok())
+                .filter(|m| *m >= 1)
+                .map(AutoDelete::Minutes)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "option auto-delete-minutes must be `ttl` (the lease's TTL), `never`, or a \
+                         whole number of minutes from 1 to {} after the sandbox stops, got {raw:?} \
+                         (0 would make Daytona delete a lease the moment it stops for being idle)",
+                        i32::MAX
+                    ))
+                }),
+        }
+    }
+}
+
 /// The validated settings of one invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -70,6 +126,8 @@ pub struct Config {
     pub ssh_access_minutes: u32,
     /// Minutes a stopped sandbox waits before it is archived (0: Daytona's maximum).
     pub auto_archive_minutes: u32,
+    /// When Daytona deletes a stopped sandbox on its own.
+    pub auto_delete: AutoDelete,
     /// The credential the host attaches.
     pub auth: Auth,
 }
@@ -121,6 +179,13 @@ pub fn option_specs() -> Vec<OptionSpec> {
             &DEFAULT_AUTO_ARCHIVE_MINUTES.to_string(),
             "Minutes a stopped sandbox waits before Daytona archives it; 0 means Daytona's maximum",
         ),
+        spec(
+            "auto-delete-minutes",
+            OptionKind::Text,
+            DEFAULT_AUTO_DELETE,
+            "Minutes after a sandbox stops before Daytona deletes it on its own: `ttl` (the \
+             lease's TTL), `never`, or a number",
+        ),
     ]
 }
 
@@ -168,6 +233,7 @@ impl Config {
                     ))
                 })?,
         };
+        let auto_delete = AutoDelete::parse(opt("auto-delete-minutes").unwrap_or(DEFAULT_AUTO_DELETE))?;
         Ok(Config {
             base,
             snapshot: opt("snapshot").unwrap_or("").to_string(),
@@ -176,6 +242,7 @@ impl Config {
             work_root,
             ssh_access_minutes,
             auto_archive_minutes,
+            auto_delete,
             auth: Auth::from_names(&settings.credentials),
         })
     }
@@ -202,6 +269,7 @@ impl Config {
                     or(&self.target, "organization default"),
                 ),
                 ("user".to_string(), self.user.clone()),
+                ("auto-delete".to_string(), self.auto_delete.describe()),
                 ("auth".to_string(), self.auth.as_str().to_string()),
             ],
         }
@@ -306,6 +374,7 @@ mod tests {
                 ("snapshot", "account default"),
                 ("target", "organization default"),
                 ("user", "daytona"),
+                ("auto-delete", "the lease's TTL after it stops"),
                 ("auth", "api-key"),
             ]
         );
@@ -381,6 +450,31 @@ mod tests {
         let cfg =
             Config::from_settings(&settings(&[("auto-archive-minutes", "2147483647")])).unwrap();
         assert_eq!(cfg.auto_archive_minutes, 2147483647);
+    }
+
+    #[test]
+    fn auto_delete_minutes_ttl_never_or_a_number() {
+        let cfg = Config::from_settings(&settings(&[])).unwrap();
+        assert_eq!(cfg.auto_delete, AutoDelete::Ttl);
+        assert_eq!(cfg.auto_delete.interval(90), 90);
+        assert_eq!(cfg.auto_delete.interval(0), 1, "never ephemeral");
+        let cfg = Config::from_settings(&settings(&[("auto-delete-minutes", "never")])).unwrap();
+        assert_eq!(cfg.auto_delete.interval(90), -1);
+        let cfg = Config::from_settings(&settings(&[("auto-delete-minutes", " 240 ")])).unwrap();
+        assert_eq!(cfg.auto_delete, AutoDelete::Minutes(240));
+        assert_eq!(cfg.auto_delete.interval(90), 240);
+        assert_eq!(cfg.auto_delete.describe(), "240 min after it stops");
+        for bad in ["0", "-1", "2147483648", "soon", ""] {
+            let text = invalid_text(Config::from_settings(&settings(&[(
+                "auto-delete-minutes",
+                bad,
+            )])));
+            assert!(
+                text.starts_with("option auto-delete-minutes must be `ttl`"),
+                "{text}"
+            );
+            assert!(text.contains("0 would make Daytona delete"), "{text}");
+        }
     }
 
     #[test]

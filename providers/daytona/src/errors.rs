@@ -15,6 +15,9 @@ const QUOTA_PHRASES: &[&str] = &[
     "limit reached",
 ];
 
+/// How a 400 starts when the sandbox failed while create or start waited for it.
+const FAILED_START: &str = "Sandbox failed to start";
+
 /// Message phrases that mark a 400 as a snapshot or region set-up problem.
 const CONFIG_PHRASES: &[&str] = &["Snapshot ", "Region not found", "default region"];
 
@@ -37,12 +40,30 @@ pub fn from_status(
             message,
             retry_after_ms: retry_after_ms(headers),
         }),
+        // The sandbox was made and failed while the server waited for it: its reason may
+        // quote anything ("Snapshot ... failed to pull"), but it is no set-up problem of ours.
+        400 if detail.starts_with(FAILED_START) => ProviderError::Other(message),
         400 if is_quota(&detail) => ProviderError::Quota(message),
         400 if CONFIG_PHRASES.iter().any(|p| detail.contains(p)) => {
             ProviderError::InvalidConfig(message)
         }
         408 | 500..=599 => ProviderError::Unavailable(message),
         _ => ProviderError::Other(message),
+    }
+}
+
+/// The message any error carries.
+pub fn message(err: &ProviderError) -> &str {
+    match err {
+        ProviderError::InvalidConfig(m)
+        | ProviderError::Unauthorized(m)
+        | ProviderError::Forbidden(m)
+        | ProviderError::NotFound(m)
+        | ProviderError::Conflict(m)
+        | ProviderError::Quota(m)
+        | ProviderError::Unavailable(m)
+        | ProviderError::Other(m) => m,
+        ProviderError::RateLimited(r) => &r.message,
     }
 }
 
@@ -267,6 +288,23 @@ mod tests {
             let err = from_status("create sandbox", 400, &[], &body(text));
             assert!(matches!(err, ProviderError::Quota(_)), "{text}: {err:?}");
         }
+    }
+
+    #[test]
+    fn a_failed_start_is_not_a_config_problem_even_when_it_names_a_snapshot() {
+        for text in [
+            "Sandbox failed to start: Snapshot daytona-small failed to pull: manifest unknown",
+            "Sandbox failed to start: runner disk is full",
+            "Sandbox failed to start: Total CPU limit exceeded",
+        ] {
+            let err = from_status("create sandbox", 400, &[], &body(text));
+            assert!(
+                matches!(err, ProviderError::Other(ref m) if m == &format!("daytona create sandbox: {text} (HTTP 400)")),
+                "{text}: {err:?}"
+            );
+        }
+        let err = from_status("start sandbox x", 400, &[], &body("Snapshot foo not found"));
+        assert!(matches!(err, ProviderError::InvalidConfig(_)), "{err:?}");
     }
 
     #[test]

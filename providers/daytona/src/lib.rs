@@ -12,6 +12,7 @@ mod config;
 mod encode;
 mod errors;
 mod ops;
+mod scopes;
 mod ssh;
 mod states;
 mod transport;
@@ -159,7 +160,8 @@ mod tests {
                 "user",
                 "work-root",
                 "ssh-access-minutes",
-                "auto-archive-minutes"
+                "auto-archive-minutes",
+                "auto-delete-minutes"
             ]
         );
         assert!(

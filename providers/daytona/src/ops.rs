@@ -5,9 +5,10 @@ use crate::cbx::provider::http::{Method, Request, Response};
 use crate::cbx::provider::types::{
     Check, CheckStatus, CreateRequest, ProviderError, Sandbox, SshAccess,
 };
-use crate::config::{Auth, Config};
+use crate::config::{Auth, AutoDelete, Config};
 use crate::encode::{LabelObject, labels_json, percent_encode};
 use crate::errors;
+use crate::scopes;
 use crate::ssh;
 use crate::transport::Transport;
 
@@ -67,7 +68,120 @@ impl<'a, T: Transport> Daytona<'a, T> {
                 ),
             ),
         };
-        Ok(vec![auth, api])
+        Ok(vec![auth, api, self.scopes_check(), self.cleanup_check()])
+    }
+
+    /// The API key's permissions from `GET /api-keys/current`; `None` when the credential is
+    /// not an API key or the server has no such route (older servers answer 404).
+    fn key_permissions(&self) -> Result<Option<Vec<String>>, ProviderError> {
+        if self.cfg.auth != Auth::ApiKey {
+            return Ok(None);
+        }
+        let action = "read the API key's scopes";
+        match self.call(Method::Get, "/api-keys/current", None, None, action) {
+            Ok(resp) => Ok(scopes::parse_permissions(&resp.body)),
+            Err(ProviderError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Doctor's `scopes` line: the exact scopes the key lacks, and the fix.
+    fn scopes_check(&self) -> Check {
+        let wanted: Vec<&str> = scopes::REQUIRED.iter().map(|(s, _)| *s).collect();
+        match (self.cfg.auth, self.key_permissions()) {
+            (Auth::Jwt, _) => check(
+                "scopes",
+                CheckStatus::Ok,
+                "a login token (JWT) acts with your organization role's permissions; not checked"
+                    .to_string(),
+            ),
+            (Auth::None, _) => check(
+                "scopes",
+                CheckStatus::Warn,
+                "no credential, so no scopes to check".to_string(),
+            ),
+            (_, Ok(Some(perms))) => {
+                let missing = scopes::missing(&perms);
+                if missing.is_empty() {
+                    check(
+                        "scopes",
+                        CheckStatus::Ok,
+                        format!("the API key has {}", wanted.join(" and ")),
+                    )
+                } else {
+                    check(
+                        "scopes",
+                        CheckStatus::Fail,
+                        format!(
+                            "the API key lacks {}: {}. Fix: {}",
+                            missing.join(" and "),
+                            scopes::consequence(&missing),
+                            scopes::FIX
+                        ),
+                    )
+                }
+            }
+            (_, Ok(None)) => check(
+                "scopes",
+                CheckStatus::Warn,
+                format!(
+                    "the server does not say the API key's scopes (GET /api-keys/current); cbx \
+                     needs {}",
+                    wanted.join(" and ")
+                ),
+            ),
+            (_, Err(e)) => check(
+                "scopes",
+                CheckStatus::Warn,
+                format!("could not read the API key's scopes: {}", errors::message(&e)),
+            ),
+        }
+    }
+
+    /// Refuses (before anything is created) a key that could not delete what it creates.
+    fn require_scopes(&self, action: &str) -> Result<(), ProviderError> {
+        // Unknown scopes (no route, a temporary failure) do not stop a create.
+        let Ok(Some(perms)) = self.key_permissions() else {
+            return Ok(());
+        };
+        let missing = scopes::missing(&perms);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ProviderError::Forbidden(format!(
+            "daytona {action}: the API key lacks {}, so {}; nothing was created. Fix: {}",
+            missing.join(" and "),
+            scopes::consequence(&missing),
+            scopes::FIX
+        )))
+    }
+
+    /// What Daytona deletes on its own (`autoDeleteInterval`), and when that never happens.
+    fn cleanup_check(&self) -> Check {
+        let archive = match self.cfg.auto_archive_minutes {
+            0 => "Daytona's maximum".to_string(),
+            m => format!("{m} min"),
+        };
+        match self.cfg.auto_delete {
+            AutoDelete::Never => check(
+                "cleanup",
+                CheckStatus::Warn,
+                "auto-delete-minutes=never: Daytona never deletes a stopped cbx sandbox; only cbx \
+                 deletes a lease (at its TTL, on the machine holding it). Set \
+                 auto-delete-minutes=ttl so an abandoned lease is deleted after it stops"
+                    .to_string(),
+            ),
+            auto => check(
+                "cleanup",
+                CheckStatus::Ok,
+                format!(
+                    "cbx deletes a lease when its TTL is over; Daytona deletes a stopped cbx \
+                     sandbox {} (auto-delete-minutes), unless it archives it first ({archive} \
+                     after it stops, auto-archive-minutes)",
+                    auto.describe()
+                ),
+            ),
+        }
     }
 
     /// Creates a sandbox from the configured snapshot, in the configured region. An idle
@@ -91,11 +205,13 @@ impl<'a, T: Transport> Daytona<'a, T> {
                 i32::MAX
             )));
         }
+        self.require_scopes(action)?;
         let body = api::to_body(&CreateSandbox {
             name: &req.name,
             labels: LabelObject(&req.labels),
             auto_stop_interval: req.idle_timeout_minutes,
             auto_archive_interval: self.cfg.auto_archive_minutes,
+            auto_delete_interval: self.cfg.auto_delete.interval(req.ttl_minutes),
             public: false,
             snapshot,
             target: &self.cfg.target,
@@ -119,11 +235,16 @@ impl<'a, T: Transport> Daytona<'a, T> {
         sandbox_of(&action, &resp)
     }
 
-    /// Lists every sandbox carrying all `labels`, following `nextCursor` to the end.
+    /// Lists every sandbox carrying all `labels`, oldest first, following `nextCursor` to the
+    /// end.
     pub fn list(&self, labels: &[(String, String)]) -> Result<Vec<Sandbox>, ProviderError> {
         let action = "list sandboxes";
+        // Oldest first by creation time (id breaks ties): a sort key that never changes, so a
+        // walk over several pages skips nothing. Daytona's default, last activity, moves
+        // whenever a sandbox is used, and the cursor does not record the sort: every page
+        // resends it.
         let first = format!(
-            "/sandbox?limit={PAGE_LIMIT}&labels={}",
+            "/sandbox?limit={PAGE_LIMIT}&sort=createdAt&order=asc&labels={}",
             percent_encode(&labels_json(labels))
         );
         let mut path = first.clone();
@@ -380,6 +501,8 @@ pub(crate) mod tests {
     }
 
     const SB: &str = r#"{"id":"id-1","name":"cbx-a","state":"creating","labels":{"cbx":"true"}}"#;
+    /// `GET /api-keys/current` of a key with the scopes cbx needs.
+    const KEY: &str = r#"{"name":"k","permissions":["write:sandboxes","delete:sandboxes"]}"#;
 
     #[test]
     fn create_request() {
@@ -387,7 +510,7 @@ pub(crate) mod tests {
             &[("snapshot", "daytona-medium"), ("target", "eu")],
             &["api-key"],
         );
-        let fake = Fake::new(vec![ok(200, SB)]);
+        let fake = Fake::new(vec![ok(200, KEY), ok(200, SB)]);
         let req = CreateRequest {
             name: "cbx-a".into(),
             labels: labels(&[("cbx", "true"), ("lease", "l1")]),
@@ -397,7 +520,9 @@ pub(crate) mod tests {
         let sb = Daytona::new(&c, &fake).create(&req).unwrap();
         assert_eq!(sb.state, SandboxState::Creating);
         let sent = fake.sent.borrow();
-        let r = &sent[0];
+        assert_eq!(sent[0].url, "https://d.example/api/api-keys/current");
+        assert_eq!(sent[0].method, Method::Get);
+        let r = &sent[1];
         assert_eq!(r.method, Method::Post);
         assert_eq!(r.url, "https://d.example/api/sandbox");
         assert_eq!(r.timeout_ms, Some(90_000));
@@ -414,17 +539,21 @@ pub(crate) mod tests {
             body,
             serde_json::json!({
                 "name": "cbx-a", "labels": {"cbx": "true", "lease": "l1"},
-                "autoStopInterval": 30, "autoArchiveInterval": 10080, "public": false,
+                "autoStopInterval": 30, "autoArchiveInterval": 10080,
+                "autoDeleteInterval": 90, "public": false,
                 "snapshot": "daytona-medium", "target": "eu", "user": "daytona"
             })
         );
-        assert_eq!(fake.logs.borrow().as_slice(), ["POST /sandbox"]);
+        assert_eq!(
+            fake.logs.borrow().as_slice(),
+            ["GET /api-keys/current", "POST /sandbox"]
+        );
     }
 
     #[test]
     fn an_idle_timeout_past_32_bit_minutes_is_refused_before_any_request() {
         let c = cfg(&[], &["api-key"]);
-        let fake = Fake::new(vec![ok(200, SB)]);
+        let fake = Fake::new(vec![ok(200, KEY), ok(200, SB)]);
         let mut req = CreateRequest {
             name: "cbx-a".into(),
             labels: vec![],
@@ -441,17 +570,20 @@ pub(crate) mod tests {
         Daytona::new(&c, &fake).create(&req).unwrap();
         let sent = fake.sent.borrow();
         let body: serde_json::Value =
-            serde_json::from_slice(sent[0].body.as_ref().unwrap()).unwrap();
+            serde_json::from_slice(sent[1].body.as_ref().unwrap()).unwrap();
         assert_eq!(body["autoStopInterval"], 2_147_483_647);
     }
 
     #[test]
     fn create_quota_error() {
         let c = cfg(&[], &["api-key"]);
-        let fake = Fake::new(vec![ok(
-            400,
-            r#"{"statusCode":400,"message":"Total CPU limit exceeded. Maximum allowed: 10."}"#,
-        )]);
+        let fake = Fake::new(vec![
+            ok(200, KEY),
+            ok(
+                400,
+                r#"{"statusCode":400,"message":"Total CPU limit exceeded. Maximum allowed: 10."}"#,
+            ),
+        ]);
         let req = CreateRequest {
             name: "n".into(),
             labels: vec![],
@@ -504,7 +636,7 @@ pub(crate) mod tests {
             .unwrap();
         let ids: Vec<&str> = out.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
-        let q = "https://d.example/api/sandbox?limit=100&labels=%7B%22cbx%22%3A%22true%22%2C%22p%22%3A%22d%22%7D";
+        let q = "https://d.example/api/sandbox?limit=100&sort=createdAt&order=asc&labels=%7B%22cbx%22%3A%22true%22%2C%22p%22%3A%22d%22%7D";
         assert_eq!(
             fake.urls(),
             [
@@ -680,12 +812,30 @@ pub(crate) mod tests {
         let c = cfg(&[], &["jwt"]);
         let fake = Fake::new(vec![ok(200, r#"{"items":[],"nextCursor":null}"#)]);
         let checks = Daytona::new(&c, &fake).doctor().unwrap();
-        assert_eq!(checks.len(), 2);
+        assert_eq!(checks.len(), 4);
         assert_eq!(checks[0].name, "auth");
         assert_eq!(checks[0].status, CheckStatus::Ok);
         assert_eq!(checks[0].detail, "credentials accepted (jwt)");
         assert_eq!(checks[1].name, "api");
         assert_eq!(checks[1].detail, "GET /sandbox answered 200");
+        assert_eq!(checks[2].name, "scopes");
+        assert_eq!(
+            checks[2].detail,
+            "a login token (JWT) acts with your organization role's permissions; not checked"
+        );
+        assert_eq!(checks[3].name, "cleanup");
+        assert_eq!(checks[3].status, CheckStatus::Ok);
+        assert_eq!(
+            checks[3].detail,
+            "cbx deletes a lease when its TTL is over; Daytona deletes a stopped cbx sandbox the \
+             lease's TTL after it stops (auto-delete-minutes), unless it archives it first (10080 \
+             min after it stops, auto-archive-minutes)"
+        );
+        let c = cfg(&[("auto-delete-minutes", "never")], &["jwt"]);
+        let fake = Fake::new(vec![ok(200, r#"{"items":[],"nextCursor":null}"#)]);
+        let checks = Daytona::new(&c, &fake).doctor().unwrap();
+        assert_eq!(checks[3].status, CheckStatus::Warn);
+        assert!(checks[3].detail.contains("never deletes"), "{}", checks[3].detail);
         assert_eq!(
             fake.urls(),
             ["https://d.example/api/sandbox?limit=1&labels=%7B%22cbx%22%3A%22true%22%7D"]
@@ -695,9 +845,85 @@ pub(crate) mod tests {
     #[test]
     fn doctor_flags_a_non_api_endpoint() {
         let c = cfg(&[], &["api-key"]);
-        let fake = Fake::new(vec![ok(200, "<!doctype html><html></html>")]);
+        let fake = Fake::new(vec![ok(200, "<!doctype html><html></html>"), ok(200, KEY)]);
         let checks = Daytona::new(&c, &fake).doctor().unwrap();
         assert_eq!(checks[1].status, CheckStatus::Fail);
+    }
+
+    #[test]
+    fn doctor_names_missing_scopes_and_the_fix() {
+        let c = cfg(&[], &["api-key"]);
+        let list = || ok(200, r#"{"items":[],"nextCursor":null}"#);
+        let fake = Fake::new(vec![
+            list(),
+            ok(200, KEY),
+            list(),
+            ok(200, r#"{"permissions":["write:sandboxes"]}"#),
+            list(),
+            ok(200, r#"{"permissions":[]}"#),
+            list(),
+            ok(404, r#"{"message":"Cannot GET /api/api-keys/current"}"#),
+        ]);
+        let d = Daytona::new(&c, &fake);
+        let scopes = |checks: Vec<Check>| checks.into_iter().find(|c| c.name == "scopes").unwrap();
+        let ok_line = scopes(d.doctor().unwrap());
+        assert_eq!(ok_line.status, CheckStatus::Ok);
+        assert_eq!(
+            ok_line.detail,
+            "the API key has write:sandboxes and delete:sandboxes"
+        );
+        let no_delete = scopes(d.doctor().unwrap());
+        assert_eq!(no_delete.status, CheckStatus::Fail);
+        assert!(
+            no_delete.detail.starts_with(
+                "the API key lacks delete:sandboxes: cbx could create sandboxes but not delete them"
+            ),
+            "{}",
+            no_delete.detail
+        );
+        assert!(no_delete.detail.contains("Fix: create an API key with write:sandboxes and delete:sandboxes"));
+        let none = scopes(d.doctor().unwrap());
+        assert!(
+            none.detail
+                .starts_with("the API key lacks write:sandboxes and delete:sandboxes: cbx cannot create"),
+            "{}",
+            none.detail
+        );
+        let unknown = scopes(d.doctor().unwrap());
+        assert_eq!(unknown.status, CheckStatus::Warn);
+        assert_eq!(
+            fake.urls()[1],
+            "https://d.example/api/api-keys/current",
+            "the key's own route"
+        );
+    }
+
+    #[test]
+    fn create_refuses_a_key_that_cannot_delete_before_creating() {
+        let c = cfg(&[], &["api-key"]);
+        let fake = Fake::new(vec![ok(200, r#"{"permissions":["write:sandboxes"]}"#)]);
+        let req = CreateRequest {
+            name: "n".into(),
+            labels: vec![],
+            idle_timeout_minutes: 0,
+            ttl_minutes: 60,
+        };
+        let err = Daytona::new(&c, &fake).create(&req).unwrap_err();
+        let ProviderError::Forbidden(m) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            m.starts_with("daytona create sandbox: the API key lacks delete:sandboxes"),
+            "{m}"
+        );
+        assert!(m.contains("nothing was created"), "{m}");
+        assert_eq!(fake.sent.borrow().len(), 1, "no POST /sandbox");
+        // Scopes the server does not report (404, or an error) do not stop a create.
+        let fake = Fake::new(vec![ok(404, r#"{"message":"not found"}"#), ok(200, SB)]);
+        Daytona::new(&c, &fake).create(&req).unwrap();
+        let fake = Fake::new(vec![ok(503, "{}"), ok(200, SB)]);
+        Daytona::new(&c, &fake).create(&req).unwrap();
+        assert_eq!(fake.sent.borrow().len(), 2);
     }
 
     #[test]

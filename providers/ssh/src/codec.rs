@@ -12,12 +12,12 @@
 //!            the value
 //! ```
 //!
-//! Key codes 0–9 are the ownership labels the contract documents (`cbx`, `cbx_provider`, …);
+//! Key codes 0–10 are the ownership labels cbx writes (`cbx`, `cbx_provider`, …, `cbx_owner`);
 //! 15 is any other key, written as text. Value kinds keep the usual values small: text
 //! (length + UTF-8), an unsigned decimal as a LEB128 varint, a copy of an earlier entry's
 //! value, the sum of two earlier numbers (`cbx_expires_at` = created + ttl), a `cbx_` + 12 hex
-//! lease id in 6 bytes, a slice of the sandbox name (the slug is in it), `true`, and this
-//! provider's name. The encoder picks the shortest form for each value; the decoder rebuilds
+//! lease id in 6 bytes, 16 lowercase hex digits (the owner id) in 8 bytes, a slice of the
+//! sandbox name (the slug is in it), `true`, and this provider's name. The encoder picks the shortest form for each value; the decoder rebuilds
 //! exactly the labels that were given, in order. A typical lease's id is about 80 characters.
 
 use std::fmt::Write as _;
@@ -27,7 +27,7 @@ const VERSION: u8 = 1;
 /// Separates the name from the payload; never part of a name or of base64url.
 pub const SEPARATOR: char = '.';
 /// The keys with a one-nibble code, in code order: cbx's documented ownership labels.
-const KNOWN_KEYS: [&str; 10] = [
+const KNOWN_KEYS: [&str; 11] = [
     "cbx",
     "cbx_provider",
     "cbx_lease",
@@ -38,6 +38,7 @@ const KNOWN_KEYS: [&str; 10] = [
     "cbx_idle_secs",
     "cbx_expires_at",
     "cbx_work_root",
+    "cbx_owner",
 ];
 /// The key code of a key written out as text.
 const CUSTOM_KEY: u8 = 15;
@@ -65,6 +66,8 @@ enum Kind {
     True = 6,
     /// The provider's own name.
     Provider = 7,
+    /// 16 lowercase hex digits (an owner id), as 8 bytes.
+    Hex16 = 8,
 }
 
 impl Kind {
@@ -78,6 +81,7 @@ impl Kind {
             5 => Kind::Name,
             6 => Kind::True,
             7 => Kind::Provider,
+            8 => Kind::Hex16,
             _ => return None,
         })
     }
@@ -189,6 +193,9 @@ fn shortest_value(
     if let Some(bytes) = lease_bytes(value) {
         offer(Kind::Lease, bytes.to_vec());
     }
+    if let Some(bytes) = hex_bytes::<8>(value) {
+        offer(Kind::Hex16, bytes.to_vec());
+    }
     if !value.is_empty()
         && let Some(offset) = name.find(value)
     {
@@ -272,6 +279,13 @@ pub fn decode(id: &str, provider: &str) -> Option<Decoded> {
                 let len = usize::try_from(r.varint()?).ok()?;
                 name.get(offset..offset.checked_add(len)?)?.to_string()
             }
+            Kind::Hex16 => {
+                let mut v = String::new();
+                for _ in 0..8 {
+                    write!(v, "{:02x}", r.byte()?).ok()?;
+                }
+                v
+            }
             Kind::True => "true".to_string(),
             Kind::Provider => provider.to_string(),
         };
@@ -295,8 +309,13 @@ fn canonical_uint(value: &str) -> Option<u64> {
 
 /// The 6 bytes of a `cbx_` + 12 lowercase hex lease id.
 fn lease_bytes(value: &str) -> Option<[u8; 6]> {
-    let hex = value.strip_prefix("cbx_")?.as_bytes();
-    if hex.len() != 12 {
+    hex_bytes::<6>(value.strip_prefix("cbx_")?)
+}
+
+/// The `N` bytes of exactly `2N` lowercase hex digits.
+fn hex_bytes<const N: usize>(value: &str) -> Option<[u8; N]> {
+    let hex = value.as_bytes();
+    if hex.len() != 2 * N {
         return None;
     }
     let digit = |c: u8| match c {
@@ -304,7 +323,7 @@ fn lease_bytes(value: &str) -> Option<[u8; 6]> {
         b'a'..=b'f' => Some(c - b'a' + 10),
         _ => None,
     };
-    let mut out = [0u8; 6];
+    let mut out = [0u8; N];
     for (i, pair) in hex.chunks(2).enumerate() {
         out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
     }
@@ -430,6 +449,7 @@ mod tests {
             ("cbx_idle_secs", "1800"),
             ("cbx_expires_at", "1767231000"),
             ("cbx_work_root", "cbx"),
+            ("cbx_owner", "0f1e2d3c4b5a6978"),
         ])
     }
 
@@ -440,7 +460,7 @@ mod tests {
         let check = target_check("dev@127.0.0.1:22");
         let id = encode(NAME, check, "ssh", &ownership()).unwrap();
         assert!(id.starts_with("cbx-amber-otter-0123456789ab."), "{id}");
-        assert!(id.len() <= 85, "{} characters: {id}", id.len());
+        assert!(id.len() <= 98, "{} characters: {id}", id.len());
         assert!(
             id.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
@@ -510,10 +530,13 @@ mod tests {
         let mut s = String::from("n.");
         base64url_encode(&[2, 0, 0, 0, 0], &mut s);
         assert!(decode(&s, "ssh").is_none());
-        // Reserved key codes and kinds, references forward, out-of-range name slices.
+        // Reserved key codes and kinds, truncated values, references forward, out-of-range
+        // name slices.
         for entry in [
-            vec![0xa0, 0],
+            vec![0xb0, 0],
+            vec![0x09],
             vec![0x08],
+            vec![0xa8, 1, 2, 3],
             vec![0x02, 0],
             vec![0x05, 0, 9],
             vec![0x03, 0, 0],

@@ -56,7 +56,7 @@ fn call(method: Method, url: &str, body: Option<Value>, action: &str) -> Result<
     })?;
     let text = String::from_utf8_lossy(&response.body);
     if !(200..300).contains(&response.status) {
-        return Err(error_of(response.status, &text, action));
+        return Err(error_of(response.status, &response.headers, &text, action));
     }
     if text.trim().is_empty() {
         return Ok(Value::Null);
@@ -65,8 +65,8 @@ fn call(method: Method, url: &str, body: Option<Value>, action: &str) -> Result<
 }
 
 /// Maps a service error to the contract's typed errors (the host picks exit codes and retries
-/// from them). Adapt to your service.
-fn error_of(status: u16, body: &str, action: &str) -> ProviderError {
+/// from them; `cbx providers test` checks 404, 401 and 429). Adapt to your service.
+fn error_of(status: u16, headers: &[(String, String)], body: &str, action: &str) -> ProviderError {
     let message = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_string))
@@ -77,10 +77,20 @@ fn error_of(status: u16, body: &str, action: &str) -> ProviderError {
         403 => ProviderError::Forbidden(m),
         404 => ProviderError::NotFound(m),
         409 => ProviderError::Conflict(m),
-        429 => ProviderError::RateLimited(RateLimit { message: m, retry_after_ms: None }),
+        429 => ProviderError::RateLimited(RateLimit { message: m, retry_after_ms: retry_after_ms(headers) }),
         500..=599 => ProviderError::Unavailable(m),
         _ => ProviderError::Other(m),
     }
+}
+
+/// The delay a `Retry-After: <seconds>` header asks for, in milliseconds.
+fn retry_after_ms(headers: &[(String, String)]) -> Option<u64> {
+    headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, value)| value.trim().parse::<f64>().ok())
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(|secs| (secs * 1000.0) as u64)
 }
 
 /// Maps the service's state words to the contract's states. Adapt to your service.

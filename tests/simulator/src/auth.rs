@@ -1,4 +1,6 @@
-//! Bearer authentication: the API key, or the JWT plus `X-Daytona-Organization-ID` (§1.2).
+//! Bearer authentication: the API key, or the JWT plus `X-Daytona-Organization-ID` (§1.2),
+//! and the API key's permission scopes (`daytona-api-more.md` §4): a route needing a scope the
+//! key lacks answers 403 `Access denied`; the JWT (an organization owner's) bypasses them.
 
 use std::sync::Arc;
 
@@ -13,8 +15,28 @@ use super::error::ApiError;
 pub(crate) const ORG_HEADER: &str = "x-daytona-organization-id";
 
 /// Extractor that succeeds only for an authenticated request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Authed;
+#[derive(Debug, Clone)]
+pub(crate) struct Authed {
+    /// The API key's permissions; `None` for the JWT (an owner: every scope).
+    pub scopes: Option<Vec<String>>,
+}
+
+impl Authed {
+    /// Fails with 403 `Access denied` unless the caller has `scope`.
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        match &self.scopes {
+            Some(s) if !s.iter().any(|p| p == scope) => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "Access denied"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the caller used the API key (not the JWT).
+    pub fn is_api_key(&self) -> bool {
+        self.scopes.is_some()
+    }
+}
 
 impl FromRequestParts<Arc<Shared>> for Authed {
     type Rejection = ApiError;
@@ -41,12 +63,14 @@ pub(crate) fn check(headers: &HeaderMap, config: &super::SimConfig) -> Result<Au
     }
     if token == config.api_key {
         // API keys carry their organization; the header is ignored.
-        return Ok(Authed);
+        return Ok(Authed {
+            scopes: Some(config.api_key_permissions.clone()),
+        });
     }
     if config.jwt.as_deref() == Some(token) {
         let org = headers.get(ORG_HEADER).and_then(|v| v.to_str().ok());
         if org == Some(config.organization_id.as_str()) {
-            return Ok(Authed);
+            return Ok(Authed { scopes: None });
         }
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -25,7 +25,7 @@ use super::Shared;
 use super::auth::Authed;
 use super::error::ApiError;
 use super::routes::{opt_str, parse_object, query_get, query_pairs, sandbox_response, valid_name};
-use super::state::{Pending, Snapshot};
+use super::state::{Pending, Snapshot, SshEvent};
 
 /// `POST /api/sandbox/{idOrName}/snapshot`.
 pub(crate) async fn snapshot(
@@ -62,6 +62,7 @@ pub(crate) async fn snapshot(
                 ));
             }
             let back = sb.state.clone();
+            let back_for_event = back.clone();
             sb.state = "snapshotting".into();
             sb.pending = Some(Pending {
                 to: back,
@@ -69,6 +70,10 @@ pub(crate) async fn snapshot(
             });
             sb.updated_at = Utc::now();
             let (id, class) = (sb.id.clone(), sb.class.clone());
+            // Daytona's gateway serves only started sandboxes; this one is frozen meanwhile.
+            if back_for_event == "started" {
+                s.outbox.push(SshEvent::Running(id.clone(), false));
+            }
             if !taken {
                 s.snapshots.push(Snapshot {
                     id: snap_id.clone(),
@@ -252,6 +257,7 @@ pub(crate) async fn fork(
                 due: now + delay,
             });
             let source = src.id.clone();
+            s.outbox.push(SshEvent::Running(source.clone(), false));
             s.sandboxes.push(child);
             Ok(source)
         })

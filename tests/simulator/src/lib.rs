@@ -36,6 +36,9 @@ use state::{JsonCtx, SshEvent, Store};
 /// Snapshot reported for sandboxes created without one (the server's `DEFAULT_SNAPSHOT`).
 pub const DEFAULT_SNAPSHOT: &str = "daytonaio/sandbox:0.6.0-slim";
 
+/// The scopes a key needs for sandboxes: create/start/stop/labels/ssh-access, and delete.
+pub const SANDBOX_SCOPES: &[&str] = &["write:sandboxes", "delete:sandboxes"];
+
 /// Regions the simulator knows; another `target` gets 404 "Region not found".
 pub const REGIONS: &[&str] = &["us", "eu"];
 
@@ -46,6 +49,9 @@ pub struct SimConfig {
     pub port: u16,
     /// The API key accepted as `Authorization: Bearer <key>`.
     pub api_key: String,
+    /// The API key's permission scopes (`GET /api-keys/current`); a route needing one the
+    /// key lacks answers 403 `Access denied`. Default: [`SANDBOX_SCOPES`].
+    pub api_key_permissions: Vec<String>,
     /// A JWT also accepted, only together with `X-Daytona-Organization-ID: <organization_id>`.
     pub jwt: Option<String>,
     /// The organization id (reported as `organizationId`, required with the JWT).
@@ -82,6 +88,7 @@ impl Default for SimConfig {
         Self {
             port: 0,
             api_key: random_api_key(),
+            api_key_permissions: SANDBOX_SCOPES.iter().map(|s| s.to_string()).collect(),
             jwt: None,
             organization_id: uuid::Uuid::new_v4().to_string(),
             create_delay: Duration::from_millis(300),
@@ -118,6 +125,7 @@ impl fmt::Debug for SimConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimConfig")
             .field("port", &self.port)
+            .field("api_key_permissions", &self.api_key_permissions)
             .field("jwt", &self.jwt.is_some())
             .field("organization_id", &self.organization_id)
             .field("create_delay", &self.create_delay)
@@ -261,6 +269,7 @@ fn dispatch(ssh: &dyn SshBackend, events: Vec<SshEvent>) {
         match e {
             SshEvent::Revoked(token) => ssh.access_revoked(&token),
             SshEvent::Deleted(id) => ssh.sandbox_deleted(&id),
+            SshEvent::Running(id, running) => ssh.sandbox_running(&id, running),
         }
     }
 }

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::{Json, Router};
 use chrono::Utc;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::auth::Authed;
 use super::capable;
@@ -47,6 +47,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/api/sandbox/{key}/ssh-access",
             post(create_ssh).delete(revoke_ssh),
         )
+        .route("/api/api-keys/current", get(current_api_key))
         .merge(control::router())
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
@@ -262,18 +263,44 @@ pub(crate) fn valid_name(name: &str) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Cursor: opaque hex of "<seq>:<id>" (the sort key of the last item returned).
+// Sort and cursor (addendum §5.1): `sort` (default `lastActivityAt`) and `order` (default
+// `desc`), with the id as the secondary key in the same direction. The cursor is the opaque hex
+// of "<sort value>\u{1f}<id>" of the last item returned; like Daytona's it does not record the
+// sort, so a client must resend the same `sort` and `order` with every page.
 
-/// Encodes a cursor after the sandbox with this sequence number.
-fn encode_cursor(sb: &Sandbox) -> String {
-    format!("{}:{}", sb.seq, sb.id)
+/// The sort fields `GET /sandbox` accepts.
+const SORTS: &[&str] = &[
+    "name",
+    "cpu",
+    "memoryGib",
+    "diskGib",
+    "lastActivityAt",
+    "createdAt",
+];
+
+/// A sandbox's sort value for `sort`, as a string that orders like the value.
+fn sort_value(sb: &Sandbox, sort: &str) -> String {
+    let time = |t: chrono::DateTime<Utc>| format!("{:020}", t.timestamp_millis().max(0));
+    match sort {
+        "name" => sb.name.clone(),
+        "cpu" => format!("{:020}", sb.cpu),
+        "memoryGib" => format!("{:020}", sb.memory),
+        "diskGib" => format!("{:020}", sb.disk),
+        "createdAt" => time(sb.created_at),
+        _ => time(sb.last_activity_at),
+    }
+}
+
+/// Encodes a cursor after `sb` in the order of `sort`.
+fn encode_cursor(sb: &Sandbox, sort: &str) -> String {
+    format!("{}\u{1f}{}", sort_value(sb, sort), sb.id)
         .bytes()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-/// Decodes a cursor into the sequence number it points after.
-fn decode_cursor(cursor: &str) -> Option<u64> {
+/// Decodes a cursor into the (sort value, id) it points after.
+fn decode_cursor(cursor: &str) -> Option<(String, String)> {
     if !cursor.len().is_multiple_of(2) {
         return None;
     }
@@ -286,9 +313,30 @@ fn decode_cursor(cursor: &str) -> Option<u64> {
         })
         .collect();
     let text = String::from_utf8(bytes?).ok()?;
-    let (seq, id) = text.split_once(':')?;
+    let (value, id) = text.split_once('\u{1f}')?;
     uuid::Uuid::parse_str(id).ok()?;
-    seq.parse().ok()
+    Some((value.to_string(), id.to_string()))
+}
+
+/// The `sort` and whether the `order` is descending, or Daytona's 400.
+fn sort_of(pairs: &[(String, String)]) -> Result<(String, bool), ApiError> {
+    let sort = query_get(pairs, "sort").unwrap_or("lastActivityAt");
+    if !SORTS.contains(&sort) {
+        return Err(ApiError::bad_request(format!(
+            "sort must be one of the following values: {}",
+            SORTS.join(", ")
+        )));
+    }
+    let desc = match query_get(pairs, "order").unwrap_or("desc") {
+        "desc" => true,
+        "asc" => false,
+        _ => {
+            return Err(ApiError::bad_request(
+                "order must be one of the following values: asc, desc",
+            ));
+        }
+    };
+    Ok((sort.to_string(), desc))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,6 +406,7 @@ async fn list(
         }
     };
     let limit = limit.min(cfg.max_page_size.max(1));
+    let (sort, desc) = sort_of(&pairs)?;
     let after = match query_get(&pairs, "cursor") {
         None | Some("") => None,
         Some(c) => Some(
@@ -368,16 +417,27 @@ async fn list(
     let (items, next) = shared
         .locked(|s| {
             let now = Instant::now();
-            let mut page: Vec<&Sandbox> = s
+            let key = |sb: &Sandbox| (sort_value(sb, &sort), sb.id.clone());
+            let beyond = |sb: &Sandbox| {
+                after.as_ref().is_none_or(|a| {
+                    let k = key(sb);
+                    if desc { &k < a } else { &k > a }
+                })
+            };
+            let mut all: Vec<&Sandbox> = s
                 .sandboxes
                 .iter()
-                .filter(|sb| after.is_none_or(|a| sb.seq > a) && matches(sb, now))
-                .take(limit + 1)
+                .filter(|sb| beyond(sb) && matches(sb, now))
                 .collect();
+            all.sort_by_key(|sb| key(sb));
+            if desc {
+                all.reverse();
+            }
+            let mut page: Vec<&Sandbox> = all.into_iter().take(limit + 1).collect();
             let more = page.len() > limit;
             page.truncate(limit);
             let next = if more {
-                page.last().map(|sb| encode_cursor(sb))
+                page.last().map(|sb| encode_cursor(sb, &sort))
             } else {
                 None
             };
@@ -394,9 +454,10 @@ async fn list(
 /// `POST /api/sandbox`: create from a snapshot (or build info).
 async fn create(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    auth.require("write:sandboxes")?;
     let req = parse_object(&body)?;
     let cfg = &shared.config;
     let snapshot = opt_str(&req, "snapshot")?.filter(|s| !s.trim().is_empty());
@@ -543,6 +604,15 @@ async fn create(
             let mut sandbox = sandbox;
             s.next_seq += 1;
             sandbox.seq = s.next_seq;
+            // Creation times are distinct and increasing (Daytona's are microseconds apart at
+            // least), so `sort=createdAt` orders sandboxes as they were created.
+            if let Some(last) = s.sandboxes.iter().map(|x| x.created_at).max()
+                && sandbox.created_at.timestamp_millis() <= last.timestamp_millis()
+            {
+                sandbox.created_at = last + chrono::Duration::milliseconds(1);
+                sandbox.updated_at = sandbox.created_at;
+                sandbox.last_activity_at = sandbox.created_at;
+            }
             sandbox.begin("started", "started", create_delay);
             s.sandboxes.push(sandbox);
             Ok(())
@@ -645,9 +715,10 @@ async fn get_one(
 /// `DELETE /api/sandbox/{idOrName}`: soft delete.
 async fn delete(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
+    auth.require("delete:sandboxes")?;
     let delay = shared.config.delete_delay;
     let has_children = shared
         .locked(|s| {
@@ -666,6 +737,14 @@ async fn delete(
         ));
     }
     let (_, v, ()) = with_sandbox(&shared, &key, |sb| {
+        // The real API answers 500 for a sandbox still being created or started (Daytona
+        // issues #2236, #2390; the addendum §9), 409 for other changes in progress.
+        if matches!(sb.derived_state(false), "creating" | "starting") {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "An unexpected error occurred.",
+            ));
+        }
         if !is_error_state(&sb.state) && sb.in_transition() {
             return Err(ApiError::in_progress());
         }
@@ -679,9 +758,10 @@ async fn delete(
 /// `POST /api/sandbox/{idOrName}/start`.
 async fn start(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
+    auth.require("write:sandboxes")?;
     let delay = shared.config.start_delay;
     let (id, v, wait) = with_sandbox(&shared, &key, |sb| {
         if is_error_state(&sb.state) {
@@ -716,9 +796,10 @@ async fn start(
 /// `POST /api/sandbox/{idOrName}/stop` (an ephemeral sandbox is deleted instead).
 async fn stop(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
+    auth.require("write:sandboxes")?;
     let (stop_delay, delete_delay) = (shared.config.stop_delay, shared.config.delete_delay);
     let (_, v, ()) = with_sandbox(&shared, &key, |sb| {
         if is_error_state(&sb.state) {
@@ -744,9 +825,10 @@ async fn stop(
 /// `POST /api/sandbox/{idOrName}/archive`.
 async fn archive(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
+    auth.require("write:sandboxes")?;
     let delay = shared.config.stop_delay;
     let (_, v, ()) = with_sandbox(&shared, &key, |sb| {
         if is_error_state(&sb.state) {
@@ -773,10 +855,11 @@ async fn archive(
 /// `PUT /api/sandbox/{idOrName}/labels`: replaces every label.
 async fn replace_labels(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    auth.require("write:sandboxes")?;
     let labels = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| {
@@ -811,10 +894,11 @@ async fn last_activity(
 /// `POST /api/sandbox/{idOrName}/ssh-access?expiresInMinutes=N`: one live token per sandbox.
 async fn create_ssh(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     Path(key): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    auth.require("write:sandboxes")?;
     let pairs = query_pairs(&raw);
     let minutes = match query_get(&pairs, "expiresInMinutes") {
         None | Some("") => 60.0,
@@ -873,10 +957,11 @@ async fn create_ssh(
 /// `DELETE /api/sandbox/{idOrName}/ssh-access[?token=T]`: returns the Sandbox.
 async fn revoke_ssh(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     Path(key): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    auth.require("write:sandboxes")?;
     let pairs = query_pairs(&raw);
     let token = query_get(&pairs, "token")
         .filter(|t| !t.is_empty())
@@ -892,4 +977,35 @@ async fn revoke_ssh(
         })
         .await?;
     Ok(axum::Json(v).into_response())
+}
+
+/// `GET /api-keys/current` (§4 of the addendum): the API key's name, masked value and
+/// permissions. API keys only: the JWT gets 401 `Invalid credentials`.
+async fn current_api_key(
+    State(shared): State<Arc<Shared>>,
+    auth: Authed,
+) -> Result<Response, ApiError> {
+    if !auth.is_api_key() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Invalid credentials",
+        ));
+    }
+    let key = &shared.config.api_key;
+    let masked = format!(
+        "{}{}{}",
+        &key[..3.min(key.len())],
+        "*".repeat(20),
+        &key[key.len().saturating_sub(3)..]
+    );
+    Ok(Json(json!({
+        "name": "cbx-sim",
+        "value": masked,
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "permissions": auth.scopes.unwrap_or_default(),
+        "lastUsedAt": null,
+        "expiresAt": null,
+        "userId": "sim-user",
+    }))
+    .into_response())
 }

@@ -31,6 +31,9 @@ pub trait SshBackend: Send + Sync {
     fn files_copied(&self, _from: &str, _to: &str) -> anyhow::Result<()> {
         Ok(())
     }
+    /// A sandbox's stored state became `started` (`running`), or left it. Daytona's gateway
+    /// lets a connection through only to a started sandbox.
+    fn sandbox_running(&self, _id: &str, _running: bool) {}
 }
 
 /// A backend that does nothing and advertises the gateway `127.0.0.1:2222`.
@@ -64,16 +67,38 @@ pub(crate) fn ssh_command(token: &str, host: &str, port: u16) -> String {
     }
 }
 
-/// Mints a 32-character token from `[a-z0-9]` whose first character is a letter.
+/// Mints a token shaped like Daytona's (addendum §7): 32 characters of `[A-Za-z0-9]`, upper
+/// and lower case, possibly starting with a digit. (One made only of digits — about one in
+/// 10^25 — is drawn again: `useradd` refuses an all-digit user name.)
 pub(crate) fn mint_token() -> String {
     use rand::Rng;
-    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let mut token = String::with_capacity(32);
-    token.push(LETTERS[rng.random_range(0..LETTERS.len())] as char);
-    for _ in 1..32 {
-        token.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
+    loop {
+        let token: String = (0..32)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
+        if !token.bytes().all(|b| b.is_ascii_digit()) {
+            return token;
+        }
     }
-    token
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_32_alphanumerics_of_both_cases() {
+        let tokens: Vec<String> = (0..400).map(|_| super::mint_token()).collect();
+        assert!(
+            tokens
+                .iter()
+                .all(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_alphanumeric()))
+        );
+        assert!(
+            tokens
+                .iter()
+                .any(|t| t.bytes().any(|b| b.is_ascii_uppercase()))
+        );
+        assert!(tokens.iter().any(|t| t.as_bytes()[0].is_ascii_digit()));
+    }
 }

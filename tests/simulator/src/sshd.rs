@@ -4,8 +4,11 @@
 //! [`SshdGateway`] plugs into the Daytona simulator: each sandbox becomes a system user with a
 //! home directory (the sandbox's file system), and each minted token becomes an alias of that
 //! user (same uid, same home) with an empty password, which sshd accepts with
-//! `PermitEmptyPasswords`. Revoking a token deletes its alias. This needs root (CI runs as
-//! root); [`SshdGateway::available`] says why it cannot run elsewhere.
+//! `PermitEmptyPasswords`. Revoking a token deletes its alias, so sshd refuses it ("Permission
+//! denied"). [`SshdGateway::start_dropping`] behaves like Daytona's real gateway instead: a
+//! revoked or expired token, a deleted sandbox, or one that is not started, logs in and then
+//! loses its connection without a word ("Connection closed"). This needs root (CI runs as
+//! root); [`SshdGateway::unavailable`] says why it cannot run elsewhere.
 
 use std::collections::HashMap;
 use std::net::TcpStream;
@@ -225,13 +228,34 @@ struct SandboxUser {
 struct Users {
     sandboxes: HashMap<String, SandboxUser>,
     tokens: HashMap<String, String>,
+    /// Token users kept after revocation in dropping mode (deleted on drop).
+    dropped: Vec<String>,
 }
+
+/// The session gate of a dropping gateway (sshd's `ForceCommand`): a token marked dropped, or
+/// a sandbox (by uid) marked stopped, loses its connection (the sshd session process is
+/// killed, as the real gateway's `conn.Close()`); anything else runs as asked.
+const GATE: &str = r#"#!/bin/sh
+d="$(dirname "$0")"
+if [ -e "$d/dropped/$USER" ] || [ -e "$d/stopped/$(id -u)" ]; then
+  p=$PPID
+  while [ "$p" -gt 1 ]; do
+    case "$(cat /proc/$p/comm)" in sshd*) kill -KILL "$p"; exit 255 ;; esac
+    p=$(awk '{print $4}' /proc/$p/stat)
+  done
+  exit 255
+fi
+if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"; fi
+exec /bin/bash -l
+"#;
 
 /// The simulator's SSH backend: sandboxes are system users served by a real sshd.
 pub struct SshdGateway {
     sshd: Sshd,
     root: tempfile::TempDir,
     users: Mutex<Users>,
+    /// In dropping mode, the directory of the gate and its markers.
+    gate: Option<PathBuf>,
 }
 
 impl SshdGateway {
@@ -273,7 +297,49 @@ impl SshdGateway {
             sshd: Sshd::start()?,
             root,
             users: Mutex::new(Users::default()),
+            gate: None,
         })
+    }
+
+    /// Starts a gateway that drops connections the way Daytona's does, instead of refusing
+    /// them: for a revoked or expired token, a deleted sandbox, or a sandbox that is not
+    /// started, the login succeeds and the connection is then closed (ssh exits 255 with
+    /// "closed by remote host"). A token never minted is still refused by sshd.
+    pub fn start_dropping() -> Result<SshdGateway> {
+        if let Some(why) = SshdGateway::unavailable() {
+            bail!("{why}");
+        }
+        let root = tempfile::Builder::new()
+            .prefix("cbx-sandboxes-")
+            .tempdir()?;
+        set_mode(root.path(), 0o755)?;
+        let gate = root.path().join(".gate");
+        for dir in ["dropped", "stopped"] {
+            std::fs::create_dir_all(gate.join(dir))?;
+        }
+        set_mode(&gate, 0o755)?;
+        let script = gate.join("gate.sh");
+        std::fs::write(&script, GATE)?;
+        set_mode(&script, 0o755)?;
+        let auth = format!("{EMPTY_PASSWORD_AUTH}ForceCommand {}\n", script.display());
+        Ok(SshdGateway {
+            sshd: Sshd::launch(&auth)?,
+            root,
+            users: Mutex::new(Users::default()),
+            gate: Some(gate),
+        })
+    }
+
+    /// Marks `name` in the gate's `dir` (`dropped` or `stopped`), or unmarks it.
+    fn mark(&self, dir: &str, name: &str, on: bool) {
+        if let Some(gate) = &self.gate {
+            let path = gate.join(dir).join(name);
+            let _ = if on {
+                std::fs::write(&path, "")
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
     }
 
     /// The sshd.
@@ -365,8 +431,23 @@ impl SshBackend for SshdGateway {
     }
 
     fn access_revoked(&self, token: &str) {
-        if self.users.lock().unwrap().tokens.remove(token).is_some() {
-            userdel(token);
+        let mut users = self.users.lock().unwrap();
+        if users.tokens.remove(token).is_some() {
+            if self.gate.is_some() {
+                users.dropped.push(token.to_string());
+                drop(users);
+                self.mark("dropped", token, true);
+            } else {
+                drop(users);
+                userdel(token);
+            }
+        }
+    }
+
+    fn sandbox_running(&self, id: &str, running: bool) {
+        let uid = self.users.lock().unwrap().sandboxes.get(id).map(|s| s.uid);
+        if let Some(uid) = uid {
+            self.mark("stopped", &uid.to_string(), !running);
         }
     }
 
@@ -401,7 +482,12 @@ impl SshBackend for SshdGateway {
             (users.sandboxes.remove(id), tokens)
         };
         for t in tokens {
-            userdel(&t);
+            if self.gate.is_some() {
+                self.mark("dropped", &t, true);
+                self.users.lock().unwrap().dropped.push(t);
+            } else {
+                userdel(&t);
+            }
         }
         if let Some(user) = user {
             let _ = Command::new("pkill")
@@ -464,14 +550,12 @@ impl Drop for SshdGateway {
         for id in ids {
             self.sandbox_deleted(&id);
         }
-        let tokens: Vec<String> = self
-            .users
-            .lock()
-            .unwrap()
-            .tokens
-            .drain()
-            .map(|(t, _)| t)
-            .collect();
+        let tokens: Vec<String> = {
+            let mut users = self.users.lock().unwrap();
+            let mut all: Vec<String> = users.tokens.drain().map(|(t, _)| t).collect();
+            all.append(&mut users.dropped);
+            all
+        };
         for t in tokens {
             userdel(&t);
         }

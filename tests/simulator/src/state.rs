@@ -26,6 +26,8 @@ pub(crate) enum SshEvent {
     Revoked(String),
     /// `sandbox_deleted(id)`.
     Deleted(String),
+    /// `sandbox_running(id, running)`: the stored state became, or stopped being, `started`.
+    Running(String, bool),
 }
 
 /// A scheduled move of the stored state.
@@ -76,7 +78,9 @@ impl Sandbox {
             return s;
         }
         match (s, d) {
-            (_, "destroyed") => "destroying",
+            // Only a started or stopped sandbox shows `destroying` (addendum §9); an archived,
+            // paused or building one keeps its own word until it is gone.
+            ("started" | "stopped", "destroyed") => "destroying",
             ("started", "stopped") => "stopping",
             ("stopped", "started") => "starting",
             ("stopped", "archived") => "archiving",
@@ -308,7 +312,11 @@ impl Store {
             if to == "destroyed" {
                 gone.push(sb.id.clone());
             } else {
+                let (was, is) = (sb.state == "started", to == "started");
                 sb.state = to;
+                if was != is {
+                    self.outbox.push(SshEvent::Running(sb.id.clone(), is));
+                }
             }
         }
         for id in gone {
@@ -473,6 +481,8 @@ impl Store {
             }
             s => (s, s),
         };
+        let event = ((sb.state == "started") != (stored == "started"))
+            .then(|| SshEvent::Running(sb.id.clone(), stored == "started"));
         sb.state = stored.to_string();
         sb.desired_state = desired.to_string();
         sb.error_reason = if is_error_state(stored) {
@@ -480,6 +490,7 @@ impl Store {
         } else {
             reason.map(str::to_string)
         };
+        self.outbox.extend(event);
         true
     }
 }

@@ -8,6 +8,9 @@
 //!   `tests/guests/malformed/src/lib.rs`.
 //! - `spoof` (`cbx-guest-spoof`): a provider whose description tries to draw a fake approval
 //!   screen; see `tests/guests/spoof/src/lib.rs`.
+//! - `broken` (`cbx-guest-broken`): the provider template with one of the usual mistakes of
+//!   provider authors, chosen by its `fault` option, for the conformance suite to catch; see
+//!   `tests/guests/broken/src/lib.rs`.
 //! - `escape-wasi` (`cbx-guest-escape-wasi`): a WASI component; tries the environment,
 //!   arguments, files, sockets, name lookups and processes through WASI and reports what it
 //!   got; see `tests/guests/escape-wasi/src/lib.rs`.

@@ -2,12 +2,14 @@
 //! renders the result (as cargo's `src/bin/cargo/commands/*.rs`).
 
 pub mod checkpoint;
+pub mod cleanup;
 pub mod conformance;
 pub mod doctor;
 pub mod install;
 pub mod list;
 pub mod providers;
 pub mod run;
+pub mod scaffold;
 pub mod ssh;
 pub mod status;
 pub mod stop;

@@ -8,7 +8,8 @@ use anyhow::Result;
 use crate::cli::args::SshArgs;
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
-use crate::lease::{connect, ready, resolve};
+use crate::lease::session::Session;
+use crate::lease::{Lease, access, connect, ready, resolve};
 use crate::remote::{self, Program};
 
 /// Runs `cbx ssh`.
@@ -21,6 +22,9 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
     let mut lease = resolve::resolve(&mut session, &args.lease).await?;
     lease.require_claim("use")?;
     ready::ensure_ready(&mut session, &mut lease, times.ready.val).await?;
+    if args.print {
+        return print(&mut session, &mut lease, args.show_secret).await;
+    }
     let repo = ctx.repo_root().map(std::path::PathBuf::from).or_else(|| {
         lease
             .claim
@@ -30,15 +34,6 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
     let workdir = connect::workdir(&lease, repo.as_deref())?;
     ready::touch(&mut session, &mut lease).await?;
     let ssh = connect::ssh(&mut session, &lease).await?;
-    if args.print {
-        println!("{}", ssh.printable(args.show_secret));
-        if ssh.target().user_is_secret && !args.show_secret {
-            eprintln!(
-                "note: the SSH user is an access token, shown as <token>; --show-secret prints it"
-            );
-        }
-        return Ok(0);
-    }
     let exports = vec![
         (
             "CBX_LEASE_ID".to_string(),
@@ -82,4 +77,19 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
             "the ssh session was interrupted",
         )),
     }
+}
+
+/// `cbx ssh L --print`: the command that would log in, with access cached or minted now — but
+/// no connection (SSH on a fresh sandbox may take a while to accept logins; the printed
+/// command is for later).
+async fn print(session: &mut Session, lease: &mut Lease, show_secret: bool) -> Result<u8> {
+    ready::touch(session, lease).await?;
+    let (ssh, _) = access::obtain(session, lease, None).await?;
+    println!("{}", ssh.printable(show_secret));
+    if ssh.target().user_is_secret && !show_secret {
+        eprintln!(
+            "note: the SSH user is an access token, shown as <token>; --show-secret prints it"
+        );
+    }
+    Ok(0)
 }

@@ -1,16 +1,26 @@
 //! The conformance suite of `cbx providers test`: a provider run through the whole lease
-//! lifecycle against whatever service its endpoint points at (a simulator while developing),
-//! each step of the contract checked. Provider authors run it before shipping.
+//! lifecycle against whatever service its endpoint points at (a fake of the service while
+//! developing), each step of the contract checked. Provider authors run it before shipping.
+//!
+//! The checks look for the usual mistakes and name their likely cause: a `list` that ignores
+//! its labels, a state mapping that says `ready` too early or never leaves it, labels that do
+//! not round-trip, service errors mapped to the wrong variant.
+//!
+//! - [`lifecycle`]: create, ready, get, list, labels, touch, SSH access, stop and start.
+//! - [`mapping`]: how the provider maps the service's words and errors.
+
+mod lifecycle;
+mod mapping;
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::lease::access::{AccessOrigin, admit, target_of};
 use crate::lease::session::Session;
+use crate::provider::CallError;
 use crate::provider::api::{self, OptionKind, ProviderError, SandboxState};
-use crate::provider::{CallError, Feature};
+use crate::provider::registry::ProviderPackage;
 
 /// How a step went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,7 +56,7 @@ pub struct ConformanceStep {
     pub step: &'static str,
     /// How it went.
     pub result: StepResult,
-    /// What was seen (secrets removed).
+    /// What was seen (secrets removed), and for a failure its likely cause.
     pub detail: String,
     /// How long it took.
     pub millis: u128,
@@ -60,16 +70,37 @@ pub struct ConformanceReport {
     pub provider: String,
     /// Whether no step failed.
     pub passed: bool,
+    /// How long each step could wait for a state, in seconds.
+    pub timeout_secs: u64,
     /// The steps, in order.
     pub steps: Vec<ConformanceStep>,
 }
 
+/// What is tested: a provider cbx knows by name, or a component file not installed.
+pub enum Subject {
+    /// A built-in or installed provider.
+    Named(String),
+    /// A component and manifest read from files (`--component`).
+    File(ProviderPackage),
+}
+
+impl Subject {
+    fn name(&self) -> &str {
+        match self {
+            Subject::Named(n) => n,
+            Subject::File(p) => p.name(),
+        }
+    }
+}
+
 /// The suite in progress.
-struct Suite<'a> {
+pub(crate) struct Suite<'a> {
     steps: Vec<ConformanceStep>,
     started: Instant,
     /// How long to wait for a state.
     timeout: Duration,
+    /// Whether to show no progress while waiting.
+    quiet: bool,
     /// Sees each step as it is recorded.
     on_step: &'a dyn Fn(&ConformanceStep),
 }
@@ -88,11 +119,11 @@ impl Suite<'_> {
     }
 }
 
-/// Runs the suite against provider `name`, waiting up to `timeout` for each state; `on_step`
-/// sees each step as it ends.
+/// Runs the suite against `subject`, letting each step wait up to `timeout` for a state;
+/// `on_step` sees each step as it ends.
 pub async fn run(
     ctx: &Context,
-    name: &str,
+    subject: Subject,
     timeout: Duration,
     on_step: &dyn Fn(&ConformanceStep),
 ) -> ConformanceReport {
@@ -100,9 +131,15 @@ pub async fn run(
         steps: Vec::new(),
         started: Instant::now(),
         timeout,
+        quiet: ctx.flags.quiet,
         on_step,
     };
-    match ctx.session(name).await {
+    let name = subject.name().to_string();
+    let opened = match subject {
+        Subject::Named(n) => ctx.session(&n).await,
+        Subject::File(package) => ctx.session_of_file(package).await,
+    };
+    match opened {
         Ok(mut session) => {
             suite.record(
                 "load+configure",
@@ -118,13 +155,14 @@ pub async fn run(
         ),
     }
     ConformanceReport {
-        provider: name.to_string(),
+        provider: name,
         passed: !suite.steps.iter().any(|s| s.result == StepResult::Fail),
+        timeout_secs: timeout.as_secs(),
         steps: suite.steps,
     }
 }
 
-/// Every step after loading: describe, doctor, then a sandbox's whole life.
+/// Every step after loading: describe, doctor, errors, then a sandbox's whole life.
 async fn exercise(suite: &mut Suite<'_>, session: &mut Session) {
     describe_checks(suite, session.info());
     match session.doctor().await {
@@ -143,9 +181,12 @@ async fn exercise(suite: &mut Suite<'_>, session: &mut Session) {
         Err(e) => suite.record("doctor", StepResult::Fail, text(session, e)),
     }
     let marker = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+    mapping::not_found(suite, session, &marker).await;
     let labels = vec![
         ("cbx-conformance".to_string(), "true".to_string()),
         ("run".to_string(), marker.clone()),
+        // A value with the characters cbx's own labels use (paths, times).
+        ("path".to_string(), "/home/dev/cbx:1.5".to_string()),
     ];
     let request = api::CreateRequest {
         name: format!("cbx-conformance-{marker}"),
@@ -157,14 +198,21 @@ async fn exercise(suite: &mut Suite<'_>, session: &mut Session) {
         Ok(s) if s.id.is_empty() => {
             return suite.record("create", StepResult::Fail, "the sandbox has an empty id");
         }
-        Ok(s) => {
-            let detail = format!("sandbox {} ({})", s.id, s.provider_state);
-            suite.record("create", StepResult::Pass, detail);
-            s.id
-        }
+        Ok(s) => match mapping::early_ready(&s) {
+            Some(cause) => {
+                suite.record("create", StepResult::Fail, cause);
+                s.id
+            }
+            None => {
+                let detail = format!("sandbox {} ({})", s.id, s.provider_state);
+                suite.record("create", StepResult::Pass, detail);
+                s.id
+            }
+        },
         Err(e) => return suite.record("create", StepResult::Fail, text(session, e)),
     };
-    lifecycle(suite, session, &id, &labels).await;
+    lifecycle::run(suite, session, &id, &labels).await;
+    mapping::errors(suite, session, &id).await;
     // Always clean up, then check deletion.
     deletion(suite, session, &id).await;
 }
@@ -215,147 +263,6 @@ fn describe_checks(suite: &mut Suite<'_>, info: &api::ProviderInfo) {
     }
 }
 
-/// Ready, get, list, set-labels, touch, SSH access, stop and start.
-async fn lifecycle(
-    suite: &mut Suite<'_>,
-    session: &mut Session,
-    id: &str,
-    labels: &[(String, String)],
-) {
-    match wait_for(session, id, SandboxState::Ready, suite.timeout).await {
-        Ok(s) => suite.record(
-            "ready",
-            StepResult::Pass,
-            format!("state {}", s.provider_state),
-        ),
-        Err(e) => return suite.record("ready", StepResult::Fail, e),
-    }
-    match session.get(id).await {
-        Ok(s) if labels.iter().all(|l| s.labels.contains(l)) && s.id == id => suite.record(
-            "get",
-            StepResult::Pass,
-            "returns the id and the labels given at create",
-        ),
-        Ok(s) if s.id != id => {
-            suite.record("get", StepResult::Fail, format!("returned id {}", s.id))
-        }
-        Ok(_) => suite.record(
-            "get",
-            StepResult::Fail,
-            "the labels given at create are missing",
-        ),
-        Err(e) => suite.record("get", StepResult::Fail, text(session, e)),
-    }
-    listing(suite, session, id, labels).await;
-    labelling(suite, session, id, labels).await;
-    match session.touch(id).await {
-        Ok(()) => suite.record("touch", StepResult::Pass, "ok"),
-        Err(e) => suite.record("touch", StepResult::Fail, text(session, e)),
-    }
-    ssh_access(suite, session, id).await;
-    stop_and_start(suite, session, id).await;
-}
-
-/// The sandbox is listed under its labels (lists may lag behind creation: a few seconds).
-async fn listing(
-    suite: &mut Suite<'_>,
-    session: &mut Session,
-    id: &str,
-    labels: &[(String, String)],
-) {
-    for _ in 0..10 {
-        match session.list(labels).await {
-            Ok(items) if items.iter().any(|s| s.id == id) => {
-                return suite.record(
-                    "list",
-                    StepResult::Pass,
-                    "the sandbox is listed under its labels",
-                );
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            Err(e) => return suite.record("list", StepResult::Fail, text(session, e)),
-        }
-    }
-    suite.record(
-        "list",
-        StepResult::Warn,
-        "the sandbox was not listed within 5 s (cbx falls back to its claims)",
-    );
-}
-
-/// Replaced labels are read back.
-async fn labelling(
-    suite: &mut Suite<'_>,
-    session: &mut Session,
-    id: &str,
-    labels: &[(String, String)],
-) {
-    let mut more = labels.to_vec();
-    more.push(("extra".to_string(), "yes".to_string()));
-    let read = async {
-        session.set_labels(id, &more).await?;
-        session.get(id).await
-    }
-    .await;
-    match read {
-        Ok(s) if s.labels.contains(&("extra".to_string(), "yes".to_string())) => {
-            suite.record("set-labels", StepResult::Pass, "replaced labels read back")
-        }
-        Ok(_) => suite.record(
-            "set-labels",
-            StepResult::Warn,
-            "replaced labels were not read back (labels fixed at creation?)",
-        ),
-        Err(e) => suite.record("set-labels", StepResult::Fail, text(session, e)),
-    }
-}
-
-/// Minted SSH access is usable as an ssh config's target, and its destination lies within
-/// the provider's grant (the one check every minted access passes; audited).
-async fn ssh_access(suite: &mut Suite<'_>, session: &mut Session, id: &str) {
-    match session.mint_ssh_access(id).await {
-        Ok(a) => {
-            let minted = target_of(a);
-            match admit(session, None, &minted, AccessOrigin::Minted) {
-                Ok(target) => suite.record(
-                    "ssh-access",
-                    StepResult::Pass,
-                    format!("{}:{}", target.shown_destination(), target.port),
-                ),
-                Err(e) => suite.record("ssh-access", StepResult::Fail, e.to_string()),
-            }
-        }
-        Err(e) => suite.record("ssh-access", StepResult::Fail, text(session, e)),
-    }
-}
-
-/// Stop and start, for providers declaring them.
-async fn stop_and_start(suite: &mut Suite<'_>, session: &mut Session, id: &str) {
-    if !session.declares(Feature::Stop) {
-        return suite.record(
-            "stop",
-            StepResult::Skip,
-            "the provider does not declare the `stop` feature",
-        );
-    }
-    match session.stop(id).await {
-        Ok(_) => match wait_for(session, id, SandboxState::Stopped, suite.timeout).await {
-            Ok(_) => suite.record("stop", StepResult::Pass, "stopped"),
-            Err(e) => suite.record("stop", StepResult::Fail, e),
-        },
-        Err(e) => suite.record("stop", StepResult::Fail, text(session, e)),
-    }
-    if session.declares(Feature::Start) {
-        match session.start(id).await {
-            Ok(_) => match wait_for(session, id, SandboxState::Ready, suite.timeout).await {
-                Ok(_) => suite.record("start", StepResult::Pass, "ready again"),
-                Err(e) => suite.record("start", StepResult::Fail, e),
-            },
-            Err(e) => suite.record("start", StepResult::Fail, text(session, e)),
-        }
-    }
-}
-
 /// Delete, gone (unless persistent), delete again.
 async fn deletion(suite: &mut Suite<'_>, session: &mut Session, id: &str) {
     match session.delete(id).await {
@@ -382,7 +289,11 @@ async fn deletion(suite: &mut Suite<'_>, session: &mut Session, id: &str) {
                 break;
             }
             Ok(s) if Instant::now() >= deadline => {
-                let detail = format!("still {} after deletion", s.provider_state);
+                let detail = format!(
+                    "still {} ({}) after deletion: get must answer not-found (HTTP 404 → \
+                     not-found) or state deleted once the service has deleted it",
+                    s.state, s.provider_state
+                );
                 suite.record("gone", StepResult::Fail, detail);
                 break;
             }
@@ -390,43 +301,20 @@ async fn deletion(suite: &mut Suite<'_>, session: &mut Session, id: &str) {
                 suite.record("gone", StepResult::Fail, text(session, e));
                 break;
             }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(300)).await,
         }
     }
     // `delete` reports a sandbox already gone as `Ok(false)`.
     match session.delete(id).await {
         Ok(_) => suite.record("delete again", StepResult::Pass, "idempotent"),
-        Err(e) => suite.record("delete again", StepResult::Fail, text(session, e)),
-    }
-}
-
-async fn wait_for(
-    session: &mut Session,
-    id: &str,
-    want: SandboxState,
-    timeout: Duration,
-) -> Result<api::Sandbox, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match session.get(id).await {
-            Ok(s) if s.state == want => return Ok(s),
-            Ok(s) if s.state == SandboxState::Failed => {
-                return Err(format!(
-                    "the sandbox failed ({}): {}",
-                    s.provider_state,
-                    s.reason.unwrap_or_default()
-                ));
-            }
-            Ok(s) if Instant::now() >= deadline => {
-                return Err(format!(
-                    "not {want} after {}s (state {})",
-                    timeout.as_secs(),
-                    s.provider_state
-                ));
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(300)).await,
-            Err(e) => return Err(text(session, e)),
-        }
+        Err(e) => suite.record(
+            "delete again",
+            StepResult::Fail,
+            format!(
+                "{}: deleting a deleted sandbox must succeed or answer not-found",
+                text(session, e)
+            ),
+        ),
     }
 }
 
