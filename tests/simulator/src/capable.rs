@@ -12,7 +12,7 @@
 //!   and files and goes `creating` → `started`, the source `forking` → `started`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -25,7 +25,7 @@ use super::Shared;
 use super::auth::Authed;
 use super::error::ApiError;
 use super::routes::{opt_str, parse_object, query_get, query_pairs, sandbox_response, valid_name};
-use super::state::{Pending, Snapshot, SshEvent};
+use super::state::{Pending, Snapshot, SshEvent, Store};
 
 /// `POST /api/sandbox/{idOrName}/snapshot`.
 pub(crate) async fn snapshot(
@@ -210,57 +210,7 @@ pub(crate) async fn fork(
     let delay = shared.config.create_delay;
     let child_id = uuid::Uuid::new_v4().to_string();
     let source = shared
-        .locked(|s| {
-            let idx = s
-                .find(&key)
-                .ok_or_else(|| ApiError::sandbox_not_found(&key))?;
-            let sb = &s.sandboxes[idx];
-            if sb.class != "linux-vm" && sb.class != "windows" {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Forking is not supported for this sandbox",
-                ));
-            }
-            if sb.state != "started" {
-                return Err(ApiError::bad_request(
-                    "Sandbox must be in started state to fork",
-                ));
-            }
-            if sb.in_transition() {
-                return Err(ApiError::in_progress());
-            }
-            let child_name = name.clone().unwrap_or_else(|| child_id.clone());
-            if s.name_taken(&child_name) {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "Sandbox with this name already exists",
-                ));
-            }
-            let now = Instant::now();
-            let mut child = s.sandboxes[idx].clone();
-            child.id = child_id.clone();
-            child.name = child_name;
-            child.parent = Some(s.sandboxes[idx].id.clone());
-            child.state = "unknown".into();
-            child.error_reason = None;
-            child.created_at = Utc::now();
-            child.updated_at = child.created_at;
-            child.last_activity_at = child.created_at;
-            child.listed_from = now;
-            s.next_seq += 1;
-            child.seq = s.next_seq;
-            child.begin("started", "started", delay);
-            let src = &mut s.sandboxes[idx];
-            src.state = "forking".into();
-            src.pending = Some(Pending {
-                to: "started".into(),
-                due: now + delay,
-            });
-            let source = src.id.clone();
-            s.outbox.push(SshEvent::Running(source.clone(), false));
-            s.sandboxes.push(child);
-            Ok(source)
-        })
+        .locked(|s| insert_fork(s, &key, name.as_deref(), &child_id, delay))
         .await?;
     let ssh = shared.config.ssh.clone();
     let (from, to) = (source, child_id.clone());
@@ -277,4 +227,65 @@ pub(crate) async fn fork(
             .await;
     }
     sandbox_response(&shared, &child_id).await
+}
+
+/// Checks that sandbox `key` may be forked and inserts the child `child_id` (its labels and
+/// class copied; `creating` → `started` after `delay`), the source `forking` meanwhile.
+/// Returns the source's id.
+fn insert_fork(
+    s: &mut Store,
+    key: &str,
+    name: Option<&str>,
+    child_id: &str,
+    delay: Duration,
+) -> Result<String, ApiError> {
+    let idx = s
+        .find(key)
+        .ok_or_else(|| ApiError::sandbox_not_found(key))?;
+    let sb = &s.sandboxes[idx];
+    if sb.class != "linux-vm" && sb.class != "windows" {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Forking is not supported for this sandbox",
+        ));
+    }
+    if sb.state != "started" {
+        return Err(ApiError::bad_request(
+            "Sandbox must be in started state to fork",
+        ));
+    }
+    if sb.in_transition() {
+        return Err(ApiError::in_progress());
+    }
+    let child_name = name.map_or_else(|| child_id.to_string(), str::to_string);
+    if s.name_taken(&child_name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Sandbox with this name already exists",
+        ));
+    }
+    let now = Instant::now();
+    let mut child = s.sandboxes[idx].clone();
+    child.id = child_id.to_string();
+    child.name = child_name;
+    child.parent = Some(s.sandboxes[idx].id.clone());
+    child.state = "unknown".into();
+    child.error_reason = None;
+    child.created_at = Utc::now();
+    child.updated_at = child.created_at;
+    child.last_activity_at = child.created_at;
+    child.listed_from = now;
+    s.next_seq += 1;
+    child.seq = s.next_seq;
+    child.begin("started", "started", delay);
+    let src = &mut s.sandboxes[idx];
+    src.state = "forking".into();
+    src.pending = Some(Pending {
+        to: "started".into(),
+        due: now + delay,
+    });
+    let source = src.id.clone();
+    s.outbox.push(SshEvent::Running(source.clone(), false));
+    s.sandboxes.push(child);
+    Ok(source)
 }
