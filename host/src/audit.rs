@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grant::http::{HttpEvent, HttpOutcome};
 use crate::paths;
+use crate::sync::Transport;
 
 /// When a log file passes this size it is rotated to `<name>.jsonl.1`.
 const ROTATE_BYTES: u64 = 16 << 20;
@@ -166,6 +167,8 @@ pub struct SyncAudit {
     pub outcome: DataOutcome,
     /// What happened, in words.
     pub detail: String,
+    /// The transport that sent the files (none: nothing was sent, or it failed).
+    pub transport: Option<Transport>,
 }
 
 impl AuditRecord {
@@ -245,7 +248,13 @@ impl AuditRecord {
         AuditRecord {
             lease: Some(s.lease.clone()),
             destination: Some(s.destination.clone()),
-            transport: Some("rsync over ssh".into()),
+            transport: Some(
+                match s.transport {
+                    Some(Transport::Tar) => "tar over ssh",
+                    Some(Transport::Rsync) | None => "rsync over ssh",
+                }
+                .into(),
+            ),
             files: Some(s.files),
             bytes: Some(s.bytes),
             detail: Some(s.detail.clone()),
@@ -539,6 +548,7 @@ mod tests {
             bytes: 1,
             outcome: DataOutcome::Failed,
             detail: "rsync failed".into(),
+            transport: None,
         });
         let env = AuditRecord::env("p", "cbx_0123456789ab", "h:22", vec!["A".into()], true);
         for r in [&allowed, &denied, &sync, &env] {
@@ -585,9 +595,21 @@ mod tests {
                 bytes: 120,
                 outcome: DataOutcome::Sent,
                 detail: "3 files sent".into(),
+                transport: Some(Transport::Rsync),
             })),
             r#"{"time":"T","provider":"p","kind":"sync","operation":"sync","bytes":120,"outcome":"sent","detail":"3 files sent","lease":"cbx_0123456789ab","destination":"h:22","transport":"rsync over ssh","files":3}"#
         );
+        let tar = line(AuditRecord::sync(&SyncAudit {
+            provider: "p".into(),
+            lease: "cbx_0123456789ab".into(),
+            destination: "h:22".into(),
+            files: 3,
+            bytes: 120,
+            outcome: DataOutcome::Sent,
+            detail: "3 files sent".into(),
+            transport: Some(Transport::Tar),
+        }));
+        assert!(tar.contains(r#""transport":"tar over ssh""#), "{tar}");
         assert_eq!(
             line(AuditRecord::env(
                 "p",

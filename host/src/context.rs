@@ -26,6 +26,8 @@ pub struct Flags {
     pub endpoints: Vec<(String, String)>,
     /// `--quiet`: no progress.
     pub quiet: bool,
+    /// `-v` counted: more detail on stderr.
+    pub verbose: u8,
 }
 
 /// Everything a command needs.

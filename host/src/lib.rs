@@ -16,10 +16,11 @@
 //! - [`grant`]: capabilities — manifests, approvals, the effective grant, the one egress check.
 //! - [`audit`]: the audit log.
 //! - [`config`]: user and repository configuration, provider option resolution.
-//! - [`ssh`], [`sync`], [`remote`]: the data plane — OpenSSH with a private config, rsync of
-//!   the working tree, remote command lines.
+//! - [`ssh`], [`sync`], [`remote`], [`transfer`]: the data plane — OpenSSH with a private
+//!   config, rsync of the working tree, remote command lines, tar streams of files to and from
+//!   a sandbox.
 //! - Leaves: [`environment`] (read once), [`provenance`] (where a setting came from),
-//!   [`interrupt`] (the one place signals are awaited), [`diagnostic`], [`digest`], [`error`],
+//!   [`interrupt`] (the one place signals are awaited), [`junit`] (test reports), [`diagnostic`], [`digest`], [`error`],
 //!   [`paths`], [`progress`], [`redact`], [`terminal`] (provider text made inert for a
 //!   terminal), [`testpoint`] (pauses for end-to-end tests).
 
@@ -33,6 +34,7 @@ pub mod environment;
 pub mod error;
 pub mod grant;
 pub mod interrupt;
+pub mod junit;
 pub mod lease;
 pub mod ops;
 pub mod paths;
@@ -45,6 +47,7 @@ pub mod ssh;
 pub mod sync;
 pub mod terminal;
 pub mod testpoint;
+pub mod transfer;
 
 #[cfg(test)]
 mod tree_rules;

@@ -33,7 +33,7 @@ use cbx::provider::registry::{self, ProviderPackage};
 use cbx::provider::{Engine, Limits, ProviderInstance, contract};
 use cbx::redact::Redactor;
 use cbx::ssh::{SshClient, Target};
-use cbx::sync::{self, FileList};
+use cbx::sync::{self, FileList, TransportChoice};
 use cbx_testkit::daytona_sim::{DaytonaSim, RecordedRequest, SimConfig};
 use cbx_testkit::home::CbxHome;
 use cbx_testkit::sshd::SshdGateway;
@@ -897,7 +897,7 @@ fn cbx_sync(
     rt: &tokio::runtime::Runtime,
     client: &SshClient,
     tree: &Path,
-    remote_dir: &str,
+    (remote_dir, lease, transport): (&str, &str, TransportChoice),
     state: &Path,
     redactor: &Redactor,
 ) -> Res<Synced> {
@@ -913,10 +913,11 @@ fn cbx_sync(
         &list,
         remote_dir,
         state,
-        BENCH_LEASE,
+        lease,
         sync::Options {
             force: false,
             quiet: true,
+            transport,
         },
         redactor,
     ))?;
@@ -932,6 +933,9 @@ fn cbx_sync(
 
 /// The lease id the library syncs record under (in the bench's own state directory).
 const BENCH_LEASE: &str = "cbx_00000000bench";
+/// The lease ids the tar-vs-rsync syncs record under.
+const TAR_LEASE: &str = "cbx_0000000bnctar";
+const RSYNC_LEASE: &str = "cbx_0000000bncrsy";
 
 /// One timed library sync.
 struct Synced {
@@ -1087,7 +1091,17 @@ fn data_rows(
     }
     let redactor = Redactor::new();
     run_ok("mkdir", plain.ssh("mkdir -p bench"))?;
-    let sync_once = |dir: &str| cbx_sync(&rt, &client, &tree, dir, &state, &redactor);
+    let sync_with = |dir: &str, lease: &str, transport: TransportChoice| {
+        cbx_sync(
+            &rt,
+            &client,
+            &tree,
+            (dir, lease, transport),
+            &state,
+            &redactor,
+        )
+    };
+    let sync_once = |dir: &str| sync_with(dir, BENCH_LEASE, TransportChoice::Auto);
 
     // First sync of the whole tree vs rsync into an empty directory, over plain ssh (what a
     // person would run) and over cbx's own connection (what cbx itself adds to rsync).
@@ -1259,6 +1273,15 @@ fn data_rows(
     rows.push(one);
     rows.push(one_mux);
 
+    tar_rows(
+        o,
+        rows,
+        &sync_with,
+        &sandbox_home.join("bench"),
+        &state,
+        &change,
+    )?;
+
     // Peak RSS of cbx run, syncing a changed file of the large tree.
     let mut rss = Row::new(
         "data.peak_rss",
@@ -1290,6 +1313,97 @@ fn data_rows(
     ));
     print_row(&rss);
     rows.push(rss);
+    Ok(())
+}
+
+/// The tar transport (for sandboxes without rsync) vs rsync, both through `cbx::sync` over
+/// cbx's connection: a first sync of the whole tree, and a sync after one file changed.
+fn tar_rows(
+    o: &Opts,
+    rows: &mut Vec<Row>,
+    sync_with: &dyn Fn(&str, &str, TransportChoice) -> Res<Synced>,
+    bench_dir: &Path,
+    state: &Path,
+    change: &dyn Fn() -> Res<()>,
+) -> Res<()> {
+    let mut first = Row::new(
+        "data.first_sync_tar",
+        "data",
+        "  first sync with tar, vs cbx with rsync",
+        Goal::None,
+    );
+    let sent = |r: &Synced, want: u64, what: &str| -> Res<()> {
+        if r.report.skipped || r.report.transferred != Some(want) {
+            return Err(format!("{what} sent {:?} files", r.report.transferred).into());
+        }
+        Ok(())
+    };
+    for i in 0..=o.heavy {
+        for dir in ["tar", "rs"] {
+            let _ = std::fs::remove_dir_all(bench_dir.join(dir));
+        }
+        sync::forget(state, TAR_LEASE);
+        sync::forget(state, RSYNC_LEASE);
+        settle();
+        let t = rotate(
+            i,
+            &mut [
+                &mut || {
+                    let r = sync_with("bench/tar", TAR_LEASE, TransportChoice::Tar)?;
+                    sent(&r, o.files as u64 + 1, "first tar sync")?;
+                    settle();
+                    Ok(r.total)
+                },
+                &mut || {
+                    let r = sync_with("bench/rs", RSYNC_LEASE, TransportChoice::Rsync)?;
+                    settle();
+                    Ok(r.total)
+                },
+            ],
+        )?;
+        if i > 0 {
+            first.cbx.push(t[0]);
+            first.base("cbx::sync with rsync").push(t[1]);
+        }
+    }
+    let arrived = count_files(&bench_dir.join("tar"));
+    if arrived != o.files + 1 {
+        return Err(format!("tar left {arrived} files, expected {}", o.files + 1).into());
+    }
+    first.note = Some("cbx::sync with sync.transport = tar (one tar stream into `tar -x` on the sandbox) vs the same with rsync, both into an empty directory over cbx's multiplexed connection".into());
+    print_row(&first);
+    rows.push(first);
+
+    let mut one = Row::new(
+        "data.one_file_sync_tar",
+        "data",
+        "  sync after 1 file changed, tar vs rsync",
+        Goal::None,
+    );
+    for i in 0..=o.proc {
+        let t = rotate(
+            i,
+            &mut [
+                &mut || {
+                    change()?;
+                    let r = sync_with("bench/tar", TAR_LEASE, TransportChoice::Tar)?;
+                    sent(&r, 1, "one-file tar sync")?;
+                    Ok(r.total)
+                },
+                &mut || {
+                    change()?;
+                    Ok(sync_with("bench/rs", RSYNC_LEASE, TransportChoice::Rsync)?.total)
+                },
+            ],
+        )?;
+        if i > 0 {
+            one.cbx.push(t[0]);
+            one.base("cbx::sync with rsync").push(t[1]);
+        }
+    }
+    one.note = Some("cbx::sync with tar after rewriting one file (only files whose size, mode or modification time changed since the last sync are sent) vs the same with rsync".into());
+    print_row(&one);
+    rows.push(one);
     Ok(())
 }
 

@@ -1629,15 +1629,16 @@ const PINNED: &str = r##"=== doctor --json
 {"time":"<time>","provider":"daytona","kind":"request","operation":"create","method":"POST","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"delete","method":"DELETE","url":"<api>/sandbox/<sandbox>","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/api-keys/current","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
-{"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"doctor","method":"GET","url":"<api>/sandbox?limit=1&labels=%7B%22cbx%22%3A%22true%22%7D","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"get","method":"GET","url":"<api>/sandbox/<sandbox>","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"get","method":"GET","url":"<api>/sandbox/<sandbox>","status":404,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
-{"time":"<time>","provider":"daytona","kind":"request","operation":"list","method":"GET","url":"<api>/sandbox","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
+{"time":"<time>","provider":"daytona","kind":"request","operation":"list","method":"GET","url":"<api>/sandbox?limit=100&sort=createdAt&order=asc&labels=%7B%22cbx%22%3A%22true%22%2C%22cbx_provider%22%3A%22daytona%22%7D","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 {"time":"<time>","provider":"daytona","kind":"request","operation":"set-labels","method":"PUT","url":"<api>/sandbox/<sandbox>/labels","status":200,"bytes":0,"credentials":["api-key"],"outcome":"ok"}
 === providers test daytona --json
 {
   "provider": "daytona",
   "passed": true,
+  "timeoutSecs": 60,
   "steps": [
     {
       "step": "load+configure",
@@ -1658,6 +1659,12 @@ const PINNED: &str = r##"=== doctor --json
       "millis": 0
     },
     {
+      "step": "not-found",
+      "result": "pass",
+      "detail": "get of a missing sandbox answers not-found",
+      "millis": 0
+    },
+    {
       "step": "create",
       "result": "pass",
       "detail": "sandbox <conformance sandbox> (creating)",
@@ -1670,6 +1677,12 @@ const PINNED: &str = r##"=== doctor --json
       "millis": 0
     },
     {
+      "step": "ssh-access",
+      "result": "pass",
+      "detail": "<token>@127.0.0.1:2222",
+      "millis": 0
+    },
+    {
       "step": "get",
       "result": "pass",
       "detail": "returns the id and the labels given at create",
@@ -1678,7 +1691,7 @@ const PINNED: &str = r##"=== doctor --json
     {
       "step": "list",
       "result": "pass",
-      "detail": "the sandbox is listed under its labels",
+      "detail": "listed under its labels, and not under a label it does not carry",
       "millis": 0
     },
     {
@@ -1694,9 +1707,9 @@ const PINNED: &str = r##"=== doctor --json
       "millis": 0
     },
     {
-      "step": "ssh-access",
-      "result": "pass",
-      "detail": "<token>@127.0.0.1:2222",
+      "step": "ssh-reachable",
+      "result": "warn",
+      "detail": "nothing accepted a connection at 127.0.0.1:2222 within 10 s of `ready` (fine for a fake service without SSH; against the real one, report `ready` only once SSH is up)",
       "millis": 0
     },
     {
@@ -1709,6 +1722,18 @@ const PINNED: &str = r##"=== doctor --json
       "step": "start",
       "result": "pass",
       "detail": "ready again",
+      "millis": 0
+    },
+    {
+      "step": "error-401",
+      "result": "pass",
+      "detail": "HTTP 401 answers unauthorized",
+      "millis": 0
+    },
+    {
+      "step": "error-429",
+      "result": "pass",
+      "detail": "HTTP 429 with Retry-After: 7 answers rate-limited, retry after 7000 ms",
       "millis": 0
     },
     {

@@ -251,7 +251,17 @@ fn run_syncs_the_tree_streams_output_and_passes_the_exit_code_through() {
 
 #[test]
 fn an_edit_of_the_same_size_within_the_same_second_is_synced() {
-    let Some(w) = World::new() else { return };
+    for transport in TRANSPORTS {
+        let Some(mut w) = World::new() else { return };
+        w.home.env("CBX_SYNC_TRANSPORT", transport);
+        same_second_edit(&w, transport);
+    }
+}
+
+/// The sync transports every data-plane sync test runs with.
+const TRANSPORTS: [&str; 2] = ["rsync", "tar"];
+
+fn same_second_edit(w: &World, transport: &str) {
     w.warmup("beta");
     // Two versions of a file, the same size, stamped within one second: rsync's default quick
     // check (size and whole seconds) would take the second for the first.
@@ -269,12 +279,204 @@ fn an_edit_of_the_same_size_within_the_same_second_is_synced() {
     let out = w.cbx(&["run", "--id", "beta", "--", "cat", "src/lib.rs"]);
     out.ok();
     assert_eq!(out.stdout, "pub fn answer() -> u32 { 42 }\n");
+    assert!(out.stderr.contains(&format!(" with {transport};")), "{out}");
     w.write("src/lib.rs", "pub fn answer() -> u32 { 43 }\n");
     stamp(Duration::from_millis(200));
     let out = w.cbx(&["run", "--id", "beta", "--", "cat", "src/lib.rs"]);
     out.ok();
     assert_eq!(out.stdout, "pub fn answer() -> u32 { 43 }\n", "{out}");
     w.cbx(&["stop", "beta"]).ok();
+}
+
+/// Odd names a sync must carry intact: spaces, quotes, a leading dash, a newline, non-ASCII.
+const ODD_NAMES: [&str; 4] = [
+    "a b/c'd\"e.txt",
+    "-leading-dash.txt",
+    "new\nline.txt",
+    "ünïcödé/ñ.txt",
+];
+
+#[test]
+fn both_transports_sync_alike() {
+    for transport in TRANSPORTS {
+        let Some(mut w) = World::new() else { return };
+        w.home.env("CBX_SYNC_TRANSPORT", transport);
+        sync_alike(&w, transport);
+    }
+}
+
+/// First sync (odd names, a link, an executable), fingerprint skip, an incremental sync that
+/// sends only the changed file, and pruning that keeps remote-only files: on `transport`.
+fn sync_alike(w: &World, transport: &str) {
+    for (i, name) in ODD_NAMES.iter().enumerate() {
+        w.write(name, &format!("odd {i}\n"));
+    }
+    w.write("run.sh", "#!/bin/sh\necho ran\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        w.repo().join("run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("README.md", w.repo().join("readme-link")).unwrap();
+    w.git(&["add", "."]);
+    let lease = w.warmup("delta");
+    let (lease, sandbox) = (
+        lease["leaseId"].as_str().unwrap(),
+        lease["sandboxId"].as_str().unwrap(),
+    );
+    let out = w.cbx(&["run", "--id", "delta", "--", "./run.sh"]);
+    out.ok();
+    assert_eq!(out.stdout, "ran\n", "{out}");
+    // README.md, src/lib.rs, .gitignore, run.sh, the link and the odd names; the link is
+    // not counted as sent (rsync counts regular files).
+    assert!(out.stderr.contains("synced 9 files"), "{out}");
+    assert!(
+        out.stderr.contains(&format!(" with {transport}; 8 sent")),
+        "{out}"
+    );
+    let wd = w.remote_workdir(sandbox, lease);
+    for (i, name) in ODD_NAMES.iter().enumerate() {
+        assert_eq!(
+            std::fs::read_to_string(wd.join(name)).unwrap(),
+            format!("odd {i}\n"),
+            "{name:?} with {transport}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(wd.join("readme-link")).unwrap(),
+        Path::new("README.md"),
+        "a link arrives as a link"
+    );
+    assert!(!wd.join("target/junk").exists(), "ignored files stay home");
+
+    let out = w.cbx(&["run", "--id", "delta", "--", "true"]);
+    out.ok();
+    assert!(
+        out.stderr.contains("no changes since the last sync"),
+        "{out}"
+    );
+
+    std::fs::create_dir_all(wd.join("node_modules")).unwrap();
+    std::fs::write(wd.join("node_modules/dep.js"), "remote only").unwrap();
+    std::fs::remove_file(w.repo().join(ODD_NAMES[2])).unwrap();
+    w.write("src/lib.rs", "pub fn answer() -> u32 { 4242 }\n");
+    let out = w.cbx(&["run", "--id", "delta", "--", "cat", "src/lib.rs"]);
+    out.ok();
+    assert_eq!(out.stdout, "pub fn answer() -> u32 { 4242 }\n");
+    assert!(
+        out.stderr
+            .contains(&format!(" with {transport}; 1 sent; 1 pruned")),
+        "only the changed file is sent: {out}"
+    );
+    assert!(!wd.join(ODD_NAMES[2]).exists(), "deleted locally: pruned");
+    assert_eq!(
+        std::fs::read_to_string(wd.join("node_modules/dep.js")).unwrap(),
+        "remote only"
+    );
+    assert!(wd.join(ODD_NAMES[0]).exists());
+    w.cbx(&["stop", "delta"]).ok();
+}
+
+#[test]
+fn without_rsync_on_the_sandbox_auto_syncs_with_tar() {
+    let Some(mut w) = World::new() else { return };
+    w.home.env("CBX_DAYTONA_SNAPSHOT", "cbx-test-no-rsync");
+    let lease = w.warmup("slim");
+    let (lease, sandbox) = (
+        lease["leaseId"].as_str().unwrap(),
+        lease["sandboxId"].as_str().unwrap(),
+    );
+    let out = w.cbx(&[
+        "run",
+        "--id",
+        "slim",
+        "--shell",
+        "--",
+        "command -v rsync || echo no rsync; command -v tar >/dev/null && echo has tar",
+    ]);
+    out.ok();
+    assert_eq!(out.stdout, "no rsync\nhas tar\n", "{out}");
+    assert!(out.stderr.contains(" with tar; 3 sent"), "{out}");
+    let wd = w.remote_workdir(sandbox, lease);
+    assert_eq!(
+        std::fs::read_to_string(wd.join("README.md")).unwrap(),
+        "hello from the repo\n"
+    );
+    // Asked for rsync explicitly: exit 6, saying what is missing and how to fix it.
+    w.write("src/lib.rs", "pub fn answer() -> u32 { 7 }\n");
+    let out = w.cbx(&[
+        "run",
+        "--id",
+        "slim",
+        "--sync-transport",
+        "rsync",
+        "--",
+        "true",
+    ]);
+    out.expect_code(6);
+    assert!(
+        out.stderr
+            .contains("the sandbox has no rsync, and sync.transport is rsync"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("snapshot"), "{out}");
+    assert!(out.stderr.contains("sync.transport = \"auto\""), "{out}");
+    // Auto again: the change arrives with tar, nothing else is sent.
+    let out = w.cbx(&["run", "--id", "slim", "--", "cat", "src/lib.rs"]);
+    out.ok();
+    assert_eq!(out.stdout, "pub fn answer() -> u32 { 7 }\n");
+    assert!(out.stderr.contains(" with tar; 1 sent"), "{out}");
+    // The sandbox's tar cannot write: exit 6 with what it said; the next sync sends it again.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |m: u32| {
+        std::fs::set_permissions(wd.join("src"), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(0o555);
+    w.write("src/lib.rs", "pub fn answer() -> u32 { 8 }\n");
+    let out = w.cbx(&["run", "--id", "slim", "--", "true"]);
+    mode(0o755);
+    out.expect_code(6);
+    assert!(
+        out.stderr.contains("tar failed on the sandbox (exit "),
+        "{out}"
+    );
+    assert!(out.stderr.contains("tar: src/lib.rs: Cannot open"), "{out}");
+    let out = w.cbx(&["run", "--id", "slim", "--", "cat", "src/lib.rs"]);
+    out.ok();
+    assert_eq!(out.stdout, "pub fn answer() -> u32 { 8 }\n");
+    assert!(out.stderr.contains(" with tar; 1 sent"), "{out}");
+    w.cbx(&["stop", "slim"]).ok();
+}
+
+#[test]
+fn a_sandbox_without_rsync_or_tar_is_a_clear_sync_error() {
+    let Some(mut w) = World::new() else { return };
+    w.home
+        .env("CBX_DAYTONA_SNAPSHOT", "cbx-test-no-rsync-no-tar");
+    let out = w.cbx(&["run", "--", "true"]);
+    out.expect_code(6);
+    assert!(
+        out.stderr.contains("the sandbox has neither rsync nor tar: cbx needs rsync, or sh and tar, on the sandbox to sync files"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("docs/providers/daytona.md"), "{out}");
+    assert!(out.stderr.contains("--no-sync"), "{out}");
+    eventually("the one-shot sandbox is deleted", || {
+        w.sim.sandboxes().is_empty()
+    });
+    let out = w.cbx(&["run", "--no-sync", "--", "echo", "fine"]);
+    out.ok();
+    assert_eq!(out.stdout, "fine\n");
+    // An unknown transport is a usage error naming where it was set.
+    w.home.write_config("[sync]\ntransport = \"scp\"\n");
+    let out = w.cbx(&["run", "--", "true"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("sync.transport: unknown sync transport `scp`; use auto, rsync or tar"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@
 //! | `checkpoints` | optional capabilities: checkpoints and forks (simulator, real sshd), the missing-capability error |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
 //! | `server_cleanup` | server-side clean-up, reclaiming, key scopes against the simulator (issue 12) |
+//! | `remote_loop` | `run --download`, `--junit`, `cp`: files and test results back, hostile sandboxes (issue 15, needs root) |
 
 mod adversarial;
 mod authoring;
@@ -28,5 +29,6 @@ mod data_plane;
 mod daytona_requests;
 mod install;
 mod python_provider;
+mod remote_loop;
 mod server_cleanup;
 mod ssh_provider;

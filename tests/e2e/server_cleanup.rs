@@ -380,7 +380,11 @@ fn dry_run_refusal_real_run_and_any_owner() {
         .home
         .run(&["cleanup", "--dry-run", "--json", "--older-than", "2h"]);
     old.ok();
-    assert_eq!(ids(&old.json(), "delete"), [expired.0.clone()], "{old}");
+    assert_eq!(
+        ids(&old.json(), "delete"),
+        std::slice::from_ref(&expired.0),
+        "{old}"
+    );
     let bad = s
         .home
         .run(&["cleanup", "--dry-run", "--older-than", "soon"]);
@@ -466,8 +470,8 @@ fn stop_reclaim_adopts_and_deletes_one() {
     let reclaim = s.home.run(&["stop", "--reclaim", &s.theirs.0, "--json"]);
     reclaim.ok();
     let j = reclaim.json();
-    assert_eq!(j["lease"], s.theirs.0.as_str());
-    assert_eq!(j["sandbox"], s.theirs.1.as_str());
+    assert_eq!(j["leaseId"], s.theirs.0.as_str());
+    assert_eq!(j["sandboxId"], s.theirs.1.as_str());
     assert_eq!(j["reclaimedFrom"], "another");
     assert_eq!(j["alreadyGone"], false);
     assert_gone(&s.sim, &s.theirs.1);
@@ -641,4 +645,64 @@ fn a_key_without_scopes_and_a_full_key() {
         check["detail"],
         "the API key has write:sandboxes and delete:sandboxes"
     );
+}
+
+/// Runs `cbx args…` of `home` on a terminal (`script` gives it a pty), typing `answer`.
+fn on_terminal(home: &CbxHome, args: &[&str], answer: &str) -> (i32, String) {
+    use std::io::Write;
+    let base = home.command(args);
+    let line = std::iter::once(base.get_program().to_string_lossy().into_owned())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(&home.cwd)
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd.spawn().expect("run script(1)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("script ends");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn cleanup_asks_on_a_terminal_and_does_what_the_answer_says() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: script(1) is not installed; the cleanup prompt was not tested");
+        return;
+    }
+    let s = scene();
+    let (code, text) = on_terminal(&s.home, &["cleanup"], "n");
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("Delete this sandbox? [y/N]"), "{text}");
+    assert!(
+        text.contains("not confirmed; nothing was deleted"),
+        "{text}"
+    );
+    assert!(deletes(&s.sim).is_empty());
+    let (code, text) = on_terminal(&s.home, &["cleanup"], "y");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&format!("deleted {}", s.orphan.0)), "{text}");
+    assert_gone(&s.sim, &s.orphan.1);
+    assert!(s.sim.sandbox(&s.theirs.1).is_some());
+    assert!(s.sim.sandbox(&s.held.1).is_some());
 }

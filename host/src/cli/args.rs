@@ -1,6 +1,9 @@
 //! Command-line arguments, all in one place.
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCompleter;
+
+use crate::cli::complete::{cp_candidates, lease_candidates};
 
 /// Lease remote Linux sandboxes, sync your working tree and run commands there.
 ///
@@ -57,6 +60,8 @@ pub enum Command {
     /// Delete cbx sandboxes nobody here holds: expired ones, this machine's orphans, or with
     /// --any-owner every cbx sandbox. Never a sandbox without cbx's labels.
     Cleanup(CleanupArgs),
+    /// Stop a lease's sandbox without deleting it; `run --id` and `ssh` start it again.
+    Pause(PauseArgs),
     /// Sync the working tree to a sandbox and run a command there.
     ///
     /// Without --id, leases a new sandbox and deletes it when the command ends (unless
@@ -64,13 +69,42 @@ pub enum Command {
     Run(RunArgs),
     /// Open a shell on a lease's sandbox, or run one command there.
     Ssh(SshArgs),
+    /// Copy files and directories to or from a lease's sandbox.
+    ///
+    /// One of SRC and DST is `LEASE:PATH`; PATH is relative to the lease's work directory or
+    /// absolute. Write a local path with a `:` as `./name:x`.
+    Cp(CpArgs),
     /// List, inspect and manage providers.
     #[command(subcommand)]
     Providers(ProvidersCommand),
+    /// Print the script that adds cbx's completions to your shell (lease slugs included).
+    ///
+    /// bash: `source <(cbx completions bash)` in ~/.bashrc; zsh: `source <(cbx completions
+    /// zsh)` in ~/.zshrc; fish: `cbx completions fish | source` in config.fish; PowerShell:
+    /// `cbx completions powershell | Out-String | Invoke-Expression` in $PROFILE.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+    /// Print cbx's manual page (roff), e.g. `cbx man > ~/.local/share/man/man1/cbx.1`.
+    Man,
     /// Save a lease's sandbox as a checkpoint new sandboxes can start from (`--from`); list
     /// and delete checkpoints. Needs a provider with the `checkpoint` capability.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+}
+
+/// A shell `cbx completions` supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    /// GNU bash.
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
+    /// PowerShell.
+    Powershell,
 }
 
 /// `cbx checkpoint …`
@@ -155,6 +189,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Lease id or slug.
+    #[arg(add = ArgValueCompleter::new(lease_candidates))]
     pub lease: String,
     /// Print JSON.
     #[arg(long)]
@@ -165,6 +200,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// Lease id or slug.
+    #[arg(add = ArgValueCompleter::new(lease_candidates))]
     pub lease: String,
     /// Adopt and delete a cbx sandbox this machine holds no claim for (another machine's, or
     /// one whose claim was lost), after checking that no local command holds it.
@@ -196,15 +232,30 @@ pub struct CleanupArgs {
     pub json: bool,
 }
 
+/// `cbx pause`
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Lease id or slug.
+    #[arg(add = ArgValueCompleter::new(lease_candidates))]
+    pub lease: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `cbx run`
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Reuse this lease (id or slug) instead of leasing a new sandbox.
-    #[arg(long, value_name = "LEASE")]
+    #[arg(long, value_name = "LEASE", add = ArgValueCompleter::new(lease_candidates))]
     pub id: Option<String>,
     /// Keep a newly leased sandbox after the command ends.
     #[arg(long)]
     pub keep: bool,
+    /// Keep a newly leased sandbox when the command fails (non-zero exit or an error other
+    /// than a signal), to look at it with `cbx ssh`.
+    #[arg(long, conflicts_with = "keep")]
+    pub keep_on_failure: bool,
     /// Do not sync the working tree.
     #[arg(long)]
     pub no_sync: bool,
@@ -214,6 +265,10 @@ pub struct RunArgs {
     /// Sync a tree past the size limit.
     #[arg(long, env = "CBX_SYNC_ALLOW_LARGE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     pub sync_large: bool,
+    /// How to send the files: auto (rsync where the sandbox has it, else a tar stream), rsync
+    /// or tar. Default: `[sync] transport` in config, else auto.
+    #[arg(long, value_name = "TRANSPORT")]
+    pub sync_transport: Option<String>,
     /// Run the command as one shell script string instead of an exact argv.
     #[arg(long)]
     pub shell: bool,
@@ -221,6 +276,26 @@ pub struct RunArgs {
     /// always set.
     #[arg(long = "env", value_name = "NAME")]
     pub env: Vec<String>,
+    /// After the command (also when it failed or was interrupted), copy what this glob
+    /// matches in the work directory into LOCAL (default: the current directory), keeping
+    /// relative paths; directories are copied whole (repeatable).
+    #[arg(long = "download", value_name = "REMOTE[:LOCAL]")]
+    pub download: Vec<String>,
+    /// Fail when a --download matches nothing or does not finish (exit 6 after a command
+    /// that succeeded) instead of warning.
+    #[arg(long, requires = "download")]
+    pub require_download: bool,
+    /// After the command (and the downloads), fetch the JUnit XML reports this glob matches
+    /// in the work directory and print a summary: totals and each failed case (repeatable).
+    #[arg(long = "junit", value_name = "GLOB")]
+    pub junit: Vec<String>,
+    /// Write the run's JSON report (lease, sync, timings, exit code, downloads, tests) to
+    /// this file when the run ends, however it ends.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<std::path::PathBuf>,
+    /// Print the run's JSON report on stdout; the command's own stdout then goes to stderr.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub lease: LeaseArgs,
     /// The command to run, after `--`.
@@ -232,6 +307,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct SshArgs {
     /// Lease id or slug.
+    #[arg(add = ArgValueCompleter::new(lease_candidates))]
     pub lease: String,
     /// Print a paste-able ssh command instead of connecting (a secret user is shown as
     /// `<token>`).
@@ -240,9 +316,27 @@ pub struct SshArgs {
     /// With --print, show the secret user in full.
     #[arg(long, requires = "print")]
     pub show_secret: bool,
+    /// With --print, print JSON: the command and its parts.
+    #[arg(long, requires = "print")]
+    pub json: bool,
     /// A command to run instead of an interactive shell, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `cbx cp`
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: a local path, or `LEASE:PATH` (the last name may be a glob).
+    #[arg(value_name = "SRC", add = ArgValueCompleter::new(cp_candidates))]
+    pub source: String,
+    /// Where to: a local path, or `LEASE:PATH`. An existing directory (or a path ending in
+    /// `/`) receives SRC under its own name.
+    #[arg(value_name = "DST", add = ArgValueCompleter::new(cp_candidates))]
+    pub destination: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cbx providers …`

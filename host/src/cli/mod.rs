@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod complete;
 pub mod output;
 
 use std::io::IsTerminal;
@@ -20,6 +21,7 @@ use crate::terminal::inert;
 
 /// Runs cbx with the process's arguments and environment.
 pub fn main() -> ExitCode {
+    commands::completions::answer_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -120,6 +122,7 @@ fn flags(global: &GlobalArgs) -> Flags {
         options: global.options.clone(),
         endpoints: global.endpoints.clone(),
         quiet: global.quiet,
+        verbose: global.verbose,
     }
 }
 
@@ -132,9 +135,13 @@ async fn run(cli: Cli, env: Environment, redactor: Redactor) -> Result<u8> {
         Command::Status(a) => commands::status::run(&ctx, &a).await,
         Command::Stop(a) => commands::stop::run(&ctx, &a).await,
         Command::Cleanup(a) => commands::cleanup::run(&ctx, &a).await,
+        Command::Pause(a) => commands::pause::run(&ctx, &a).await,
         Command::Run(a) => commands::run::run(&ctx, &a).await,
         Command::Ssh(a) => commands::ssh::run(&ctx, &a).await,
         Command::Checkpoint(c) => commands::checkpoint::run(&ctx, &c).await,
+        Command::Cp(a) => commands::cp::run(&ctx, &a).await,
+        Command::Completions { shell } => commands::completions::run(shell),
+        Command::Man => commands::completions::man(),
         Command::Providers(ProvidersCommand::List { json }) => {
             commands::providers::list(&ctx, json)
         }

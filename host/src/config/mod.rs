@@ -9,6 +9,7 @@
 
 mod durations;
 mod options;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -46,8 +47,15 @@ pub const DEFAULT_READY: Duration = Duration::from_secs(5 * 60);
 struct RawConfig {
     provider: Option<Spanned<String>>,
     lease: Option<RawLease>,
+    sync: Option<RawSync>,
     #[serde(default)]
     providers: BTreeMap<String, RawProviderConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    transport: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

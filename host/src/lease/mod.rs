@@ -19,6 +19,7 @@
 //! - [`release`]: deleting leases, forgetting gone ones, reaping expired ones.
 //! - [`stop`]: `cbx stop`, also of a lease whose creation never finished.
 //! - [`cleanup`]: `cbx cleanup` and `cbx stop --reclaim`: cbx sandboxes with no claim here.
+//! - [`pause`]: `cbx pause`, stopping a sandbox without deleting it.
 //! - [`access`]: the SSH access cache (minted access, kept per lease and reused).
 //! - [`connect`]: an SSH client that logs in, and the remote work directory.
 //! - [`view`]: what `status`, `list` and `warmup` report.
@@ -33,6 +34,7 @@ pub mod id;
 pub mod intent;
 pub mod labels;
 pub mod owner;
+pub mod pause;
 pub mod ready;
 pub mod reconcile;
 pub mod records;

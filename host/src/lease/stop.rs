@@ -21,15 +21,16 @@ use crate::lease::view::OwnerKind;
 #[serde(rename_all = "camelCase")]
 pub struct Stopped {
     /// The lease.
+    #[serde(rename = "leaseId")]
     pub lease: LeaseId,
     /// Its slug.
     pub slug: String,
     /// Its sandbox.
+    #[serde(rename = "sandboxId")]
     pub sandbox: String,
     /// Whether the sandbox was already gone (only the claim was removed).
     pub already_gone: bool,
     /// With `--reclaim`, who made the sandbox: `this-machine`, `another` or `unknown`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reclaimed_from: Option<&'static str>,
 }
 

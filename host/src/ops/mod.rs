@@ -7,13 +7,21 @@
 //! - [`build`]: `cbx providers build`, a Rust provider project built into a component.
 //! - [`review`]: what `cbx providers list` and `inspect` report about providers.
 //! - [`run`]: syncing and running a command on a lease's sandbox (`cbx run`).
+//! - [`run_report`]: what `run` reports (`--json`, `--report`, the `-v` timings line).
+//! - [`download`]: `run --download`, the files copied back after the command.
+//! - [`copy`]: `cbx cp`, files to and from a lease's sandbox.
+//! - [`test_report`]: `run --junit`, the test summary from JUnit XML reports.
 //!
 //! Installing providers (the approval flow) is `provider::install`; the lease operations
 //! behind `warmup`, `list`, `status` and `stop` are `lease::*`.
 
 pub mod build;
 pub mod conformance;
+pub mod copy;
 pub mod doctor;
+pub mod download;
 pub mod review;
 pub mod run;
+pub mod run_report;
 pub mod scaffold;
+pub mod test_report;

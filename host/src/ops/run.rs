@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -20,10 +20,12 @@ use crate::lease::id::LeaseId;
 use crate::lease::intent::IntentHold;
 use crate::lease::session::Session;
 use crate::lease::{Lease, connect, ready, reconcile, release, resolve};
+use crate::ops::download::{self, Collected, Downloads};
+use crate::ops::run_report::{LeaseReport, RunReport, SyncSummary, seconds};
 use crate::progress;
 use crate::remote::{self, Program};
 use crate::ssh::SshClient;
-use crate::sync::{self, FileList};
+use crate::sync::{self, FileList, TransportChoice};
 use crate::testpoint;
 
 /// Which lease a run uses.
@@ -50,8 +52,16 @@ pub struct RunRequest {
     pub resync: bool,
     /// Sync a tree past the size limits.
     pub sync_large: bool,
+    /// How to send the files.
+    pub transport: TransportChoice,
     /// How long to wait for an existing lease's sandbox to be ready.
     pub ready_timeout: Duration,
+    /// What to copy back after the command.
+    pub downloads: Downloads,
+    /// Keep a one-shot sandbox when the command fails.
+    pub keep_on_failure: bool,
+    /// Relay the command's stdout to stderr (stdout carries cbx's JSON report).
+    pub stdout_to_stderr: bool,
 }
 
 /// What runs on the sandbox, checked locally before anything is leased.
@@ -61,14 +71,22 @@ struct Job {
     repo: Option<PathBuf>,
     files: Option<FileList>,
     resync: bool,
+    downloads: Downloads,
+    stdout_to_stderr: bool,
+    transport: TransportChoice,
 }
 
-/// Runs `request`; returns the remote command's exit status.
-pub async fn run(ctx: &Context, request: &RunRequest) -> Result<u8> {
+/// Runs `request`; returns the remote command's exit status. What happened (lease, sync,
+/// timings, downloads) is written to `report` as it happens, also when the run fails.
+pub async fn run(ctx: &Context, request: &RunRequest, report: &mut RunReport) -> Result<u8> {
     let job = prepare(ctx, request)?;
     match &request.lease {
-        LeaseChoice::Existing(ident) => run_existing(ctx, ident, request.ready_timeout, &job).await,
-        LeaseChoice::New(acquire) => run_new(ctx, acquire, &job).await,
+        LeaseChoice::Existing(ident) => {
+            run_existing(ctx, ident, request.ready_timeout, &job, report).await
+        }
+        LeaseChoice::New(acquire) => {
+            run_new(ctx, acquire, &job, request.keep_on_failure, report).await
+        }
     }
 }
 
@@ -94,6 +112,9 @@ fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
         repo,
         files,
         resync: request.resync,
+        downloads: request.downloads.clone(),
+        stdout_to_stderr: request.stdout_to_stderr,
+        transport: request.transport,
     })
 }
 
@@ -103,28 +124,42 @@ async fn run_existing(
     ident: &str,
     ready_timeout: Duration,
     job: &Job,
+    report: &mut RunReport,
 ) -> Result<u8> {
     let provider = ctx.provider_for(ident)?;
     let mut session = ctx.session(&provider).await?;
+    let started = Instant::now();
     let mut lease = resolve::resolve(&mut session, ident).await?;
     lease.require_claim("use")?;
+    report.lease = Some(LeaseReport::of(&lease, true));
     ready::ensure_ready(&mut session, &mut lease, ready_timeout).await?;
+    report.timings.lease = seconds(started.elapsed());
     let _shield = interrupt::shield();
-    let outcome = tokio::select! {
-        r = async {
-            testpoint::reached(session.env(), "run:resolved").await;
-            execute(&mut session, &mut lease, job).await
-        } => r,
-        signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
+    let paused = tokio::select! {
+        () = testpoint::reached(session.env(), "run:resolved") => None,
+        signal = interrupt::interrupted() => Some(signal),
+    };
+    let outcome = match paused {
+        Some(signal) => Err(signal.failure("interrupted")),
+        None => execute(&mut session, &mut lease, job, report).await,
     };
     unless_stopped(&session, &lease, outcome).await
 }
 
 /// Runs on a new lease, deleted afterwards unless kept.
-async fn run_new(ctx: &Context, request: &AcquireRequest, job: &Job) -> Result<u8> {
+async fn run_new(
+    ctx: &Context,
+    request: &AcquireRequest,
+    job: &Job,
+    keep_on_failure: bool,
+    report: &mut RunReport,
+) -> Result<u8> {
     let mut session = ctx.session(&ctx.provider_name()).await?;
     let _shield = interrupt::shield();
+    let started = Instant::now();
     let Acquired { mut lease, intent } = acquire(&mut session, request).await?;
+    report.timings.lease = seconds(started.elapsed());
+    report.lease = Some(LeaseReport::of(&lease, intent.is_none()));
     progress::report(&format!(
         "leased {} slug={} provider={} sandbox={}{}",
         lease.ownership.lease,
@@ -137,12 +172,20 @@ async fn run_new(ctx: &Context, request: &AcquireRequest, job: &Job) -> Result<u
             ""
         }
     ));
-    let outcome = tokio::select! {
-        r = execute(&mut session, &mut lease, job) => r,
-        signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
-    };
+    let outcome = execute(&mut session, &mut lease, job, report).await;
     match intent {
-        Some(hold) => release_one_shot(&mut session, &lease, hold, outcome).await,
+        Some(hold) if keep_on_failure && failed(&outcome) => {
+            if let Some(l) = report.lease.as_mut() {
+                l.kept = true;
+            }
+            keep_failed(&lease, hold, outcome)
+        }
+        Some(hold) => {
+            let started = Instant::now();
+            let result = release_one_shot(&mut session, &lease, hold, outcome).await;
+            report.timings.release = seconds(started.elapsed());
+            result
+        }
         None => unless_stopped(&session, &lease, outcome).await,
     }
 }
@@ -172,6 +215,35 @@ async fn unless_stopped(session: &Session, lease: &Lease, outcome: Result<u8>) -
         Err(e) if crate::error::exit_code(&e) >= 128 => Err(e),
         Err(_) => Err(stopped_meanwhile(id)),
     }
+}
+
+/// Whether a run's outcome is a failure worth keeping the sandbox for: a non-zero exit, or an
+/// error other than a signal (a signal means "stop", and the sandbox is deleted).
+fn failed(outcome: &Result<u8>) -> bool {
+    match outcome {
+        Ok(code) => *code != 0,
+        Err(e) => crate::error::exit_code(e) < 128,
+    }
+}
+
+/// Keeps a one-shot lease whose command failed (`--keep-on-failure`): its intent is finished,
+/// so it stays a lease like one made by `run --keep`, and says how to look at it.
+fn keep_failed(lease: &Lease, hold: IntentHold, outcome: Result<u8>) -> Result<u8> {
+    if let Err(e) = hold.finish() {
+        progress::report(&format!("warning: {e:#}"));
+    }
+    let o = &lease.ownership;
+    progress::report(&format!(
+        "kept {} slug={} sandbox={} because the command failed; it expires {} \
+         (look: `cbx ssh {}`; delete: `cbx stop {}`)",
+        o.lease,
+        o.slug,
+        lease.sandbox.id,
+        crate::lease::rfc3339(o.expires_at()),
+        o.slug,
+        o.slug
+    ));
+    outcome
 }
 
 /// Deletes a one-shot lease's sandbox after the command and finishes its intent. When that
@@ -222,15 +294,75 @@ async fn release_one_shot(
     }
 }
 
-/// Connects, syncs and runs the command; returns its exit status.
-async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<u8> {
+/// Connects, syncs and runs the command, then runs the downloads (also after a failed or
+/// interrupted command); returns the command's exit status. A signal ends the step it arrives
+/// in; one during the downloads abandons them.
+async fn execute(
+    session: &mut Session,
+    lease: &mut Lease,
+    job: &Job,
+    report: &mut RunReport,
+) -> Result<u8> {
+    let (ssh, workdir, env_file) = tokio::select! {
+        r = connect_and_sync(session, lease, job, report) => r?,
+        signal = interrupt::interrupted() => return Err(signal.failure("interrupted")),
+    };
+    let started = Instant::now();
+    let status = tokio::select! {
+        r = run_command(&ssh, lease, job, &workdir, env_file.as_deref()) => r,
+        signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
+    };
+    report.timings.command = seconds(started.elapsed());
+    report.command_exit_code = status.as_ref().ok().copied();
+    let started = Instant::now();
+    let mut collected = Collected::default();
+    let result = download::after_command(
+        session,
+        &ssh,
+        &workdir,
+        &job.downloads,
+        status,
+        &mut collected,
+    )
+    .await;
+    if !job.downloads.list.is_empty() || !job.downloads.junit.is_empty() {
+        report.timings.downloads = seconds(started.elapsed());
+    }
+    report.downloads = collected.downloads;
+    report.tests = collected.tests;
+    result
+}
+
+/// Connects and syncs; returns the SSH client, the work directory and the forwarded
+/// variables' file.
+async fn connect_and_sync(
+    session: &mut Session,
+    lease: &mut Lease,
+    job: &Job,
+    report: &mut RunReport,
+) -> Result<(SshClient, String, Option<String>)> {
     let workdir = connect::workdir(lease, job.repo.as_deref())?;
+    let started = Instant::now();
     ready::touch(session, lease).await?;
     testpoint::reached(session.env(), "run:touched").await;
     let ssh = connect::ssh(session, lease).await?;
-    send_tree(session, lease, &ssh, job, &workdir).await?;
+    report.timings.access = seconds(started.elapsed());
+    let started = Instant::now();
+    report.sync = send_tree(session, lease, &ssh, job, &workdir).await?;
     testpoint::reached(session.env(), "run:synced").await;
     let env_file = forward_env(session, lease, &ssh, &job.forwarded).await?;
+    report.timings.sync = seconds(started.elapsed());
+    Ok((ssh, workdir, env_file))
+}
+
+/// Runs the command in `workdir`, its output streaming; returns its exit status.
+async fn run_command(
+    ssh: &SshClient,
+    lease: &Lease,
+    job: &Job,
+    workdir: &str,
+    env_file: Option<&str>,
+) -> Result<u8> {
     let exports = vec![
         (
             "CBX_LEASE_ID".to_string(),
@@ -238,13 +370,17 @@ async fn execute(session: &mut Session, lease: &mut Lease, job: &Job) -> Result<
         ),
         ("CBX_SLUG".to_string(), lease.ownership.slug.clone()),
     ];
-    let line = remote::command_line(&workdir, true, &exports, env_file.as_deref(), &job.program);
+    let line = remote::command_line(workdir, true, &exports, env_file, &job.program);
     let mut cmd = ssh.ssh();
     cmd.args(["-T", ssh.alias()]).arg(line);
-    let status = crate::ssh::relay(cmd)
-        .await
-        .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
-    exit_status(&ssh, status, lease).await
+    let relayed = if job.stdout_to_stderr {
+        crate::ssh::relay_to_stderr(cmd).await
+    } else {
+        crate::ssh::relay(cmd).await
+    };
+    let status =
+        relayed.map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
+    exit_status(ssh, status, lease).await
 }
 
 /// `host:port` of the sandbox `ssh` connects to, for the audit log.
@@ -260,9 +396,10 @@ async fn send_tree(
     ssh: &SshClient,
     job: &Job,
     workdir: &str,
-) -> Result<()> {
+) -> Result<Option<SyncSummary>> {
     let Some(list) = &job.files else {
-        return make_workdir(ssh, workdir).await;
+        make_workdir(ssh, workdir).await?;
+        return Ok(None);
     };
     let redactor = session.redactor().clone();
     let outcome = sync::sync(
@@ -274,6 +411,7 @@ async fn send_tree(
         sync::Options {
             force: job.resync,
             quiet: session.quiet(),
+            transport: job.transport,
         },
         &redactor,
     )
@@ -291,10 +429,11 @@ async fn send_tree(
         bytes: list.bytes,
         outcome: result,
         detail: detail.clone(),
+        transport: outcome.as_ref().ok().and_then(|r| r.transport),
     }));
-    outcome?;
+    let summary = SyncSummary::from(&outcome?);
     progress::note(session.quiet(), &detail);
-    Ok(())
+    Ok(Some(summary))
 }
 
 /// Forwards the `--env` variables (see [`upload_env`]), auditing their names.

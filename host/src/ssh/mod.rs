@@ -439,7 +439,20 @@ fn user_id(env: &Environment) -> String {
 /// stdout and stderr open until the remote command ends — long after a signal ended cbx —
 /// and whoever reads cbx's output (a CI runner) would wait for it. Relayed, they close when
 /// cbx exits. stdin is inherited.
-pub async fn relay(mut cmd: Command) -> std::io::Result<std::process::ExitStatus> {
+pub async fn relay(cmd: Command) -> std::io::Result<std::process::ExitStatus> {
+    relay_into(cmd, false).await
+}
+
+/// As [`relay`], but the session's stdout goes to cbx's stderr too, keeping cbx's stdout for
+/// a report of its own (`run --json`).
+pub async fn relay_to_stderr(cmd: Command) -> std::io::Result<std::process::ExitStatus> {
+    relay_into(cmd, true).await
+}
+
+async fn relay_into(
+    mut cmd: Command,
+    stdout_to_stderr: bool,
+) -> std::io::Result<std::process::ExitStatus> {
     use tokio::io::{AsyncRead, AsyncWrite};
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -462,9 +475,14 @@ pub async fn relay(mut cmd: Command) -> std::io::Result<std::process::ExitStatus
             to.flush().await?;
         }
     }
+    let sink: std::pin::Pin<Box<dyn AsyncWrite + Send>> = if stdout_to_stderr {
+        Box::pin(tokio::io::stderr())
+    } else {
+        Box::pin(tokio::io::stdout())
+    };
     let (status, out, err) = tokio::join!(
         child.wait(),
-        copy(stdout, tokio::io::stdout()),
+        copy(stdout, sink),
         copy(stderr, tokio::io::stderr()),
     );
     out?;

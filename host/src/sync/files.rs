@@ -37,6 +37,8 @@ pub struct FileList {
     pub bytes: u64,
     /// Fingerprint of paths, sizes, modes and modification times.
     pub fingerprint: String,
+    /// Each file's stamp, in the order of `files`.
+    pub stamps: Vec<FileStamp>,
 }
 
 impl FileList {
@@ -62,7 +64,7 @@ impl FileList {
             .stderr(Stdio::piped())
             .spawn()
             .context("run git ls-files")?;
-        let mut entries = std::thread::scope(|s| -> Result<Vec<(Vec<u8>, Stamp)>> {
+        let mut entries = std::thread::scope(|s| -> Result<Vec<(Vec<u8>, FileStamp)>> {
             // Drained on its own thread, so git never waits for the pipe.
             let others = s.spawn(move || others.wait_with_output());
             let cached = ls_files(root, &["--cached"])?;
@@ -109,7 +111,7 @@ impl FileList {
     }
 
     /// The list of `entries` (sorted, unique), with its size and fingerprint.
-    fn from_entries(root: &Path, entries: Vec<(Vec<u8>, Stamp)>) -> FileList {
+    fn from_entries(root: &Path, entries: Vec<(Vec<u8>, FileStamp)>) -> FileList {
         let mut bytes = 0u64;
         let mut hasher = Sha256::new();
         hasher.update(b"cbx-sync-v1\0");
@@ -126,11 +128,13 @@ impl FileList {
             );
             hasher.update(line.as_bytes());
         }
+        let (files, stamps) = entries.into_iter().unzip();
         FileList {
             root: root.to_path_buf(),
-            files: entries.into_iter().map(|(p, _)| p).collect(),
+            files,
             bytes,
             fingerprint: hex::encode(hasher.finalize()),
+            stamps,
         }
     }
 
@@ -160,13 +164,17 @@ impl FileList {
     }
 }
 
-/// What the fingerprint records of a file.
-#[derive(Debug, Clone, Copy)]
-struct Stamp {
-    len: u64,
-    mode: u32,
-    mtime: i64,
-    mtime_nsec: i64,
+/// What the fingerprint records of a file: when any of it changes, the file is sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub len: u64,
+    /// Type and permission bits.
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Its nanoseconds.
+    pub mtime_nsec: i64,
 }
 
 /// The non-empty NUL-separated items of `bytes`.
@@ -208,7 +216,7 @@ const FILES_PER_THREAD: usize = 1024;
 /// The files among `paths` (relative to `root`) with their stamps, in order, stat'ed on up
 /// to one thread per core. Paths that no longer exist (deleted in the work tree: pruned
 /// remotely) and directories (submodules: their own repositories) are left out.
-fn stamped<'a>(root: &Path, paths: &[&'a [u8]]) -> Result<Vec<(&'a [u8], Stamp)>> {
+fn stamped<'a>(root: &Path, paths: &[&'a [u8]]) -> Result<Vec<(&'a [u8], FileStamp)>> {
     use rustix::fs::{Mode, OFlags};
     // Each file is stat'ed relative to its directory, opened once for all of its files: the
     // kernel then walks one path component per file instead of the whole absolute path.
@@ -240,7 +248,7 @@ fn stamped<'a>(root: &Path, paths: &[&'a [u8]]) -> Result<Vec<(&'a [u8], Stamp)>
 }
 
 /// [`stamped`] for one run of paths, on the calling thread.
-fn stamp_chunk<'a>(root: &rustix::fd::OwnedFd, paths: &[&'a [u8]]) -> Vec<(&'a [u8], Stamp)> {
+fn stamp_chunk<'a>(root: &rustix::fd::OwnedFd, paths: &[&'a [u8]]) -> Vec<(&'a [u8], FileStamp)> {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags};
     let mut out = Vec::with_capacity(paths.len());
     // The directory of the previous path, open (`None` when it could not be opened: its files
@@ -280,7 +288,7 @@ fn stamp_chunk<'a>(root: &rustix::fd::OwnedFd, paths: &[&'a [u8]]) -> Vec<(&'a [
         #[allow(clippy::unnecessary_cast)]
         out.push((
             *raw,
-            Stamp {
+            FileStamp {
                 len: st.st_size as u64,
                 mode: st.st_mode as u32,
                 mtime: st.st_mtime as i64,
@@ -463,6 +471,7 @@ pub(crate) mod tests {
             files: vec![b"a".to_vec(); MAX_FILES + 1],
             bytes: 1,
             fingerprint: String::new(),
+            stamps: Vec::new(),
         };
         let err = list.check_size(false, &|_| {}).unwrap_err();
         assert!(err.to_string().contains("very large"), "{err}");

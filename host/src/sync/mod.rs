@@ -1,4 +1,5 @@
-//! Syncing the working tree to a sandbox with rsync.
+//! Syncing the working tree to a sandbox: with rsync, or with a tar stream where the sandbox
+//! has no rsync.
 //!
 //! What is synced is what git considers part of the tree — tracked files plus untracked files
 //! that are not ignored — minus `.cbxignore`. Files deleted locally since the last sync are
@@ -9,7 +10,10 @@
 //! - [`files`]: the file list, its stamps and its fingerprint; size limits.
 //! - [`listing`]: the cache that lists an unchanged tree without starting git.
 //! - [`record`]: what the last sync to a lease sent.
-//! - [`transfer`]: the ssh round trip and the rsync process.
+//! - [`sent`]: the stamp of each file the last sync sent (what the tar transport compares).
+//! - [`transport`]: which transport a sync uses, from what the sandbox has.
+//! - [`transfer`]: the prepare round trip and the rsync process.
+//! - [`tarball`]: the tar transport.
 //! - [`report`]: what a sync did, in words.
 
 pub mod discovery;
@@ -17,7 +21,10 @@ pub mod files;
 pub mod listing;
 pub mod record;
 pub mod report;
+pub mod sent;
+mod tarball;
 mod transfer;
+pub mod transport;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -27,8 +34,8 @@ use anyhow::Result;
 
 pub use self::discovery::{find_repo_root, repo_root};
 pub use self::files::FileList;
-pub use self::record::forget;
 pub use self::report::{SyncReport, human_bytes, summary};
+pub use self::transport::{Transport, TransportChoice};
 use crate::progress::Progress;
 use crate::redact::Redactor;
 use crate::ssh::SshClient;
@@ -40,6 +47,14 @@ pub struct Options {
     pub force: bool,
     /// Suppress progress.
     pub quiet: bool,
+    /// The transport the user chose.
+    pub transport: TransportChoice,
+}
+
+/// Removes a lease's sync records.
+pub fn forget(state_dir: &Path, lease: &str) {
+    record::forget(state_dir, lease);
+    sent::forget(state_dir, lease);
 }
 
 /// Syncs `list` to `remote_dir` over `ssh`, unless the last sync to `lease` sent the same.
@@ -60,6 +75,7 @@ pub async fn sync(
         bytes: list.bytes,
         transferred: Some(0),
         pruned: 0,
+        transport: None,
         took: started.elapsed(),
     };
     if !options.force
@@ -88,15 +104,67 @@ pub async fn sync(
         ),
         options.quiet,
     );
+    let stamps = match (&previous, options.force) {
+        (Some(_), false) => sent::load(state_dir, lease),
+        _ => sent::SentStamps::default(),
+    };
     let files_in = nul_joined(&list.files);
-    let outcome = transfer::transfer(ssh, list, remote_dir, &deleted, &files_in, redactor).await;
+    let outcome = send(
+        ssh, list, remote_dir, &deleted, &stamps, &files_in, options, redactor,
+    )
+    .await;
     progress.clear();
-    report.transferred = outcome?;
+    let (transport, transferred) = outcome?;
+    sent::save(state_dir, lease, list)?;
     record::save(state_dir, lease, remote_dir, &list.fingerprint, &files_in)?;
     report.skipped = false;
+    report.transport = Some(transport);
+    report.transferred = transferred;
     report.pruned = deleted.len();
     report.took = started.elapsed();
     Ok(report)
+}
+
+/// Prepares the work directory (pruning `deleted` and learning the sandbox's tools), then
+/// sends the files with the transport chosen from them. Returns the transport and how many
+/// files it sent.
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    ssh: &SshClient,
+    list: &FileList,
+    remote_dir: &str,
+    deleted: &[&[u8]],
+    stamps: &sent::SentStamps,
+    files_in: &[u8],
+    options: Options,
+    redactor: &Redactor,
+) -> Result<(Transport, Option<u64>)> {
+    let tools = transfer::prepare(ssh, remote_dir, deleted, redactor).await?;
+    let transport = transport::choose(options.transport, &tools, transport::local_rsync())?;
+    tracing::debug!(
+        "sync transport: {} (sandbox has {tools:?})",
+        transport.name()
+    );
+    let sent = match transport {
+        Transport::Rsync => {
+            transfer::rsync(ssh, list, remote_dir, &tools, files_in, redactor).await?
+        }
+        Transport::Tar => {
+            let changed: Vec<Vec<u8>> = list
+                .files
+                .iter()
+                .zip(&list.stamps)
+                .filter(|(path, stamp)| !stamps.unchanged(path, stamp))
+                .map(|(path, _)| path.clone())
+                .collect();
+            if changed.is_empty() {
+                Some(0)
+            } else {
+                Some(tarball::send(ssh, &list.root, remote_dir, changed, redactor).await?)
+            }
+        }
+    };
+    Ok((transport, sent))
 }
 
 /// `paths`, each followed by a NUL: what rsync's `--files-from --from0` reads.

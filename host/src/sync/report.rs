@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::transport::Transport;
 use crate::progress::human_duration;
 
 /// What a sync did.
@@ -14,8 +15,10 @@ pub struct SyncReport {
     pub files: usize,
     /// Their size.
     pub bytes: u64,
-    /// Files rsync transferred.
+    /// Files the transport sent.
     pub transferred: Option<u64>,
+    /// The transport that sent them (none when the sync was skipped).
+    pub transport: Option<Transport>,
     /// Files pruned remotely.
     pub pruned: usize,
     /// How long it took.
@@ -48,10 +51,14 @@ pub fn summary(report: &SyncReport, remote_dir: &str) -> String {
         )
     } else {
         format!(
-            "synced {} files ({}) to {remote_dir} in {}{}{}",
+            "synced {} files ({}) to {remote_dir} in {}{}{}{}",
             report.files,
             human_bytes(report.bytes),
             human_duration(report.took),
+            report
+                .transport
+                .map(|t| format!(" with {}", t.name()))
+                .unwrap_or_default(),
             report
                 .transferred
                 .map(|t| format!("; {t} sent"))
@@ -79,11 +86,12 @@ mod tests {
             bytes: 2_000,
             transferred: Some(2),
             pruned: 1,
+            transport: Some(Transport::Tar),
             took: Duration::from_millis(40),
         };
         assert_eq!(
             summary(&report, "cbx/l/app"),
-            "synced 3 files (2.0 kB) to cbx/l/app in 40ms; 2 sent; 1 pruned"
+            "synced 3 files (2.0 kB) to cbx/l/app in 40ms with tar; 2 sent; 1 pruned"
         );
         let skipped = SyncReport {
             skipped: true,

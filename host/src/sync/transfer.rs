@@ -1,6 +1,6 @@
 //! Sending the files: one round trip that creates the work directory, prunes what was deleted
-//! locally and reports the sandbox's rsync version, then `rsync --files-from` over the lease's
-//! ssh connection. Secrets are scrubbed from whatever the tools print.
+//! locally and reports the sandbox's tools, then `rsync --files-from` over the lease's ssh
+//! connection. Secrets are scrubbed from whatever the tools print.
 
 use std::process::Stdio;
 
@@ -8,21 +8,20 @@ use anyhow::{Context, Result};
 use tokio::io::AsyncWriteExt;
 
 use super::files::FileList;
+use super::transport::RemoteTools;
 use crate::error::{ErrorKind, Failure};
 use crate::redact::Redactor;
 use crate::remote::quote;
 use crate::ssh::SshClient;
 
-/// Creates the work directory and prunes what was deleted locally (one round trip), then
-/// rsyncs the listed files. Returns how many files rsync transferred.
-pub(super) async fn transfer(
+/// Creates the work directory, prunes what was deleted locally (`deleted`, NUL-separated on
+/// stdin, never on a command line) and reports the sandbox's tools: one round trip.
+pub(super) async fn prepare(
     ssh: &SshClient,
-    list: &FileList,
     remote_dir: &str,
     deleted: &[&[u8]],
-    files_in: &[u8],
     redactor: &Redactor,
-) -> Result<Option<u64>> {
+) -> Result<RemoteTools> {
     let mut deleted_in = Vec::new();
     for p in deleted {
         deleted_in.extend_from_slice(p);
@@ -30,13 +29,24 @@ pub(super) async fn transfer(
     }
     let dir = quote(remote_dir);
     let mut cmd = ssh.ssh();
-    // The same round trip reports the sandbox's rsync version (nothing when it has none:
-    // rsync itself then says so).
     cmd.arg(ssh.alias()).arg(format!(
-        "mkdir -p -- {dir} && cd -- {dir} && xargs -0 rm -f -- && {{ rsync --version 2>/dev/null | head -n 1; true; }}"
+        "mkdir -p -- {dir} && cd -- {dir} && xargs -0 rm -f -- && {}",
+        RemoteTools::PROBE
     ));
     let remote = run_with_input(cmd, &deleted_in, "prepare the work directory", redactor).await?;
+    Ok(RemoteTools::parse(&String::from_utf8_lossy(&remote)))
+}
 
+/// Sends the listed files (`files_in`, NUL-separated) with rsync. Returns how many files
+/// rsync transferred.
+pub(super) async fn rsync(
+    ssh: &SshClient,
+    list: &FileList,
+    remote_dir: &str,
+    tools: &RemoteTools,
+    files_in: &[u8],
+    redactor: &Redactor,
+) -> Result<Option<u64>> {
     let mut rsync = tokio::process::Command::new("rsync");
     rsync
         .args([
@@ -56,7 +66,7 @@ pub(super) async fn transfer(
     // rsync's quick check compares whole seconds: a file rewritten at the same size within
     // the second of the previous sync would be skipped. Nanoseconds, where the sandbox's
     // rsync can compare them.
-    if compares_nanoseconds(&String::from_utf8_lossy(&remote)) {
+    if compares_nanoseconds(tools.rsync_version.as_deref().unwrap_or_default()) {
         rsync.arg("--modify-window=-1");
     }
     let mut source = list.root.as_os_str().to_owned();

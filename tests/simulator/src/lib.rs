@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub use faults::{Answer, Fault, THROTTLER_PLACEHOLDER};
-pub use ssh::{NoSsh, SshBackend};
+pub use ssh::{NoSsh, SshBackend, tools_missing_from};
 pub use state::{SandboxView, SshTokenView};
 
 use state::{JsonCtx, SshEvent, Store};
@@ -36,6 +36,11 @@ use state::{JsonCtx, SshEvent, Store};
 /// Snapshot reported for sandboxes created without one (the server's `DEFAULT_SNAPSHOT`).
 pub const DEFAULT_SNAPSHOT: &str = "daytonaio/sandbox:0.6.0-slim";
 
+/// A snapshot the simulator knows whose sandboxes have no rsync (but sh and tar), as Daytona's
+/// `sandbox-slim` image.
+pub const NO_RSYNC_SNAPSHOT: &str = "cbx-test-no-rsync";
+/// A snapshot the simulator knows whose sandboxes have neither rsync nor tar.
+pub const NO_RSYNC_NO_TAR_SNAPSHOT: &str = "cbx-test-no-rsync-no-tar";
 /// The scopes a key needs for sandboxes: create/start/stop/labels/ssh-access, and delete.
 pub const SANDBOX_SCOPES: &[&str] = &["write:sandboxes", "delete:sandboxes"];
 
@@ -72,7 +77,8 @@ pub struct SimConfig {
     pub legacy_list: bool,
     /// Cap on the page size of `GET /sandbox`, to force pagination.
     pub max_page_size: usize,
-    /// Known snapshot names; any other non-empty `snapshot` on create gets 400.
+    /// Known snapshot names; any other non-empty `snapshot` on create gets 400. A name with
+    /// `no-rsync` (and `no-tar`) makes an image without those tools ([`tools_missing_from`]).
     pub snapshots: Vec<String>,
     /// The SSH side (token → gateway mapping).
     pub ssh: Arc<dyn SshBackend>,
@@ -99,10 +105,16 @@ impl Default for SimConfig {
             list_lag: Duration::ZERO,
             legacy_list: false,
             max_page_size: 100,
-            snapshots: ["daytona-small", "daytona-medium", "daytona-large"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            snapshots: [
+                "daytona-small",
+                "daytona-medium",
+                "daytona-large",
+                NO_RSYNC_SNAPSHOT,
+                NO_RSYNC_NO_TAR_SNAPSHOT,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
             ssh: Arc::new(NoSsh),
             sandbox_class: "container".into(),
             snapshot_delay: Duration::from_millis(300),

@@ -593,6 +593,7 @@ async fn create(
         parent: None,
     };
     let create_delay = cfg.create_delay;
+    let image = sandbox.snapshot.clone();
     shared
         .locked(move |s: &mut Store| {
             if s.name_taken(&sandbox.name) {
@@ -623,7 +624,7 @@ async fn create(
     let sid = id.clone();
     let restore = saved.map(|(key, _)| key);
     let created = tokio::task::spawn_blocking(move || {
-        ssh.sandbox_created(&sid)?;
+        ssh.sandbox_created_from(&sid, image.as_deref())?;
         match restore {
             Some(key) => ssh.files_restored(&key, &sid),
             None => Ok(()),

@@ -8,6 +8,12 @@
 pub trait SshBackend: Send + Sync {
     /// A sandbox was created; an error puts the sandbox into the `error` state.
     fn sandbox_created(&self, id: &str) -> anyhow::Result<()>;
+    /// A sandbox was created from `snapshot` (none: built from a Dockerfile). A backend that
+    /// models images overrides this; by default it is [`SshBackend::sandbox_created`].
+    fn sandbox_created_from(&self, id: &str, snapshot: Option<&str>) -> anyhow::Result<()> {
+        let _ = snapshot;
+        self.sandbox_created(id)
+    }
     /// A token was minted for `sandbox_id`; returns the gateway `(host, port)` to advertise.
     fn access_granted(&self, sandbox_id: &str, token: &str) -> anyhow::Result<(String, u16)>;
     /// The gateway `(host, port)` minted access names (by default `127.0.0.1:2222`; a
@@ -34,6 +40,21 @@ pub trait SshBackend: Send + Sync {
     /// A sandbox's stored state became `started` (`running`), or left it. Daytona's gateway
     /// lets a connection through only to a started sandbox.
     fn sandbox_running(&self, _id: &str, _running: bool) {}
+}
+
+/// The tools a sandbox made from `snapshot` lacks: a snapshot whose name contains `no-rsync`
+/// has no rsync (as Daytona's `sandbox-slim` image), one whose name also contains `no-tar`
+/// has no tar either. Every other image has both.
+pub fn tools_missing_from(snapshot: Option<&str>) -> Vec<&'static str> {
+    let name = snapshot.unwrap_or_default();
+    let mut missing = Vec::new();
+    if name.contains("no-rsync") {
+        missing.push("rsync");
+    }
+    if name.contains("no-tar") {
+        missing.push("tar");
+    }
+    missing
 }
 
 /// A backend that does nothing and advertises the gateway `127.0.0.1:2222`.

@@ -9,6 +9,12 @@
 //! revoked or expired token, a deleted sandbox, or one that is not started, logs in and then
 //! loses its connection without a word ("Connection closed"). This needs root (CI runs as
 //! root); [`SshdGateway::unavailable`] says why it cannot run elsewhere.
+//!
+//! Images: a sandbox made from a snapshot named `…no-rsync…` (and `…no-tar…`) lacks those
+//! tools, as Daytona's slim image lacks rsync ([`crate::tools_missing_from`]). Its users log in
+//! through a shell wrapper that runs bash with a PATH of links to every tool of this machine
+//! but the missing ones (and a `~/.profile` that sets it again for login shells), so `rsync`
+//! (and `tar`) are "command not found" there.
 
 use std::collections::HashMap;
 use std::net::TcpStream;
@@ -222,6 +228,8 @@ struct SandboxUser {
     uid: u32,
     gid: u32,
     home: PathBuf,
+    /// The login shell of the sandbox's users (its image's).
+    shell: String,
 }
 
 #[derive(Default)]
@@ -254,6 +262,8 @@ pub struct SshdGateway {
     sshd: Sshd,
     root: tempfile::TempDir,
     users: Mutex<Users>,
+    /// Held while an image's shell is made.
+    images: Mutex<()>,
     /// In dropping mode, the directory of the gate and its markers.
     gate: Option<PathBuf>,
 }
@@ -297,6 +307,7 @@ impl SshdGateway {
             sshd: Sshd::start()?,
             root,
             users: Mutex::new(Users::default()),
+            images: Mutex::new(()),
             gate: None,
         })
     }
@@ -326,6 +337,7 @@ impl SshdGateway {
             sshd: Sshd::launch(&auth)?,
             root,
             users: Mutex::new(Users::default()),
+            images: Mutex::new(()),
             gate: Some(gate),
         })
     }
@@ -358,8 +370,57 @@ impl SshdGateway {
     }
 }
 
+impl SshdGateway {
+    /// The login shell of sandboxes that lack the `missing` tools: `/bin/bash` when nothing
+    /// is missing, else a wrapper (made once per image) that runs bash with a PATH of links to
+    /// every tool of this machine but those.
+    fn image_shell(&self, missing: &[&str]) -> Result<String> {
+        if missing.is_empty() {
+            return Ok("/bin/bash".into());
+        }
+        let dir = self
+            .root
+            .path()
+            .join(".images")
+            .join(format!("no-{}", missing.join("-")));
+        let shell = dir.join("shell");
+        let _made = self.images.lock().unwrap();
+        if !shell.exists() {
+            let bin = dir.join("bin");
+            std::fs::create_dir_all(&bin)?;
+            for src in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+                let Ok(entries) = std::fs::read_dir(src) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let name = entry.file_name();
+                    let link = bin.join(&name);
+                    if missing.iter().any(|m| name == **m) || link.symlink_metadata().is_ok() {
+                        continue;
+                    }
+                    std::os::unix::fs::symlink(entry.path(), link)?;
+                }
+            }
+            let script = format!(
+                "#!/bin/sh\nPATH='{}'\nexport PATH\nexec /bin/bash \"$@\"\n",
+                bin.display()
+            );
+            std::fs::write(&shell, script)?;
+            for p in [&self.root.path().join(".images"), &dir, &bin, &shell] {
+                set_mode(p, 0o755)?;
+            }
+        }
+        Ok(shell.display().to_string())
+    }
+}
+
 impl SshBackend for SshdGateway {
     fn sandbox_created(&self, id: &str) -> Result<()> {
+        self.sandbox_created_from(id, None)
+    }
+
+    fn sandbox_created_from(&self, id: &str, snapshot: Option<&str>) -> Result<()> {
+        let shell = self.image_shell(&crate::tools_missing_from(snapshot))?;
         let short: String = id
             .chars()
             .filter(char::is_ascii_hexdigit)
@@ -374,11 +435,20 @@ impl SshBackend for SshdGateway {
             "-d",
             &home.to_string_lossy(),
             "-s",
-            "/bin/bash",
+            &shell,
             &name,
         ])?;
         let (uid, gid) = ids(&name)?;
         chown(&home, uid, gid)?;
+        if let Some(bin) = Path::new(&shell).parent().map(|d| d.join("bin"))
+            && shell != "/bin/bash"
+        {
+            // Login shells (`bash -l`, `sh -l`) read /etc/profile, which sets a PATH with
+            // every tool of this machine: the image's own profile sets its PATH back.
+            let profile = home.join(".profile");
+            std::fs::write(&profile, format!("PATH='{}'\nexport PATH\n", bin.display()))?;
+            chown(&profile, uid, gid)?;
+        }
         self.users.lock().unwrap().sandboxes.insert(
             id.to_string(),
             SandboxUser {
@@ -386,16 +456,17 @@ impl SshBackend for SshdGateway {
                 uid,
                 gid,
                 home,
+                shell,
             },
         );
         Ok(())
     }
 
     fn access_granted(&self, sandbox_id: &str, token: &str) -> Result<(String, u16)> {
-        let (uid, gid, home) = {
+        let (uid, gid, home, shell) = {
             let users = self.users.lock().unwrap();
             let s = users.sandboxes.get(sandbox_id).context("unknown sandbox")?;
-            (s.uid, s.gid, s.home.clone())
+            (s.uid, s.gid, s.home.clone(), s.shell.clone())
         };
         retry_useradd(&[
             "-o",
@@ -407,7 +478,7 @@ impl SshBackend for SshdGateway {
             "-d",
             &home.to_string_lossy(),
             "-s",
-            "/bin/bash",
+            &shell,
             token,
         ])?;
         let status = Command::new("passwd")

@@ -137,7 +137,11 @@ fn confirm(count: usize) -> Result<()> {
         .hint("rerun with --yes to delete them, or --dry-run to only list them")
         .into());
     }
-    eprint!("Delete these {count} sandboxes? [y/N] ");
+    if count == 1 {
+        eprint!("Delete this sandbox? [y/N] ");
+    } else {
+        eprint!("Delete these {count} sandboxes? [y/N] ");
+    }
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;

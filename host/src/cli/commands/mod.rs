@@ -3,10 +3,13 @@
 
 pub mod checkpoint;
 pub mod cleanup;
+pub mod completions;
 pub mod conformance;
+pub mod cp;
 pub mod doctor;
 pub mod install;
 pub mod list;
+pub mod pause;
 pub mod providers;
 pub mod run;
 pub mod scaffold;

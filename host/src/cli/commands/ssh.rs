@@ -22,9 +22,6 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
     let mut lease = resolve::resolve(&mut session, &args.lease).await?;
     lease.require_claim("use")?;
     ready::ensure_ready(&mut session, &mut lease, times.ready.val).await?;
-    if args.print {
-        return print(&mut session, &mut lease, args.show_secret).await;
-    }
     let repo = ctx.repo_root().map(std::path::PathBuf::from).or_else(|| {
         lease
             .claim
@@ -32,6 +29,9 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
             .and_then(|c| c.repo_root.as_ref().map(std::path::PathBuf::from))
     });
     let workdir = connect::workdir(&lease, repo.as_deref())?;
+    if args.print {
+        return print(&mut session, &mut lease, &workdir, args).await;
+    }
     ready::touch(&mut session, &mut lease).await?;
     let ssh = connect::ssh(&mut session, &lease).await?;
     let exports = vec![
@@ -82,10 +82,35 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
 /// `cbx ssh L --print`: the command that would log in, with access cached or minted now — but
 /// no connection (SSH on a fresh sandbox may take a while to accept logins; the printed
 /// command is for later).
-async fn print(session: &mut Session, lease: &mut Lease, show_secret: bool) -> Result<u8> {
+async fn print(
+    session: &mut Session,
+    lease: &mut Lease,
+    workdir: &str,
+    args: &SshArgs,
+) -> Result<u8> {
+    let show_secret = args.show_secret;
     ready::touch(session, lease).await?;
     let (ssh, _) = access::obtain(session, lease, None).await?;
-    println!("{}", ssh.printable(show_secret));
+    if args.json {
+        let t = ssh.target();
+        let json = serde_json::json!({
+            "leaseId": lease.ownership.lease.to_string(),
+            "slug": lease.ownership.slug,
+            "command": ssh.printable(show_secret),
+            "user": if t.user_is_secret && !show_secret {
+                crate::redact::TOKEN.to_string()
+            } else {
+                t.user.clone()
+            },
+            "userIsSecret": t.user_is_secret,
+            "host": t.host,
+            "port": t.port,
+            "workdir": workdir,
+        });
+        println!("{json}");
+    } else {
+        println!("{}", ssh.printable(show_secret));
+    }
     if ssh.target().user_is_secret && !show_secret {
         eprintln!(
             "note: the SSH user is an access token, shown as <token>; --show-secret prints it"

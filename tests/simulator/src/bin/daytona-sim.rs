@@ -17,7 +17,14 @@ const USAGE: &str = "usage: daytona-sim [--port N] [--api-key K] [--exit-on-stdi
 
   --ssh  serve the sandboxes over a real sshd on loopback that logs in with the access
          token as user name, like Daytona's gateway (needs root: it creates throwaway
-         system users, removed again on exit)";
+         system users, removed again on exit)
+  --snapshot NAME
+         a snapshot name create accepts (repeatable; replaces the defaults daytona-small,
+         daytona-medium, daytona-large, cbx-test-no-rsync, cbx-test-no-rsync-no-tar)
+
+  Images: with --ssh, a sandbox made from a snapshot whose name contains `no-rsync` has no
+  rsync on its PATH (like Daytona's sandbox-slim image: only sh, tar and the rest); one whose
+  name also contains `no-tar` has neither rsync nor tar. E.g. `-o snapshot=cbx-test-no-rsync`.";
 
 /// Parsed command line.
 struct Args {
