@@ -157,8 +157,7 @@ fn checkpoints_save_files_new_leases_start_from_them_and_delete_by_id() {
         .sim
         .requests()
         .into_iter()
-        .filter(|r| r.method == "POST" && r.path == "/api/sandbox")
-        .next_back()
+        .rfind(|r| r.method == "POST" && r.path == "/api/sandbox")
         .unwrap();
     assert_eq!(create.body_json().unwrap()["snapshot"], "cbx-ckpt-deps");
 

@@ -269,6 +269,37 @@ pub fn request(r: &Request) -> Result<(), LimitHit> {
     Ok(())
 }
 
+impl Bounded for CheckpointInfo {
+    fn bounded(&self) -> Result<(), Breach> {
+        bytes("checkpoint id", &self.id, MAX_ID)?;
+        bytes("checkpoint name", &self.name, MAX_SANDBOX_NAME)?;
+        bytes("provider state", &self.provider_state, MAX_STATE)?;
+        if let Some(r) = &self.reason {
+            bytes("checkpoint reason", r, MAX_DETAIL)?;
+        }
+        if let Some(t) = &self.created_at {
+            bytes("created-at", t, MAX_TIME)?;
+        }
+        Ok(())
+    }
+}
+
+impl Bounded for Vec<CheckpointInfo> {
+    fn bounded(&self) -> Result<(), Breach> {
+        count("checkpoint list", self.len(), MAX_SANDBOXES, "entries")?;
+        self.iter().try_for_each(Bounded::bounded)
+    }
+}
+
+impl Bounded for Forked {
+    fn bounded(&self) -> Result<(), Breach> {
+        match self {
+            Forked::Sandbox(s) => s.bounded(),
+            Forked::NotForkable(m) => Ok(bytes("fork refusal", m, MAX_ERROR)?),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,36 +405,5 @@ mod tests {
             request(&r(MAX_REQUEST_BODY + 1)).unwrap_err().to_string(),
             "its request body of 1048577 bytes is over the cap of 1048576 bytes"
         );
-    }
-}
-
-impl Bounded for CheckpointInfo {
-    fn bounded(&self) -> Result<(), Breach> {
-        bytes("checkpoint id", &self.id, MAX_ID)?;
-        bytes("checkpoint name", &self.name, MAX_SANDBOX_NAME)?;
-        bytes("provider state", &self.provider_state, MAX_STATE)?;
-        if let Some(r) = &self.reason {
-            bytes("checkpoint reason", r, MAX_DETAIL)?;
-        }
-        if let Some(t) = &self.created_at {
-            bytes("created-at", t, MAX_TIME)?;
-        }
-        Ok(())
-    }
-}
-
-impl Bounded for Vec<CheckpointInfo> {
-    fn bounded(&self) -> Result<(), Breach> {
-        count("checkpoint list", self.len(), MAX_SANDBOXES, "entries")?;
-        self.iter().try_for_each(Bounded::bounded)
-    }
-}
-
-impl Bounded for Forked {
-    fn bounded(&self) -> Result<(), Breach> {
-        match self {
-            Forked::Sandbox(s) => s.bounded(),
-            Forked::NotForkable(m) => Ok(bytes("fork refusal", m, MAX_ERROR)?),
-        }
     }
 }

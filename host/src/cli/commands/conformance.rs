@@ -19,9 +19,9 @@ use crate::terminal::inert;
 pub async fn run(ctx: &Context, args: &TestArgs) -> Result<u8> {
     let timeout = parse_duration_in(&args.timeout, "--timeout", READY_RANGE)?;
     let subject = match &args.component {
-        Some(component) => {
-            Subject::File(from_file(ctx, component, args.manifest.as_deref()).await?)
-        }
+        Some(component) => Subject::File(Box::new(
+            from_file(ctx, component, args.manifest.as_deref()).await?,
+        )),
         None => Subject::Named(ctx.provider_name()),
     };
     let json = args.json;

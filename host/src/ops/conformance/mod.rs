@@ -81,7 +81,7 @@ pub enum Subject {
     /// A built-in or installed provider.
     Named(String),
     /// A component and manifest read from files (`--component`).
-    File(ProviderPackage),
+    File(Box<ProviderPackage>),
 }
 
 impl Subject {
@@ -137,7 +137,7 @@ pub async fn run(
     let name = subject.name().to_string();
     let opened = match subject {
         Subject::Named(n) => ctx.session(&n).await,
-        Subject::File(package) => ctx.session_of_file(package).await,
+        Subject::File(package) => ctx.session_of_file(*package).await,
     };
     match opened {
         Ok(mut session) => {
