@@ -3,9 +3,11 @@
 //! a command that needs one the provider lacks fails before it does anything.
 
 use super::bindings::api;
-use super::contract::PACKAGE;
 use super::inspect::Interface;
 use crate::error::{ErrorKind, Failure};
+
+/// The contract's package (`contract::PACKAGE`, which uses this module, so not imported).
+const PACKAGE: &str = "cbx:provider";
 
 /// An optional interface of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
