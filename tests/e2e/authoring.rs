@@ -429,3 +429,23 @@ fn authoring_a_new_python_project_builds_and_conforms_outside_the_checkout() {
     let _fake = start_fake(fake, port);
     conforms(&home, &project, "ACME_PY", port);
 }
+
+#[test]
+fn authoring_ready_before_the_service_hands_out_ssh_is_caught() {
+    // The service refuses SSH access right after the provider said `ready` (as a service
+    // does whose transitional state the provider mapped to ready).
+    let (sim, home) = setup();
+    sim.inject(cbx_testkit::daytona_sim::Fault::status(
+        "POST",
+        "/ssh-access",
+        409,
+        "Sandbox is not started",
+    ));
+    let (out, report) = test_broken(&home, "none");
+    assert_caught(
+        &out,
+        &report,
+        "ssh-access",
+        "right after the provider said `ready`: does it report `ready` before the service does",
+    );
+}

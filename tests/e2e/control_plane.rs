@@ -1785,12 +1785,15 @@ fn ssh_print_never_connects_and_piped_logs_have_no_colours() {
         "the second --print reuses the cached access"
     );
     assert!(again.stdout.contains(&format!("{}@", minted[0])), "{again}");
-    let verbose = home.run(&["-vv", "status", &leased.lease]);
-    verbose.ok();
-    assert!(verbose.stderr.contains("DEBUG"), "{verbose}");
-    assert!(
-        !verbose.stderr.contains('\x1b'),
-        "no ANSI when piped\n{verbose}"
-    );
+    // Piped, without NO_COLOR (the test homes set it): still no colours.
+    let verbose = home
+        .command(&["-vv", "status", &leased.lease])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&verbose.stderr);
+    assert!(verbose.status.success(), "{stderr}");
+    assert!(stderr.contains("DEBUG"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "no ANSI when piped\n{stderr}");
     home.run(&["stop", &leased.lease]).ok();
 }

@@ -456,11 +456,11 @@ mod tests {
         let d = denied(authorize(
             &grant(),
             "POST",
-            "https://evil.example/steal?k=v",
+            "https://evil.example/steal?k=v&token=s3cret",
             &[],
         ));
         let text = d.to_string();
-        assert!(text.starts_with("provider daytona was denied POST https://evil.example/steal: it is outside the granted endpoints (https://app.daytona.io/api)"), "{text}");
+        assert!(text.starts_with("provider daytona was denied POST https://evil.example/steal?k=v&token=<redacted>: it is outside the granted endpoints (https://app.daytona.io/api)"), "{text}");
         assert!(text.contains("url = \"https://evil.example\""), "{text}");
     }
 
