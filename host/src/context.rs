@@ -12,7 +12,7 @@ use crate::lease::session::Session;
 use crate::paths::Dirs;
 use crate::provenance::Value;
 use crate::provider::registry::{self, ProviderPackage};
-use crate::provider::{Configured, Loaded, Runtime};
+use crate::provider::{Capability, Configured, Loaded, Runtime};
 use crate::redact::Redactor;
 
 /// The flags every command accepts, as the library needs them.
@@ -183,6 +183,23 @@ impl Context {
     /// interrupted cbx processes left unfinished with it (see `lease::reconcile`).
     pub async fn session(&self, name: &str) -> Result<Session> {
         let loaded = self.load(name).await?;
+        let configured = self.configure(loaded).await?;
+        let mut session = self.session_of(configured);
+        crate::lease::reconcile::unfinished(&mut session).await;
+        Ok(session)
+    }
+
+    /// [`Context::session`] for a command that needs `capability`: a provider without it
+    /// fails (exit 2, naming both) right after loading, before credentials are read or
+    /// anything is done.
+    pub async fn session_requiring(
+        &self,
+        name: &str,
+        capability: Capability,
+        command: &str,
+    ) -> Result<Session> {
+        let loaded = self.load(name).await?;
+        loaded.require(capability, command)?;
         let configured = self.configure(loaded).await?;
         let mut session = self.session_of(configured);
         crate::lease::reconcile::unfinished(&mut session).await;

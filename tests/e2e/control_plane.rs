@@ -1403,6 +1403,22 @@ const PINNED: &str = r##"=== doctor --json
   ],
   "exports": [
     {
+      "name": "cbx:provider/checkpoint@0.1.0",
+      "functions": [
+        "create-checkpoint",
+        "get-checkpoint",
+        "list-checkpoints",
+        "delete-checkpoint",
+        "create-from-checkpoint"
+      ]
+    },
+    {
+      "name": "cbx:provider/fork@0.1.0",
+      "functions": [
+        "fork"
+      ]
+    },
+    {
       "name": "cbx:provider/provider@0.1.0",
       "functions": [
         "describe",
@@ -1424,7 +1440,13 @@ const PINNED: &str = r##"=== doctor --json
     "start",
     "stop",
     "touch",
-    "labels"
+    "labels",
+    "checkpoint",
+    "fork"
+  ],
+  "capabilities": [
+    "checkpoint",
+    "fork"
   ],
   "options": [
     {

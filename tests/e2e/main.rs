@@ -15,6 +15,7 @@
 //! | `data_plane` | the simulator with a real sshd, ssh and rsync (needs root) |
 //! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
 //! | `warm_path` | `run --id` and `ssh` straight over a live connection, and every fallback (needs root) |
+//! | `checkpoints` | optional capabilities: checkpoints and forks (simulator, real sshd), the missing-capability error |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
 //! | `remote_loop` | `run --download`, `--junit`, `cp`: files and test results back, hostile sandboxes (issue 15, needs root) |
 //! | `server_cleanup` | server-side clean-up, reclaiming, key scopes against the simulator (issue 12) |
@@ -22,6 +23,7 @@
 mod adversarial;
 mod authoring;
 mod capabilities;
+mod checkpoints;
 mod control_plane;
 mod crash_safety;
 mod data_plane;

@@ -88,6 +88,10 @@ pub enum Command {
     },
     /// Print cbx's manual page (roff), e.g. `cbx man > ~/.local/share/man/man1/cbx.1`.
     Man,
+    /// Save a lease's sandbox as a checkpoint new sandboxes can start from (`--from`); list
+    /// and delete checkpoints. Needs a provider with the `checkpoint` capability.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
 }
 
 /// A shell `cbx completions` supports.
@@ -101,6 +105,30 @@ pub enum Shell {
     Fish,
     /// PowerShell.
     Powershell,
+}
+
+/// `cbx checkpoint …`
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Save lease LEASE's sandbox as a checkpoint and wait until it is saved.
+    Create {
+        /// The lease id or slug.
+        lease: String,
+        /// The checkpoint's name (lowercase letters, digits, dashes) [default: SLUG-XXXXXX].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List cbx's checkpoints with this provider.
+    List {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a checkpoint.
+    Delete {
+        /// The checkpoint's name.
+        name: String,
+    },
 }
 
 /// `cbx doctor`
@@ -126,6 +154,13 @@ pub struct LeaseArgs {
     /// How long to wait for the sandbox to become ready, 1s to 24h [default: 5m].
     #[arg(long, value_name = "DURATION")]
     pub ready_timeout: Option<String>,
+    /// Start the sandbox from this checkpoint (`cbx checkpoint create`) instead of afresh.
+    #[arg(long, value_name = "CHECKPOINT", conflicts_with = "fork")]
+    pub from: Option<String>,
+    /// Make the sandbox a copy of this lease's, files and all (providers with the `fork`
+    /// capability; a fresh sandbox when the service cannot fork that one).
+    #[arg(long, value_name = "LEASE")]
+    pub fork: Option<String>,
 }
 
 /// `cbx warmup`

@@ -138,6 +138,7 @@ async fn run(cli: Cli, env: Environment, redactor: Redactor) -> Result<u8> {
         Command::Cleanup(a) => commands::cleanup::run(&ctx, &a).await,
         Command::Run(a) => commands::run::run(&ctx, &a).await,
         Command::Ssh(a) => commands::ssh::run(&ctx, &a).await,
+        Command::Checkpoint(c) => commands::checkpoint::run(&ctx, &c).await,
         Command::Cp(a) => commands::cp::run(&ctx, &a).await,
         Command::Completions { shell } => commands::completions::run(shell),
         Command::Man => commands::completions::man(),

@@ -12,6 +12,7 @@ use anyhow::Result;
 
 use crate::error::{ErrorKind, Failure, fail};
 use crate::interrupt;
+use crate::lease::checkpoint;
 use crate::lease::id::{self, LeaseId};
 use crate::lease::intent::{INTENT_VERSION, Intent, IntentHold, LeasePlan, Owner, Plan, Settle};
 use crate::lease::labels::Ownership;
@@ -19,11 +20,13 @@ use crate::lease::owner::owner_id;
 use crate::lease::ready::wait_ready;
 use crate::lease::reconcile::{self, Settled};
 use crate::lease::release::reap_expired;
+use crate::lease::resolve::resolve;
 use crate::lease::session::Session;
 use crate::lease::{Lease, now_unix, rfc3339};
 use crate::progress::{self, Progress, human_duration};
-use crate::provider::CallError;
 use crate::provider::api::{self, ProviderError, SandboxState};
+use crate::provider::capability::Forked;
+use crate::provider::{CallError, Capability};
 use crate::terminal::inert;
 use crate::testpoint;
 
@@ -72,6 +75,20 @@ pub struct AcquireRequest {
     pub ready_timeout: Duration,
     /// What the lease is for.
     pub purpose: Purpose,
+    /// What its sandbox starts from.
+    pub source: Source,
+}
+
+/// What a new lease's sandbox starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Source {
+    /// A fresh sandbox, as the provider's options say.
+    #[default]
+    Fresh,
+    /// Checkpoint NAME (the user's name, without cbx's prefix).
+    Checkpoint(String),
+    /// A copy of the sandbox of this lease (id or slug); fresh if the provider cannot fork it.
+    Fork(String),
 }
 
 /// A lease just made. A one-shot lease comes with its intent, which keeps it on record (to be
@@ -88,6 +105,16 @@ pub struct Acquired {
 /// failure — and on a signal — the sandbox is deleted again; if that fails too, the error
 /// names it and the next command retries.
 pub async fn acquire(session: &mut Session, request: &AcquireRequest) -> Result<Acquired> {
+    let (from, parent) = match &request.source {
+        Source::Fresh => (None, None),
+        Source::Checkpoint(name) => (Some(checkpoint::usable(session, name).await?), None),
+        Source::Fork(ident) => {
+            session.require(Capability::Fork, "--fork")?;
+            let lease = resolve(session, ident).await?;
+            lease.require_claim("fork")?;
+            (None, Some(lease.sandbox.id))
+        }
+    };
     reap_expired(session).await;
     let (slug, taken_remote) = choose_slug(session, request.slug.as_deref()).await?;
     let _shield = interrupt::shield();
@@ -97,7 +124,7 @@ pub async fn acquire(session: &mut Session, request: &AcquireRequest) -> Result<
     let mut hold = reserve(session, request, slug, &taken_remote)?;
     let mut rejected = false;
     let outcome = tokio::select! {
-        r = provision(session, request, &mut hold, &mut rejected) => r,
+        r = provision(session, request, (from.as_deref(), parent.as_deref()), &mut hold, &mut rejected) => r,
         signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
     };
     match outcome {
@@ -231,6 +258,7 @@ fn minutes(d: Duration, what: &str) -> Result<u32> {
 async fn provision(
     session: &mut Session,
     request: &AcquireRequest,
+    (checkpoint, parent): (Option<&str>, Option<&str>),
     hold: &mut IntentHold,
     rejected: &mut bool,
 ) -> Result<Lease> {
@@ -248,7 +276,12 @@ async fn provision(
         format!("creating a {} sandbox ({})", session.name(), plan.slug),
         session.quiet(),
     );
-    let sandbox = match session.create(&create).await {
+    let created = match (checkpoint, parent) {
+        (Some(from), _) => session.create_from_checkpoint(from, &create).await,
+        (_, Some(parent)) => fork_or_create(session, parent, &create, &mut progress).await,
+        _ => session.create(&create).await,
+    };
+    let sandbox = match created {
         Ok(s) => s,
         Err(e) => {
             progress.clear();
@@ -288,6 +321,27 @@ async fn provision(
         ownership,
         claim: Some(claim),
     })
+}
+
+/// Forks `parent` into the sandbox `create` describes; when the provider cannot fork it,
+/// says so and creates a fresh one instead.
+async fn fork_or_create(
+    session: &mut Session,
+    parent: &str,
+    create: &api::CreateRequest,
+    progress: &mut Progress,
+) -> Result<api::Sandbox, CallError> {
+    match session.fork(parent, create).await? {
+        Forked::Sandbox(s) => Ok(s),
+        Forked::NotForkable(why) => {
+            progress.warn(&format!(
+                "cannot fork sandbox {}: {}; creating a fresh sandbox instead",
+                inert(parent),
+                inert(&session.redactor().redact(&why))
+            ));
+            session.create(create).await
+        }
+    }
 }
 
 /// Whether a failed create certainly created nothing: the service refused it. Anything else

@@ -27,6 +27,7 @@
 
 pub mod access;
 pub mod acquire;
+pub mod checkpoint;
 pub mod claims;
 pub mod cleanup;
 pub mod connect;

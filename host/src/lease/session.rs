@@ -15,7 +15,8 @@ use crate::lease::labels::Ownership;
 use crate::paths::Dirs;
 use crate::progress;
 use crate::provider::api::{self, ProviderError};
-use crate::provider::{CallError, Configured, Feature, ProviderInstance};
+use crate::provider::capability::Forked;
+use crate::provider::{CallError, Capability, Configured, Feature, ProviderInstance};
 use crate::redact::Redactor;
 
 /// How calls are retried.
@@ -301,5 +302,70 @@ impl Session {
             p.mint_ssh_access(id).await
         })
         .await
+    }
+
+    /// `Ok` if the provider offers `capability`; else the usage error `command` gives.
+    pub fn require(&self, capability: Capability, command: &str) -> Result<()> {
+        self.provider.require(capability, command)
+    }
+
+    /// Starts saving sandbox `id` as checkpoint `name` (not repeated: a repeat could collide
+    /// with the first save).
+    pub async fn create_checkpoint(&mut self, id: &str, name: &str) -> Result<(), CallError> {
+        self.with_retries(Repeat::OnlyIfRejected, async |p| {
+            p.create_checkpoint(id, name).await
+        })
+        .await
+    }
+
+    /// Reads one checkpoint by name.
+    pub async fn get_checkpoint(&mut self, name: &str) -> Result<api::CheckpointInfo, CallError> {
+        self.with_retries(Repeat::Idempotent, async |p| p.get_checkpoint(name).await)
+            .await
+    }
+
+    /// The checkpoints whose names start with `prefix`.
+    pub async fn list_checkpoints(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Vec<api::CheckpointInfo>, CallError> {
+        self.with_retries(Repeat::Idempotent, async |p| {
+            p.list_checkpoints(prefix).await
+        })
+        .await
+    }
+
+    /// Deletes a checkpoint by id; `Ok(false)` if it was already gone.
+    pub async fn delete_checkpoint(&mut self, id: &str) -> Result<bool, CallError> {
+        match self
+            .with_retries(Repeat::Idempotent, async |p| p.delete_checkpoint(id).await)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(CallError::Provider(ProviderError::NotFound(_))) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a sandbox from checkpoint `name` (retried only when rejected outright).
+    pub async fn create_from_checkpoint(
+        &mut self,
+        name: &str,
+        request: &api::CreateRequest,
+    ) -> Result<api::Sandbox, CallError> {
+        self.with_retries(Repeat::OnlyIfRejected, async |p| {
+            p.create_from_checkpoint(name, request).await
+        })
+        .await
+    }
+
+    /// Forks sandbox `id` (retried only when rejected outright).
+    pub async fn fork(
+        &mut self,
+        id: &str,
+        request: &api::CreateRequest,
+    ) -> Result<Forked, CallError> {
+        self.with_retries(Repeat::OnlyIfRejected, async |p| p.fork(id, request).await)
+            .await
     }
 }

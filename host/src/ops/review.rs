@@ -12,10 +12,10 @@ use crate::grant::approval::{Approval, Approvals, Unapproved, Verdict};
 use crate::grant::manifest::{CredentialDecl, EndpointDecl, Manifest, SshDecl};
 use crate::grant::ssh::SshGrant;
 use crate::provenance::Definition;
-use crate::provider::Loaded;
 use crate::provider::api;
 use crate::provider::inspect::Interface;
 use crate::provider::registry::{self, Origin, ProviderPackage, SharedCredential};
+use crate::provider::{Capability, Loaded};
 
 /// One provider as `providers list` reports it. Field names are documented in docs/cli.md.
 #[derive(Debug, Serialize)]
@@ -100,6 +100,8 @@ pub struct Inspection {
     pub exports: Vec<Interface>,
     /// From `describe`.
     pub features: Vec<String>,
+    /// The optional capabilities it exports (read from the component).
+    pub capabilities: Vec<Capability>,
     /// Each option it declares, with this invocation's value.
     pub options: Vec<OptionReport>,
     /// What its manifest declares.
@@ -203,6 +205,7 @@ pub async fn inspect(ctx: &Context, name: &str) -> Result<Inspection> {
         imports: loaded.imports().to_vec(),
         exports: loaded.exports().to_vec(),
         features: info.features.clone(),
+        capabilities: loaded.fit().capabilities.clone(),
         options: options(ctx, loaded),
         manifest: manifest(&package.manifest),
         approval: approval(loaded, review.refused.as_deref()),

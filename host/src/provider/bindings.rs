@@ -12,8 +12,27 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+/// Bindings of the optional capability interfaces (`checkpoint`, `fork`), sharing the core
+/// bindings' types. Only their export indices are used: a component may export any subset,
+/// so the host looks each one up itself (`capability.rs`) rather than requiring this world.
+pub mod capable {
+    wasmtime::component::bindgen!({
+        world: "capable-provider-world",
+        path: "../wit",
+        with: {
+            "cbx:provider/types": super::cbx::provider::types,
+            "cbx:provider/http": super::cbx::provider::http,
+            "cbx:provider/log": super::cbx::provider::log,
+        },
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
 /// The contract's data types, under names the rest of cbx uses.
 pub mod api {
+    pub use super::capable::exports::cbx::provider::checkpoint::{CheckpointInfo, CheckpointState};
+    pub use super::capable::exports::cbx::provider::fork::ForkError;
     pub use super::cbx::provider::types::{
         Check, CheckStatus, CreateRequest, OptionKind, OptionSpec, Profile, ProviderError,
         ProviderInfo, RateLimit, Sandbox, SandboxState, Settings, SshAccess,

@@ -7,8 +7,11 @@
 //! names and feature words that are one printable line each, since they are shown in the
 //! approval screen.
 
-use super::bindings::api::{Check, Profile, ProviderError, ProviderInfo, Sandbox, SshAccess};
+use super::bindings::api::{
+    Check, CheckpointInfo, Profile, ProviderError, ProviderInfo, Sandbox, SshAccess,
+};
 use super::bindings::cbx::provider::http::Request;
+use super::capability::Forked;
 use super::limits::LimitHit;
 use crate::grant::manifest::{MAX_DESCRIPTION_CHARS, printable_line};
 
@@ -264,6 +267,37 @@ pub fn request(r: &Request) -> Result<(), LimitHit> {
         count("request body", body.len(), MAX_REQUEST_BODY, "bytes")?;
     }
     Ok(())
+}
+
+impl Bounded for CheckpointInfo {
+    fn bounded(&self) -> Result<(), Breach> {
+        bytes("checkpoint id", &self.id, MAX_ID)?;
+        bytes("checkpoint name", &self.name, MAX_SANDBOX_NAME)?;
+        bytes("provider state", &self.provider_state, MAX_STATE)?;
+        if let Some(r) = &self.reason {
+            bytes("checkpoint reason", r, MAX_DETAIL)?;
+        }
+        if let Some(t) = &self.created_at {
+            bytes("created-at", t, MAX_TIME)?;
+        }
+        Ok(())
+    }
+}
+
+impl Bounded for Vec<CheckpointInfo> {
+    fn bounded(&self) -> Result<(), Breach> {
+        count("checkpoint list", self.len(), MAX_SANDBOXES, "entries")?;
+        self.iter().try_for_each(Bounded::bounded)
+    }
+}
+
+impl Bounded for Forked {
+    fn bounded(&self) -> Result<(), Breach> {
+        match self {
+            Forked::Sandbox(s) => s.bounded(),
+            Forked::NotForkable(m) => Ok(bytes("fork refusal", m, MAX_ERROR)?),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use wasmtime::component::Component;
 
+use super::capability::{self, Capability};
 use super::inspect;
 use crate::error::{ErrorKind, Failure};
 
@@ -18,6 +19,8 @@ pub struct Fit {
     pub version: String,
     /// Whether it imports WASI (built for wasm32-wasip2).
     pub wasi: bool,
+    /// The optional capabilities it exports.
+    pub capabilities: Vec<Capability>,
 }
 
 /// Checks that `component` exports the provider interface of a supported contract version
@@ -83,7 +86,11 @@ pub fn check_interfaces(
             .into());
         }
     }
-    Ok(Fit { version, wasi })
+    Ok(Fit {
+        version,
+        wasi,
+        capabilities: capability::detect(exports),
+    })
 }
 
 /// Whether contract version `v` is semver-compatible with 0.1.0.

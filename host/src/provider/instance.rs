@@ -10,8 +10,10 @@ use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::bindings::api::{self, ProviderError};
+use super::bindings::capable::exports::cbx::provider::{checkpoint, fork};
 use super::bindings::{ProviderWorld, ProviderWorldPre};
 use super::bounds::Bounded;
+use super::capability::{Capability, Forked};
 use super::engine::Engine;
 use super::events::{ProviderEvent, ProviderObserver};
 use super::failure::CallError;
@@ -21,9 +23,23 @@ use crate::grant::egress::Denial;
 use crate::grant::http::{HttpEvent, HttpGateway, HttpOutcome};
 use crate::redact::Redactor;
 
+/// The exports of one live instance: the core interface and the capabilities it offers.
+struct Exports {
+    core: ProviderWorld,
+    checkpoint: Option<checkpoint::Guest>,
+    fork: Option<fork::Guest>,
+}
+
+/// Where to find the optional exports in the component, looked up once at link time.
+#[derive(Clone, Default)]
+struct CapabilityIndices {
+    checkpoint: Option<checkpoint::GuestIndices>,
+    fork: Option<fork::GuestIndices>,
+}
+
 struct Live {
     store: Store<HostState>,
-    bindings: ProviderWorld,
+    bindings: Exports,
     /// A call was abandoned or trapped; the instance must not be entered again.
     poisoned: bool,
     /// `configure` succeeded on this instance.
@@ -35,6 +51,7 @@ pub struct ProviderInstance {
     name: String,
     engine: Engine,
     pre: ProviderWorldPre<HostState>,
+    capabilities: CapabilityIndices,
     gateway: HttpGateway,
     redactor: Redactor,
     limits: Limits,
@@ -86,10 +103,15 @@ impl ProviderInstance {
                 api::CONTRACT
             )
         })?;
+        let capabilities = CapabilityIndices {
+            checkpoint: checkpoint::GuestIndices::new(pre.instance_pre()).ok(),
+            fork: fork::GuestIndices::new(pre.instance_pre()).ok(),
+        };
         Ok(ProviderInstance {
             name: name.to_string(),
             engine: engine.clone(),
             pre,
+            capabilities,
             gateway,
             redactor,
             limits,
@@ -139,8 +161,7 @@ impl ProviderInstance {
             self.run.clone(),
         );
         let bindings = self
-            .pre
-            .instantiate_async(&mut store)
+            .link_exports(&mut store)
             .await
             .map_err(|e| self.fault("instantiate", e, &store))
             .inspect_err(|e| self.report(e))?;
@@ -153,13 +174,49 @@ impl ProviderInstance {
         Ok(())
     }
 
+    /// Instantiates the component in `store` and finds its exports: the core interface, and
+    /// each capability it exports (whose types are checked here).
+    async fn link_exports(&self, store: &mut Store<HostState>) -> wasmtime::Result<Exports> {
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut *store)
+            .await?;
+        let core = ProviderWorld::new(&mut *store, &instance)?;
+        let checkpoint = match &self.capabilities.checkpoint {
+            Some(i) => Some(i.load(&mut *store, &instance)?),
+            None => None,
+        };
+        let fork = match &self.capabilities.fork {
+            Some(i) => Some(i.load(&mut *store, &instance)?),
+            None => None,
+        };
+        Ok(Exports {
+            core,
+            checkpoint,
+            fork,
+        })
+    }
+
+    /// The capabilities the component exports.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        let c = &self.capabilities;
+        [
+            (Capability::Checkpoint, c.checkpoint.is_some()),
+            (Capability::Fork, c.fork.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(cap, has)| has.then_some(cap))
+        .collect()
+    }
+
     /// Runs one lease operation: an instance that has not seen the settings (a fresh one, or
     /// one re-created after a fault) gets them first; then [`ProviderInstance::invoke`].
     async fn call<R: Send + Bounded>(
         &mut self,
         op: &'static str,
         call: impl for<'a> FnOnce(
-            &'a ProviderWorld,
+            &'a Exports,
             &'a mut Store<HostState>,
         ) -> CallFuture<'a, Result<R, ProviderError>>,
     ) -> Result<R, CallError> {
@@ -173,7 +230,7 @@ impl ProviderInstance {
         &mut self,
         op: &'static str,
         call: impl for<'a> FnOnce(
-            &'a ProviderWorld,
+            &'a Exports,
             &'a mut Store<HostState>,
         ) -> CallFuture<'a, Result<R, ProviderError>>,
     ) -> Result<R, CallError> {
@@ -358,7 +415,7 @@ impl ProviderInstance {
     pub async fn describe(&mut self) -> Result<api::ProviderInfo, CallError> {
         self.invoke("describe", |b, s| {
             Box::pin(async move {
-                let info = b.cbx_provider_provider().call_describe(s).await?;
+                let info = b.core.cbx_provider_provider().call_describe(s).await?;
                 Ok(Ok(info))
             })
         })
@@ -370,9 +427,12 @@ impl ProviderInstance {
         self.settings = Some(settings.clone());
         let profile = self
             .invoke("configure", move |b, s| {
-                Box::pin(
-                    async move { b.cbx_provider_provider().call_configure(s, &settings).await },
-                )
+                Box::pin(async move {
+                    b.core
+                        .cbx_provider_provider()
+                        .call_configure(s, &settings)
+                        .await
+                })
             })
             .await?;
         if let Some(live) = self.live.as_mut() {
@@ -384,7 +444,7 @@ impl ProviderInstance {
     /// `doctor`: read-only readiness checks.
     pub async fn doctor(&mut self) -> Result<Vec<api::Check>, CallError> {
         self.call("doctor", |b, s| {
-            Box::pin(async move { b.cbx_provider_provider().call_doctor(s).await })
+            Box::pin(async move { b.core.cbx_provider_provider().call_doctor(s).await })
         })
         .await
     }
@@ -396,7 +456,12 @@ impl ProviderInstance {
     ) -> Result<api::Sandbox, CallError> {
         let request = request.clone();
         self.call("create", |b, s| {
-            Box::pin(async move { b.cbx_provider_provider().call_create(s, &request).await })
+            Box::pin(async move {
+                b.core
+                    .cbx_provider_provider()
+                    .call_create(s, &request)
+                    .await
+            })
         })
         .await
     }
@@ -405,7 +470,7 @@ impl ProviderInstance {
     pub async fn get(&mut self, id: &str) -> Result<api::Sandbox, CallError> {
         let id = id.to_string();
         self.call("get", |b, s| {
-            Box::pin(async move { b.cbx_provider_provider().call_get(s, &id).await })
+            Box::pin(async move { b.core.cbx_provider_provider().call_get(s, &id).await })
         })
         .await
     }
@@ -417,7 +482,7 @@ impl ProviderInstance {
     ) -> Result<Vec<api::Sandbox>, CallError> {
         let labels = labels.to_vec();
         self.call("list", |b, s| {
-            Box::pin(async move { b.cbx_provider_provider().call_list(s, &labels).await })
+            Box::pin(async move { b.core.cbx_provider_provider().call_list(s, &labels).await })
         })
         .await
     }
@@ -426,7 +491,7 @@ impl ProviderInstance {
     pub async fn start(&mut self, id: &str) -> Result<api::Sandbox, CallError> {
         let id = id.to_string();
         self.call("start", |b, s| {
-            Box::pin(async move { b.cbx_provider_provider().call_start(s, &id).await })
+            Box::pin(async move { b.core.cbx_provider_provider().call_start(s, &id).await })
         })
         .await
     }
@@ -435,7 +500,7 @@ impl ProviderInstance {
     pub async fn stop(&mut self, id: &str) -> Result<api::Sandbox, CallError> {
         let id = id.to_string();
         self.call("stop", |b, s| {
-            Box::pin(async move { b.cbx_provider_provider().call_stop(s, &id).await })
+            Box::pin(async move { b.core.cbx_provider_provider().call_stop(s, &id).await })
         })
         .await
     }
@@ -444,7 +509,7 @@ impl ProviderInstance {
     pub async fn delete(&mut self, id: &str) -> Result<(), CallError> {
         let id = id.to_string();
         self.call("delete", |b, s| {
-            Box::pin(async move { b.cbx_provider_provider().call_delete(s, &id).await })
+            Box::pin(async move { b.core.cbx_provider_provider().call_delete(s, &id).await })
         })
         .await
     }
@@ -458,7 +523,8 @@ impl ProviderInstance {
         let (id, labels) = (id.to_string(), labels.to_vec());
         self.call("set-labels", |b, s| {
             Box::pin(async move {
-                b.cbx_provider_provider()
+                b.core
+                    .cbx_provider_provider()
                     .call_set_labels(s, &id, &labels)
                     .await
             })
@@ -470,7 +536,7 @@ impl ProviderInstance {
     pub async fn touch(&mut self, id: &str) -> Result<(), CallError> {
         let id = id.to_string();
         self.call("touch", |b, s| {
-            Box::pin(async move { b.cbx_provider_provider().call_touch(s, &id).await })
+            Box::pin(async move { b.core.cbx_provider_provider().call_touch(s, &id).await })
         })
         .await
     }
@@ -479,8 +545,121 @@ impl ProviderInstance {
     pub async fn mint_ssh_access(&mut self, id: &str) -> Result<api::SshAccess, CallError> {
         let id = id.to_string();
         self.call("mint-ssh-access", |b, s| {
-            Box::pin(async move { b.cbx_provider_provider().call_mint_ssh_access(s, &id).await })
+            Box::pin(async move {
+                b.core
+                    .cbx_provider_provider()
+                    .call_mint_ssh_access(s, &id)
+                    .await
+            })
         })
         .await
     }
+
+    /// `checkpoint.create-checkpoint`: starts saving sandbox `id` as checkpoint `name`.
+    pub async fn create_checkpoint(&mut self, id: &str, name: &str) -> Result<(), CallError> {
+        let (id, name) = (id.to_string(), name.to_string());
+        self.call("create-checkpoint", |b, s| {
+            Box::pin(async move {
+                match &b.checkpoint {
+                    Some(c) => c.call_create_checkpoint(s, &id, &name).await,
+                    None => Ok(Err(lacks(Capability::Checkpoint))),
+                }
+            })
+        })
+        .await
+    }
+
+    /// `checkpoint.get-checkpoint`: one checkpoint by name.
+    pub async fn get_checkpoint(&mut self, name: &str) -> Result<api::CheckpointInfo, CallError> {
+        let name = name.to_string();
+        self.call("get-checkpoint", |b, s| {
+            Box::pin(async move {
+                match &b.checkpoint {
+                    Some(c) => c.call_get_checkpoint(s, &name).await,
+                    None => Ok(Err(lacks(Capability::Checkpoint))),
+                }
+            })
+        })
+        .await
+    }
+
+    /// `checkpoint.list-checkpoints`: checkpoints whose names start with `prefix`.
+    pub async fn list_checkpoints(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Vec<api::CheckpointInfo>, CallError> {
+        let prefix = prefix.to_string();
+        self.call("list-checkpoints", |b, s| {
+            Box::pin(async move {
+                match &b.checkpoint {
+                    Some(c) => c.call_list_checkpoints(s, &prefix).await,
+                    None => Ok(Err(lacks(Capability::Checkpoint))),
+                }
+            })
+        })
+        .await
+    }
+
+    /// `checkpoint.delete-checkpoint`: deletes a checkpoint by id.
+    pub async fn delete_checkpoint(&mut self, id: &str) -> Result<(), CallError> {
+        let id = id.to_string();
+        self.call("delete-checkpoint", |b, s| {
+            Box::pin(async move {
+                match &b.checkpoint {
+                    Some(c) => c.call_delete_checkpoint(s, &id).await,
+                    None => Ok(Err(lacks(Capability::Checkpoint))),
+                }
+            })
+        })
+        .await
+    }
+
+    /// `checkpoint.create-from-checkpoint`: a new sandbox from checkpoint `name`.
+    pub async fn create_from_checkpoint(
+        &mut self,
+        name: &str,
+        request: &api::CreateRequest,
+    ) -> Result<api::Sandbox, CallError> {
+        let (name, request) = (name.to_string(), request.clone());
+        self.call("create-from-checkpoint", |b, s| {
+            Box::pin(async move {
+                match &b.checkpoint {
+                    Some(c) => c.call_create_from_checkpoint(s, &name, &request).await,
+                    None => Ok(Err(lacks(Capability::Checkpoint))),
+                }
+            })
+        })
+        .await
+    }
+
+    /// `fork.fork`: copies sandbox `id` into a new one, or says it cannot.
+    pub async fn fork(
+        &mut self,
+        id: &str,
+        request: &api::CreateRequest,
+    ) -> Result<Forked, CallError> {
+        let (id, request) = (id.to_string(), request.clone());
+        self.call("fork", |b, s| {
+            Box::pin(async move {
+                let Some(f) = &b.fork else {
+                    return Ok(Err(lacks(Capability::Fork)));
+                };
+                Ok(match f.call_fork(s, &id, &request).await? {
+                    Ok(sandbox) => Ok(Forked::Sandbox(sandbox)),
+                    Err(api::ForkError::NotForkable(why)) => Ok(Forked::NotForkable(why)),
+                    Err(api::ForkError::Failed(e)) => Err(e),
+                })
+            })
+        })
+        .await
+    }
+}
+
+/// The error a capability call gives on a provider without it (commands check first, so this
+/// is a host bug if it is ever seen).
+fn lacks(capability: Capability) -> ProviderError {
+    ProviderError::InvalidConfig(format!(
+        "the provider does not offer the `{}` capability",
+        capability.as_str()
+    ))
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use super::bindings::api;
+use super::capability::{self, Capability};
 use super::contract::{self, Fit};
 use super::engine::{Compilation, Engine};
 use super::events;
@@ -287,6 +288,17 @@ impl Loaded {
         &self.linked.fit
     }
 
+    /// `Ok` if it exports `capability`; else the usage error (exit 2) that `command` gives
+    /// before doing anything, naming the capability and the provider.
+    pub fn require(&self, capability: Capability, command: &str) -> Result<()> {
+        capability::require(
+            &self.package.manifest.name,
+            &self.linked.fit.capabilities,
+            capability,
+            command,
+        )
+    }
+
     /// What it imports.
     pub fn imports(&self) -> &[Interface] {
         &self.linked.imports
@@ -378,6 +390,17 @@ impl Configured {
     /// The instance, to call.
     pub fn instance(&mut self) -> &mut ProviderInstance {
         &mut self.instance
+    }
+
+    /// The optional capabilities it exports.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        self.instance.capabilities()
+    }
+
+    /// `Ok` if it offers `capability`; else the usage error (exit 2) that `command` gives
+    /// before doing anything, naming the capability and the provider.
+    pub fn require(&self, capability: Capability, command: &str) -> Result<()> {
+        capability::require(self.name(), &self.capabilities(), capability, command)
     }
 
     /// Turns a failed call into a cbx failure with a kind and a hint.

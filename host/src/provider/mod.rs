@@ -12,6 +12,7 @@
 //! - [`imports`]: the host side of each import — `http`, `log`, WASI — one file each.
 //! - [`events`]: what a provider did, for the audit log.
 //! - [`failure`]: why a call failed, and what that means for the user.
+//! - [`capability`]: the optional interfaces a provider may export (`checkpoint`, `fork`).
 //! - [`features`]: the feature words of `describe` the host acts on.
 //! - [`limits`]: CPU, wall-clock, memory, request and log limits.
 //! - [`bounds`]: caps on the size of what crosses the boundary (and `describe`'s rules).
@@ -23,6 +24,7 @@
 
 pub mod bindings;
 pub mod bounds;
+pub mod capability;
 pub mod contract;
 pub mod engine;
 pub mod events;
@@ -39,6 +41,7 @@ pub mod screen;
 pub mod store;
 
 pub use bindings::api;
+pub use capability::Capability;
 pub use engine::Engine;
 pub use failure::CallError;
 pub use features::Feature;

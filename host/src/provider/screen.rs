@@ -219,6 +219,7 @@ mod tests {
         let fit = Fit {
             version: "0.1.0".into(),
             wasi: false,
+            capabilities: Vec::new(),
         };
         Screen {
             manifest: m,

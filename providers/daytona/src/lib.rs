@@ -4,9 +4,10 @@
 //! The host owns credentials, retries, polling, timeouts and labels; every export here is one
 //! request (or one pagination walk) and a translation of its answer.
 
-wit_bindgen::generate!({ world: "provider-world", path: "../../wit" });
+wit_bindgen::generate!({ world: "capable-provider-world", path: "../../wit" });
 
 mod api;
+mod capabilities;
 mod config;
 mod encode;
 mod errors;
@@ -20,6 +21,9 @@ use exports::cbx::provider::provider::{
     Check, CreateRequest, Guest, Labels, Profile, ProviderError, ProviderInfo, Sandbox, Settings,
     SshAccess,
 };
+
+use exports::cbx::provider::checkpoint::CheckpointInfo;
+use exports::cbx::provider::fork::ForkError;
 
 use crate::config::Config;
 use crate::ops::Daytona;
@@ -43,7 +47,7 @@ impl Guest for DaytonaProvider {
             version: env!("CARGO_PKG_VERSION").to_string(),
             description: "Daytona cloud sandboxes".to_string(),
             options: config::option_specs(),
-            features: ["start", "stop", "touch", "labels"]
+            features: ["start", "stop", "touch", "labels", "checkpoint", "fork"]
                 .map(String::from)
                 .to_vec(),
         }
@@ -97,6 +101,38 @@ impl Guest for DaytonaProvider {
     }
 }
 
+impl exports::cbx::provider::checkpoint::Guest for DaytonaProvider {
+    fn create_checkpoint(id: String, name: String) -> Result<(), ProviderError> {
+        with_client(|d| d.create_checkpoint(&id, &name))
+    }
+
+    fn get_checkpoint(name: String) -> Result<CheckpointInfo, ProviderError> {
+        with_client(|d| d.get_checkpoint(&name))
+    }
+
+    fn list_checkpoints(prefix: String) -> Result<Vec<CheckpointInfo>, ProviderError> {
+        with_client(|d| d.list_checkpoints(&prefix))
+    }
+
+    fn delete_checkpoint(id: String) -> Result<(), ProviderError> {
+        with_client(|d| d.delete_checkpoint(&id))
+    }
+
+    fn create_from_checkpoint(
+        name: String,
+        request: CreateRequest,
+    ) -> Result<Sandbox, ProviderError> {
+        with_client(|d| d.create_from(&request, &name))
+    }
+}
+
+impl exports::cbx::provider::fork::Guest for DaytonaProvider {
+    fn fork(id: String, request: CreateRequest) -> Result<Sandbox, ForkError> {
+        let cfg = config::current().map_err(ForkError::Failed)?;
+        Daytona::new(&cfg, &Host).fork(&id, &request)
+    }
+}
+
 // Export only in the component: the export symbols' names (`cbx:provider/...`) cannot be
 // linked into a native shared library, which `cargo test` builds.
 #[cfg(target_arch = "wasm32")]
@@ -111,7 +147,10 @@ mod tests {
         let info = DaytonaProvider::describe();
         assert_eq!(info.name, "daytona");
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-        assert_eq!(info.features, ["start", "stop", "touch", "labels"]);
+        assert_eq!(
+            info.features,
+            ["start", "stop", "touch", "labels", "checkpoint", "fork"]
+        );
         let names: Vec<&str> = info.options.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(
             names,

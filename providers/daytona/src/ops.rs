@@ -187,6 +187,16 @@ impl<'a, T: Transport> Daytona<'a, T> {
     /// Creates a sandbox from the configured snapshot, in the configured region. An idle
     /// timeout past Daytona's 32-bit signed minutes is refused, never wrapped.
     pub fn create(&self, req: &CreateRequest) -> Result<Sandbox, ProviderError> {
+        self.create_from(req, &self.cfg.snapshot)
+    }
+
+    /// Creates a sandbox from `snapshot` (the configured one, or a checkpoint), in the
+    /// configured region.
+    pub fn create_from(
+        &self,
+        req: &CreateRequest,
+        snapshot: &str,
+    ) -> Result<Sandbox, ProviderError> {
         let action = "create sandbox";
         if i32::try_from(req.idle_timeout_minutes).is_err() {
             return Err(ProviderError::InvalidConfig(format!(
@@ -203,7 +213,7 @@ impl<'a, T: Transport> Daytona<'a, T> {
             auto_archive_interval: self.cfg.auto_archive_minutes,
             auto_delete_interval: self.cfg.auto_delete.interval(req.ttl_minutes),
             public: false,
-            snapshot: &self.cfg.snapshot,
+            snapshot,
             target: &self.cfg.target,
             user: &self.cfg.user,
         });
@@ -347,7 +357,7 @@ impl<'a, T: Transport> Daytona<'a, T> {
     }
 
     /// Sends one request under the API base; non-2xx answers become typed errors.
-    fn call(
+    pub(crate) fn call(
         &self,
         method: Method,
         path: &str,
@@ -387,7 +397,7 @@ impl<'a, T: Transport> Daytona<'a, T> {
 
 /// `/sandbox/{id}{suffix}` with the id percent-encoded; an empty id is refused, since it would
 /// address the collection instead.
-fn sandbox_path(id: &str, suffix: &str, action: &str) -> Result<String, ProviderError> {
+pub(crate) fn sandbox_path(id: &str, suffix: &str, action: &str) -> Result<String, ProviderError> {
     if id.trim().is_empty() {
         return Err(ProviderError::Other(format!(
             "daytona {action}: the sandbox id is empty"
@@ -397,7 +407,7 @@ fn sandbox_path(id: &str, suffix: &str, action: &str) -> Result<String, Provider
 }
 
 /// The Sandbox in a 2xx response body.
-fn sandbox_of(action: &str, resp: &Response) -> Result<Sandbox, ProviderError> {
+pub(crate) fn sandbox_of(action: &str, resp: &Response) -> Result<Sandbox, ProviderError> {
     api::parse_sandbox_body(action, &resp.body).map_err(ProviderError::Other)
 }
 
@@ -423,7 +433,7 @@ fn method_name(method: Method) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cbx::provider::http::HttpError;
     use crate::cbx::provider::types::{SandboxState, Settings};
@@ -431,21 +441,21 @@ mod tests {
     use std::collections::VecDeque;
 
     /// A scripted transport: answers in order and records every request.
-    struct Fake {
-        answers: RefCell<VecDeque<Result<Response, HttpError>>>,
-        sent: RefCell<Vec<Request>>,
+    pub(crate) struct Fake {
+        pub(crate) answers: RefCell<VecDeque<Result<Response, HttpError>>>,
+        pub(crate) sent: RefCell<Vec<Request>>,
         logs: RefCell<Vec<String>>,
     }
 
     impl Fake {
-        fn new(answers: Vec<Result<Response, HttpError>>) -> Fake {
+        pub(crate) fn new(answers: Vec<Result<Response, HttpError>>) -> Fake {
             Fake {
                 answers: RefCell::new(answers.into()),
                 sent: RefCell::new(Vec::new()),
                 logs: RefCell::new(Vec::new()),
             }
         }
-        fn urls(&self) -> Vec<String> {
+        pub(crate) fn urls(&self) -> Vec<String> {
             self.sent.borrow().iter().map(|r| r.url.clone()).collect()
         }
     }
@@ -463,7 +473,7 @@ mod tests {
         }
     }
 
-    fn ok(status: u16, body: &str) -> Result<Response, HttpError> {
+    pub(crate) fn ok(status: u16, body: &str) -> Result<Response, HttpError> {
         Ok(Response {
             status,
             headers: Vec::new(),
@@ -471,7 +481,7 @@ mod tests {
         })
     }
 
-    fn cfg(options: &[(&str, &str)], credentials: &[&str]) -> Config {
+    pub(crate) fn cfg(options: &[(&str, &str)], credentials: &[&str]) -> Config {
         Config::from_settings(&Settings {
             options: options
                 .iter()
@@ -483,7 +493,7 @@ mod tests {
         .unwrap()
     }
 
-    fn labels(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub(crate) fn labels(items: &[(&str, &str)]) -> Vec<(String, String)> {
         items
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -11,6 +11,7 @@
 //! [`DaytonaSim::set_state`].
 
 mod auth;
+mod capable;
 mod control;
 mod error;
 mod faults;
@@ -85,6 +86,11 @@ pub struct SimConfig {
     /// Added to every API request before it is answered (control routes excepted): the
     /// network latency of a remote service.
     pub latency: Duration,
+    /// The class of every new sandbox: `container` (Daytona's default; forks refused with
+    /// 422) or `linux-vm` (forkable). `DaytonaSim::set_class` changes one sandbox's.
+    pub sandbox_class: String,
+    /// How long taking a snapshot of a sandbox keeps it `snapshotting`.
+    pub snapshot_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -115,6 +121,8 @@ impl Default for SimConfig {
             .collect(),
             ssh: Arc::new(NoSsh),
             latency: Duration::ZERO,
+            sandbox_class: "container".into(),
+            snapshot_delay: Duration::from_millis(300),
         }
     }
 }
@@ -446,6 +454,29 @@ impl DaytonaSim {
     /// `started` with errorReason "Simulated error"; `destroyed` removes the sandbox.
     pub fn set_state(&self, id: &str, state: &str) -> bool {
         self.shared.locked_sync(|s| s.force_state(id, state, None))
+    }
+
+    /// Sets one sandbox's class (`container`, `linux-vm`, `windows`); false if unknown.
+    pub fn set_class(&self, id: &str, class: &str) -> bool {
+        self.shared.locked_sync(|s| match s.by_id_mut(id) {
+            Some(sb) => {
+                sb.class = class.to_string();
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// The names of the snapshots made from sandboxes that the API shows now.
+    pub fn snapshot_names(&self) -> Vec<String> {
+        let now = Instant::now();
+        self.shared.locked_sync(|s| {
+            s.snapshots
+                .iter()
+                .filter(|x| x.visible_from <= now)
+                .map(|x| x.name.clone())
+                .collect()
+        })
     }
 
     /// [`Self::set_state`] with an explicit `errorReason`.

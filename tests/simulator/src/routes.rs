@@ -16,6 +16,7 @@ use chrono::Utc;
 use serde_json::{Map, Value, json};
 
 use super::auth::Authed;
+use super::capable;
 use super::error::{ApiError, PendingErrorBody, error_response};
 use super::faults::Answer;
 use super::ssh::{mint_token, ssh_command};
@@ -35,6 +36,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/sandbox/{key}/archive", post(archive))
         .route("/api/sandbox/{key}/labels", put(replace_labels))
         .route("/api/sandbox/{key}/last-activity", post(last_activity))
+        .route("/api/sandbox/{key}/snapshot", post(capable::snapshot))
+        .route("/api/sandbox/{key}/fork", post(capable::fork))
+        .route("/api/snapshots", get(capable::list_snapshots))
+        .route(
+            "/api/snapshots/{key}",
+            get(capable::get_snapshot).delete(capable::delete_snapshot),
+        )
         .route(
             "/api/sandbox/{key}/ssh-access",
             post(create_ssh).delete(revoke_ssh),
@@ -153,14 +161,14 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 // Request parsing helpers
 
 /// Decoded query pairs.
-fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {
     raw.as_deref()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
 }
 
 /// The last value of a query parameter.
-fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs
         .iter()
         .rev()
@@ -179,7 +187,7 @@ fn query_all(pairs: &[(String, String)], key: &str) -> Vec<String> {
 }
 
 /// Parses a JSON object body; an empty body is `{}`.
-fn parse_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn parse_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -191,7 +199,7 @@ fn parse_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// An optional string field.
-fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -253,7 +261,7 @@ fn truthy(v: Option<&Value>) -> bool {
 }
 
 /// Daytona's name rule: no HTML tags, URLs or control characters.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !(name.chars().any(char::is_control)
         || (name.contains('<') && name.contains('>'))
         || name.contains("://"))
@@ -530,8 +538,20 @@ async fn create(
     if !REGIONS.contains(&target.as_str()) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "Region not found"));
     }
+    let saved = match &snapshot {
+        Some(s) => {
+            shared
+                .locked(|st| {
+                    st.snapshot(s, Instant::now())
+                        .map(|x| (x.id.clone(), x.class.clone()))
+                })
+                .await
+        }
+        None => None,
+    };
     if let Some(s) = &snapshot
         && !cfg.snapshots.contains(s)
+        && saved.is_none()
     {
         return Err(ApiError::bad_request(format!(
             "Snapshot {s} not found. Did you add it through the Daytona Dashboard?"
@@ -572,6 +592,10 @@ async fn create(
         updated_at: now,
         last_activity_at: now,
         listed_from: Instant::now() + cfg.list_lag,
+        class: saved
+            .as_ref()
+            .map_or_else(|| cfg.sandbox_class.clone(), |(_, class)| class.clone()),
+        parent: None,
     };
     let create_delay = cfg.create_delay;
     let image = sandbox.snapshot.clone();
@@ -603,10 +627,16 @@ async fn create(
 
     let ssh = cfg.ssh.clone();
     let sid = id.clone();
-    let created =
-        tokio::task::spawn_blocking(move || ssh.sandbox_created_from(&sid, image.as_deref()))
-            .await
-            .unwrap_or_else(|e| Err(anyhow::anyhow!("ssh backend panicked: {e}")));
+    let restore = saved.map(|(key, _)| key);
+    let created = tokio::task::spawn_blocking(move || {
+        ssh.sandbox_created_from(&sid, image.as_deref())?;
+        match restore {
+            Some(key) => ssh.files_restored(&key, &sid),
+            None => Ok(()),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(anyhow::anyhow!("ssh backend panicked: {e}")));
     if let Err(e) = created {
         let reason = format!("Failed to provision sandbox: {e:#}");
         shared
@@ -652,7 +682,7 @@ async fn wait_started(shared: &Shared, id: &str, max: Duration) -> Result<(), Ap
 }
 
 /// The full Sandbox JSON of `id` (by exact id), or 404.
-async fn sandbox_response(shared: &Shared, id: &str) -> Result<Response, ApiError> {
+pub(crate) async fn sandbox_response(shared: &Shared, id: &str) -> Result<Response, ApiError> {
     let v = shared
         .locked(|s| s.by_id(id).map(|sb| sb.to_json(&shared.json_ctx, false)))
         .await;
@@ -696,6 +726,22 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     auth.require("delete:sandboxes")?;
     let delay = shared.config.delete_delay;
+    let has_children = shared
+        .locked(|s| {
+            let Some(idx) = s.find(&key) else {
+                return false;
+            };
+            let id = s.sandboxes[idx].id.clone();
+            s.sandboxes
+                .iter()
+                .any(|c| c.parent.as_deref() == Some(id.as_str()) && c.desired_state != "destroyed")
+        })
+        .await;
+    if has_children {
+        return Err(ApiError::bad_request(
+            "Cannot delete sandbox which has active fork children. The forks must be deleted first.",
+        ));
+    }
     let (_, v, ()) = with_sandbox(&shared, &key, |sb| {
         // The real API answers 500 for a sandbox still being created or started (Daytona
         // issues #2236, #2390; the addendum §9), 409 for other changes in progress.

@@ -25,6 +25,18 @@ pub trait SshBackend: Send + Sync {
     fn access_revoked(&self, token: &str);
     /// A sandbox finished deleting and is gone (404) from now on.
     fn sandbox_deleted(&self, id: &str);
+    /// A snapshot `key` of sandbox `id` is being taken: keep a copy of its files.
+    fn files_saved(&self, _id: &str, _key: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Sandbox `id` was created from snapshot `key`: give it the saved files.
+    fn files_restored(&self, _key: &str, _id: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Sandbox `to` is a fork of `from`: give it a copy of `from`'s files.
+    fn files_copied(&self, _from: &str, _to: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// A sandbox's stored state became `started` (`running`), or left it. Daytona's gateway
     /// lets a connection through only to a started sandbox.
     fn sandbox_running(&self, _id: &str, _running: bool) {}

@@ -581,6 +581,22 @@ impl SshBackend for SshdGateway {
         }
     }
 
+    fn files_saved(&self, id: &str, key: &str) -> Result<()> {
+        let (home, _, _) = self.user_of(id)?;
+        copy_tree(&home, &self.saved(key), None)
+    }
+
+    fn files_restored(&self, key: &str, id: &str) -> Result<()> {
+        let (home, uid, gid) = self.user_of(id)?;
+        copy_tree(&self.saved(key), &home, Some((uid, gid)))
+    }
+
+    fn files_copied(&self, from: &str, to: &str) -> Result<()> {
+        let (source, _, _) = self.user_of(from)?;
+        let (home, uid, gid) = self.user_of(to)?;
+        copy_tree(&source, &home, Some((uid, gid)))
+    }
+
     fn sandbox_deleted(&self, id: &str) {
         let (user, tokens) = {
             let mut users = self.users.lock().unwrap();
@@ -612,6 +628,44 @@ impl SshBackend for SshdGateway {
             let _ = std::fs::remove_dir_all(&user.home);
         }
     }
+}
+
+impl SshdGateway {
+    /// Where snapshot `key`'s files are kept.
+    fn saved(&self, key: &str) -> PathBuf {
+        self.root.path().join("saved").join(key)
+    }
+
+    /// The home and owner of sandbox `id`.
+    fn user_of(&self, id: &str) -> Result<(PathBuf, u32, u32)> {
+        let users = self.users.lock().unwrap();
+        let s = users.sandboxes.get(id).context("unknown sandbox")?;
+        Ok((s.home.clone(), s.uid, s.gid))
+    }
+}
+
+/// Copies the contents of `from` into `to` (created if missing), keeping modes and times,
+/// and gives everything in `to` to `uid:gid` when given.
+fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()?;
+    if !status.success() {
+        bail!("cp -a {} {} failed", from.display(), to.display());
+    }
+    if let Some((uid, gid)) = owner {
+        let status = Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(to)
+            .status()?;
+        if !status.success() {
+            bail!("chown -R {}", to.display());
+        }
+    }
+    Ok(())
 }
 
 impl Drop for SshdGateway {

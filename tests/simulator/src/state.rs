@@ -64,6 +64,10 @@ pub(crate) struct Sandbox {
     pub updated_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
     pub listed_from: Instant,
+    /// `container` (cannot fork), `linux-vm` or `windows`.
+    pub class: String,
+    /// The sandbox this one was forked from.
+    pub parent: Option<String>,
 }
 
 impl Sandbox {
@@ -139,7 +143,7 @@ impl Sandbox {
             "createdAt": rfc3339(self.created_at),
             "updatedAt": rfc3339(self.updated_at),
             "lastActivityAt": rfc3339(self.last_activity_at),
-            "sandboxClass": "container",
+            "sandboxClass": self.class,
             "runnerId": "sim-runner",
             "toolboxProxyUrl": ctx.toolbox_proxy_url,
         });
@@ -252,6 +256,46 @@ pub(crate) struct Store {
     pub next_seq: u64,
     /// SSH events produced under the lock, dispatched after it is released.
     pub outbox: Vec<SshEvent>,
+    /// Snapshots made from sandboxes (the configured base snapshots are not listed here).
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// A snapshot made from a sandbox (`POST /sandbox/{id}/snapshot`).
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub id: String,
+    pub name: String,
+    /// `active`, or `removing` once deleted.
+    pub state: String,
+    /// When it becomes visible: when its sandbox leaves `snapshotting`. Until then it does
+    /// not exist for the API (Daytona inserts the row on completion).
+    pub visible_from: Instant,
+    /// When a deleted snapshot is gone for good.
+    pub gone_at: Option<Instant>,
+    pub class: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Snapshot {
+    /// The SnapshotDto JSON.
+    pub fn to_json(&self, organization_id: &str) -> Value {
+        json!({
+            "id": self.id,
+            "organizationId": organization_id,
+            "general": false,
+            "name": self.name,
+            "imageName": null,
+            "state": self.state,
+            "size": 1.0,
+            "entrypoint": null,
+            "cpu": 1, "gpu": 0, "mem": 1, "disk": 3,
+            "errorReason": null,
+            "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.created_at),
+            "lastUsedAt": null,
+            "sandboxClass": self.class,
+        })
+    }
 }
 
 impl Store {
@@ -278,6 +322,8 @@ impl Store {
         for id in gone {
             self.remove(&id);
         }
+        self.snapshots
+            .retain(|snap| snap.gone_at.is_none_or(|at| at > now));
         for t in &mut self.tokens {
             if !t.expired && t.expires_at <= now_utc {
                 t.expired = true;
@@ -330,6 +376,15 @@ impl Store {
                     .iter()
                     .position(|s| s.name == key && visible(s))
             })
+    }
+
+    /// A visible snapshot by id, then by name.
+    pub fn snapshot(&self, key: &str, now: Instant) -> Option<&Snapshot> {
+        let visible = |s: &&Snapshot| s.visible_from <= now;
+        let mut live = self.snapshots.iter().filter(visible);
+        live.clone()
+            .find(|s| s.id == key)
+            .or_else(|| live.find(|s| s.name == key))
     }
 
     /// Looks a sandbox up by exact id, hidden ones included.

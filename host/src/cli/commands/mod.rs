@@ -1,6 +1,7 @@
 //! One module per command: each parses its arguments into options, calls the library and
 //! renders the result (as cargo's `src/bin/cargo/commands/*.rs`).
 
+pub mod checkpoint;
 pub mod cleanup;
 pub mod completions;
 pub mod conformance;

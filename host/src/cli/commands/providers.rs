@@ -162,6 +162,18 @@ fn human(r: &Inspection, colour: bool) -> String {
     if !r.features.is_empty() {
         lines.push(format!("Features: {}", r.features.join(", ")));
     }
+    lines.push(format!(
+        "Capabilities: {}",
+        if r.capabilities.is_empty() {
+            "none (core operations only)".to_string()
+        } else {
+            r.capabilities
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
     // Each line is built from one provider's words at most; none may span or steer lines.
     let mut s = String::new();
     for line in &lines {

@@ -6,7 +6,8 @@ use crate::cli::args::{LeaseArgs, WarmupArgs};
 use crate::cli::output;
 use crate::config::LeaseFlags;
 use crate::context::Context;
-use crate::lease::acquire::{AcquireRequest, Purpose, acquire};
+use crate::lease::acquire::{AcquireRequest, Purpose, Source, acquire};
+use crate::lease::checkpoint;
 use crate::lease::view::LeaseView;
 use crate::terminal::inert;
 
@@ -52,5 +53,10 @@ pub fn acquire_request(
         repo_root: ctx.repo_root().map(std::path::PathBuf::from),
         ready_timeout: times.ready.val,
         purpose,
+        source: match (&args.from, &args.fork) {
+            (Some(name), _) => Source::Checkpoint(checkpoint::user_name(name)?),
+            (_, Some(lease)) => Source::Fork(lease.clone()),
+            _ => Source::Fresh,
+        },
     })
 }
