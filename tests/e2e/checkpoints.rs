@@ -6,27 +6,16 @@
 //! The lease tests need root (see `data_plane`); the capability checks run anywhere.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cbx_testkit::daytona_sim::{DaytonaSim, SimConfig};
 use cbx_testkit::home::{CbxHome, Output};
 use cbx_testkit::sshd::SshdGateway;
 
-const CBX: &str = env!("CARGO_BIN_EXE_cbx");
+use super::data_plane::{gateway, start_sim};
 
-fn gateway() -> Option<Arc<SshdGateway>> {
-    static GATEWAY: OnceLock<Option<Arc<SshdGateway>>> = OnceLock::new();
-    GATEWAY
-        .get_or_init(|| {
-            if let Some(why) = SshdGateway::unavailable() {
-                eprintln!("skipping checkpoint tests: {why}");
-                return None;
-            }
-            Some(Arc::new(SshdGateway::start().expect("start sshd gateway")))
-        })
-        .clone()
-}
+const CBX: &str = env!("CARGO_BIN_EXE_cbx");
 
 /// A simulator with SSH whose new sandboxes are of `class`, and a cbx home pointed at it.
 struct World {
@@ -39,21 +28,11 @@ struct World {
 impl World {
     fn new(class: &str) -> Option<World> {
         let gateway = gateway()?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = SimConfig {
+        let (sim, home, rt) = start_sim(SimConfig {
             ssh: gateway.clone(),
             sandbox_class: class.to_string(),
             ..SimConfig::default().with_delays(Duration::from_millis(100))
-        };
-        let sim = rt.block_on(DaytonaSim::start(config)).unwrap();
-        let mut home = CbxHome::new(CBX);
-        home.env("DAYTONA_API_URL", &sim.api_url())
-            .env("DAYTONA_API_KEY", &sim.api_key())
-            .env("DAYTONA_SSH_GATEWAY", &sim.ssh_gateway());
+        });
         home.git(&["init", "-q"]);
         home.write_file("README.md", "hello\n");
         home.git(&["add", "."]);

@@ -17,18 +17,35 @@ use cbx_testkit::sshd::SshdGateway;
 
 const CBX: &str = env!("CARGO_BIN_EXE_cbx");
 
-/// One sshd gateway shared by every test in this binary.
-fn gateway() -> Option<Arc<SshdGateway>> {
+/// One sshd gateway shared by every test in this binary (data_plane, warm_path, remote_loop,
+/// checkpoints).
+pub(crate) fn gateway() -> Option<Arc<SshdGateway>> {
     static GATEWAY: OnceLock<Option<Arc<SshdGateway>>> = OnceLock::new();
     GATEWAY
         .get_or_init(|| {
             if let Some(why) = SshdGateway::unavailable() {
-                eprintln!("skipping data-plane tests: {why}");
+                eprintln!("skipping the tests that need sshd: {why}");
                 return None;
             }
             Some(Arc::new(SshdGateway::start().expect("start sshd gateway")))
         })
         .clone()
+}
+
+/// The simulator started with `config` on its own runtime, and a cbx home pointed at its API
+/// and SSH gateway.
+pub(crate) fn start_sim(config: SimConfig) -> (DaytonaSim, CbxHome, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = rt.block_on(DaytonaSim::start(config)).unwrap();
+    let mut home = CbxHome::new(CBX);
+    home.env("DAYTONA_API_URL", &sim.api_url())
+        .env("DAYTONA_API_KEY", &sim.api_key())
+        .env("DAYTONA_SSH_GATEWAY", &sim.ssh_gateway());
+    (sim, home, rt)
 }
 
 /// A simulator with SSH, a cbx home pointed at it, and a git repository as working directory.
@@ -67,20 +84,10 @@ impl World {
     }
 
     fn with(gateway: Arc<SshdGateway>) -> Option<World> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = SimConfig {
+        let (sim, home, rt) = start_sim(SimConfig {
             ssh: gateway.clone(),
             ..SimConfig::default().with_delays(Duration::from_millis(100))
-        };
-        let sim = rt.block_on(DaytonaSim::start(config)).unwrap();
-        let mut home = CbxHome::new(CBX);
-        home.env("DAYTONA_API_URL", &sim.api_url())
-            .env("DAYTONA_API_KEY", &sim.api_key())
-            .env("DAYTONA_SSH_GATEWAY", &sim.ssh_gateway());
+        });
         let world = World {
             sim,
             gateway,

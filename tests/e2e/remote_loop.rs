@@ -8,27 +8,16 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cbx_testkit::daytona_sim::{DaytonaSim, SimConfig};
 use cbx_testkit::home::{CbxHome, Output};
 use cbx_testkit::sshd::SshdGateway;
 
-const CBX: &str = env!("CARGO_BIN_EXE_cbx");
+use super::data_plane::{gateway, start_sim};
 
-fn gateway() -> Option<Arc<SshdGateway>> {
-    static GATEWAY: OnceLock<Option<Arc<SshdGateway>>> = OnceLock::new();
-    GATEWAY
-        .get_or_init(|| {
-            if let Some(why) = SshdGateway::unavailable() {
-                eprintln!("skipping remote-loop tests: {why}");
-                return None;
-            }
-            Some(Arc::new(SshdGateway::start().expect("start sshd gateway")))
-        })
-        .clone()
-}
+const CBX: &str = env!("CARGO_BIN_EXE_cbx");
 
 /// A simulator with SSH, a cbx home pointed at it, and a git repository as working directory.
 struct World {
@@ -41,20 +30,10 @@ struct World {
 impl World {
     fn new() -> Option<World> {
         let gateway = gateway()?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = SimConfig {
+        let (sim, home, rt) = start_sim(SimConfig {
             ssh: gateway.clone(),
             ..SimConfig::default().with_delays(Duration::from_millis(50))
-        };
-        let sim = rt.block_on(DaytonaSim::start(config)).unwrap();
-        let mut home = CbxHome::new(CBX);
-        home.env("DAYTONA_API_URL", &sim.api_url())
-            .env("DAYTONA_API_KEY", &sim.api_key())
-            .env("DAYTONA_SSH_GATEWAY", &sim.ssh_gateway());
+        });
         home.git(&["init", "-q"]);
         home.write_file("README.md", "hello\n");
         home.git(&["add", "."]);
