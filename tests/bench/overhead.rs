@@ -65,6 +65,8 @@ struct Opts {
     files: usize,
     /// Its total size in bytes.
     bytes: u64,
+    /// Another cbx binary (the build before a change) to compare the full-path row with.
+    before: Option<PathBuf>,
 }
 
 impl Opts {
@@ -80,6 +82,7 @@ impl Opts {
             cold: 10,
             files: 10_000,
             bytes: 100_000_000,
+            before: None,
         };
         let mut runs: Option<usize> = None;
         let mut args = std::env::args().skip(1);
@@ -90,6 +93,7 @@ impl Opts {
                 "--smoke" => o.smoke = true,
                 "--disk" => o.disk = true,
                 "--json" => o.json = Some(args.next().ok_or("--json needs a path")?.into()),
+                "--before" => o.before = Some(args.next().ok_or("--before needs a path")?.into()),
                 "--only" => o.only = Some(args.next().ok_or("--only needs a group")?),
                 "--runs" => runs = Some(args.next().ok_or("--runs needs a number")?.parse()?),
                 "--files" => o.files = args.next().ok_or("--files needs a number")?.parse()?,
@@ -103,7 +107,8 @@ impl Opts {
                 "-h" | "--help" => {
                     println!(
                         "usage: cargo bench -p cbx --bench overhead -- [--smoke] [--runs N] \
-                         [--only provider|control|data] [--files N] [--megabytes N] [--disk] [--json PATH]"
+                         [--only provider|control|data] [--files N] [--megabytes N] [--disk] [--json PATH] \
+                         [--before PATH-TO-ANOTHER-CBX]"
                     );
                     std::process::exit(0);
                 }
@@ -362,6 +367,7 @@ fn print_header() {
     println!("{}", "-".repeat(132));
 }
 
+mod overlap;
 mod warm;
 
 // ---------------------------------------------------------------------------------------------
@@ -480,7 +486,7 @@ fn bench_provider(o: &Opts, rows: &mut Vec<Row>) -> Res<()> {
         let dir = scratch.path().join(format!("cold-{i}"));
         let t = Instant::now();
         let engine = Engine::new(Some(dir))?;
-        let (_, how) = engine.load(&package.component)?;
+        let (_, how) = engine.load_digested(&package.component, &package.digest)?;
         let d = t.elapsed();
         assert_eq!(how, Compilation::Compiled);
         if i > 0 {
@@ -493,7 +499,7 @@ fn bench_provider(o: &Opts, rows: &mut Vec<Row>) -> Res<()> {
 
     // Cached load: what a CLI invocation does to get the compiled component.
     let cache = scratch.path().join("cache");
-    Engine::new(Some(cache.clone()))?.load(&package.component)?;
+    Engine::new(Some(cache.clone()))?.load_digested(&package.component, &package.digest)?;
     let mut cached = Row::new(
         "provider.cached_load",
         "provider",
@@ -506,7 +512,7 @@ fn bench_provider(o: &Opts, rows: &mut Vec<Row>) -> Res<()> {
         let t1 = Instant::now();
         let engine = Engine::new(Some(cache.clone()))?;
         let t2 = Instant::now();
-        let (component, how) = engine.load(&package.component)?;
+        let (component, how) = engine.load_digested(&package.component, &package.digest)?;
         let t3 = Instant::now();
         assert_eq!(how, Compilation::Cached);
         if i > 0 {
@@ -518,7 +524,7 @@ fn bench_provider(o: &Opts, rows: &mut Vec<Row>) -> Res<()> {
         drop((component, engine));
     }
     cached.note = Some(
-        "registry::builtin() + Engine::new + Engine::load from a warm cache (deserialize)".into(),
+        "registry::builtin() + Engine::new + Engine::load_digested from a warm cache (deserialize; the digest was computed at build time)".into(),
     );
     print_row(&cached);
     rows.push(cached);
@@ -533,7 +539,7 @@ fn bench_provider(o: &Opts, rows: &mut Vec<Row>) -> Res<()> {
         _ => None,
     };
     let engine = Engine::new(Some(cache.clone()))?;
-    let (component, _) = engine.load(&package.component)?;
+    let (component, _) = engine.load_digested(&package.component, &package.digest)?;
 
     let mut inst = Row::new(
         "provider.instantiate",
@@ -1306,6 +1312,8 @@ fn data_rows(
         &state,
         &change,
     )?;
+
+    overlap::rows(o, rows, sim, home, &tree, &lease)?;
 
     // Last but one: its fallback rows revoke the access the rows above use.
     warm::rows(o, rows, sim, gateway, home, &lease, &sandbox)?;

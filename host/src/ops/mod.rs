@@ -7,6 +7,7 @@
 //! - [`build`]: `cbx providers build`, a Rust provider project built into a component.
 //! - [`review`]: what `cbx providers list` and `inspect` report about providers.
 //! - [`guard`]: never running a command twice when a warm run falls back.
+//! - [`pending_files`]: a run's file list, made while the run's network steps go on.
 //! - [`run`]: syncing and running a command on a lease's sandbox (`cbx run`).
 //! - [`run_report`]: what `run` reports (`--json`, `--report`, the `-v` timings line).
 //! - [`download`]: `run --download`, the files copied back after the command.
@@ -22,6 +23,7 @@ pub mod copy;
 pub mod doctor;
 pub mod download;
 pub mod guard;
+pub mod pending_files;
 pub mod review;
 pub mod run;
 pub mod run_report;

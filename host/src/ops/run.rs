@@ -23,11 +23,12 @@ use crate::lease::warm::{self, WarmLease};
 use crate::lease::{Lease, connect, ready, reconcile, release};
 use crate::ops::download::{self, Collected, Downloads};
 use crate::ops::guard::{self, RunGuard};
+use crate::ops::pending_files::PendingFiles;
 use crate::ops::run_report::{LeaseReport, RunReport, SyncSummary, seconds};
 use crate::progress;
 use crate::remote::{self, Program};
 use crate::ssh::SshClient;
-use crate::sync::{self, FileList, TransportChoice};
+use crate::sync::{self, TransportChoice};
 use crate::testpoint;
 
 /// Which lease a run uses.
@@ -71,7 +72,8 @@ struct Job {
     program: Program,
     forwarded: Vec<(String, String)>,
     repo: Option<PathBuf>,
-    files: Option<FileList>,
+    /// The file list of the sync, being made while the run goes on (see `pending_files`).
+    files: Option<PendingFiles>,
     resync: bool,
     downloads: Downloads,
     stdout_to_stderr: bool,
@@ -92,7 +94,10 @@ pub async fn run(ctx: &Context, request: &RunRequest, report: &mut RunReport) ->
     }
 }
 
-/// The checks that need no sandbox: forwarded variables, the repository, the file list.
+/// The checks that need no sandbox: forwarded variables and the repository; then the file
+/// list, which is made on a blocking thread while the run goes on: it overlaps loading the
+/// provider and, on an existing lease's full path, the provider's answers and the connection.
+/// A new lease is created only once the list is made and within the limits.
 fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
     let forwarded = forwarded_env(ctx, &request.env)?;
     let repo = if request.sync {
@@ -101,11 +106,12 @@ fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
         ctx.repo_root().map(PathBuf::from)
     };
     let files = match (&repo, request.sync) {
-        (Some(root), true) => {
-            let list = FileList::collect_cached(root, &ctx.dirs.cache.join("listings"), &ctx.env)?;
-            list.check_size(request.sync_large, &|m| progress::report(m))?;
-            Some(list)
-        }
+        (Some(root), true) => Some(PendingFiles::start(
+            root.clone(),
+            ctx.dirs.cache.join("listings"),
+            ctx.env.clone(),
+            request.sync_large,
+        )),
         _ => None,
     };
     Ok(Job {
@@ -196,6 +202,10 @@ async fn execute_warm(
     let workdir = connect::workdir(lease, job.repo.as_deref())?;
     testpoint::reached(session.env(), "run:warm").await;
     let started = Instant::now();
+    if let Some(files) = &job.files {
+        // A listing that fails is not a failed connection: no fallback for it.
+        files.get().await?;
+    }
     let prepared = async {
         let synced = send_tree(session, lease, ssh, job, &workdir).await?;
         let env_file = forward_env(session, lease, ssh, &job.forwarded).await?;
@@ -236,6 +246,10 @@ async fn run_new(
     report: &mut RunReport,
 ) -> Result<u8> {
     let mut session = ctx.session(&ctx.provider_name()).await?;
+    if let Some(files) = &job.files {
+        // Nothing is leased for a tree that cannot be synced.
+        files.get().await?;
+    }
     let _shield = interrupt::shield();
     let started = Instant::now();
     let Acquired { mut lease, intent } = acquire(&mut session, request).await?;
@@ -513,10 +527,11 @@ async fn send_tree(
     job: &Job,
     workdir: &str,
 ) -> Result<Option<SyncSummary>> {
-    let Some(list) = &job.files else {
+    let Some(pending) = &job.files else {
         make_workdir(ssh, workdir).await?;
         return Ok(None);
     };
+    let list = pending.get().await?;
     let redactor = session.redactor().clone();
     let outcome = sync::sync(
         ssh,

@@ -53,12 +53,19 @@ impl Engine {
 
     /// Compiles `bytes` (a component) or loads its compiled form from the cache.
     pub fn load(&self, bytes: &[u8]) -> Result<(Component, Compilation)> {
+        self.load_digested(bytes, &crate::digest::sha256_hex(bytes))
+    }
+
+    /// [`Engine::load`] for a component whose hex sha256 is already known (a provider
+    /// package's, computed when it was read, or when cbx was built for a built-in one), so it
+    /// is not hashed again. `digest` must be the sha256 of `bytes`: it names the cache entry.
+    pub fn load_digested(&self, bytes: &[u8], digest: &str) -> Result<(Component, Compilation)> {
         if wasmtime::Engine::detect_precompiled(bytes).is_some() {
             bail!(
                 "the file holds precompiled native code; cbx loads only WebAssembly components and compiles them itself"
             );
         }
-        let path = self.cache_path(bytes);
+        let path = self.cache_path(digest);
         if let Some(path) = &path
             && trusted_cache_file(path)
         {
@@ -86,17 +93,13 @@ impl Engine {
         paths::write_private_atomic(path, &bytes)
     }
 
-    fn cache_path(&self, bytes: &[u8]) -> Option<PathBuf> {
+    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
         let dir = self.cache_dir.as_ref()?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
-        Some(dir.join(format!(
-            "{}-{:016x}.cwasm",
-            crate::digest::sha256_hex(bytes),
-            hasher.finish()
-        )))
+        Some(dir.join(format!("{digest}-{:016x}.cwasm", hasher.finish())))
     }
 }
 

@@ -81,7 +81,7 @@ pub fn instantiate(
 ) -> Result<Linked> {
     let name = package.name();
     let (component, compilation) = engine
-        .load(&package.component)
+        .load_digested(&package.component, &package.digest)
         .with_context(|| format!("load provider {name}"))?;
     let (imports, exports) = inspect::interfaces(engine.wasmtime(), &component);
     let fit = contract::check_interfaces(&imports, &exports)

@@ -1,6 +1,9 @@
 //! Where providers come from: the providers embedded in the cbx binary, and providers the user
 //! installed (`<data>/providers/<name>/provider.wasm` + `cbx-provider.toml`).
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use anyhow::Result;
 
 use crate::digest::sha256_hex;
@@ -13,6 +16,8 @@ struct Builtin {
     dir: &'static str,
     /// The component `build.rs` built from it.
     component: &'static [u8],
+    /// Hex sha256 of `component`, computed by `build.rs`.
+    digest: &'static str,
     /// Its `cbx-provider.toml`.
     manifest: &'static str,
 }
@@ -44,8 +49,8 @@ impl std::fmt::Display for Origin {
 pub struct ProviderPackage {
     /// Its validated manifest.
     pub manifest: Manifest,
-    /// The component's bytes.
-    pub component: Vec<u8>,
+    /// The component's bytes (borrowed from the binary for a built-in provider).
+    pub component: Cow<'static, [u8]>,
     /// Hex sha256 of the component.
     pub digest: String,
     /// Where it came from.
@@ -68,7 +73,7 @@ impl ProviderPackage {
         Ok(ProviderPackage {
             digest: sha256_hex(&component),
             manifest,
-            component,
+            component: Cow::Owned(component),
             origin,
             installed_version: None,
         })
@@ -80,20 +85,27 @@ impl ProviderPackage {
     }
 }
 
-/// The providers embedded in this binary.
+/// The providers embedded in this binary: their manifests parsed once per process, their
+/// components borrowed from the binary (not copied) and their digests computed when cbx was
+/// built (not hashed again).
 pub fn builtin() -> Vec<ProviderPackage> {
-    BUILTIN
-        .iter()
-        .map(|b| {
-            ProviderPackage::from_parts(
-                &format!("builtin:{}/{MANIFEST_FILE}", b.dir),
-                b.manifest,
-                b.component.to_vec(),
-                Origin::Builtin,
-            )
-            .expect("the embedded manifests are valid (checked by tests)")
-        })
-        .collect()
+    static PARSED: LazyLock<Vec<ProviderPackage>> = LazyLock::new(|| {
+        BUILTIN
+            .iter()
+            .map(|b| {
+                let file = format!("builtin:{}/{MANIFEST_FILE}", b.dir);
+                ProviderPackage {
+                    manifest: Manifest::parse(&file, b.manifest)
+                        .expect("the embedded manifests are valid (checked by tests)"),
+                    component: Cow::Borrowed(b.component),
+                    digest: b.digest.to_string(),
+                    origin: Origin::Builtin,
+                    installed_version: None,
+                }
+            })
+            .collect()
+    });
+    PARSED.clone()
 }
 
 /// Whether `name` is a provider built into cbx.
@@ -241,6 +253,14 @@ mod tests {
             super::builtin()[0].manifest.origin,
             "builtin:daytona/cbx-provider.toml"
         );
+    }
+
+    #[test]
+    fn the_builtin_digests_computed_at_build_time_are_the_components_sha256() {
+        for p in super::builtin() {
+            assert_eq!(p.digest, sha256_hex(&p.component), "{}", p.name());
+            assert_eq!(p.digest.len(), 64);
+        }
     }
 
     #[test]
