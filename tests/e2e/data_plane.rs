@@ -1385,6 +1385,53 @@ fn sync_errors_are_clear() {
     assert_eq!(out.stdout, "no sync needed\n");
 }
 
+/// The file list is made while a run goes on the network (issue 14): a tree past the limits
+/// still fails with its own error — before a new lease is created, and on an existing lease's
+/// full path without running the command or losing the lease.
+#[test]
+fn a_tree_past_the_limits_fails_before_leasing_and_keeps_an_existing_lease() {
+    let Some(w) = World::new() else { return };
+    // 6 GB, sparse: listed by its size, never read.
+    let big = std::fs::File::create(w.repo().join("huge.bin")).unwrap();
+    big.set_len(6 << 30).unwrap();
+    drop(big);
+    let out = w.cbx(&["run", "--", "touch", "ran"]);
+    out.expect_code(6);
+    assert!(
+        out.stderr.contains("the tree to sync is very large"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("--sync-large"), "{out}");
+    assert!(
+        w.sim.sandboxes().is_empty(),
+        "nothing is leased for a tree that cannot be synced"
+    );
+
+    std::fs::remove_file(w.repo().join("huge.bin")).unwrap();
+    let lease = w.warmup("big");
+    let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+    let lease_id = lease["leaseId"].as_str().unwrap().to_string();
+    let big = std::fs::File::create(w.repo().join("huge.bin")).unwrap();
+    big.set_len(6 << 30).unwrap();
+    drop(big);
+    let out = w.cbx(&["run", "--id", "big", "--", "touch", "ran"]);
+    out.expect_code(6);
+    assert!(
+        out.stderr.contains("the tree to sync is very large"),
+        "{out}"
+    );
+    assert!(
+        !w.remote_workdir(&sandbox, &lease_id).join("ran").exists(),
+        "the command did not run"
+    );
+    assert_eq!(w.sim.sandboxes().len(), 1, "the lease's sandbox is kept");
+    std::fs::remove_file(w.repo().join("huge.bin")).unwrap();
+    let out = w.cbx(&["run", "--id", "big", "--", "touch", "ran"]);
+    out.ok();
+    assert!(w.remote_workdir(&sandbox, &lease_id).join("ran").exists());
+    w.cbx(&["stop", "big"]).ok();
+}
+
 /// Waits up to 60 s for `check` to hold.
 #[track_caller]
 pub(crate) fn eventually(what: &str, check: impl Fn() -> bool) {
