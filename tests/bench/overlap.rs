@@ -15,7 +15,7 @@ use cbx::sync::FileList;
 use cbx_testkit::daytona_sim::DaytonaSim;
 use cbx_testkit::home::CbxHome;
 
-use super::{CBX, Goal, Opts, Res, Row, pair, print_row, run, run_ok};
+use super::{CBX, Goal, Opts, Res, Row, print_row, rotate, run, run_ok};
 
 /// Appends the full-path rows.
 pub(super) fn rows(
@@ -52,7 +52,7 @@ pub(super) fn rows(
         .prefix("cbx-bench-listing-")
         .tempdir()?;
     let env = Environment::capture();
-    let listing = || -> Res<Duration> {
+    let mut listing = || -> Res<Duration> {
         prepare()?;
         let t = Instant::now();
         let list = FileList::collect_cached(tree, cache.path(), &env)?;
@@ -72,16 +72,17 @@ pub(super) fn rows(
         );
         let mut alone = super::Samples::default();
         for i in 0..=o.proc.min(10) {
-            let (c, l) = pair(i, || cbx_run(Path::new(CBX)), listing)?;
-            let b = match &o.before {
-                Some(before) => Some(cbx_run(before)?),
-                None => None,
+            let mut this = || cbx_run(Path::new(CBX));
+            let mut before = || match &o.before {
+                Some(bin) => cbx_run(bin),
+                None => Ok(Duration::ZERO),
             };
+            let t = rotate(i, &mut [&mut this, &mut listing, &mut before])?;
             if i > 0 {
-                row.cbx.push(c);
-                alone.push(l);
-                if let Some(b) = b {
-                    row.base("the same, cbx before").push(b);
+                row.cbx.push(t[0]);
+                alone.push(t[1]);
+                if o.before.is_some() {
+                    row.base("the same, cbx before").push(t[2]);
                 }
             }
         }
@@ -90,7 +91,7 @@ pub(super) fn rows(
             o.files,
             super::fmt_secs(alone.median()),
             if o.before.is_some() {
-                "; the baseline is the binary given with --before, run after cbx in each round"
+                "; the baseline is the binary given with --before, the three measured in rotating order"
             } else {
                 ""
             }
