@@ -159,8 +159,13 @@ pub fn all(installed_dir: &std::path::Path) -> Result<Vec<ProviderPackage>> {
     Ok(all)
 }
 
-/// The provider called `name`, or a usage error listing the known ones.
+/// The provider called `name`, or a usage error listing the known ones. A built-in provider
+/// is found without reading (and hashing) the installed ones: none may take its name, and a
+/// built-in one comes first anyway.
 pub fn find(installed_dir: &std::path::Path, name: &str) -> Result<ProviderPackage> {
+    if let Some(package) = builtin().into_iter().find(|p| p.name() == name) {
+        return Ok(package);
+    }
     let all = all(installed_dir)?;
     let names: Vec<String> = all.iter().map(|p| p.name().to_string()).collect();
     all.into_iter().find(|p| p.name() == name).ok_or_else(|| {
@@ -253,6 +258,18 @@ mod tests {
             super::builtin()[0].manifest.origin,
             "builtin:daytona/cbx-provider.toml"
         );
+    }
+
+    #[test]
+    fn a_builtin_provider_is_found_without_reading_the_installed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        // An installed provider cbx cannot read: an error for every other name.
+        std::fs::create_dir(dir.path().join("broken")).unwrap();
+        assert_eq!(
+            super::find(dir.path(), "daytona").unwrap().name(),
+            "daytona"
+        );
+        assert!(super::find(dir.path(), "acme").is_err());
     }
 
     #[test]
