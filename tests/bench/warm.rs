@@ -1,8 +1,9 @@
 //! The warm path's rows (issue 14): a warm `cbx run --id X -- true` with nothing to sync,
 //! counted (control-plane requests, ssh client processes, new SSH connections) and timed
 //! against one round trip over cbx's own multiplexed connection, without and with 50 ms of
-//! API latency; and its two fallbacks — after the sandbox was stopped by its idle timeout, and
-//! after its SSH access was revoked — against the provider request each one needs.
+//! API latency, and against a round trip that starts the same login shell; and its two
+//! fallbacks — after the sandbox was stopped by its idle timeout, and after its SSH access was
+//! revoked — against the provider request each one needs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,6 +46,15 @@ impl Lease<'_> {
         run_ok(
             "ssh over cbx's connection",
             self.ssh(&[&self.alias, "true"]),
+        )
+    }
+
+    /// One round trip over cbx's multiplexed connection that starts a login shell on the
+    /// sandbox, as cbx's command line does (`bash -lc`).
+    fn mux_login(&self) -> Res<Ran> {
+        run_ok(
+            "ssh over cbx's connection (login shell)",
+            self.ssh(&[&self.alias, "bash -lc true"]),
         )
     }
 
@@ -105,6 +115,24 @@ pub(super) fn rows(
         rows.push(row);
     }
     sim.set_latency(Duration::ZERO);
+    // cbx runs the command in a login shell (`bash -lc`, for the sandbox's PATH and
+    // profile); the round trip above does not start one.
+    let mut login = Row::new(
+        "data.warm_vs_mux_login",
+        "data",
+        "  same, vs a login shell over it",
+        Goal::None,
+    );
+    for i in 0..=o.proc {
+        let (c, b) = pair(i, || l.cbx_run(None), || l.mux_login())?;
+        if i > 0 {
+            login.cbx.push(c.wall);
+            login.base("`bash -lc true`, cbx's connection").push(b.wall);
+        }
+    }
+    login.note = Some("the warm run vs `ssh -F <cbx's ssh_config> <alias> 'bash -lc true'`: one round trip that also starts the login shell cbx's command line starts; the difference is what cbx itself adds".into());
+    print_row(&login);
+    rows.push(login);
     fallbacks(o, rows, sim, &l)
 }
 
