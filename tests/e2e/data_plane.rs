@@ -456,6 +456,127 @@ fn without_rsync_on_the_sandbox_auto_syncs_with_tar() {
     w.cbx(&["stop", "slim"]).ok();
 }
 
+/// The ssh processes a command started (rsync's own included), from the shims' log.
+fn ssh_lines(shims: &ArgvShims) -> Vec<String> {
+    shims
+        .logged()
+        .lines()
+        .filter(|l| l.starts_with("ssh "))
+        .map(String::from)
+        .collect()
+}
+
+/// Runs `args` through the shims, starting with an empty log; returns the output and the ssh
+/// processes it started.
+fn counted(w: &World, shims: &ArgvShims, args: &[&str]) -> (Output, Vec<String>) {
+    let _ = std::fs::remove_file(w.home.path().join("argv.log"));
+    let out = w.home.run_with_env(args, &[("PATH", &shims.path_var())]);
+    (out, ssh_lines(shims))
+}
+
+#[test]
+fn the_login_that_proves_ssh_works_learns_the_tools_and_tar_costs_no_extra_round_trip() {
+    let Some(mut w) = World::new() else { return };
+    w.home.env("CBX_DAYTONA_SNAPSHOT", "cbx-test-no-rsync");
+    let lease = w.warmup("lean");
+    let lease = lease["leaseId"].as_str().unwrap().to_string();
+    let shims = ArgvShims::install(w.home.path());
+    // Cold: the login that proves SSH works reports the tools; the tar stream creates the
+    // work directory itself; then the command. Three ssh processes, as with rsync.
+    let (out, ssh) = counted(
+        &w,
+        &shims,
+        &["run", "--id", "lean", "--", "cat", "README.md"],
+    );
+    out.ok();
+    assert_eq!(out.stdout, "hello from the repo\n");
+    assert!(out.stderr.contains(" with tar; 3 sent"), "{out}");
+    assert_eq!(ssh.len(), 3, "login, tar, command: {ssh:#?}");
+    assert!(ssh[0].contains("cbx-tools:"), "the login probes: {ssh:#?}");
+    assert!(ssh[1].contains("tar -x"), "{ssh:#?}");
+    assert!(
+        ssh.iter().all(|l| !l.contains("xargs -0 rm")),
+        "no prepare round trip: {ssh:#?}"
+    );
+    let record = w
+        .home
+        .state_dir()
+        .join("sync")
+        .join(format!("{lease}.tools"));
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(recorded["rsync"], false, "{recorded}");
+    assert_eq!(recorded["tar"], true, "{recorded}");
+    // Warm, a file changed: the tar stream and the command, nothing else.
+    w.write("src/lib.rs", "pub fn answer() -> u32 { 1 }\n");
+    let (out, ssh) = counted(
+        &w,
+        &shims,
+        &["run", "--id", "lean", "--", "cat", "src/lib.rs"],
+    );
+    out.ok();
+    assert_eq!(out.stdout, "pub fn answer() -> u32 { 1 }\n");
+    assert_eq!(ssh.len(), 2, "tar, command: {ssh:#?}");
+    // A file deleted: the prepare round trip prunes it (and probes again, for free).
+    std::fs::remove_file(w.repo().join("src/lib.rs")).unwrap();
+    let (out, ssh) = counted(&w, &shims, &["run", "--id", "lean", "--", "ls", "src"]);
+    out.ok();
+    assert_eq!(out.stdout, "", "{out}");
+    assert!(out.stderr.contains("1 pruned"), "{out}");
+    assert!(
+        ssh[0].contains("xargs -0 rm") && ssh[0].contains("cbx-tools:"),
+        "{ssh:#?}"
+    );
+    // A record that says rsync (out of date): rsync is missing, the sync probes again and
+    // sends with tar; the record is put right.
+    std::fs::write(
+        &record,
+        r#"{"rsync":true,"tar":true,"rsyncVersion":null,"probedAt":"T"}"#,
+    )
+    .unwrap();
+    w.write("new.txt", "new\n");
+    w.home.git(&["add", "."]);
+    let out = w.cbx(&["run", "--id", "lean", "--", "cat", "new.txt"]);
+    out.ok();
+    assert_eq!(out.stdout, "new\n");
+    assert!(out.stderr.contains(" with tar; 1 sent"), "{out}");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(recorded["rsync"], false, "{recorded}");
+    // --resync probes again.
+    let (out, ssh) = counted(
+        &w,
+        &shims,
+        &["run", "--id", "lean", "--resync", "--", "true"],
+    );
+    out.ok();
+    assert!(ssh[0].contains("cbx-tools:"), "{ssh:#?}");
+    w.cbx(&["stop", "lean"]).ok();
+    assert!(!record.exists(), "stop forgets the record");
+}
+
+#[test]
+fn with_rsync_the_first_run_makes_no_prepare_round_trip_either() {
+    let Some(w) = World::new() else { return };
+    w.warmup("full");
+    let shims = ArgvShims::install(w.home.path());
+    let (out, ssh) = counted(
+        &w,
+        &shims,
+        &["run", "--id", "full", "--", "cat", "README.md"],
+    );
+    out.ok();
+    assert!(out.stderr.contains(" with rsync; 3 sent"), "{out}");
+    // The login, rsync's own ssh (which creates the work directory), the command.
+    assert_eq!(ssh.len(), 3, "{ssh:#?}");
+    assert!(ssh[0].contains("cbx-tools:"), "{ssh:#?}");
+    assert!(
+        ssh[1].contains("mkdir -p -- ") && ssh[1].contains("rsync --server"),
+        "{ssh:#?}"
+    );
+    w.cbx(&["stop", "full"]).ok();
+}
+
 #[test]
 fn a_sandbox_without_rsync_or_tar_is_a_clear_sync_error() {
     let Some(mut w) = World::new() else { return };
