@@ -42,6 +42,11 @@ pub const DEFAULT_SNAPSHOT: &str = "daytonaio/sandbox:0.6.0-slim";
 pub const NO_RSYNC_SNAPSHOT: &str = "cbx-test-no-rsync";
 /// A snapshot the simulator knows whose sandboxes have neither rsync nor tar.
 pub const NO_RSYNC_NO_TAR_SNAPSHOT: &str = "cbx-test-no-rsync-no-tar";
+/// A snapshot the simulator knows whose sandboxes fail to start (state `error` with
+/// [`FAILING_REASON`]), as one whose image cannot be pulled.
+pub const FAILING_SNAPSHOT: &str = "cbx-test-fails-to-start";
+/// The `errorReason` of a sandbox made from [`FAILING_SNAPSHOT`].
+pub const FAILING_REASON: &str = "Failed to pull image cbx-test-fails-to-start: manifest unknown";
 /// The scopes a key needs for sandboxes: create/start/stop/labels/ssh-access, and delete.
 pub const SANDBOX_SCOPES: &[&str] = &["write:sandboxes", "delete:sandboxes"];
 
@@ -115,6 +120,7 @@ impl Default for SimConfig {
                 "daytona-large",
                 NO_RSYNC_SNAPSHOT,
                 NO_RSYNC_NO_TAR_SNAPSHOT,
+                FAILING_SNAPSHOT,
             ]
             .into_iter()
             .map(String::from)

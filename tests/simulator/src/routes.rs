@@ -628,6 +628,7 @@ async fn create(
     let ssh = cfg.ssh.clone();
     let sid = id.clone();
     let restore = saved.map(|(key, _)| key);
+    let fails = image.as_deref() == Some(crate::FAILING_SNAPSHOT);
     let created = tokio::task::spawn_blocking(move || {
         ssh.sandbox_created_from(&sid, image.as_deref())?;
         match restore {
@@ -641,6 +642,11 @@ async fn create(
         let reason = format!("Failed to provision sandbox: {e:#}");
         shared
             .locked(|s| s.force_state(&id, "error", Some(&reason)))
+            .await;
+    }
+    if fails {
+        shared
+            .locked(|s| s.force_state(&id, "error", Some(crate::FAILING_REASON)))
             .await;
     }
     if !build {
