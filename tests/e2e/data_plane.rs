@@ -456,12 +456,13 @@ fn without_rsync_on_the_sandbox_auto_syncs_with_tar() {
     w.cbx(&["stop", "slim"]).ok();
 }
 
-/// The ssh processes a command started (rsync's own included), from the shims' log.
+/// The ssh processes a command started to reach a sandbox (rsync's own included; not
+/// doctor's `ssh -V`), from the shims' log.
 fn ssh_lines(shims: &ArgvShims) -> Vec<String> {
     shims
         .logged()
         .lines()
-        .filter(|l| l.starts_with("ssh "))
+        .filter(|l| l.starts_with("ssh ") && *l != "ssh -V")
         .map(String::from)
         .collect()
 }
@@ -575,6 +576,119 @@ fn with_rsync_the_first_run_makes_no_prepare_round_trip_either() {
         "{ssh:#?}"
     );
     w.cbx(&["stop", "full"]).ok();
+}
+
+/// `doctor --lease` output's check named `name`.
+#[track_caller]
+fn check_named(out: &Output, name: &str) -> serde_json::Value {
+    out.json()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` check: {out}"))
+        .clone()
+}
+
+#[test]
+fn doctor_on_a_live_lease_checks_ssh_and_the_tools_in_one_login() {
+    // (snapshot, exit code, syncTransport, what the tools check says)
+    let cases = [
+        ("daytona-small", 0, Some("rsync"), "syncs will use rsync"),
+        (
+            "cbx-test-no-rsync",
+            0,
+            Some("tar"),
+            "syncs will use tar; the sandbox has no rsync — a snapshot with rsync",
+        ),
+        (
+            "cbx-test-no-rsync-no-tar",
+            6,
+            None,
+            "the sandbox has neither rsync nor tar: cbx needs rsync, or sh and tar",
+        ),
+    ];
+    for (snapshot, code, transport, says) in cases {
+        let Some(mut w) = World::new() else { return };
+        w.home.env("CBX_DAYTONA_SNAPSHOT", snapshot);
+        let lease = w.warmup("doc");
+        let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+        let shims = ArgvShims::install(w.home.path());
+        let (out, ssh) = counted(&w, &shims, &["doctor", "--lease", "doc", "--json"]);
+        out.expect_code(code);
+        assert_eq!(ssh.len(), 1, "one login: {ssh:#?}");
+        assert!(ssh[0].contains("cbx-tools:"), "{ssh:#?}");
+        let json = out.json();
+        assert_eq!(json["ok"], code == 0, "{out}");
+        assert_eq!(json["syncTransport"].as_str(), transport, "{out}");
+        let lease_check = check_named(&out, "lease");
+        assert_eq!(lease_check["status"], "ok", "{out}");
+        assert!(
+            lease_check["detail"].as_str().unwrap().contains(&sandbox),
+            "{out}"
+        );
+        let login = check_named(&out, "sandbox-ssh");
+        assert_eq!(login["status"], "ok", "{out}");
+        assert!(
+            login["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("logged in as <token>@127.0.0.1 port "),
+            "{out}"
+        );
+        let tools = check_named(&out, "sandbox-tools");
+        let detail = tools["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{snapshot}: {out}");
+        assert_eq!(
+            tools["status"],
+            if code == 0 { "ok" } else { "fail" },
+            "{out}"
+        );
+        if code != 0 {
+            assert!(detail.contains("docs/providers/daytona.md"), "{out}");
+        }
+        for token in w.tokens() {
+            assert!(!out.stdout.contains(&token), "the token leaked: {out}");
+        }
+        // Text: one row per check, the problem on stderr.
+        let out = w.cbx(&["doctor", "--lease", "doc"]);
+        out.expect_code(code);
+        assert!(out.stdout.contains("sandbox-tools"), "{out}");
+        assert!(out.stdout.contains(says), "{out}");
+        if code != 0 {
+            assert!(out.stderr.contains("doctor found problems"), "{out}");
+        }
+        w.cbx(&["stop", "doc"]).ok();
+    }
+}
+
+#[test]
+fn doctor_on_a_lease_that_is_stopped_or_unknown_says_so() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("nap");
+    let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+    assert!(w.sim.set_state(&sandbox, "stopped"));
+    let shims = ArgvShims::install(w.home.path());
+    let (out, ssh) = counted(&w, &shims, &["doctor", "--lease", "nap", "--json"]);
+    out.ok();
+    assert!(ssh.is_empty(), "no login to a stopped sandbox: {ssh:#?}");
+    let check = check_named(&out, "lease");
+    assert_eq!(check["status"], "warn", "{out}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("is stopped; doctor starts nothing"),
+        "{out}"
+    );
+    assert!(detail.contains("-- true` starts it"), "{out}");
+    assert_eq!(
+        w.sim.sandbox(&sandbox).unwrap().state,
+        "stopped",
+        "doctor started nothing"
+    );
+    let out = w.cbx(&["doctor", "--lease", "no-such-lease", "--json"]);
+    out.expect_code(4);
+    assert_eq!(check_named(&out, "lease")["status"], "fail", "{out}");
+    w.cbx(&["stop", "nap"]).ok();
 }
 
 #[test]
