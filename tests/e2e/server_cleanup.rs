@@ -741,3 +741,34 @@ fn a_sandbox_that_fails_to_start_is_exit_5_with_the_reason_and_is_deleted() {
         assert_eq!(out.json(), serde_json::json!([]), "{out}");
     }
 }
+
+/// A stopped lease whose sandbox fails to start again — Daytona's 400 "Sandbox failed to
+/// start: …" from `/start`, or state `error` seen while cbx waits — is exit 5 with the reason;
+/// the lease is kept for `cbx stop`.
+#[test]
+fn a_lease_whose_sandbox_fails_to_start_again_is_exit_5_and_kept() {
+    for server_wait in [Duration::from_secs(2), Duration::ZERO] {
+        let (sim, home) = setup(SimConfig {
+            server_wait,
+            ..fast()
+        });
+        let (lease, sandbox) = warmup(&home, &[]);
+        assert!(sim.set_state(&sandbox, "stopped"));
+        assert!(sim.fail_next_start(&sandbox, "runner disk is full"));
+        let out = home.run(&["run", "--id", &lease, "--no-sync", "--", "true"]);
+        out.expect_code(5);
+        assert!(
+            out.stderr.contains(&format!(
+                "sandbox {sandbox} failed to start (error): runner disk is full"
+            )),
+            "server wait {server_wait:?}: {out}"
+        );
+        assert!(out.stderr.contains("`cbx stop LEASE` deletes"), "{out}");
+        assert!(
+            sim.sandbox(&sandbox).is_some(),
+            "the lease's sandbox is kept"
+        );
+        home.run(&["stop", &lease]).ok();
+        assert_gone(&sim, &sandbox);
+    }
+}

@@ -104,7 +104,7 @@ fn tools_check(ctx: &Context, found: &RemoteTools, report: &mut DoctorReport) {
                 "sandbox-tools",
                 CheckStatus::Ok,
                 format!(
-                    "the sandbox has {} (sync.transport {choice}): syncs will use {}{why}",
+                    "the sandbox has {}; with sync.transport {choice}, syncs will use {}{why}",
                     inert(&found.describe()),
                     chosen.name()
                 ),

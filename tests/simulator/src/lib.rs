@@ -485,6 +485,19 @@ impl DaytonaSim {
         })
     }
 
+    /// Makes the next `/start` of sandbox `id` (when stopped) fail: the sandbox goes to `error`
+    /// with `reason` (create's 400 "Sandbox failed to start" when the start waits); false if
+    /// the id is unknown.
+    pub fn fail_next_start(&self, id: &str, reason: &str) -> bool {
+        self.shared.locked_sync(|s| match s.by_id_mut(id) {
+            Some(sb) => {
+                sb.fails_to_start = Some(reason.to_string());
+                true
+            }
+            None => false,
+        })
+    }
+
     /// [`Self::set_state`] with an explicit `errorReason`.
     pub fn set_state_with_reason(&self, id: &str, state: &str, reason: &str) -> bool {
         self.shared

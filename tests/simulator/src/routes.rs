@@ -584,6 +584,7 @@ async fn create(
         state: "unknown".into(),
         desired_state: "started".into(),
         error_reason: None,
+        fails_to_start: None,
         pending: None,
         auto_stop_interval: auto_stop,
         auto_archive_interval: auto_archive,
@@ -784,6 +785,13 @@ async fn start(
         }
         match sb.state.as_str() {
             "started" => Ok(false),
+            "stopped" if sb.fails_to_start.is_some() => {
+                sb.pending = None;
+                sb.state = "error".into();
+                sb.desired_state = "started".into();
+                sb.error_reason = sb.fails_to_start.take();
+                Ok(true)
+            }
             "stopped" => {
                 sb.begin("started", "started", delay);
                 Ok(true)
