@@ -724,7 +724,8 @@ fn a_sandbox_that_fails_to_start_is_exit_5_with_the_reason_and_is_deleted() {
             out.expect_code(5);
             assert!(
                 out.stderr.contains(&format!(
-                    "failed to start: {FAILING_REASON}; cbx deleted it again, nothing is left"
+                    "failed to start (error): {FAILING_REASON}; cbx deleted it again, nothing \
+                     is left"
                 )),
                 "{args:?} (server wait {server_wait:?}): {out}"
             );

@@ -391,13 +391,14 @@ async fn verify_labels(
 
 /// The failure of a creation whose sandbox the provider reported `failed` (e.g. Daytona's 400
 /// "Sandbox failed to start: …", its state `error`), and which cbx has deleted again: exit 5,
-/// the provider's `reason` inert, and what to check.
+/// the provider's state and reason (`reason`, as [`Settled::Deleted`] has it) inert, and what
+/// to check.
 fn failed_to_start(session: &Session, sandbox: &str, reason: &str) -> anyhow::Error {
     let reason = inert(&session.redactor().redact(reason)).into_owned();
     Failure::new(
         ErrorKind::Sandbox,
         format!(
-            "sandbox {} failed to start: {reason}; cbx deleted it again, nothing is left",
+            "sandbox {} failed to start {reason}; cbx deleted it again, nothing is left",
             inert(sandbox)
         ),
     )

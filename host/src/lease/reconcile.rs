@@ -39,8 +39,8 @@ pub enum Settled {
     Deleted {
         /// Its id.
         sandbox: String,
-        /// When it had failed (state `failed`): the provider's reason, or its word for the
-        /// state.
+        /// When it had failed (state `failed`): `(<the provider's word for the state>)`, then
+        /// `: <its reason>` when it gave one.
         failed: Option<String>,
     },
     /// A sandbox has the intent's name but not its lease's labels: left alone.
@@ -154,10 +154,8 @@ pub async fn settle(
     }
     let id = sandbox.id.clone();
     let failed = (sandbox.state == SandboxState::Failed).then(|| {
-        sandbox
-            .reason
-            .clone()
-            .unwrap_or(sandbox.provider_state.clone())
+        let reason = sandbox.reason.as_deref().map(|r| format!(": {r}"));
+        format!("({}){}", sandbox.provider_state, reason.unwrap_or_default())
     });
     hold.update(|i| {
         i.settle = Settle::Delete;

@@ -171,6 +171,35 @@ mod tests {
     }
 
     #[test]
+    fn a_program_the_remote_shell_cannot_find_is_recognised() {
+        assert!(not_found(Some(127), "", "tar"));
+        assert!(not_found(
+            Some(12),
+            "sh: 1: rsync: not found\nrsync: connection unexpectedly closed",
+            "rsync"
+        ));
+        assert!(not_found(
+            Some(12),
+            "bash: line 1: rsync: command not found",
+            "rsync"
+        ));
+        assert!(!not_found(
+            Some(2),
+            "tar: src/lib.rs: Cannot open: Permission denied",
+            "tar"
+        ));
+        assert!(!not_found(
+            Some(23),
+            "rsync: [receiver] mkstemp failed",
+            "rsync"
+        ));
+        let inner = Failure::new(ErrorKind::Sync, "rsync failed (exit 12)");
+        let err = plain(ToolMissing(inner).into());
+        assert_eq!(crate::error::exit_code(&err), 6);
+        assert_eq!(err.to_string(), "rsync failed (exit 12)");
+    }
+
+    #[test]
     fn auto_prefers_rsync_and_falls_back_to_tar() {
         use TransportChoice::*;
         assert_eq!(
