@@ -13,7 +13,7 @@ use crate::context::Context;
 use crate::error::{ErrorKind, Failure};
 use crate::lease::session::Session;
 use crate::lease::{Lease, access, ready, warm};
-use crate::ops::doctor::DoctorReport;
+use crate::ops::doctor_report::DoctorReport;
 use crate::progress::human_duration;
 use crate::provider::api::{CheckStatus, SandboxState};
 use crate::ssh::SshClient;
