@@ -692,6 +692,76 @@ fn doctor_on_a_lease_that_is_stopped_or_unknown_says_so() {
 }
 
 #[test]
+fn doctor_on_a_lease_whose_sandbox_will_not_log_in_is_exit_5() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("shy");
+    let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+    let resume = w.home.path().join("resume");
+    let mut child = w
+        .home
+        .command(&["doctor", "--lease", "shy"])
+        .env("CBX_TEST_PAUSE", "doctor:lease-ready")
+        .env("CBX_TEST_RESUME", &resume)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("paused at doctor:lease-ready") {
+        line.clear();
+        assert_ne!(
+            stderr.read_line(&mut line).unwrap(),
+            0,
+            "doctor ended early"
+        );
+    }
+    // Stopped behind doctor's back: the gateway no longer lets its user log in.
+    assert!(w.sim.set_state(&sandbox, "stopped"));
+    std::fs::write(&resume, "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}\n{rest}");
+    let failed = stdout
+        .lines()
+        .find(|l| l.contains("sandbox-ssh"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(failed.starts_with("fail"), "{stdout}");
+    assert!(
+        failed.contains("could not log in over SSH to 127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(failed.contains("`cbx status "), "{stdout}");
+    assert!(!stdout.contains("sandbox-tools"), "{stdout}");
+    assert!(rest.contains("doctor found problems"), "{rest}");
+    w.cbx(&["stop", "shy"]).ok();
+}
+
+#[test]
+fn doctor_on_a_lease_whose_access_was_revoked_mints_it_again_once() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("stale");
+    let (id, sandbox) = (
+        lease["leaseId"].as_str().unwrap().to_string(),
+        lease["sandboxId"].as_str().unwrap().to_string(),
+    );
+    w.cbx(&["doctor", "--lease", "stale"]).ok();
+    let minted = w.ssh_access_requests();
+    assert_eq!(minted, 1, "doctor minted the lease's first access");
+    // Revoked behind cbx's back, no master up: the cached access fails to log in once.
+    w.sim.expire_ssh_tokens(&sandbox);
+    close_master(&w, &id);
+    let out = w.cbx(&["doctor", "--lease", "stale", "--json"]);
+    out.ok();
+    assert_eq!(check_named(&out, "sandbox-ssh")["status"], "ok", "{out}");
+    assert_eq!(w.ssh_access_requests(), minted + 1, "minted again, once");
+    w.cbx(&["stop", "stale"]).ok();
+}
+
+#[test]
 fn a_sandbox_without_rsync_or_tar_is_a_clear_sync_error() {
     let Some(mut w) = World::new() else { return };
     w.home

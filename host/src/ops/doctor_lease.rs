@@ -48,6 +48,7 @@ pub async fn check(ctx: &Context, session: &mut Session, ident: &str, report: &m
         );
     }
     report.add(ctx, "lease", CheckStatus::Ok, format!("{named} is ready"));
+    crate::testpoint::reached(session.env(), "doctor:lease-ready").await;
     let started = Instant::now();
     let (ssh, printed) = match login(session, &lease).await {
         Ok(reached) => reached,
