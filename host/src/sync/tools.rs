@@ -29,6 +29,9 @@ pub struct RemoteTools {
 /// The marker that starts the tools line of the probe's output.
 const MARKER: &str = "cbx-tools:";
 
+/// The longest `rsync --version` line kept, in characters.
+const VERSION_CHARS: usize = 120;
+
 impl RemoteTools {
     /// The shell snippet that reports the tools: a line `cbx-tools: rsync tar` naming those on
     /// PATH, then the first line of `rsync --version`. The login shell that runs it is the
@@ -45,10 +48,11 @@ impl RemoteTools {
         Some(RemoteTools {
             rsync,
             tar: names.contains(&"tar"),
+            // The sandbox's words: one line, of a sane length.
             rsync_version: lines
                 .next()
                 .filter(|l| rsync && l.starts_with("rsync"))
-                .map(str::to_string),
+                .map(|l| l.chars().take(VERSION_CHARS).collect()),
         })
     }
 
@@ -155,6 +159,9 @@ mod tests {
         assert_eq!(RemoteTools::parse("cbx-tools:\n"), tools(false, false));
         assert_eq!(RemoteTools::parse(""), tools(false, false));
         assert_eq!(RemoteTools::read("welcome\n"), None);
+        let long = format!("cbx-tools: rsync\nrsync  version {}\n", "9".repeat(10_000));
+        let version = RemoteTools::parse(&long).rsync_version.unwrap();
+        assert_eq!(version.chars().count(), VERSION_CHARS);
         assert_eq!(tools(false, false).describe(), "neither rsync nor tar");
     }
 
