@@ -124,10 +124,15 @@ pub enum CheckpointCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a checkpoint.
+    /// Delete a checkpoint: this machine's, or one of a cbx before owners; another owner's
+    /// only with --any-owner.
     Delete {
-        /// The checkpoint's name.
+        /// The checkpoint's name (`deps`, or another owner's as `list` shows it).
         name: String,
+        /// Also delete another owner's checkpoint (another machine's, or this one's before
+        /// its state was lost).
+        #[arg(long)]
+        any_owner: bool,
     },
 }
 

@@ -203,9 +203,9 @@ fn reserve(
         .map(|c| (c.slug, format!("lease {}", c.lease_id)))
         .collect();
     let (intents, _) = session.intents().scan()?;
-    here.extend(intents.iter().map(|i| {
+    here.extend(intents.iter().filter_map(|i| {
         let by = format!("lease {} (being created by `cbx {}`)", i.id, i.command);
-        (i.lease().slug.clone(), by)
+        Some((i.lease()?.slug.clone(), by))
     }));
     let taken = |s: &str| taken_remote.iter().any(|t| t == s) || here.iter().any(|(t, _)| t == s);
     let slug = match slug {
@@ -264,7 +264,9 @@ async fn provision(
 ) -> Result<Lease> {
     testpoint::reached(session.env(), "acquire:recorded").await;
     let intent = hold.intent().clone();
-    let plan = intent.lease();
+    let plan = intent
+        .lease()
+        .ok_or_else(|| anyhow::anyhow!("intent {} is not a lease's", intent.id))?;
     let ownership = plan.ownership(session.name());
     let create = api::CreateRequest {
         name: intent.name.clone(),

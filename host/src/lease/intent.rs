@@ -10,9 +10,9 @@
 //! it — never one a live `cbx warmup` is still working on. The pid and start time of the owner
 //! are recorded too, to show who it was.
 //!
-//! The record is generic: a [`Plan`] says what kind of object is meant (a sandbox for a lease
-//! today; checkpoints or shards later), and [`Settle`] what to do with it when its owner is
-//! gone. Reconciling is `lease::reconcile`.
+//! The record is generic: a [`Plan`] says what kind of object is meant (a sandbox for a lease,
+//! or a checkpoint), and [`Settle`] what to do with it when its owner is gone. Reconciling is
+//! `lease::reconcile` (sandboxes) and `lease::checkpoint_settle` (checkpoints).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -86,15 +86,36 @@ fn process_start_time() -> Option<u64> {
 pub enum Plan {
     /// A sandbox that becomes a lease.
     Sandbox(LeasePlan),
+    /// A checkpoint saved from a lease's sandbox.
+    Checkpoint(CheckpointPlan),
 }
 
 impl Plan {
-    /// The kind of object: `sandbox`.
+    /// The kind of object: `sandbox` or `checkpoint`.
     pub fn kind(&self) -> &'static str {
         match self {
             Plan::Sandbox(_) => "sandbox",
+            Plan::Checkpoint(_) => "checkpoint",
         }
     }
+}
+
+/// A checkpoint being saved. Its intent's `name` is the checkpoint's name at the provider;
+/// its `settle` is always `delete`: a checkpoint whose `create` never saw it saved is deleted
+/// (the user never got it, so nothing of it may stay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointPlan {
+    /// The user's short name for it (`deps`).
+    pub short: String,
+    /// The lease whose sandbox is saved.
+    pub lease_id: LeaseId,
+    /// That sandbox: while it is busy saving, the checkpoint cannot be deleted yet.
+    pub sandbox_id: String,
+    /// Whether the provider may have been asked to save it: false while cbx still checks
+    /// that the name is free (a checkpoint of that name found then is an older one, never
+    /// to be deleted); set durably before the request.
+    pub requested: bool,
 }
 
 /// The lease a sandbox is meant to become.
@@ -183,10 +204,19 @@ pub struct Intent {
 }
 
 impl Intent {
-    /// The lease a sandbox intent is for.
-    pub fn lease(&self) -> &LeasePlan {
+    /// The lease a sandbox intent is for; `None` for other kinds.
+    pub fn lease(&self) -> Option<&LeasePlan> {
         match &self.plan {
-            Plan::Sandbox(p) => p,
+            Plan::Sandbox(p) => Some(p),
+            Plan::Checkpoint(_) => None,
+        }
+    }
+
+    /// The checkpoint a checkpoint intent is for; `None` for other kinds.
+    pub fn checkpoint(&self) -> Option<&CheckpointPlan> {
+        match &self.plan {
+            Plan::Checkpoint(p) => Some(p),
+            Plan::Sandbox(_) => None,
         }
     }
 }

@@ -28,6 +28,8 @@
 pub mod access;
 pub mod acquire;
 pub mod checkpoint;
+pub mod checkpoint_name;
+pub mod checkpoint_settle;
 pub mod claims;
 pub mod cleanup;
 pub mod connect;

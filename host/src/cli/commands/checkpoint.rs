@@ -1,12 +1,16 @@
 //! `cbx checkpoint create|list|delete`: checkpoints of leases' sandboxes, through the
-//! provider's `checkpoint` capability (checked before anything is done).
+//! provider's `checkpoint` capability (checked before anything is done). Checkpoints are
+//! named by owner (`lease::checkpoint_name`): list shows whose each is, delete refuses
+//! another owner's without `--any-owner`.
 
 use anyhow::Result;
 
 use crate::cli::args::CheckpointCommand;
 use crate::cli::output;
 use crate::context::Context;
-use crate::lease::checkpoint::{self, PREFIX};
+use crate::lease::checkpoint;
+use crate::lease::checkpoint_name::short_name;
+use crate::lease::owner::owner_id;
 use crate::lease::resolve::resolve;
 use crate::provider::Capability;
 use crate::provider::api::CheckpointState;
@@ -17,12 +21,12 @@ pub async fn run(ctx: &Context, command: &CheckpointCommand) -> Result<u8> {
     match command {
         CheckpointCommand::Create { lease, name } => create(ctx, lease, name.as_deref()).await,
         CheckpointCommand::List { json } => list(ctx, *json).await,
-        CheckpointCommand::Delete { name } => delete(ctx, name).await,
+        CheckpointCommand::Delete { name, any_owner } => delete(ctx, name, *any_owner).await,
     }
 }
 
 async fn create(ctx: &Context, ident: &str, name: Option<&str>) -> Result<u8> {
-    let name = name.map(checkpoint::user_name).transpose()?;
+    let name = name.map(short_name).transpose()?;
     let provider = ctx.provider_for(ident)?;
     let mut session = ctx
         .session_requiring(&provider, Capability::Checkpoint, "cbx checkpoint create")
@@ -44,16 +48,19 @@ async fn list(ctx: &Context, json: bool) -> Result<u8> {
     let mut session = ctx
         .session_requiring(&provider, Capability::Checkpoint, "cbx checkpoint list")
         .await?;
-    let all = checkpoint::list(&mut session).await?;
-    let name_of = |full: &str| full.strip_prefix(PREFIX).unwrap_or(full).to_string();
+    let me = owner_id(session.dirs())?;
+    let all = checkpoint::listed(&mut session).await?;
     if json {
         for c in &all {
             let row = serde_json::json!({
-                "name": name_of(&c.name),
-                "id": c.id,
-                "state": state_word(c.state),
-                "providerState": c.provider_state,
-                "createdAt": c.created_at,
+                "name": c.name.shown(&me),
+                "serviceName": c.info.name,
+                "owner": c.name.owner_kind(&me).as_str(),
+                "id": c.info.id,
+                "state": state_word(c.info.state),
+                "providerState": c.info.provider_state,
+                "createdAt": c.info.created_at,
+                "ageSecs": c.info.created_at.as_deref().and_then(age_secs),
             });
             println!("{row}");
         }
@@ -65,35 +72,48 @@ async fn list(ctx: &Context, json: bool) -> Result<u8> {
     }
     let mut rows = vec![[
         "NAME".to_string(),
+        "OWNER".into(),
         "STATE".into(),
-        "CREATED".into(),
+        "AGE".into(),
         "ID".into(),
     ]];
     for c in &all {
         rows.push([
-            name_of(&c.name),
-            c.provider_state.clone(),
-            c.created_at.clone().unwrap_or_else(|| "-".into()),
-            c.id.clone(),
+            c.name.shown(&me),
+            c.name.owner_kind(&me).as_str().into(),
+            c.info.provider_state.clone(),
+            c.info
+                .created_at
+                .as_deref()
+                .and_then(age_secs)
+                .map_or_else(|| "-".into(), output::age),
+            c.info.id.clone(),
         ]);
     }
     print!("{}", output::table(&rows));
     Ok(0)
 }
 
-async fn delete(ctx: &Context, name: &str) -> Result<u8> {
+/// Seconds since `created` (RFC 3339), if it parses.
+fn age_secs(created: &str) -> Option<u64> {
+    let at = chrono::DateTime::parse_from_rfc3339(created).ok()?;
+    let secs = chrono::Utc::now().signed_duration_since(at).num_seconds();
+    Some(secs.max(0) as u64)
+}
+
+async fn delete(ctx: &Context, name: &str, any_owner: bool) -> Result<u8> {
     let name = checkpoint::user_name(name)?;
     let provider = ctx.provider_name();
     let mut session = ctx
         .session_requiring(&provider, Capability::Checkpoint, "cbx checkpoint delete")
         .await?;
-    let deleted = checkpoint::delete(&mut session, &name).await?;
+    let deleted = checkpoint::delete(&mut session, &name, any_owner).await?;
+    let me = owner_id(session.dirs())?;
     println!(
         "{}",
-        if deleted {
-            format!("deleted checkpoint {name}")
-        } else {
-            format!("checkpoint {name} was already gone")
+        match deleted {
+            Some(n) => format!("deleted checkpoint {}", n.shown(&me)),
+            None => format!("checkpoint {name} was already gone"),
         }
     );
     Ok(0)
