@@ -24,12 +24,12 @@ use serde_json::Value;
 // Helpers
 
 /// A fast simulator.
-fn fast() -> SimConfig {
+pub(super) fn fast() -> SimConfig {
     SimConfig::default().with_delays(Duration::from_millis(100))
 }
 
 /// Starts `config` and a home pointed at it.
-fn setup(config: SimConfig) -> (DaytonaSim, CbxHome) {
+pub(super) fn setup(config: SimConfig) -> (DaytonaSim, CbxHome) {
     let sim = DaytonaSim::start_background(config).expect("start the simulator");
     let mut home = CbxHome::new(env!("CARGO_BIN_EXE_cbx"));
     home.env("DAYTONA_API_URL", &sim.api_url())
@@ -1007,4 +1007,198 @@ fn out_of_range_durations_are_refused_before_any_request() {
     other.ok();
     assert!(!other.stderr.contains("deleted expired lease"), "{other}");
     assert_eq!(live(&sim).len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints (issue 16): an intent before the snapshot; nothing of a checkpoint whose create
+// never saw it saved is left, after a signal's own clean-up or after the next command
+
+/// A simulator whose snapshots take `saving` to be saved, and a lease `base` on it.
+fn checkpoint_world(saving: Duration) -> (DaytonaSim, CbxHome, String) {
+    let (sim, home) = setup(SimConfig {
+        snapshot_delay: saving,
+        ..fast()
+    });
+    let out = home.run(&["warmup", "--slug", "base", "--json"]);
+    out.ok();
+    let sandbox = out.json()["sandboxId"].as_str().unwrap().to_string();
+    (sim, home, sandbox)
+}
+
+/// Waits (bounded) until the simulator shows no snapshot.
+#[track_caller]
+fn assert_no_snapshots(sim: &DaytonaSim) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sim.snapshot_names().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "snapshots left behind: {:?}",
+            sim.snapshot_names()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) until sandbox `id` is no longer `snapshotting`.
+#[track_caller]
+fn wait_saved(sim: &DaytonaSim, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sim.sandbox(id).is_some_and(|s| s.state == "snapshotting") {
+        assert!(Instant::now() < deadline, "still snapshotting");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const CREATE_DEPS: &[&str] = &["checkpoint", "create", "base", "--name", "deps"];
+
+#[test]
+fn sigint_or_sigterm_while_a_checkpoint_is_saved_deletes_it_once_saved() {
+    let (sim, home, sandbox) = checkpoint_world(Duration::from_millis(1500));
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let running = Running::start(&home, CREATE_DEPS, "checkpoint:saving", None);
+        running.wait_paused("checkpoint:saving");
+        assert_eq!(
+            sim.sandbox(&sandbox).unwrap().state,
+            "snapshotting",
+            "the provider is saving"
+        );
+        let intents = records(&home, "intents");
+        assert_eq!(
+            intents.len(),
+            1,
+            "the intent is recorded before the request"
+        );
+        let intent: Value = serde_json::from_slice(&std::fs::read(&intents[0]).unwrap()).unwrap();
+        assert_eq!(intent["plan"]["checkpoint"]["requested"], true);
+        assert_eq!(intent["settle"], "delete");
+        running.signal(signal);
+        let out = running.finish();
+        assert_eq!(out.code, code, "{out}");
+        assert!(out.stderr.contains(&format!("SIG{signal}")), "{out}");
+        assert!(
+            out.stderr
+                .contains("cannot delete a checkpoint it is still saving, so cbx waits"),
+            "{out}"
+        );
+        assert!(
+            out.stderr
+                .contains("cbx deleted the unfinished checkpoint deps"),
+            "{out}"
+        );
+        assert!(out.stderr.contains("nothing is left"), "{out}");
+        assert!(records(&home, "intents").is_empty(), "{out}");
+        assert_no_snapshots(&sim);
+        let list = home.run(&["checkpoint", "list", "--json"]);
+        list.ok();
+        assert_eq!(list.stdout.trim(), "", "{list}");
+    }
+    home.run(&["stop", "base"]).ok();
+}
+
+#[test]
+fn kill_9_while_a_checkpoint_is_saved_is_deleted_by_a_later_command() {
+    let (sim, home, sandbox) = checkpoint_world(Duration::from_secs(4));
+    let running = Running::start(&home, CREATE_DEPS, "checkpoint:saving", None);
+    running.wait_paused("checkpoint:saving");
+    running.signal("KILL");
+    assert_eq!(running.finish().code, 137);
+    assert_eq!(records(&home, "intents").len(), 1);
+
+    // Still saving: the provider cannot delete it yet, so the record stays, and cbx says so.
+    let early = home.run(&["checkpoint", "list"]);
+    early.ok();
+    assert!(
+        early.stderr.contains(
+            "checkpoint deps that an unfinished `cbx checkpoint create` left is still being saved"
+        ),
+        "{early}"
+    );
+    assert_eq!(records(&home, "intents").len(), 1, "{early}");
+
+    wait_saved(&sim, &sandbox);
+    assert_eq!(sim.snapshot_names().len(), 1, "the save finished");
+    let later = home.run(&["checkpoint", "list", "--json"]);
+    later.ok();
+    assert!(later.stderr.contains("deleted checkpoint deps"), "{later}");
+    assert!(
+        later.stderr.contains("it was never reported saved"),
+        "{later}"
+    );
+    for row in later.stdout.lines() {
+        assert!(row.contains(r#""state":"deleting""#), "{later}");
+    }
+    assert!(records(&home, "intents").is_empty());
+    assert_no_snapshots(&sim);
+    home.run(&["stop", "base"]).ok();
+}
+
+#[test]
+fn a_second_signal_leaves_the_unfinished_checkpoint_to_the_next_command() {
+    let (sim, home, sandbox) = checkpoint_world(Duration::from_millis(800));
+    let running = Running::start(
+        &home,
+        CREATE_DEPS,
+        "checkpoint:saving,checkpoint:rolling-back",
+        None,
+    );
+    running.wait_paused("checkpoint:saving");
+    running.signal("TERM");
+    running.wait_paused("checkpoint:rolling-back");
+    running.signal("TERM");
+    let out = running.finish();
+    assert_eq!(out.code, 143, "{out}");
+    assert!(
+        out.stderr.contains("SIGTERM again: cbx stops cleaning up"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("keeps its record"), "{out}");
+    assert!(
+        out.stderr.contains("the next cbx command deletes it"),
+        "{out}"
+    );
+    assert_eq!(records(&home, "intents").len(), 1);
+
+    wait_saved(&sim, &sandbox);
+    let next = home.run(&["list"]);
+    next.ok();
+    assert!(next.stderr.contains("deleted checkpoint deps"), "{next}");
+    assert!(records(&home, "intents").is_empty());
+    assert_no_snapshots(&sim);
+    home.run(&["stop", "base"]).ok();
+}
+
+#[test]
+fn a_create_killed_before_it_asked_deletes_nothing_not_even_an_older_checkpoint_of_that_name() {
+    let (sim, home, _) = checkpoint_world(Duration::from_millis(200));
+    home.run(CREATE_DEPS).ok();
+    assert_eq!(sim.snapshot_names().len(), 1);
+
+    // Killed after recording, before checking the name: the `deps` found then is the older one.
+    let running = Running::start(&home, CREATE_DEPS, "checkpoint:recorded", None);
+    running.wait_paused("checkpoint:recorded");
+    running.signal("KILL");
+    running.finish();
+    assert_eq!(records(&home, "intents").len(), 1);
+    let next = home.run(&["checkpoint", "list", "--json"]);
+    next.ok();
+    assert!(
+        next.stderr.contains("had left no checkpoint deps"),
+        "{next}"
+    );
+    assert_eq!(
+        next.stdout.lines().count(),
+        1,
+        "the older deps is kept: {next}"
+    );
+    assert!(records(&home, "intents").is_empty());
+
+    // Interrupted before asking: only the record goes, and the error is the signal's.
+    let running = Running::start(&home, CREATE_DEPS, "checkpoint:recorded", None);
+    running.wait_paused("checkpoint:recorded");
+    running.signal("INT");
+    let out = running.finish();
+    assert_eq!(out.code, 130, "{out}");
+    assert!(records(&home, "intents").is_empty(), "{out}");
+    assert_eq!(sim.snapshot_names().len(), 1, "{out}");
+    home.run(&["stop", "base"]).ok();
 }

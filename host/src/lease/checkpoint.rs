@@ -287,7 +287,11 @@ pub async fn find(session: &mut Session, reference: &str) -> Result<Option<Liste
     let mut others: Vec<Listed> = listed(session)
         .await?
         .into_iter()
-        .filter(|l| l.name.short == short && l.name.owner_kind(&me) == OwnerKind::Another)
+        .filter(|l| {
+            l.name.short == short
+                && l.name.owner_kind(&me) == OwnerKind::Another
+                && l.info.state != CheckpointState::Deleting
+        })
         .collect();
     if others.len() > 1 {
         let names: Vec<String> = others.iter().map(|l| l.name.shown(&me)).collect();
@@ -305,9 +309,10 @@ pub async fn find(session: &mut Session, reference: &str) -> Result<Option<Liste
     Ok(others.pop())
 }
 
-/// Checkpoint `name`, if the provider has it.
+/// Checkpoint `name`, if the provider has it (and is not deleting it already).
 async fn get(session: &mut Session, name: CheckpointName) -> Result<Option<Listed>> {
     match session.get_checkpoint(&name.service()).await {
+        Ok(info) if info.state == CheckpointState::Deleting => Ok(None),
         Ok(info) => Ok(Some(Listed { name, info })),
         Err(CallError::Provider(ProviderError::NotFound(_))) => Ok(None),
         Err(e) => Err(session.failure(e)),

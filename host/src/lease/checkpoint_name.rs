@@ -88,7 +88,7 @@ impl CheckpointName {
 impl CheckpointRef {
     /// What the user typed, checked: a short name, `<owner>_<short>` or a full name.
     pub fn parse(text: &str) -> Result<CheckpointRef> {
-        if valid_short(text) {
+        if valid_short(text) && !text.starts_with(PREFIX) {
             return Ok(CheckpointRef::Short(text.to_string()));
         }
         let full = if text.starts_with(PREFIX) {
@@ -114,10 +114,12 @@ impl CheckpointRef {
 }
 
 /// A short name, checked: 1 to 48 lowercase letters, digits and dashes, not starting with a
-/// dash. For `create --name`, where only a short name makes sense.
+/// dash (a leading `cbx-ckpt-` is dropped). For `create --name`, where only a short name
+/// makes sense.
 pub fn short_name(text: &str) -> Result<String> {
-    if valid_short(text) {
-        Ok(text.to_string())
+    let short = text.strip_prefix(PREFIX).unwrap_or(text);
+    if valid_short(short) {
+        Ok(short.to_string())
     } else {
         Err(invalid(text))
     }
@@ -207,5 +209,6 @@ mod tests {
             );
         }
         assert!(short_name(&format!("{OTHER}_deps")).is_err());
+        assert_eq!(short_name("cbx-ckpt-deps").unwrap(), "deps");
     }
 }

@@ -463,4 +463,36 @@ mod tests {
         );
         assert!(Owner::this_process().pid > 0);
     }
+
+    #[test]
+    fn a_checkpoint_intent_is_not_a_lease_and_its_format_is_pinned() {
+        let mut i = intent("cbx_0123456789ab");
+        i.id = "ckpt-deps".into();
+        i.name = "cbx-ckpt-0123456789abcdef_deps".into();
+        i.command = "checkpoint create".into();
+        i.settle = Settle::Delete;
+        i.owner = Owner {
+            pid: 42,
+            started: None,
+        };
+        i.plan = Plan::Checkpoint(CheckpointPlan {
+            short: "deps".into(),
+            lease_id: LeaseId::parse("cbx_0123456789ab").unwrap(),
+            sandbox_id: "sb-1".into(),
+            requested: true,
+        });
+        assert!(i.lease().is_none());
+        assert_eq!(i.checkpoint().unwrap().short, "deps");
+        assert_eq!(i.plan.kind(), "checkpoint");
+        let json = serde_json::to_string(&i).unwrap();
+        assert!(
+            json.ends_with(r#""plan":{"checkpoint":{"short":"deps","leaseId":"cbx_0123456789ab","sandboxId":"sb-1","requested":true}}}"#),
+            "{json}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let claims = Claims::new(dir.path().join("claims"));
+        let intents = Intents::new(dir.path().join("intents"));
+        drop(intents.record(i.clone(), &claims.lock().unwrap()).unwrap());
+        assert_eq!(intents.scan().unwrap().0, [i]);
+    }
 }
