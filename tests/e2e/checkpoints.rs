@@ -92,7 +92,7 @@ fn checkpoints_save_files_new_leases_start_from_them_and_delete_by_id() {
     assert!(out.stdout.contains("checkpoint deps id="), "{out}");
     // The name says whose it is: this home's owner id.
     let full = format!("cbx-ckpt-{}_deps", owner_id(&w.home));
-    assert_eq!(w.sim.snapshot_names(), [full.clone()]);
+    assert_eq!(w.sim.snapshot_names(), std::slice::from_ref(&full));
     // The name was checked free before the snapshot call (a duplicate fails silently), and
     // success was read from the snapshot itself afterwards.
     let order: Vec<String> = w

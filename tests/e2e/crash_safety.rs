@@ -1202,3 +1202,59 @@ fn a_create_killed_before_it_asked_deletes_nothing_not_even_an_older_checkpoint_
     assert_eq!(sim.snapshot_names().len(), 1, "{out}");
     home.run(&["stop", "base"]).ok();
 }
+
+#[test]
+fn cleanup_lists_and_deletes_this_owners_unfinished_checkpoints_and_keeps_live_ones() {
+    let (sim, home, sandbox) = checkpoint_world(Duration::from_secs(8));
+    let running = Running::start(&home, CREATE_DEPS, "checkpoint:saving", None);
+    running.wait_paused("checkpoint:saving");
+    let live = home.run(&["cleanup", "--dry-run"]);
+    live.ok();
+    assert!(
+        live.stderr
+            .contains("kept checkpoint deps: `cbx checkpoint create` (pid"),
+        "{live}"
+    );
+    running.signal("KILL");
+    running.finish();
+
+    let dry = home.run(&["cleanup", "--dry-run"]);
+    dry.ok();
+    assert!(
+        dry.stderr.contains("would delete 1 unfinished checkpoint:"),
+        "{dry}"
+    );
+    assert!(dry.stdout.contains("deps"), "{dry}");
+    let json = home.run(&["cleanup", "--dry-run", "--json"]);
+    json.ok();
+    let v = json.json();
+    assert_eq!(v["checkpoints"]["delete"][0]["name"], "deps", "{json}");
+    assert_eq!(v["checkpoints"]["delete"][0]["reason"], "unfinished");
+    assert_eq!(v["checkpoints"]["delete"][0]["outcome"], "would-delete");
+    assert_eq!(
+        records(&home, "intents").len(),
+        1,
+        "a dry run deletes nothing"
+    );
+    let refused = home.run(&["cleanup"]);
+    refused.expect_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("would delete 1 unfinished checkpoint (above) and asks first"),
+        "{refused}"
+    );
+
+    // Asked explicitly, cleanup waits for the save to end, then deletes.
+    let out = home.run(&["cleanup", "--yes", "--json"]);
+    out.ok();
+    assert_eq!(
+        out.json()["checkpoints"]["delete"][0]["outcome"],
+        "deleted",
+        "{out}"
+    );
+    assert_ne!(sim.sandbox(&sandbox).unwrap().state, "snapshotting");
+    assert!(records(&home, "intents").is_empty());
+    assert_no_snapshots(&sim);
+    home.run(&["stop", "base"]).ok();
+}

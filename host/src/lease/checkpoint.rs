@@ -36,7 +36,7 @@ pub const SAVE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// A checkpoint as the provider lists it, with the name cbx gave it.
 #[derive(Debug, Clone)]
-pub struct Listed {
+pub struct ListedCheckpoint {
     /// Its name, parsed.
     pub name: CheckpointName,
     /// What the provider says.
@@ -250,7 +250,7 @@ pub async fn list(session: &mut Session) -> Result<Vec<CheckpointInfo>> {
 }
 
 /// [`list`], each with its parsed name.
-pub async fn listed(session: &mut Session) -> Result<Vec<Listed>> {
+pub async fn listed(session: &mut Session) -> Result<Vec<ListedCheckpoint>> {
     let all = session
         .list_checkpoints(PREFIX)
         .await
@@ -259,7 +259,7 @@ pub async fn listed(session: &mut Session) -> Result<Vec<Listed>> {
         .into_iter()
         .filter_map(|info| {
             let name = CheckpointName::parse(&info.name)?;
-            Some(Listed { name, info })
+            Some(ListedCheckpoint { name, info })
         })
         .collect())
 }
@@ -267,7 +267,7 @@ pub async fn listed(session: &mut Session) -> Result<Vec<Listed>> {
 /// The checkpoint `reference` (see [`user_name`]) names: for a short name, this owner's,
 /// else one of a cbx before owners, else the one other owner's of that name (ambiguous if
 /// several). `None` if there is none.
-pub async fn find(session: &mut Session, reference: &str) -> Result<Option<Listed>> {
+pub async fn find(session: &mut Session, reference: &str) -> Result<Option<ListedCheckpoint>> {
     let me = owner_id(session.dirs())?;
     let short = match CheckpointRef::parse(reference)? {
         CheckpointRef::Exact(name) => return get(session, name).await,
@@ -284,7 +284,7 @@ pub async fn find(session: &mut Session, reference: &str) -> Result<Option<Liste
             return Ok(Some(found));
         }
     }
-    let mut others: Vec<Listed> = listed(session)
+    let mut others: Vec<ListedCheckpoint> = listed(session)
         .await?
         .into_iter()
         .filter(|l| {
@@ -310,10 +310,10 @@ pub async fn find(session: &mut Session, reference: &str) -> Result<Option<Liste
 }
 
 /// Checkpoint `name`, if the provider has it (and is not deleting it already).
-async fn get(session: &mut Session, name: CheckpointName) -> Result<Option<Listed>> {
+async fn get(session: &mut Session, name: CheckpointName) -> Result<Option<ListedCheckpoint>> {
     match session.get_checkpoint(&name.service()).await {
         Ok(info) if info.state == CheckpointState::Deleting => Ok(None),
-        Ok(info) => Ok(Some(Listed { name, info })),
+        Ok(info) => Ok(Some(ListedCheckpoint { name, info })),
         Err(CallError::Provider(ProviderError::NotFound(_))) => Ok(None),
         Err(e) => Err(session.failure(e)),
     }

@@ -28,6 +28,7 @@
 pub mod access;
 pub mod acquire;
 pub mod checkpoint;
+pub mod checkpoint_cleanup;
 pub mod checkpoint_name;
 pub mod checkpoint_settle;
 pub mod claims;
