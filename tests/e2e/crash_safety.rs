@@ -219,7 +219,10 @@ const ACQUIRE_POINTS: &[&str] = &[
 /// Starts `args` and brings it to `point`.
 fn start_at(sim: &DaytonaSim, home: &CbxHome, args: &[&str], point: &str) -> Running {
     if point == "create-in-flight" {
-        let before = sim.sandboxes().len();
+        // A new sandbox, not a change in the count: a previous case's deleted sandbox
+        // disappearing meanwhile would otherwise send the signal before the create.
+        let before: Vec<String> = sim.sandboxes().into_iter().map(|s| s.id).collect();
+        let created = || sim.sandboxes().iter().any(|s| !before.contains(&s.id));
         sim.inject(Fault::delayed_answer(
             "POST",
             "/api/sandbox",
@@ -229,7 +232,7 @@ fn start_at(sim: &DaytonaSim, home: &CbxHome, args: &[&str], point: &str) -> Run
         // Bounded generously: a first command compiles the provider, which on a loaded CI
         // machine with a debug build can take tens of seconds.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while sim.sandboxes().len() == before {
+        while !created() {
             assert!(
                 Instant::now() < deadline,
                 "the create never arrived; cbx's stderr so far:\n{}",
@@ -355,13 +358,14 @@ fn sigterm_at_any_point_of_warmup_or_one_shot_run_deletes_what_was_created() {
             out.stderr.contains(&format!("SIG{signal}")),
             "{args:?} at {point}\n{out}"
         );
-        if point == "acquire:recorded" {
-            assert!(out.stderr.contains("nothing was left behind"), "{out}");
+        let said = if point == "acquire:recorded" {
+            "nothing was left behind"
         } else if point.starts_with("acquire:") || point == "create-in-flight" {
-            assert!(out.stderr.contains("nothing is left"), "{out}");
+            "nothing is left"
         } else {
-            assert!(out.stderr.contains("released"), "{out}");
-        }
+            "released"
+        };
+        assert!(out.stderr.contains(said), "{args:?} at {point}\n{out}");
         assert!(records(&home, "intents").is_empty(), "{point}: {out}");
         assert!(records(&home, "claims").is_empty(), "{point}: {out}");
         assert_none_live(&sim);
