@@ -1118,6 +1118,14 @@ fn kill_9_while_a_checkpoint_is_saved_is_deleted_by_a_later_command() {
         "{early}"
     );
     assert_eq!(records(&home, "intents").len(), 1, "{early}");
+    let again = home.run(CREATE_DEPS);
+    again.expect_code(2);
+    assert!(
+        again.stderr.contains(
+            "cannot create checkpoint deps: an interrupted `cbx checkpoint create` of that name is not cleaned up yet; nothing was done"
+        ),
+        "{again}"
+    );
 
     wait_saved(&sim, &sandbox);
     assert_eq!(sim.snapshot_names().len(), 1, "the save finished");
