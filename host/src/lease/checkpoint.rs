@@ -339,7 +339,10 @@ pub async fn delete(
                 found.name.shown(&me)
             ),
         )
-        .hint("add --any-owner to delete it anyway")
+        .hint(format!(
+            "--any-owner deletes it: cbx checkpoint delete {} --any-owner",
+            found.name.shown(&me)
+        ))
         .into());
     }
     let existed = session
