@@ -14,7 +14,7 @@ use anyhow::Result;
 use crate::error::{ErrorKind, Failure, fail};
 use crate::interrupt;
 use crate::lease::checkpoint_name::{CheckpointName, CheckpointRef};
-use crate::lease::checkpoint_settle;
+use crate::lease::checkpoint_settle::{self, settled};
 use crate::lease::id;
 use crate::lease::intent::{
     CheckpointPlan, INTENT_VERSION, Intent, IntentHold, Owner, Plan, Settle,
@@ -24,7 +24,7 @@ use crate::lease::session::Session;
 use crate::lease::view::OwnerKind;
 use crate::lease::{Lease, now_unix, rfc3339};
 use crate::progress::{Progress, human_duration};
-use crate::provider::api::{CheckpointInfo, CheckpointState, ProviderError, SandboxState};
+use crate::provider::api::{CheckpointInfo, CheckpointState, ProviderError};
 use crate::provider::{CallError, Capability};
 use crate::terminal::inert;
 use crate::testpoint;
@@ -167,19 +167,6 @@ async fn save(session: &mut Session, hold: &mut IntentHold) -> Result<Checkpoint
     let saved = wait_saved(session, sandbox, &full, &mut progress).await?;
     progress.finish(format!("checkpoint {} saved", plan.short));
     Ok(saved)
-}
-
-/// Whether a sandbox in `state` is done with any save (so its checkpoint exists now, or
-/// never will).
-pub fn settled(state: SandboxState) -> bool {
-    matches!(
-        state,
-        SandboxState::Ready
-            | SandboxState::Stopped
-            | SandboxState::Archived
-            | SandboxState::Failed
-            | SandboxState::Deleted
-    )
 }
 
 /// Polls the source sandbox until it is no longer busy saving, then the checkpoint until it

@@ -15,13 +15,12 @@ use anyhow::Result;
 
 use crate::error::{ErrorKind, Failure};
 use crate::interrupt;
-use crate::lease::checkpoint::settled;
 use crate::lease::intent::{Intent, IntentHold};
 use crate::lease::release::CLEANUP_PATIENCE;
 use crate::lease::session::Session;
 use crate::progress::{self, human_duration};
 use crate::provider::CallError;
-use crate::provider::api::ProviderError;
+use crate::provider::api::{ProviderError, SandboxState};
 use crate::terminal::inert;
 use crate::testpoint;
 
@@ -37,6 +36,19 @@ pub enum CheckpointSettled {
     },
     /// The provider is still saving it and cannot delete it yet: the record stays.
     StillSaving,
+}
+
+/// Whether a sandbox in `state` is done with any save (so its checkpoint exists now, or
+/// never will).
+pub fn settled(state: SandboxState) -> bool {
+    matches!(
+        state,
+        SandboxState::Ready
+            | SandboxState::Stopped
+            | SandboxState::Archived
+            | SandboxState::Failed
+            | SandboxState::Deleted
+    )
 }
 
 /// Settles the checkpoint intent held by `hold`: waits up to `patience` for the provider to
