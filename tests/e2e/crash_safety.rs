@@ -1129,6 +1129,27 @@ fn kill_9_while_a_checkpoint_is_saved_is_deleted_by_a_later_command() {
 
     wait_saved(&sim, &sandbox);
     assert_eq!(sim.snapshot_names().len(), 1, "the save finished");
+    // A key without `delete:snapshots`: the clean-up fails, says so, and keeps the record.
+    sim.inject(Fault::status(
+        "DELETE",
+        "/api/snapshots/",
+        403,
+        "Access denied",
+    ));
+    let denied = home.run(&["list"]);
+    denied.ok();
+    assert!(
+        denied
+            .stderr
+            .contains("warning: could not delete checkpoint cbx-ckpt-")
+            && denied
+                .stderr
+                .contains("cbx keeps its record and the next command retries")
+            && denied.stderr.contains("Access denied"),
+        "{denied}"
+    );
+    assert_eq!(records(&home, "intents").len(), 1, "{denied}");
+    sim.clear_faults();
     let later = home.run(&["checkpoint", "list", "--json"]);
     later.ok();
     assert!(later.stderr.contains("deleted checkpoint deps"), "{later}");

@@ -1,7 +1,7 @@
 //! Finishing intents: what a cbx process recorded before creating a sandbox and did not live
 //! to complete. Every lease session first settles its provider's intents whose owner is gone
 //! ([`unfinished`]); a failed or interrupted `warmup`/`run` rolls back through the same
-//! [`settle`].
+//! [`settle`]. Checkpoint intents are settled by `lease::checkpoint_settle` in the same pass.
 //!
 //! Settling finds the sandbox by its id (once an answer said it) or its unique name (and, for
 //! providers that cannot look names up, its lease label), then either adopts it as the lease
@@ -85,6 +85,13 @@ pub async fn unfinished(session: &mut Session) {
             checkpoint_settle::settle(session, hold, Duration::ZERO)
                 .await
                 .map(|s| checkpoint_settle::describe(intent, &s))
+                .map_err(|e| {
+                    e.context(format!(
+                        "could not delete checkpoint {} that an unfinished `cbx checkpoint \
+                         create` left; cbx keeps its record and the next command retries",
+                        intent.name
+                    ))
+                })
         } else {
             self::settle(session, hold, settle)
                 .await
