@@ -1075,6 +1075,12 @@ fn sigint_or_sigterm_while_a_checkpoint_is_saved_deletes_it_once_saved() {
         let intent: Value = serde_json::from_slice(&std::fs::read(&intents[0]).unwrap()).unwrap();
         assert_eq!(intent["plan"]["checkpoint"]["requested"], true);
         assert_eq!(intent["settle"], "delete");
+        let saving = home.run(&["checkpoint", "list", "--json"]);
+        saving.ok();
+        let row: Value = serde_json::from_str(saving.stdout.trim()).expect("one row");
+        assert_eq!(row["name"], "deps", "{saving}");
+        assert_eq!(row["state"], "unfinished", "{saving}");
+        assert_eq!(row["unfinished"]["running"], true, "{saving}");
         running.signal(signal);
         let out = running.finish();
         assert_eq!(out.code, code, "{out}");
@@ -1118,6 +1124,10 @@ fn kill_9_while_a_checkpoint_is_saved_is_deleted_by_a_later_command() {
         "{early}"
     );
     assert_eq!(records(&home, "intents").len(), 1, "{early}");
+    assert!(
+        early.stdout.contains("deps") && early.stdout.contains("unfinished"),
+        "{early}"
+    );
     let again = home.run(CREATE_DEPS);
     again.expect_code(2);
     assert!(

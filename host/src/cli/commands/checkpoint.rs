@@ -12,6 +12,7 @@ use crate::lease::checkpoint;
 use crate::lease::checkpoint_name::short_name;
 use crate::lease::owner::owner_id;
 use crate::lease::resolve::resolve;
+use crate::lease::session::Session;
 use crate::provider::Capability;
 use crate::provider::api::CheckpointState;
 use crate::terminal::inert;
@@ -49,10 +50,11 @@ async fn list(ctx: &Context, json: bool) -> Result<u8> {
         .session_requiring(&provider, Capability::Checkpoint, "cbx checkpoint list")
         .await?;
     let me = owner_id(session.dirs())?;
-    let all = checkpoint::listed(&mut session).await?;
-    if json {
-        for c in &all {
-            let row = serde_json::json!({
+    let listed = checkpoint::listed(&mut session).await?;
+    let mut rows: Vec<serde_json::Value> = listed
+        .iter()
+        .map(|c| {
+            serde_json::json!({
                 "name": c.name.shown(&me),
                 "serviceName": c.info.name,
                 "owner": c.name.owner_kind(&me).as_str(),
@@ -61,37 +63,75 @@ async fn list(ctx: &Context, json: bool) -> Result<u8> {
                 "providerState": c.info.provider_state,
                 "createdAt": c.info.created_at,
                 "ageSecs": c.info.created_at.as_deref().and_then(age_secs),
-            });
+            })
+        })
+        .collect();
+    rows.extend(unfinished(&session, &listed)?);
+    if json {
+        for row in &rows {
             println!("{row}");
         }
         return Ok(0);
     }
-    if all.is_empty() {
+    if rows.is_empty() {
         eprintln!("no checkpoints with provider {provider}");
         return Ok(0);
     }
-    let mut rows = vec![[
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let mut table = vec![[
         "NAME".to_string(),
         "OWNER".into(),
         "STATE".into(),
         "AGE".into(),
         "ID".into(),
     ]];
-    for c in &all {
-        rows.push([
-            c.name.shown(&me),
-            c.name.owner_kind(&me).as_str().into(),
-            c.info.provider_state.clone(),
-            c.info
-                .created_at
-                .as_deref()
-                .and_then(age_secs)
+    for r in &rows {
+        table.push([
+            text(&r["name"]),
+            text(&r["owner"]),
+            text(&r["providerState"]),
+            r["ageSecs"]
+                .as_u64()
                 .map_or_else(|| "-".into(), output::age),
-            c.info.id.clone(),
+            text(&r["id"]),
         ]);
     }
-    print!("{}", output::table(&rows));
+    print!("{}", output::table(&table));
     Ok(0)
+}
+
+/// This owner's checkpoint creations that the provider does not show (yet): state
+/// `unfinished`, with the command and whether it still runs.
+fn unfinished(
+    session: &Session,
+    listed: &[checkpoint::ListedCheckpoint],
+) -> Result<Vec<serde_json::Value>> {
+    let intents = session.intents();
+    let (all, _) = intents.scan()?;
+    Ok(all
+        .iter()
+        .filter(|i| i.provider == session.name())
+        .filter(|i| !listed.iter().any(|l| l.info.name == i.name))
+        .filter_map(|i| {
+            let plan = i.checkpoint()?;
+            let running = intents.owner_alive(&i.id);
+            Some(serde_json::json!({
+                "name": plan.short,
+                "serviceName": i.name,
+                "owner": "this-machine",
+                "id": null,
+                "state": "unfinished",
+                "providerState": if running { "saving" } else { "unfinished" },
+                "createdAt": i.recorded_at,
+                "ageSecs": age_secs(&i.recorded_at),
+                "unfinished": {
+                    "command": i.command,
+                    "pid": i.owner.pid,
+                    "running": running,
+                },
+            }))
+        })
+        .collect())
 }
 
 /// Seconds since `created` (RFC 3339), if it parses.
