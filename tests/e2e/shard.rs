@@ -1,0 +1,356 @@
+//! End-to-end tests of `cbx shard` (issue 16): the real binary and the Daytona provider
+//! against the simulator, whose sandboxes are system users of a real sshd (see `data_plane`):
+//! substitution, environment and prefixed lines; the verdict (table, exit code) with a failing
+//! shard and a shard whose lease cannot be made; Ctrl-C while the sandboxes are being created
+//! and SIGTERM while the commands run (nothing left either time); `--fail-fast`; `--keep`;
+//! `--from` a checkpoint and a lease (forks); the count cap; the missing-capability error.
+//!
+//! The lease tests need root (see `data_plane`); the error checks run anywhere.
+
+use std::time::{Duration, Instant};
+
+use cbx_testkit::daytona_sim::Fault;
+use cbx_testkit::home::{CbxHome, Output};
+
+use super::crash_safety::{Running, assert_none_live, creates, live, records};
+use super::data_plane::World;
+
+const CBX: &str = env!("CARGO_BIN_EXE_cbx");
+
+/// Asserts that nothing is left: no live sandbox, no claim, no intent.
+#[track_caller]
+fn nothing_left(w: &World) {
+    assert_none_live(&w.sim);
+    assert!(records(&w.home, "claims").is_empty(), "claims left");
+    assert!(records(&w.home, "intents").is_empty(), "intents left");
+}
+
+/// The table rows (`N/T  slug  result  time`) of a shard run's stderr.
+fn rows(out: &Output, total: usize) -> Vec<String> {
+    out.stderr
+        .lines()
+        .filter(|l| {
+            (1..=total).any(|i| l.starts_with(&format!("{i}/{total} ")))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn shard_substitutes_sets_the_environment_prefixes_lines_and_releases_every_lease() {
+    let Some(w) = World::new() else { return };
+    let out = w.cbx(&[
+        "shard",
+        "--count",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        "echo \"shard {index} of {total} lease {lease} env $CBX_SHARD_INDEX/$CBX_SHARD_TOTAL \
+         id $CBX_LEASE_ID\"; cat README.md; printf 'tab\\there\\033[2J\\n'; echo err >&2",
+    ]);
+    out.ok();
+    let plan = out
+        .stderr
+        .find("shard: 3 sandboxes with daytona, each created fresh")
+        .expect("the plan line");
+    let first_lease = out.stderr.find("] leased cbx_").expect("a leased line");
+    assert!(plan < first_lease, "the plan comes first: {out}");
+    for i in 1..=3 {
+        let p = format!("[{i}/3] ");
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{p}shard {i} of 3 lease cbx_")))
+            .unwrap_or_else(|| panic!("no line of shard {i}: {out}"));
+        // {lease} and CBX_LEASE_ID are the same lease; the environment matches the index.
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[6], words[10], "{line}");
+        assert_eq!(words[8], format!("{i}/3"), "{line}");
+        assert!(
+            out.stdout
+                .contains(&format!("{p}hello from the repo\n")),
+            "{out}"
+        );
+        // Sandbox text is inert (tabs kept); stderr lines are prefixed too.
+        assert!(out.stdout.contains(&format!("{p}tab\there\\x1b[2J\n")), "{out}");
+        assert!(out.stderr.contains(&format!("{p}err\n")), "{out}");
+    }
+    let table = rows(&out, 3);
+    assert_eq!(table.len(), 3, "{out}");
+    assert!(table.iter().all(|r| r.contains("exit 0")), "{out}");
+    assert_eq!(creates(&w.sim), 3);
+    nothing_left(&w);
+}
+
+#[test]
+fn shard_exits_with_the_first_failing_shards_code_and_runs_on_when_a_lease_fails() {
+    let Some(w) = World::new() else { return };
+    // One of the three creates is refused outright.
+    w.sim.inject(Fault::status(
+        "POST",
+        "/api/sandbox",
+        400,
+        "Invalid request: no capacity in this region",
+    ));
+    let out = w.cbx(&[
+        "shard",
+        "--count",
+        "3",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo ran {index}; exit $((CBX_SHARD_INDEX * 10))",
+    ]);
+    let report = out.json();
+    let shards = report["shards"].as_array().unwrap();
+    let broken: Vec<&serde_json::Value> =
+        shards.iter().filter(|s| s["ended"] == "error").collect();
+    assert_eq!(broken.len(), 1, "{out}");
+    let broken_index = broken[0]["index"].as_u64().unwrap();
+    assert!(broken[0]["leaseId"].is_null(), "{out}");
+    assert!(
+        broken[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no capacity in this region"),
+        "{out}"
+    );
+    // The others ran (their stdout goes to stderr with --json) and failed with their codes.
+    let ran: Vec<u64> = shards
+        .iter()
+        .filter(|s| s["ended"] == "failed")
+        .map(|s| s["commandExitCode"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ran.len(), 2, "{out}");
+    for s in shards.iter().filter(|s| s["ended"] == "failed") {
+        let i = s["index"].as_u64().unwrap();
+        assert_eq!(s["commandExitCode"], i * 10, "{out}");
+        assert!(out.stderr.contains(&format!("[{i}/3] ran {i}\n")), "{out}");
+    }
+    // The exit code is the lowest-numbered failing shard's, whatever failed it.
+    let expected = shards
+        .iter()
+        .find(|s| s["ended"] != "passed")
+        .map(|s| s["exitCode"].as_u64().unwrap())
+        .unwrap();
+    out.expect_code(expected as i32);
+    assert_eq!(report["exitCode"], expected);
+    let table = rows(&out, 3);
+    assert!(
+        table
+            .iter()
+            .any(|r| r.starts_with(&format!("{broken_index}/3 ")) && r.contains("error (exit 2)")),
+        "{out}"
+    );
+    assert!(out.stderr.contains(&format!("shard {broken_index}/3: ")), "{out}");
+    nothing_left(&w);
+}
+
+#[test]
+fn ctrl_c_while_the_sandboxes_are_created_leaves_nothing() {
+    let Some(w) = World::new() else { return };
+    let run = Running::start(
+        &w.home,
+        &["shard", "--count", "3", "--", "true"],
+        "acquire:created",
+        None,
+    );
+    for _ in 0..3 {
+        run.wait_paused("acquire:created");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while creates(&w.sim) < 3 {
+        assert!(Instant::now() < deadline, "three creates expected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run.signal("INT");
+    let out = run.finish();
+    out.expect_code(130);
+    assert!(
+        out.stderr.matches("deleted sandbox").count() >= 3
+            || out.stderr.matches("nothing is left").count() >= 3,
+        "{out}"
+    );
+    nothing_left(&w);
+}
+
+#[test]
+fn sigterm_while_the_commands_run_stops_them_and_releases_every_lease() {
+    let Some(w) = World::new() else { return };
+    let run = Running::start(
+        &w.home,
+        &[
+            "shard", "--count", "2", "--json", "--", "sh", "-c", "echo started; sleep 60",
+        ],
+        "",
+        None,
+    );
+    run.wait_for("[1/2] started");
+    run.wait_for("[2/2] started");
+    assert_eq!(live(&w.sim).len(), 2);
+    let sent = Instant::now();
+    run.signal("TERM");
+    let out = run.finish();
+    out.expect_code(143);
+    assert!(sent.elapsed() < Duration::from_secs(30), "{out}");
+    let report = out.json();
+    assert_eq!(report["exitCode"], 143);
+    for s in report["shards"].as_array().unwrap() {
+        assert_eq!(s["ended"], "interrupted", "{out}");
+    }
+    nothing_left(&w);
+}
+
+#[test]
+fn fail_fast_stops_the_other_shards_after_the_first_failure() {
+    let Some(w) = World::new() else { return };
+    let started = Instant::now();
+    let out = w.cbx(&[
+        "shard",
+        "--count",
+        "3",
+        "--fail-fast",
+        "--",
+        "sh",
+        "-c",
+        "if [ \"$CBX_SHARD_INDEX\" = 2 ]; then exit 4; fi; echo waiting; sleep 60",
+    ]);
+    out.expect_code(4);
+    assert!(started.elapsed() < Duration::from_secs(45), "{out}");
+    assert!(
+        out.stderr
+            .contains("[2/3] failed; --fail-fast stops the other shards"),
+        "{out}"
+    );
+    let table = rows(&out, 3);
+    assert!(table[1].contains("exit 4"), "{table:?}");
+    assert!(table[0].contains("cancelled"), "{table:?}");
+    assert!(table[2].contains("cancelled"), "{table:?}");
+    nothing_left(&w);
+}
+
+#[test]
+fn keep_keeps_every_lease_and_prints_the_slugs() {
+    let Some(w) = World::new() else { return };
+    let out = w.cbx(&["shard", "--count", "2", "--keep", "--json", "--", "true"]);
+    out.ok();
+    let report = out.json();
+    let slugs: Vec<String> = report["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["kept"], true);
+            s["slug"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        out.stderr
+            .contains(&format!("kept 2 leases: {} {}", slugs[0], slugs[1])),
+        "{out}"
+    );
+    assert_eq!(live(&w.sim).len(), 2);
+    for slug in &slugs {
+        w.cbx(&["stop", slug]).ok();
+    }
+    nothing_left(&w);
+}
+
+#[test]
+fn shard_from_a_checkpoint_and_from_a_lease_by_fork() {
+    let Some(w) = World::new() else { return };
+    let base = w.warmup("base");
+    let sandbox = base["sandboxId"].as_str().unwrap().to_string();
+    let home = w.gateway.sandbox_home(&sandbox).unwrap();
+    std::fs::write(home.join("deps-installed"), "yes\n").unwrap();
+    w.cbx(&["checkpoint", "create", "base", "--name", "deps"]).ok();
+
+    let out = w.cbx(&["shard", "--count", "2", "--from", "deps", "--", "cat", "../../../deps-installed"]);
+    out.ok();
+    assert!(
+        out.stderr
+            .contains("shard: 2 sandboxes with daytona, each from checkpoint deps"),
+        "{out}"
+    );
+    for i in 1..=2 {
+        assert!(out.stdout.contains(&format!("[{i}/2] yes\n")), "{out}");
+    }
+
+    // The simulator's sandboxes are containers, which Daytona cannot fork: the plan says
+    // forks, each shard says it falls back to a fresh sandbox.
+    let out = w.cbx(&["shard", "--count", "2", "--from", "base", "--", "true"]);
+    out.ok();
+    assert!(
+        out.stderr
+            .contains("shard: 2 sandboxes with daytona, each a fork of lease base"),
+        "{out}"
+    );
+    assert_eq!(out.stderr.matches("cannot fork sandbox").count(), 2, "{out}");
+
+    // A VM-class parent is forked, files and all.
+    assert!(w.sim.set_class(&sandbox, "linux-vm"));
+    let before = w
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/fork"))
+        .count();
+    let out = w.cbx(&["shard", "--count", "2", "--from", "base", "--", "cat", "../../../deps-installed"]);
+    out.ok();
+    let forks = w
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/fork"))
+        .count();
+    assert_eq!(forks - before, 2, "{out}");
+    for i in 1..=2 {
+        assert!(out.stdout.contains(&format!("[{i}/2] yes\n")), "{out}");
+    }
+    w.cbx(&["stop", "base"]).ok();
+    w.cbx(&["checkpoint", "delete", "deps"]).ok();
+    nothing_left(&w);
+}
+
+#[test]
+fn shard_refuses_a_count_over_the_cap_and_a_missing_capability_before_anything() {
+    let home = CbxHome::new(CBX);
+    home.git(&["init", "-q"]);
+    home.write_file("cbx.toml", "# team settings\n[shard]\nmax-count = 2\n");
+    let out = home.run(&["shard", "--count", "3", "--", "true"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("--count 3 is more than `[shard] max-count = 2` (repository config"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("cbx.toml:3"), "{out}");
+    assert!(out.stderr.contains("hint: run fewer shards"), "{out}");
+
+    let out = home.run(&["shard", "--count", "0", "--", "true"]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("--count must be at least 1"), "{out}");
+
+    // The ssh provider has no checkpoints: --from a name that is no lease of its needs them.
+    let out = home.run(&[
+        "--provider",
+        "ssh",
+        "-o",
+        "host=127.0.0.1",
+        "shard",
+        "--count",
+        "2",
+        "--from",
+        "deps",
+        "--",
+        "true",
+    ]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("needs the `checkpoint` capability")
+            && out.stderr.contains("provider ssh does not offer it"),
+        "{out}"
+    );
+}
