@@ -47,7 +47,12 @@ pub(crate) struct Running {
 impl Running {
     /// Starts `cbx args…`, pausing at the test points `pause` (comma-separated; none if empty)
     /// until `resume` exists.
-    pub(crate) fn start(home: &CbxHome, args: &[&str], pause: &str, resume: Option<&Path>) -> Running {
+    pub(crate) fn start(
+        home: &CbxHome,
+        args: &[&str],
+        pause: &str,
+        resume: Option<&Path>,
+    ) -> Running {
         let mut cmd = home.command(args);
         if !pause.is_empty() {
             cmd.env("CBX_TEST_PAUSE", pause);

@@ -29,9 +29,7 @@ fn nothing_left(w: &World) {
 fn rows(out: &Output, total: usize) -> Vec<String> {
     out.stderr
         .lines()
-        .filter(|l| {
-            (1..=total).any(|i| l.starts_with(&format!("{i}/{total} ")))
-        })
+        .filter(|l| (1..=total).any(|i| l.starts_with(&format!("{i}/{total} "))))
         .map(str::to_string)
         .collect()
 }
@@ -68,12 +66,14 @@ fn shard_substitutes_sets_the_environment_prefixes_lines_and_releases_every_leas
         assert_eq!(words[6], words[10], "{line}");
         assert_eq!(words[8], format!("{i}/3"), "{line}");
         assert!(
-            out.stdout
-                .contains(&format!("{p}hello from the repo\n")),
+            out.stdout.contains(&format!("{p}hello from the repo\n")),
             "{out}"
         );
         // Sandbox text is inert (tabs kept); stderr lines are prefixed too.
-        assert!(out.stdout.contains(&format!("{p}tab\there\\x1b[2J\n")), "{out}");
+        assert!(
+            out.stdout.contains(&format!("{p}tab\there\\x1b[2J\n")),
+            "{out}"
+        );
         assert!(out.stderr.contains(&format!("{p}err\n")), "{out}");
     }
     let table = rows(&out, 3);
@@ -105,8 +105,7 @@ fn shard_exits_with_the_first_failing_shards_code_and_runs_on_when_a_lease_fails
     ]);
     let report = out.json();
     let shards = report["shards"].as_array().unwrap();
-    let broken: Vec<&serde_json::Value> =
-        shards.iter().filter(|s| s["ended"] == "error").collect();
+    let broken: Vec<&serde_json::Value> = shards.iter().filter(|s| s["ended"] == "error").collect();
     assert_eq!(broken.len(), 1, "{out}");
     let broken_index = broken[0]["index"].as_u64().unwrap();
     assert!(broken[0]["leaseId"].is_null(), "{out}");
@@ -137,14 +136,20 @@ fn shard_exits_with_the_first_failing_shards_code_and_runs_on_when_a_lease_fails
         .unwrap();
     out.expect_code(expected as i32);
     assert_eq!(report["exitCode"], expected);
+    let broken_code = broken[0]["exitCode"].as_u64().unwrap();
+    assert_ne!(broken_code, 0);
     let table = rows(&out, 3);
     assert!(
         table
             .iter()
-            .any(|r| r.starts_with(&format!("{broken_index}/3 ")) && r.contains("error (exit 2)")),
+            .any(|r| r.starts_with(&format!("{broken_index}/3 "))
+                && r.contains(&format!("error (exit {broken_code})"))),
         "{out}"
     );
-    assert!(out.stderr.contains(&format!("shard {broken_index}/3: ")), "{out}");
+    assert!(
+        out.stderr.contains(&format!("shard {broken_index}/3: ")),
+        "{out}"
+    );
     nothing_left(&w);
 }
 
@@ -182,7 +187,14 @@ fn sigterm_while_the_commands_run_stops_them_and_releases_every_lease() {
     let run = Running::start(
         &w.home,
         &[
-            "shard", "--count", "2", "--json", "--", "sh", "-c", "echo started; sleep 60",
+            "shard",
+            "--count",
+            "2",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 60",
         ],
         "",
         None,
@@ -265,9 +277,19 @@ fn shard_from_a_checkpoint_and_from_a_lease_by_fork() {
     let sandbox = base["sandboxId"].as_str().unwrap().to_string();
     let home = w.gateway.sandbox_home(&sandbox).unwrap();
     std::fs::write(home.join("deps-installed"), "yes\n").unwrap();
-    w.cbx(&["checkpoint", "create", "base", "--name", "deps"]).ok();
+    w.cbx(&["checkpoint", "create", "base", "--name", "deps"])
+        .ok();
 
-    let out = w.cbx(&["shard", "--count", "2", "--from", "deps", "--", "cat", "../../../deps-installed"]);
+    let out = w.cbx(&[
+        "shard",
+        "--count",
+        "2",
+        "--from",
+        "deps",
+        "--",
+        "cat",
+        "../../../deps-installed",
+    ]);
     out.ok();
     assert!(
         out.stderr
@@ -287,7 +309,11 @@ fn shard_from_a_checkpoint_and_from_a_lease_by_fork() {
             .contains("shard: 2 sandboxes with daytona, each a fork of lease base"),
         "{out}"
     );
-    assert_eq!(out.stderr.matches("cannot fork sandbox").count(), 2, "{out}");
+    assert_eq!(
+        out.stderr.matches("cannot fork sandbox").count(),
+        2,
+        "{out}"
+    );
 
     // A VM-class parent is forked, files and all.
     assert!(w.sim.set_class(&sandbox, "linux-vm"));
@@ -297,7 +323,16 @@ fn shard_from_a_checkpoint_and_from_a_lease_by_fork() {
         .iter()
         .filter(|r| r.path.ends_with("/fork"))
         .count();
-    let out = w.cbx(&["shard", "--count", "2", "--from", "base", "--", "cat", "../../../deps-installed"]);
+    let out = w.cbx(&[
+        "shard",
+        "--count",
+        "2",
+        "--from",
+        "base",
+        "--",
+        "cat",
+        "../../../deps-installed",
+    ]);
     out.ok();
     let forks = w
         .sim

@@ -64,11 +64,12 @@ impl Config {
                 format!("run fewer shards, or raise max-count in {}", d.place()),
             ),
         };
-        Err(
-            Failure::new(ErrorKind::Usage, format!("--count {count} is more than {what}"))
-                .hint(hint)
-                .into(),
+        Err(Failure::new(
+            ErrorKind::Usage,
+            format!("--count {count} is more than {what}"),
         )
+        .hint(hint)
+        .into())
     }
 }
 
@@ -100,7 +101,10 @@ mod tests {
         cfg.check_shard_count(3).unwrap();
         let err = cfg.check_shard_count(4).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("--count 4 is more than `[shard] max-count = 3`"), "{text}");
+        assert!(
+            text.contains("--count 4 is more than `[shard] max-count = 3`"),
+            "{text}"
+        );
         assert!(text.contains("cbx.toml:3"), "{text}");
         assert_eq!(crate::error::exit_code(&err), 2);
         assert!(cfg.check_shard_count(0).is_err());

@@ -22,7 +22,7 @@ use crate::context::Context;
 use crate::error::{ErrorKind, Failure};
 use crate::interrupt;
 use crate::lease::Lease;
-use crate::lease::acquire::{AcquireRequest, Acquired, acquire};
+use crate::lease::acquire::{AcquireRequest, Acquired, Source, acquire};
 use crate::lease::session::Session;
 use crate::ops::run::{self, Job, LeaseChoice, RunRequest};
 use crate::ops::run_report::RunReport;
@@ -63,6 +63,9 @@ struct Slot<'a> {
     job: &'a Job,
     acquire: &'a AcquireRequest,
     cancel: &'a watch::Sender<bool>,
+    /// Held while a shard forks: Daytona refuses a second fork of a sandbox while it is
+    /// still forking the first, so forks of one lease are made one after another.
+    forking: Option<&'a tokio::sync::Mutex<()>>,
     fail_fast: bool,
     started: Instant,
     quiet: bool,
@@ -114,6 +117,8 @@ pub async fn shard(
     };
     let _shield = interrupt::shield();
     let cancel = watch::Sender::new(false);
+    let forks = tokio::sync::Mutex::new(());
+    let forking = matches!(plan.source, Source::Fork(_)).then_some(&forks);
     let started = Instant::now();
     let shards = sessions.into_iter().zip(1..).map(|(session, index)| {
         let slot = Slot {
@@ -122,6 +127,7 @@ pub async fn shard(
             job: &job,
             acquire: &acquire,
             cancel: &cancel,
+            forking,
             fail_fast: request.fail_fast,
             started,
             quiet: ctx.flags.quiet,
@@ -175,7 +181,15 @@ async fn lease_and_run(
     session: &mut Session,
     report: &mut ShardReport,
 ) -> Result<u8, Stop> {
+    let turn = match slot.forking {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
+    if *slot.cancel.borrow() {
+        return Err(Stop::Cancelled);
+    }
     let acquired = acquire(session, slot.acquire).await;
+    drop(turn);
     let Acquired { mut lease, intent } = acquired.map_err(|e| {
         if own_failure(&e) {
             cancel_others(slot);
@@ -186,7 +200,10 @@ async fn lease_and_run(
     report.lease_id = Some(o.lease.to_string());
     report.slug = Some(o.slug.clone());
     report.sandbox_id = Some(lease.sandbox.id.clone());
-    slot.note(&format!("leased {} slug={} sandbox={}", o.lease, o.slug, lease.sandbox.id));
+    slot.note(&format!(
+        "leased {} slug={} sandbox={}",
+        o.lease, o.slug, lease.sandbox.id
+    ));
     let outcome = if *slot.cancel.borrow() {
         Err(Stop::Cancelled)
     } else if let Some(signal) = interrupt::pending() {

@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use crate::context::Context;
 use crate::lease::acquire::Source;
-use crate::lease::claims::Claims;
 use crate::lease::checkpoint;
+use crate::lease::claims::Claims;
 use crate::lease::session::Session;
 use crate::provider::Capability;
 use crate::remote::Program;
@@ -131,10 +131,9 @@ mod tests {
             "{other}".into(),
         ]);
         match substitute(&argv, 2, 4, "cbx_0123456789ab") {
-            Program::Argv(a) => assert_eq!(
-                a,
-                ["test", "--shard=2/4", "cbx_0123456789ab", "{other}"]
-            ),
+            Program::Argv(a) => {
+                assert_eq!(a, ["test", "--shard=2/4", "cbx_0123456789ab", "{other}"])
+            }
             Program::Shell(_) => panic!("an argv stays an argv"),
         }
         match substitute(&Program::Shell("echo {index} of {total}".into()), 1, 3, "x") {

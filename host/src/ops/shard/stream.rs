@@ -49,7 +49,10 @@ async fn lines(from: impl AsyncRead + Unpin, prefix: &str, sink: Sink) -> std::i
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let n = (&mut reader).take(MAX_LINE).read_until(b'\n', &mut buf).await?;
+        let n = (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut buf)
+            .await?;
         if n == 0 {
             return Ok(());
         }

@@ -75,7 +75,10 @@ impl ShardReport {
 
     /// Whether it failed on its own (a cancelled shard did not).
     pub fn failed(&self) -> bool {
-        matches!(self.ended, Ended::Failed | Ended::Error | Ended::Interrupted)
+        matches!(
+            self.ended,
+            Ended::Failed | Ended::Error | Ended::Interrupted
+        )
     }
 }
 
@@ -158,7 +161,10 @@ mod tests {
 
     #[test]
     fn the_exit_code_is_the_first_failing_shards_and_cancelled_ones_do_not_count() {
-        assert_eq!(exit_code(&[shard(1, Ended::Passed, 0), shard(2, Ended::Passed, 0)]), 0);
+        assert_eq!(
+            exit_code(&[shard(1, Ended::Passed, 0), shard(2, Ended::Passed, 0)]),
+            0
+        );
         assert_eq!(
             exit_code(&[
                 shard(1, Ended::Cancelled, 0),
@@ -178,10 +184,17 @@ mod tests {
         let mut bad = shard(2, Ended::Error, 5);
         bad.slug = None;
         bad.error = Some("could not create".into());
-        let lines = table(&[shard(1, Ended::Passed, 0), bad, shard(3, Ended::Cancelled, 0)]);
+        let lines = table(&[
+            shard(1, Ended::Passed, 0),
+            bad,
+            shard(3, Ended::Cancelled, 0),
+        ]);
         assert!(lines[0].starts_with("SHARD  LEASE"), "{lines:?}");
         assert!(lines[1].starts_with("1/3    slug-1  exit 0"), "{lines:?}");
-        assert!(lines[2].starts_with("2/3    -       error (exit 5)"), "{lines:?}");
+        assert!(
+            lines[2].starts_with("2/3    -       error (exit 5)"),
+            "{lines:?}"
+        );
         assert!(lines[3].contains("cancelled"), "{lines:?}");
         assert_eq!(lines[4], "shard 2/3: could not create");
     }
