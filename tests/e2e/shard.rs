@@ -389,3 +389,40 @@ fn shard_refuses_a_count_over_the_cap_and_a_missing_capability_before_anything()
         "{out}"
     );
 }
+
+#[test]
+fn junit_reports_of_every_shard_are_summed_up_and_merged_into_one_file() {
+    let Some(w) = World::new() else { return };
+    let script = r#"mkdir -p out; c=""; if [ "$CBX_SHARD_INDEX" = 2 ]; then c='<testcase name="b"><failure message="boom"/></testcase>'; fi; printf '<testsuite name="suite%s"><testcase name="a"/>%s</testsuite>\n' "{index}" "$c" > out/junit.xml"#;
+    let out = w.cbx(&[
+        "shard",
+        "--count",
+        "2",
+        "--junit",
+        "out/*.xml",
+        "--junit-out",
+        "merged.xml",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    out.ok();
+    assert!(
+        out.stderr
+            .contains("tests: 3 run, 2 passed, 1 failed, 0 errored, 0 skipped (2 reports)"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("FAILED [2/2] suite2 › b"), "{out}");
+    let merged = std::fs::read_to_string(w.repo().join("merged.xml")).unwrap();
+    assert!(
+        merged.contains(r#"<testsuite name="[1/2] suite1">"#),
+        "{merged}"
+    );
+    assert!(
+        merged.contains(r#"<testcase name="b" shard="2/2"><failure message="boom"/>"#),
+        "{merged}"
+    );
+    assert_eq!(merged.matches("<testsuites>").count(), 1, "{merged}");
+    nothing_left(&w);
+}

@@ -348,6 +348,10 @@ pub struct ShardArgs {
     /// shard.
     #[arg(long = "junit", value_name = "GLOB")]
     pub junit: Vec<String>,
+    /// With --junit: also write every shard's reports merged into this one JUnit XML file,
+    /// each suite's name led by its shard and each case with a `shard` attribute.
+    #[arg(long, value_name = "PATH", requires = "junit")]
+    pub junit_out: Option<std::path::PathBuf>,
     /// Print a JSON report of every shard on stdout; the commands' stdout then goes to stderr.
     #[arg(long)]
     pub json: bool,

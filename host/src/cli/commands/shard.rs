@@ -14,7 +14,7 @@ use crate::lease::acquire::{AcquireRequest, Purpose, Source};
 use crate::ops::download::Downloads;
 use crate::ops::run::{LeaseChoice, RunRequest};
 use crate::ops::shard::verdict::ShardReport;
-use crate::ops::shard::{self, ShardRequest};
+use crate::ops::shard::{self, ShardRequest, junit_merge};
 use crate::ops::test_report::{self, TestReport};
 use crate::progress;
 use crate::remote::Program;
@@ -41,6 +41,9 @@ pub async fn run(ctx: &Context, args: &ShardArgs) -> Result<u8> {
     let tests = (!args.junit.is_empty()).then(|| merged_tests(&reports));
     if let Some(t) = &tests {
         test_report::print(t);
+    }
+    if let Some(path) = &args.junit_out {
+        write_merged(ctx, path, &reports);
     }
     if args.keep {
         print_kept(&reports);
@@ -79,6 +82,30 @@ fn merged_tests(reports: &[ShardReport]) -> TestReport {
             .extend(t.warnings.iter().map(|w| format!("{tag} {w}")));
     }
     merged
+}
+
+/// `--junit-out PATH`: every shard's reports merged into one file (a failure to write it is
+/// a warning: the shards' verdict stands).
+fn write_merged(ctx: &Context, path: &std::path::Path, reports: &[ShardReport]) {
+    let docs: Vec<(u32, &[Vec<u8>])> = reports
+        .iter()
+        .filter_map(|r| r.tests.as_ref().map(|t| (r.index, &t.documents[..])))
+        .collect();
+    let (merged, warnings) = junit_merge::merge(&docs, reports.len() as u32);
+    for w in warnings {
+        progress::report(&format!("warning: {w}"));
+    }
+    let path = ctx.cwd.join(path);
+    match crate::paths::write_private_atomic(&path, &merged) {
+        Ok(()) => progress::note(
+            ctx.flags.quiet,
+            &format!("wrote the merged JUnit report to {}", path.display()),
+        ),
+        Err(e) => progress::report(&format!(
+            "warning: could not write the merged JUnit report to {}: {e:#}",
+            path.display()
+        )),
+    }
 }
 
 /// With `--keep`: the kept leases' slugs, and how to use and delete them.
@@ -141,6 +168,7 @@ fn request(ctx: &Context, args: &ShardArgs) -> Result<ShardRequest> {
         count: args.count,
         from: args.from.clone(),
         fail_fast: args.fail_fast,
+        junit_documents: args.junit_out.is_some(),
         run: RunRequest {
             lease: LeaseChoice::New(lease),
             program,

@@ -9,6 +9,7 @@
 //! reported failed; the others run on. A signal stops every shard, and each deletes its own
 //! sandbox; `--fail-fast` does the same after the first failure. The verdict is [`verdict`].
 
+pub mod junit_merge;
 pub mod plan;
 pub mod stream;
 pub mod verdict;
@@ -46,6 +47,8 @@ pub struct ShardRequest {
     pub run: RunRequest,
     /// Cancel the other shards after the first failure.
     pub fail_fast: bool,
+    /// Keep the `--junit` reports' text in each shard's report (to merge them).
+    pub junit_documents: bool,
 }
 
 /// Why a shard stopped before its command ended.
@@ -67,6 +70,7 @@ struct Slot<'a> {
     /// still forking the first, so forks of one lease are made one after another.
     forking: Option<&'a tokio::sync::Mutex<()>>,
     fail_fast: bool,
+    junit_documents: bool,
     started: Instant,
     quiet: bool,
 }
@@ -129,6 +133,7 @@ pub async fn shard(
             cancel: &cancel,
             forking,
             fail_fast: request.fail_fast,
+            junit_documents: request.junit_documents,
             started,
             quiet: ctx.flags.quiet,
         };
@@ -299,7 +304,7 @@ async fn execute(
     let patterns = &slot.job.downloads.junit;
     if !patterns.is_empty() {
         let tests = tokio::select! {
-            t = test_report::collect(session, &ssh, &workdir, patterns) => t,
+            t = test_report::collect_keeping(session, &ssh, &workdir, patterns, slot.junit_documents) => t,
             signal = interrupt::interrupted() => return Err(Stop::Error(signal.failure("interrupted"))),
         };
         report.tests = Some(tests);
