@@ -426,3 +426,35 @@ fn junit_reports_of_every_shard_are_summed_up_and_merged_into_one_file() {
     assert_eq!(merged.matches("<testsuites>").count(), 1, "{merged}");
     nothing_left(&w);
 }
+
+#[test]
+fn shard_killed_outright_leaves_every_lease_to_the_next_command() {
+    let Some(w) = World::new() else { return };
+    let run = Running::start(
+        &w.home,
+        &[
+            "shard",
+            "--count",
+            "2",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 60",
+        ],
+        "",
+        None,
+    );
+    run.wait_for("[1/2] started");
+    run.wait_for("[2/2] started");
+    run.signal("KILL");
+    run.finish().expect_code(137);
+    assert_eq!(live(&w.sim).len(), 2);
+    // Each shard's lease is on record as an intent of `cbx shard`, to be deleted.
+    assert_eq!(records(&w.home, "intents").len(), 2);
+    let list = w.cbx(&["list"]);
+    list.ok();
+    assert_eq!(list.stderr.matches("deleted sandbox").count(), 2, "{list}");
+    assert!(list.stderr.contains("`cbx shard`"), "{list}");
+    nothing_left(&w);
+}

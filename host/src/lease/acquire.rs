@@ -40,6 +40,10 @@ pub enum Purpose {
     KeptRun,
     /// `cbx run`: a lease for one command; deleted if cbx dies before deleting it.
     OneShotRun,
+    /// `cbx shard`: one shard's lease, deleted like a one-shot run's.
+    Shard,
+    /// `cbx shard --keep`: one shard's lease, kept.
+    KeptShard,
 }
 
 impl Purpose {
@@ -49,13 +53,15 @@ impl Purpose {
             Purpose::Warmup => "warmup",
             Purpose::KeptRun => "run --keep",
             Purpose::OneShotRun => "run",
+            Purpose::Shard => "shard",
+            Purpose::KeptShard => "shard --keep",
         }
     }
 
     fn settle(self) -> Settle {
         match self {
-            Purpose::Warmup | Purpose::KeptRun => Settle::Adopt,
-            Purpose::OneShotRun => Settle::Delete,
+            Purpose::Warmup | Purpose::KeptRun | Purpose::KeptShard => Settle::Adopt,
+            Purpose::OneShotRun | Purpose::Shard => Settle::Delete,
         }
     }
 }
@@ -97,7 +103,7 @@ pub enum Source {
 pub struct Acquired {
     /// The lease.
     pub lease: Lease,
-    /// For [`Purpose::OneShotRun`], the held intent.
+    /// For a one-shot lease ([`Purpose::OneShotRun`], [`Purpose::Shard`]), the held intent.
     pub intent: Option<IntentHold>,
 }
 
@@ -128,7 +134,7 @@ pub async fn acquire(session: &mut Session, request: &AcquireRequest) -> Result<
         signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
     };
     match outcome {
-        Ok(lease) if request.purpose == Purpose::OneShotRun => Ok(Acquired {
+        Ok(lease) if request.purpose.settle() == Settle::Delete => Ok(Acquired {
             lease,
             intent: Some(hold),
         }),

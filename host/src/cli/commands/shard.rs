@@ -153,9 +153,9 @@ fn request(ctx: &Context, args: &ShardArgs) -> Result<ShardRequest> {
         repo_root: ctx.repo_root().map(std::path::PathBuf::from),
         ready_timeout: times.ready.val,
         purpose: if args.keep {
-            Purpose::KeptRun
+            Purpose::KeptShard
         } else {
-            Purpose::OneShotRun
+            Purpose::Shard
         },
         source: Source::Fresh,
     };
