@@ -458,3 +458,45 @@ fn shard_killed_outright_leaves_every_lease_to_the_next_command() {
     assert!(list.stderr.contains("`cbx shard`"), "{list}");
     nothing_left(&w);
 }
+
+#[test]
+fn shard_from_a_lease_of_a_provider_without_fork_says_it_creates_fresh_ones() {
+    use cbx_testkit::sshd::{SshUser, Sshd, SshdGateway};
+    if let Some(why) = SshdGateway::unavailable() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let sshd = Sshd::start_with_pubkey().expect("start sshd");
+    let user = SshUser::create().expect("create ssh user");
+    let home = CbxHome::new(CBX);
+    home.write_config(&format!(
+        "provider = \"ssh\"\n[providers.ssh.options]\nhost = \"127.0.0.1\"\nport = {}\n\
+         user = \"{}\"\nidentity-file = \"{}\"\n",
+        sshd.port(),
+        user.name(),
+        user.key().display(),
+    ));
+    home.git(&["init", "-q"]);
+    home.write_file("file", "hello\n");
+    home.git(&["add", "."]);
+    home.run(&["warmup", "--slug", "box"]).ok();
+
+    let out = home.run(&[
+        "shard", "--count", "2", "--from", "box", "--", "echo", "{index}",
+    ]);
+    out.ok();
+    assert!(
+        out.stderr.contains(
+            "shard: 2 sandboxes with ssh, each created fresh: ssh has no `fork` capability, \
+             so lease box is not copied"
+        ),
+        "{out}"
+    );
+    for i in 1..=2 {
+        assert!(out.stdout.contains(&format!("[{i}/2] {i}\n")), "{out}");
+    }
+    home.run(&["stop", "box"]).ok();
+    let list = home.run(&["list", "--json"]);
+    list.ok();
+    assert_eq!(list.json().as_array().unwrap().len(), 0, "{list}");
+}
