@@ -500,3 +500,26 @@ fn shard_from_a_lease_of_a_provider_without_fork_says_it_creates_fresh_ones() {
     list.ok();
     assert_eq!(list.json().as_array().unwrap().len(), 0, "{list}");
 }
+
+#[test]
+fn sighup_while_the_shards_connect_and_sync_leaves_nothing() {
+    let Some(w) = World::new() else { return };
+    let run = Running::start(
+        &w.home,
+        &["shard", "--count", "2", "--", "true"],
+        "run:touched",
+        None,
+    );
+    run.wait_paused("run:touched");
+    run.wait_for("[2/2] leased");
+    run.wait_for("[1/2] leased");
+    run.signal("HUP");
+    let out = run.finish();
+    out.expect_code(129);
+    assert_eq!(rows(&out, 2).len(), 2, "{out}");
+    assert!(
+        rows(&out, 2).iter().all(|r| r.contains("interrupted")),
+        "{out}"
+    );
+    nothing_left(&w);
+}
