@@ -99,7 +99,7 @@ pub async fn shard(
     };
     let job = run::prepare(ctx, &request.run)?;
     let name = ctx.provider_name();
-    let from = plan::From::of(ctx, &name, request.from.as_deref())?;
+    let from = plan::ShardSource::of(ctx, &name, request.from.as_deref())?;
     let mut first = match from.needs() {
         Some(capability) => {
             ctx.session_requiring(&name, capability, "shard --from")

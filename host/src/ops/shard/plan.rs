@@ -16,7 +16,7 @@ use crate::terminal::inert;
 
 /// Where every shard's sandbox comes from, and the line that says so.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct ShardPlan {
     /// What each acquire starts from.
     pub source: Source,
     /// `4 sandboxes with daytona, each a fork of lease blue-otter`.
@@ -25,7 +25,7 @@ pub struct Plan {
 
 /// What `--from` names.
 #[derive(Debug, Clone)]
-pub enum From {
+pub enum ShardSource {
     /// Nothing: fresh sandboxes.
     Nothing,
     /// One of this machine's leases with the provider (its id and slug).
@@ -34,28 +34,28 @@ pub enum From {
     Checkpoint(String),
 }
 
-impl From {
+impl ShardSource {
     /// What `from` names: a lease when one of this machine's claims with `provider` matches
     /// it, else a checkpoint (its name checked).
-    pub fn of(ctx: &Context, provider: &str, from: Option<&str>) -> Result<From> {
+    pub fn of(ctx: &Context, provider: &str, from: Option<&str>) -> Result<ShardSource> {
         let Some(from) = from else {
-            return Ok(From::Nothing);
+            return Ok(ShardSource::Nothing);
         };
         let claims = Claims::new(ctx.dirs.claims());
         if let Some(claim) = claims.matching(Some(provider), from)?.first() {
-            return Ok(From::Lease {
+            return Ok(ShardSource::Lease {
                 id: claim.lease_id.to_string(),
                 slug: claim.slug.clone(),
             });
         }
-        Ok(From::Checkpoint(checkpoint::user_name(from)?))
+        Ok(ShardSource::Checkpoint(checkpoint::user_name(from)?))
     }
 
     /// The capability a session must have for this, if any must (a lease can be copied
     /// without `fork`: fresh sandboxes then).
     pub fn needs(&self) -> Option<Capability> {
         match self {
-            From::Checkpoint(_) => Some(Capability::Checkpoint),
+            ShardSource::Checkpoint(_) => Some(Capability::Checkpoint),
             _ => None,
         }
     }
@@ -64,19 +64,19 @@ impl From {
 /// Decides the plan for `count` shards with `session`'s provider: forks of a lease where the
 /// provider has the `fork` capability (else fresh sandboxes, and the line says why), sandboxes
 /// from a checkpoint (which must exist and be ready), or fresh ones.
-pub async fn decide(session: &mut Session, count: u32, from: &From) -> Result<Plan> {
+pub async fn decide(session: &mut Session, count: u32, from: &ShardSource) -> Result<ShardPlan> {
     let head = format!(
         "{count} {} with {}",
         if count == 1 { "sandbox" } else { "sandboxes" },
         session.name()
     );
     match from {
-        From::Nothing => Ok(Plan {
+        ShardSource::Nothing => Ok(ShardPlan {
             source: Source::Fresh,
             line: format!("{head}, each created fresh"),
         }),
-        From::Lease { id, slug } if session.require(Capability::Fork, "shard").is_ok() => {
-            Ok(Plan {
+        ShardSource::Lease { id, slug } if session.require(Capability::Fork, "shard").is_ok() => {
+            Ok(ShardPlan {
                 source: Source::Fork(id.clone()),
                 line: format!(
                     "{head}, each a fork of lease {} (a fresh sandbox where the service \
@@ -85,7 +85,7 @@ pub async fn decide(session: &mut Session, count: u32, from: &From) -> Result<Pl
                 ),
             })
         }
-        From::Lease { slug, .. } => Ok(Plan {
+        ShardSource::Lease { slug, .. } => Ok(ShardPlan {
             source: Source::Fresh,
             line: format!(
                 "{head}, each created fresh: {} has no `fork` capability, so lease {} is not \
@@ -94,9 +94,9 @@ pub async fn decide(session: &mut Session, count: u32, from: &From) -> Result<Pl
                 inert(slug)
             ),
         }),
-        From::Checkpoint(name) => {
+        ShardSource::Checkpoint(name) => {
             checkpoint::usable(session, name).await?;
-            Ok(Plan {
+            Ok(ShardPlan {
                 line: format!("{head}, each from checkpoint {name}"),
                 source: Source::Checkpoint(name.clone()),
             })
