@@ -15,7 +15,7 @@ use crate::cli::complete::{cp_candidates, lease_candidates};
     after_help = "Exit codes: 0 ok, 1 other error, 2 usage or config, 3 authentication, \
 4 not found or not owned, 5 sandbox failed or timed out, 6 sync failed, 7 capability denied, \
 8 provider fault, 130 interrupted (SIGINT), 143 terminated (SIGTERM), 129 hung up (SIGHUP); \
-`run` exits with the remote command's status."
+`run` exits with the remote command's status; `shard` with its lowest-numbered failing shard's code."
 )]
 pub struct Cli {
     #[command(flatten)]
