@@ -523,3 +523,39 @@ fn sighup_while_the_shards_connect_and_sync_leaves_nothing() {
     );
     nothing_left(&w);
 }
+
+#[test]
+fn on_a_terminal_the_shards_draw_no_spinners_over_one_another() {
+    let Some(w) = World::new() else { return };
+    let base = w
+        .home
+        .command(&["shard", "--count", "2", "--", "echo", "hi"]);
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line: Vec<String> = std::iter::once(base.get_program())
+        .chain(base.get_args())
+        .map(quote)
+        .collect();
+    // `script` runs cbx with a pseudo-terminal as its stdout and stderr.
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line.join(" "), "/dev/null"])
+        .current_dir(base.get_current_dir().unwrap())
+        .env_clear()
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.output().expect("run script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for i in 1..=2 {
+        assert!(text.contains(&format!("[{i}/2] leased cbx_")), "{text}");
+        assert!(text.contains(&format!("[{i}/2] hi")), "{text}");
+    }
+    // The shards' own progress (a spinner each on a terminal) is left out.
+    assert!(!text.contains("creating a daytona sandbox"), "{text}");
+    assert!(!text.contains("connecting over SSH"), "{text}");
+    nothing_left(&w);
+}

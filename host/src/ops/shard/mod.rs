@@ -14,6 +14,7 @@ pub mod plan;
 pub mod stream;
 pub mod verdict;
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -113,6 +114,12 @@ pub async fn shard(
     for _ in 1..request.count {
         let configured = ctx.configure(ctx.load(&name).await?).await?;
         sessions.push(ctx.session_of(configured));
+    }
+    // On a terminal, N spinners (one per shard's create, login and sync) would draw over one
+    // another: the shards' own progress is left out there; each shard's `[i/N]` lines, the
+    // warnings and the verdict remain.
+    if request.count > 1 && std::io::stderr().is_terminal() {
+        sessions.iter_mut().for_each(|s| s.set_quiet(true));
     }
     let acquire = AcquireRequest {
         slug: None,
