@@ -364,6 +364,25 @@ fn shard_refuses_a_count_over_the_cap_and_a_missing_capability_before_anything()
     assert!(out.stderr.contains("cbx.toml:3"), "{out}");
     assert!(out.stderr.contains("hint: run fewer shards"), "{out}");
 
+    let out = home.run_with_env(
+        &[
+            "shard",
+            "--count",
+            "2",
+            "--env",
+            "CBX_SHARD_INDEX",
+            "--",
+            "true",
+        ],
+        &[("CBX_SHARD_INDEX", "9")],
+    );
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("--env CBX_SHARD_INDEX: cbx sets it itself, for each shard"),
+        "{out}"
+    );
+
     let out = home.run(&["shard", "--count", "0", "--", "true"]);
     out.expect_code(2);
     assert!(out.stderr.contains("--count must be at least 1"), "{out}");

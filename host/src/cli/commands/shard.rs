@@ -9,7 +9,7 @@ use crate::cli::args::ShardArgs;
 use crate::cli::output;
 use crate::config::LeaseFlags;
 use crate::context::Context;
-use crate::error::exit_code;
+use crate::error::{ErrorKind, Failure, exit_code};
 use crate::lease::acquire::{AcquireRequest, Purpose, Source};
 use crate::ops::download::Downloads;
 use crate::ops::run::{LeaseChoice, RunRequest};
@@ -129,6 +129,17 @@ fn print_kept(reports: &[ShardReport]) {
 /// The library's request for `args`.
 fn request(ctx: &Context, args: &ShardArgs) -> Result<ShardRequest> {
     ctx.config.check_shard_count(args.count)?;
+    if let Some(name) = args
+        .env
+        .iter()
+        .find(|n| *n == "CBX_SHARD_INDEX" || *n == "CBX_SHARD_TOTAL")
+    {
+        return Err(Failure::new(
+            ErrorKind::Usage,
+            format!("--env {name}: cbx sets it itself, for each shard"),
+        )
+        .into());
+    }
     let program = if args.shell {
         Program::Shell(args.command.join(" "))
     } else {
