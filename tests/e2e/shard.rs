@@ -301,28 +301,32 @@ fn shard_from_a_checkpoint_and_from_a_lease_by_fork() {
     }
 
     // The simulator's sandboxes are containers, which Daytona cannot fork: the plan says
-    // forks, each shard says it falls back to a fresh sandbox.
-    let out = w.cbx(&["shard", "--count", "2", "--from", "base", "--", "true"]);
+    // forks; the first shard learns that the service cannot fork this one and falls back to a
+    // fresh sandbox, and the others create fresh ones at once (no fork tried again).
+    let forks = |w: &World| {
+        w.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/fork"))
+            .count()
+    };
+    let out = w.cbx(&["shard", "--count", "3", "--from", "base", "--", "true"]);
     out.ok();
     assert!(
         out.stderr
-            .contains("shard: 2 sandboxes with daytona, each a fork of lease base"),
+            .contains("shard: 3 sandboxes with daytona, each a fork of lease base"),
         "{out}"
     );
     assert_eq!(
         out.stderr.matches("cannot fork sandbox").count(),
-        2,
+        1,
         "{out}"
     );
+    assert_eq!(forks(&w), 1, "{out}");
 
     // A VM-class parent is forked, files and all.
     assert!(w.sim.set_class(&sandbox, "linux-vm"));
-    let before = w
-        .sim
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/fork"))
-        .count();
+    let before = forks(&w);
     let out = w.cbx(&[
         "shard",
         "--count",
@@ -334,13 +338,7 @@ fn shard_from_a_checkpoint_and_from_a_lease_by_fork() {
         "../../../deps-installed",
     ]);
     out.ok();
-    let forks = w
-        .sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/fork"))
-        .count();
-    assert_eq!(forks - before, 2, "{out}");
+    assert_eq!(forks(&w) - before, 2, "{out}");
     for i in 1..=2 {
         assert!(out.stdout.contains(&format!("[{i}/2] yes\n")), "{out}");
     }

@@ -239,7 +239,9 @@ async fn run_new(
     let mut session = ctx.session(&ctx.provider_name()).await?;
     let _shield = interrupt::shield();
     let started = Instant::now();
-    let Acquired { mut lease, intent } = acquire(&mut session, request).await?;
+    let Acquired {
+        mut lease, intent, ..
+    } = acquire(&mut session, request).await?;
     report.timings.lease = seconds(started.elapsed());
     report.lease = Some(LeaseReport::of(&lease, intent.is_none()));
     progress::report(&format!(

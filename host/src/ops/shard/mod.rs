@@ -52,6 +52,21 @@ pub struct ShardRequest {
     pub junit_documents: bool,
 }
 
+/// Forks of one lease, one at a time: Daytona refuses a second fork of a sandbox while it is
+/// still forking the first. Once the service says the lease's sandbox cannot be forked at
+/// all, the shards still waiting create fresh sandboxes side by side instead.
+#[derive(Default)]
+struct Forking {
+    turn: tokio::sync::Mutex<()>,
+    not_forkable: std::sync::atomic::AtomicBool,
+}
+
+impl Forking {
+    fn not_forkable(&self) -> bool {
+        self.not_forkable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Why a shard stopped before its command ended.
 enum Stop {
     /// `--fail-fast` after another shard failed.
@@ -67,9 +82,8 @@ struct Slot<'a> {
     job: &'a Job,
     acquire: &'a AcquireRequest,
     cancel: &'a watch::Sender<bool>,
-    /// Held while a shard forks: Daytona refuses a second fork of a sandbox while it is
-    /// still forking the first, so forks of one lease are made one after another.
-    forking: Option<&'a tokio::sync::Mutex<()>>,
+    /// With `--from LEASE` and the `fork` capability: forks are made one at a time.
+    forking: Option<&'a Forking>,
     fail_fast: bool,
     junit_documents: bool,
     started: Instant,
@@ -128,7 +142,7 @@ pub async fn shard(
     };
     let _shield = interrupt::shield();
     let cancel = watch::Sender::new(false);
-    let forks = tokio::sync::Mutex::new(());
+    let forks = Forking::default();
     let forking = matches!(plan.source, Source::Fork(_)).then_some(&forks);
     let started = Instant::now();
     let shards = sessions.into_iter().zip(1..).map(|(session, index)| {
@@ -194,15 +208,34 @@ async fn lease_and_run(
     report: &mut ShardReport,
 ) -> Result<u8, Stop> {
     let turn = match slot.forking {
-        Some(lock) => Some(lock.lock().await),
-        None => None,
+        Some(f) if !f.not_forkable() => Some(f.turn.lock().await),
+        _ => None,
     };
     if *slot.cancel.borrow() {
         return Err(Stop::Cancelled);
     }
-    let acquired = acquire(session, slot.acquire).await;
+    let fresh;
+    let request = match slot.forking {
+        Some(f) if f.not_forkable() => {
+            fresh = AcquireRequest {
+                source: Source::Fresh,
+                ..slot.acquire.clone()
+            };
+            &fresh
+        }
+        _ => slot.acquire,
+    };
+    let acquired = acquire(session, request).await;
+    if let (Some(f), Ok(a)) = (slot.forking, &acquired)
+        && a.not_forkable
+    {
+        f.not_forkable
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     drop(turn);
-    let Acquired { mut lease, intent } = acquired.map_err(|e| {
+    let Acquired {
+        mut lease, intent, ..
+    } = acquired.map_err(|e| {
         if own_failure(&e) {
             cancel_others(slot);
         }
