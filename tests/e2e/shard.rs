@@ -576,3 +576,27 @@ fn on_a_terminal_the_shards_draw_no_spinners_over_one_another() {
     assert!(!text.contains("connecting over SSH"), "{text}");
     nothing_left(&w);
 }
+
+#[test]
+fn an_expired_lease_is_deleted_once_not_by_every_shard() {
+    let Some(w) = World::new() else { return };
+    let old = w.warmup("old");
+    let id = old["leaseId"].as_str().unwrap();
+    let claim = w.home.state_dir().join("claims").join(format!("{id}.json"));
+    let text = std::fs::read_to_string(&claim).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["expiresAt"] = "2000-01-01T00:00:00Z".into();
+    std::fs::write(&claim, v.to_string()).unwrap();
+
+    let out = w.cbx(&["shard", "--count", "3", "--", "true"]);
+    out.ok();
+    assert_eq!(
+        out.stderr
+            .matches(&format!("deleted expired lease {id}"))
+            .count(),
+        1,
+        "{out}"
+    );
+    assert!(!out.stderr.contains("warning"), "{out}");
+    nothing_left(&w);
+}

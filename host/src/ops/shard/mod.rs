@@ -124,6 +124,8 @@ pub async fn shard(
     };
     let plan = plan::decide(&mut first, request.count, &from).await?;
     progress::note(ctx.flags.quiet, &format!("shard: {}", plan.line));
+    // Expired leases are deleted here, once: every shard's acquire would try it again.
+    crate::lease::release::reap_expired(&mut first).await;
     let mut sessions = vec![first];
     for _ in 1..request.count {
         let configured = ctx.configure(ctx.load(&name).await?).await?;
