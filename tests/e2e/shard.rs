@@ -600,3 +600,40 @@ fn an_expired_lease_is_deleted_once_not_by_every_shard() {
     assert!(!out.stderr.contains("warning"), "{out}");
     nothing_left(&w);
 }
+
+#[test]
+fn fail_fast_after_a_lease_that_cannot_be_made_cancels_the_others_before_their_commands() {
+    let Some(w) = World::new() else { return };
+    w.sim.inject(Fault::status(
+        "POST",
+        "/api/sandbox",
+        400,
+        "Invalid request: no capacity in this region",
+    ));
+    let started = Instant::now();
+    let out = w.cbx(&[
+        "shard",
+        "--count",
+        "3",
+        "--fail-fast",
+        "--",
+        "sh",
+        "-c",
+        "echo ran; sleep 60",
+    ]);
+    assert!(started.elapsed() < Duration::from_secs(45), "{out}");
+    assert_ne!(out.code, 0, "{out}");
+    let table = rows(&out, 3);
+    assert_eq!(
+        table.iter().filter(|r| r.contains("error (exit")).count(),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        table.iter().filter(|r| r.contains("cancelled")).count(),
+        2,
+        "{out}"
+    );
+    assert!(!out.stdout.contains("ran"), "no command ran: {out}");
+    nothing_left(&w);
+}
