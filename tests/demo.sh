@@ -65,6 +65,8 @@ if [ -n "$ssh_flag" ]; then
   step "$CBX" run --id demo -- sh -c 'echo nothing changed, no sync; exit 3' || echo "(exit code $? passed through)"
   step "$CBX" ssh demo -- uname -a
   step "$CBX" ssh demo --print
+  printf '\n# doctor on a live lease: SSH and the sandbox'"'"'s tools in one login, and the sync transport\n'
+  step "$CBX" doctor --lease demo
   step "$CBX" run -- echo "a one-shot lease: created, used and deleted"
   printf '\n# every minted SSH destination, sync and --env forwarding is audited\n'
   step "$CBX" providers audit --last 12

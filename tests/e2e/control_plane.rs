@@ -665,8 +665,13 @@ fn failed_sandbox_exits_5_and_leaves_nothing() {
     let out = home.run(&["warmup"]);
     assert_eq!(out.code, 5, "{out}");
     assert!(out.stdout.is_empty(), "{out}");
-    assert!(out.stderr.contains("failed (error)"), "{out}");
-    assert!(out.stderr.contains("runner disk is full"), "{out}");
+    assert!(
+        out.stderr.contains(
+            "failed to start (error): Failed to provision sandbox: runner disk is full; cbx \
+             deleted it again, nothing is left"
+        ),
+        "{out}"
+    );
     // It was created, then deleted again.
     let reqs = sim.requests();
     assert_eq!(

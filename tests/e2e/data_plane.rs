@@ -456,6 +456,311 @@ fn without_rsync_on_the_sandbox_auto_syncs_with_tar() {
     w.cbx(&["stop", "slim"]).ok();
 }
 
+/// The ssh processes a command started to reach a sandbox (rsync's own included; not
+/// doctor's `ssh -V`), from the shims' log.
+fn ssh_lines(shims: &ArgvShims) -> Vec<String> {
+    shims
+        .logged()
+        .lines()
+        .filter(|l| l.starts_with("ssh ") && *l != "ssh -V")
+        .map(String::from)
+        .collect()
+}
+
+/// Runs `args` through the shims, starting with an empty log; returns the output and the ssh
+/// processes it started.
+fn counted(w: &World, shims: &ArgvShims, args: &[&str]) -> (Output, Vec<String>) {
+    let _ = std::fs::remove_file(w.home.path().join("argv.log"));
+    let out = w.home.run_with_env(args, &[("PATH", &shims.path_var())]);
+    (out, ssh_lines(shims))
+}
+
+#[test]
+fn the_login_that_proves_ssh_works_learns_the_tools_and_tar_costs_no_extra_round_trip() {
+    let Some(mut w) = World::new() else { return };
+    w.home.env("CBX_DAYTONA_SNAPSHOT", "cbx-test-no-rsync");
+    let lease = w.warmup("lean");
+    let lease = lease["leaseId"].as_str().unwrap().to_string();
+    let shims = ArgvShims::install(w.home.path());
+    // Cold: the login that proves SSH works reports the tools; the tar stream creates the
+    // work directory itself; then the command. Three ssh processes, as with rsync.
+    let (out, ssh) = counted(
+        &w,
+        &shims,
+        &["run", "--id", "lean", "--", "cat", "README.md"],
+    );
+    out.ok();
+    assert_eq!(out.stdout, "hello from the repo\n");
+    assert!(out.stderr.contains(" with tar; 3 sent"), "{out}");
+    assert_eq!(ssh.len(), 3, "login, tar, command: {ssh:#?}");
+    assert!(ssh[0].contains("cbx-tools:"), "the login probes: {ssh:#?}");
+    assert!(ssh[1].contains("tar -x"), "{ssh:#?}");
+    assert!(
+        ssh.iter().all(|l| !l.contains("xargs -0 rm")),
+        "no prepare round trip: {ssh:#?}"
+    );
+    let record = w
+        .home
+        .state_dir()
+        .join("sync")
+        .join(format!("{lease}.tools"));
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(recorded["rsync"], false, "{recorded}");
+    assert_eq!(recorded["tar"], true, "{recorded}");
+    // Warm, a file changed: the tar stream and the command, nothing else.
+    w.write("src/lib.rs", "pub fn answer() -> u32 { 1 }\n");
+    let (out, ssh) = counted(
+        &w,
+        &shims,
+        &["run", "--id", "lean", "--", "cat", "src/lib.rs"],
+    );
+    out.ok();
+    assert_eq!(out.stdout, "pub fn answer() -> u32 { 1 }\n");
+    assert_eq!(ssh.len(), 2, "tar, command: {ssh:#?}");
+    // A file deleted: the prepare round trip prunes it (and probes again, for free).
+    std::fs::remove_file(w.repo().join("src/lib.rs")).unwrap();
+    let (out, ssh) = counted(&w, &shims, &["run", "--id", "lean", "--", "ls", "src"]);
+    out.ok();
+    assert_eq!(out.stdout, "", "{out}");
+    assert!(out.stderr.contains("1 pruned"), "{out}");
+    assert!(
+        ssh[0].contains("xargs -0 rm") && ssh[0].contains("cbx-tools:"),
+        "{ssh:#?}"
+    );
+    // A record that says rsync (out of date): rsync is missing, the sync probes again and
+    // sends with tar; the record is put right.
+    std::fs::write(
+        &record,
+        r#"{"rsync":true,"tar":true,"rsyncVersion":null,"probedAt":"T"}"#,
+    )
+    .unwrap();
+    w.write("new.txt", "new\n");
+    w.home.git(&["add", "."]);
+    let out = w.cbx(&["run", "--id", "lean", "--", "cat", "new.txt"]);
+    out.ok();
+    assert_eq!(out.stdout, "new\n");
+    assert!(out.stderr.contains(" with tar; 1 sent"), "{out}");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(recorded["rsync"], false, "{recorded}");
+    // --resync probes again.
+    let (out, ssh) = counted(
+        &w,
+        &shims,
+        &["run", "--id", "lean", "--resync", "--", "true"],
+    );
+    out.ok();
+    assert!(ssh[0].contains("cbx-tools:"), "{ssh:#?}");
+    w.cbx(&["stop", "lean"]).ok();
+    assert!(!record.exists(), "stop forgets the record");
+}
+
+#[test]
+fn with_rsync_the_first_run_makes_no_prepare_round_trip_either() {
+    let Some(w) = World::new() else { return };
+    w.warmup("full");
+    let shims = ArgvShims::install(w.home.path());
+    let (out, ssh) = counted(
+        &w,
+        &shims,
+        &["run", "--id", "full", "--", "cat", "README.md"],
+    );
+    out.ok();
+    assert!(out.stderr.contains(" with rsync; 3 sent"), "{out}");
+    // The login, rsync's own ssh (which creates the work directory), the command.
+    assert_eq!(ssh.len(), 3, "{ssh:#?}");
+    assert!(ssh[0].contains("cbx-tools:"), "{ssh:#?}");
+    assert!(
+        ssh[1].contains("mkdir -p -- ") && ssh[1].contains("rsync --server"),
+        "{ssh:#?}"
+    );
+    w.cbx(&["stop", "full"]).ok();
+}
+
+/// `doctor --lease` output's check named `name`.
+#[track_caller]
+fn check_named(out: &Output, name: &str) -> serde_json::Value {
+    out.json()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` check: {out}"))
+        .clone()
+}
+
+#[test]
+fn doctor_on_a_live_lease_checks_ssh_and_the_tools_in_one_login() {
+    // (snapshot, exit code, syncTransport, what the tools check says)
+    let cases = [
+        ("daytona-small", 0, Some("rsync"), "syncs will use rsync"),
+        (
+            "cbx-test-no-rsync",
+            0,
+            Some("tar"),
+            "syncs will use tar; the sandbox has no rsync — a snapshot with rsync",
+        ),
+        (
+            "cbx-test-no-rsync-no-tar",
+            6,
+            None,
+            "the sandbox has neither rsync nor tar: cbx needs rsync, or sh and tar",
+        ),
+    ];
+    for (snapshot, code, transport, says) in cases {
+        let Some(mut w) = World::new() else { return };
+        w.home.env("CBX_DAYTONA_SNAPSHOT", snapshot);
+        let lease = w.warmup("doc");
+        let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+        let shims = ArgvShims::install(w.home.path());
+        let (out, ssh) = counted(&w, &shims, &["doctor", "--lease", "doc", "--json"]);
+        out.expect_code(code);
+        assert_eq!(ssh.len(), 1, "one login: {ssh:#?}");
+        assert!(ssh[0].contains("cbx-tools:"), "{ssh:#?}");
+        let json = out.json();
+        assert_eq!(json["ok"], code == 0, "{out}");
+        assert_eq!(json["syncTransport"].as_str(), transport, "{out}");
+        let lease_check = check_named(&out, "lease");
+        assert_eq!(lease_check["status"], "ok", "{out}");
+        assert!(
+            lease_check["detail"].as_str().unwrap().contains(&sandbox),
+            "{out}"
+        );
+        let login = check_named(&out, "sandbox-ssh");
+        assert_eq!(login["status"], "ok", "{out}");
+        assert!(
+            login["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("logged in as <token>@127.0.0.1 port "),
+            "{out}"
+        );
+        let tools = check_named(&out, "sandbox-tools");
+        let detail = tools["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{snapshot}: {out}");
+        assert_eq!(
+            tools["status"],
+            if code == 0 { "ok" } else { "fail" },
+            "{out}"
+        );
+        if code != 0 {
+            assert!(detail.contains("docs/providers/daytona.md"), "{out}");
+        }
+        for token in w.tokens() {
+            assert!(!out.stdout.contains(&token), "the token leaked: {out}");
+        }
+        // Text: one row per check, the problem on stderr.
+        let out = w.cbx(&["doctor", "--lease", "doc"]);
+        out.expect_code(code);
+        assert!(out.stdout.contains("sandbox-tools"), "{out}");
+        assert!(out.stdout.contains(says), "{out}");
+        if code != 0 {
+            assert!(out.stderr.contains("doctor found problems"), "{out}");
+        }
+        w.cbx(&["stop", "doc"]).ok();
+    }
+}
+
+#[test]
+fn doctor_on_a_lease_that_is_stopped_or_unknown_says_so() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("nap");
+    let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+    assert!(w.sim.set_state(&sandbox, "stopped"));
+    let shims = ArgvShims::install(w.home.path());
+    let (out, ssh) = counted(&w, &shims, &["doctor", "--lease", "nap", "--json"]);
+    out.ok();
+    assert!(ssh.is_empty(), "no login to a stopped sandbox: {ssh:#?}");
+    let check = check_named(&out, "lease");
+    assert_eq!(check["status"], "warn", "{out}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("is stopped; doctor starts nothing"),
+        "{out}"
+    );
+    assert!(detail.contains("-- true` starts it"), "{out}");
+    assert_eq!(
+        w.sim.sandbox(&sandbox).unwrap().state,
+        "stopped",
+        "doctor started nothing"
+    );
+    let out = w.cbx(&["doctor", "--lease", "no-such-lease", "--json"]);
+    out.expect_code(4);
+    assert_eq!(check_named(&out, "lease")["status"], "fail", "{out}");
+    w.cbx(&["stop", "nap"]).ok();
+}
+
+#[test]
+fn doctor_on_a_lease_whose_sandbox_will_not_log_in_is_exit_5() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("shy");
+    let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
+    let resume = w.home.path().join("resume");
+    let mut child = w
+        .home
+        .command(&["doctor", "--lease", "shy"])
+        .env("CBX_TEST_PAUSE", "doctor:lease-ready")
+        .env("CBX_TEST_RESUME", &resume)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("paused at doctor:lease-ready") {
+        line.clear();
+        assert_ne!(
+            stderr.read_line(&mut line).unwrap(),
+            0,
+            "doctor ended early"
+        );
+    }
+    // Stopped behind doctor's back: the gateway no longer lets its user log in.
+    assert!(w.sim.set_state(&sandbox, "stopped"));
+    std::fs::write(&resume, "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}\n{rest}");
+    let failed = stdout
+        .lines()
+        .find(|l| l.contains("sandbox-ssh"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(failed.starts_with("fail"), "{stdout}");
+    assert!(
+        failed.contains("could not log in over SSH to 127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(failed.contains("`cbx status "), "{stdout}");
+    assert!(!stdout.contains("sandbox-tools"), "{stdout}");
+    assert!(rest.contains("doctor found problems"), "{rest}");
+    w.cbx(&["stop", "shy"]).ok();
+}
+
+#[test]
+fn doctor_on_a_lease_whose_access_was_revoked_mints_it_again_once() {
+    let Some(w) = World::new() else { return };
+    let lease = w.warmup("stale");
+    let (id, sandbox) = (
+        lease["leaseId"].as_str().unwrap().to_string(),
+        lease["sandboxId"].as_str().unwrap().to_string(),
+    );
+    w.cbx(&["doctor", "--lease", "stale"]).ok();
+    let minted = w.ssh_access_requests();
+    assert_eq!(minted, 1, "doctor minted the lease's first access");
+    // Revoked behind cbx's back, no master up: the cached access fails to log in once.
+    w.sim.expire_ssh_tokens(&sandbox);
+    close_master(&w, &id);
+    let out = w.cbx(&["doctor", "--lease", "stale", "--json"]);
+    out.ok();
+    assert_eq!(check_named(&out, "sandbox-ssh")["status"], "ok", "{out}");
+    assert_eq!(w.ssh_access_requests(), minted + 1, "minted again, once");
+    w.cbx(&["stop", "stale"]).ok();
+}
+
 #[test]
 fn a_sandbox_without_rsync_or_tar_is_a_clear_sync_error() {
     let Some(mut w) = World::new() else { return };

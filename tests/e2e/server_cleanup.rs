@@ -706,3 +706,70 @@ fn cleanup_asks_on_a_terminal_and_does_what_the_answer_says() {
     assert!(s.sim.sandbox(&s.theirs.1).is_some());
     assert!(s.sim.sandbox(&s.held.1).is_some());
 }
+
+/// A sandbox that fails to start — Daytona's 400 "Sandbox failed to start: …" while create
+/// waits, or state `error` seen while cbx waits — is exit 5 with the reason and what to check,
+/// and is deleted again: by `warmup` and by a one-shot `run`.
+#[test]
+fn a_sandbox_that_fails_to_start_is_exit_5_with_the_reason_and_is_deleted() {
+    use cbx_testkit::daytona_sim::{FAILING_REASON, FAILING_SNAPSHOT};
+    for server_wait in [Duration::from_secs(2), Duration::ZERO] {
+        let (sim, mut home) = setup(SimConfig {
+            server_wait,
+            ..fast()
+        });
+        home.env("CBX_DAYTONA_SNAPSHOT", FAILING_SNAPSHOT);
+        for args in [&["warmup"][..], &["run", "--no-sync", "--", "true"][..]] {
+            let out = home.run(args);
+            out.expect_code(5);
+            assert!(
+                out.stderr.contains(&format!(
+                    "failed to start (error): {FAILING_REASON}; cbx deleted it again, nothing \
+                     is left"
+                )),
+                "{args:?} (server wait {server_wait:?}): {out}"
+            );
+            assert!(
+                out.stderr.contains("check that the image or snapshot"),
+                "{out}"
+            );
+            for sandbox in sim.sandboxes() {
+                assert_gone(&sim, &sandbox.id);
+            }
+        }
+        let out = home.run(&["list", "--all", "--json"]);
+        out.ok();
+        assert_eq!(out.json(), serde_json::json!([]), "{out}");
+    }
+}
+
+/// A stopped lease whose sandbox fails to start again — Daytona's 400 "Sandbox failed to
+/// start: …" from `/start`, or state `error` seen while cbx waits — is exit 5 with the reason;
+/// the lease is kept for `cbx stop`.
+#[test]
+fn a_lease_whose_sandbox_fails_to_start_again_is_exit_5_and_kept() {
+    for server_wait in [Duration::from_secs(2), Duration::ZERO] {
+        let (sim, home) = setup(SimConfig {
+            server_wait,
+            ..fast()
+        });
+        let (lease, sandbox) = warmup(&home, &[]);
+        assert!(sim.set_state(&sandbox, "stopped"));
+        assert!(sim.fail_next_start(&sandbox, "runner disk is full"));
+        let out = home.run(&["run", "--id", &lease, "--no-sync", "--", "true"]);
+        out.expect_code(5);
+        assert!(
+            out.stderr.contains(&format!(
+                "sandbox {sandbox} failed to start (error): runner disk is full"
+            )),
+            "server wait {server_wait:?}: {out}"
+        );
+        assert!(out.stderr.contains("`cbx stop LEASE` deletes"), "{out}");
+        assert!(
+            sim.sandbox(&sandbox).is_some(),
+            "the lease's sandbox is kept"
+        );
+        home.run(&["stop", &lease]).ok();
+        assert_gone(&sim, &sandbox);
+    }
+}

@@ -143,6 +143,10 @@ pub enum CheckpointCommand {
 /// `cbx doctor`
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Also check this live lease (id or slug): SSH and the sandbox's tools, in one login, and
+    /// which transport syncs will use.
+    #[arg(long, value_name = "LEASE")]
+    pub lease: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

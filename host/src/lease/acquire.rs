@@ -405,6 +405,28 @@ async fn verify_labels(
     }
 }
 
+/// The failure of a creation whose sandbox the provider reported `failed` (e.g. Daytona's 400
+/// "Sandbox failed to start: …", its state `error`), and which cbx has deleted again: exit 5,
+/// the provider's state and reason (`reason`, as [`Settled::Deleted`] has it) inert, and what
+/// to check.
+fn failed_to_start(session: &Session, sandbox: &str, reason: &str) -> anyhow::Error {
+    let reason = inert(&session.redactor().redact(reason)).into_owned();
+    Failure::new(
+        ErrorKind::Sandbox,
+        format!(
+            "sandbox {} failed to start {reason}; cbx deleted it again, nothing is left",
+            inert(sandbox)
+        ),
+    )
+    .hint(format!(
+        "the {} sandbox did not start from its image: check that the image or snapshot the \
+         provider's options choose exists and starts (`cbx doctor` shows the options), then \
+         try again",
+        session.name()
+    ))
+    .into()
+}
+
 /// Undoes a creation that failed with `err` and returns the error to report: `err`, saying
 /// that nothing is left — or, when the clean-up failed (or a second signal abandoned it),
 /// naming the sandbox and saying the next command finishes the clean-up.
@@ -440,7 +462,13 @@ async fn roll_back(
     let cause = session.redactor().redact(&format!("{err:#}"));
     let kind = crate::error::failure(&err).map_or(ErrorKind::Other, |f| f.kind);
     let message = match settled {
-        Some(Ok(Settled::Deleted { sandbox })) => {
+        Some(Ok(Settled::Deleted {
+            sandbox,
+            failed: Some(reason),
+        })) if matches!(kind, ErrorKind::Other | ErrorKind::Sandbox) => {
+            return failed_to_start(session, &sandbox, &reason);
+        }
+        Some(Ok(Settled::Deleted { sandbox, .. })) => {
             format!("{cause}; cbx deleted sandbox {sandbox} again, nothing is left")
         }
         Some(Ok(_)) => format!("{cause}; nothing was left behind"),

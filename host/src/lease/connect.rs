@@ -1,5 +1,7 @@
 //! Reaching a lease's sandbox: an SSH client that can log in (cached access, or fresh access
-//! waited for), and the remote work directory.
+//! waited for), and the remote work directory. The login that proves SSH works also reports
+//! the sandbox's tools (`sync::tools`), recorded for the lease so that its syncs pick their
+//! transport without asking again.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use crate::lease::Lease;
 use crate::lease::access;
 use crate::lease::session::Session;
 use crate::ssh::SshClient;
+use crate::sync::tools::{self, RemoteTools};
 
 /// How long to wait for SSH to accept a login on a fresh sandbox.
 pub const SSH_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -18,7 +21,8 @@ pub const SSH_READY_TIMEOUT: Duration = Duration::from_secs(120);
 pub const PERSISTENT_SSH_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An SSH client for `lease` that can log in now. Cached access that no longer works (expired
-/// or revoked) is replaced by freshly minted access.
+/// or revoked) is replaced by freshly minted access. A login made to find out records the
+/// sandbox's tools.
 pub async fn ssh(session: &mut Session, lease: &Lease) -> Result<SshClient> {
     let timeout = if session.persistent() {
         PERSISTENT_SSH_READY_TIMEOUT
@@ -32,17 +36,36 @@ pub async fn ssh(session: &mut Session, lease: &Lease) -> Result<SshClient> {
     if fresh {
         // Just minted: the sandbox's SSH may still be coming up. Minting again would only
         // revoke this access (and another process's, sharing it).
-        client.wait_ready(timeout, session.quiet()).await?;
+        let printed = client
+            .wait_ready(timeout, session.quiet(), RemoteTools::PROBE)
+            .await?;
+        record_tools(session, lease, printed.as_deref());
         return Ok(client);
     }
-    if client.probe().await.is_ok() {
+    if let Ok(printed) = client.probe(RemoteTools::PROBE).await {
+        record_tools(session, lease, Some(&printed));
         return Ok(client);
     }
     // Cached access that no longer logs in (expired or revoked): mint new access, unless
     // another process just did, and wait for it to work.
     let (client, _) = access::obtain(session, lease, Some(&client)).await?;
-    client.wait_ready(timeout, session.quiet()).await?;
+    let printed = client
+        .wait_ready(timeout, session.quiet(), RemoteTools::PROBE)
+        .await?;
+    record_tools(session, lease, printed.as_deref());
     Ok(client)
+}
+
+/// Records the tools a login's probe reported (`printed`), if it reported them.
+fn record_tools(session: &Session, lease: &Lease, printed: Option<&str>) {
+    if let Some(found) = printed.and_then(RemoteTools::read) {
+        tracing::debug!("at SSH-ready the sandbox has {found:?}");
+        tools::remember(
+            &session.dirs().state,
+            lease.ownership.lease.as_str(),
+            &found,
+        );
+    }
 }
 
 /// The remote work directory for `repo` on `lease`: `<work root>/<lease id>/<repo name>`. A

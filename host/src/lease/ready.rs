@@ -29,6 +29,7 @@ pub async fn wait_ready(
         let sandbox = session.get(id).await.map_err(|e| session.failure(e))?;
         match sandbox.state {
             SandboxState::Ready => return Ok(sandbox),
+            SandboxState::Failed if started => return Err(failed_start(id, &sandbox)),
             SandboxState::Failed => return Err(failed(id, &sandbox)),
             SandboxState::Deleted => {
                 return Err(fail(
@@ -41,7 +42,10 @@ pub async fn wait_ready(
                     "starting sandbox {id} ({})",
                     sandbox.provider_state
                 ));
-                let answer = session.start(id).await.map_err(|e| session.failure(e))?;
+                let answer = match session.start(id).await {
+                    Ok(answer) => answer,
+                    Err(e) => return Err(start_failed(session, id, e).await),
+                };
                 // Services that answer once the sandbox has started (Daytona) need no poll.
                 if answer.state == SandboxState::Ready {
                     return Ok(answer);
@@ -74,10 +78,15 @@ pub async fn wait_ready(
 
 /// The failure of a sandbox in state `failed`, with the provider's reason.
 fn failed(id: &str, sandbox: &api::Sandbox) -> anyhow::Error {
+    failure_of(id, sandbox, "failed").into()
+}
+
+/// `sandbox ID <what> (<state>): <reason>`, exit 5.
+fn failure_of(id: &str, sandbox: &api::Sandbox, what: &str) -> Failure {
     Failure::new(
         ErrorKind::Sandbox,
         format!(
-            "sandbox {} failed ({}){}",
+            "sandbox {} {what} ({}){}",
             inert(id),
             inert(&sandbox.provider_state),
             sandbox
@@ -87,7 +96,31 @@ fn failed(id: &str, sandbox: &api::Sandbox) -> anyhow::Error {
                 .unwrap_or_default()
         ),
     )
-    .into()
+}
+
+/// The failure of starting sandbox `id` (`err`): when the sandbox is now `failed` (Daytona's
+/// 400 "Sandbox failed to start: …"), exit 5 with the provider's reason and what to do;
+/// otherwise `err` as it is.
+async fn start_failed(
+    session: &mut Session,
+    id: &str,
+    err: crate::provider::CallError,
+) -> anyhow::Error {
+    let err = session.failure(err);
+    match session.get(id).await {
+        Ok(sandbox) if sandbox.state == SandboxState::Failed => failed_start(id, &sandbox),
+        _ => err,
+    }
+}
+
+/// The failure of a sandbox that cbx started and the provider then reported `failed`.
+fn failed_start(id: &str, sandbox: &api::Sandbox) -> anyhow::Error {
+    failure_of(id, sandbox, "failed to start")
+        .hint(
+            "the sandbox did not start again from its image; `cbx stop LEASE` deletes the \
+             lease, and `cbx warmup` leases a new one",
+        )
+        .into()
 }
 
 /// Fails with exit 5 if the lease has expired; otherwise waits until its sandbox is ready,

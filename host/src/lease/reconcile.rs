@@ -39,6 +39,9 @@ pub enum Settled {
     Deleted {
         /// Its id.
         sandbox: String,
+        /// When it had failed (state `failed`): `(<the provider's word for the state>)`, then
+        /// `: <its reason>` when it gave one.
+        failed: Option<String>,
     },
     /// A sandbox has the intent's name but not its lease's labels: left alone.
     NotOurs {
@@ -102,7 +105,7 @@ pub fn describe(intent: &Intent, settled: &Settled) -> String {
              is claimed here now; `cbx stop {lease}` deletes it",
             intent.lease().slug,
         ),
-        Settled::Deleted { sandbox } => format!(
+        Settled::Deleted { sandbox, .. } => format!(
             "cbx: deleted sandbox {sandbox} ({}) that {by} left (lease {lease})",
             intent.name
         ),
@@ -150,6 +153,10 @@ pub async fn settle(
         });
     }
     let id = sandbox.id.clone();
+    let failed = (sandbox.state == SandboxState::Failed).then(|| {
+        let reason = sandbox.reason.as_deref().map(|r| format!(": {r}"));
+        format!("({}){}", sandbox.provider_state, reason.unwrap_or_default())
+    });
     hold.update(|i| {
         i.settle = Settle::Delete;
         i.object_id = Some(id.clone());
@@ -158,7 +165,10 @@ pub async fn settle(
         return Err(kept(session, hold.intent(), e));
     }
     tidy(session, hold, &lease).await;
-    Ok(Settled::Deleted { sandbox: id })
+    Ok(Settled::Deleted {
+        sandbox: id,
+        failed,
+    })
 }
 
 /// Once no sandbox is left: forgets the lease locally and removes the record. What cannot be

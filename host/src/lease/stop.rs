@@ -134,7 +134,7 @@ async fn stop_unfinished(session: &mut Session, ident: &str) -> Result<Option<St
     };
     let settled = reconcile::settle(session, hold, Settle::Delete).await?;
     let (sandbox, already_gone) = match settled {
-        Settled::Deleted { sandbox } => (sandbox, false),
+        Settled::Deleted { sandbox, .. } => (sandbox, false),
         Settled::NotOurs { sandbox } => {
             return Err(Failure::new(
                 ErrorKind::NotFound,

@@ -1,73 +1,36 @@
 //! The checks of `cbx doctor`: configuration, local tools, the provider, its grant and
 //! credentials, its options, and the provider's own read-only checks of the service —
-//! without changing anything.
-
-use serde::Serialize;
+//! without changing anything; with `--lease`, a live lease too (`ops::doctor_lease`).
 
 use crate::context::Context;
-use crate::error::{ErrorKind, failure};
+use crate::lease::session::Session;
+pub use crate::ops::doctor_report::{DoctorCheck, DoctorReport};
 use crate::progress::human_duration;
 use crate::provider::Loaded;
 use crate::provider::api::CheckStatus;
 
-/// One check and its outcome.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DoctorCheck {
-    /// What was checked.
-    pub name: String,
-    /// How it went.
-    pub status: CheckStatus,
-    /// What was found (secrets removed).
-    pub detail: String,
-}
-
-/// What `cbx doctor` found. Field names are documented in docs/cli.md and stable.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DoctorReport {
-    /// The provider checked.
-    pub provider: String,
-    /// Whether nothing failed.
-    pub ok: bool,
-    /// The checks, in order.
-    pub checks: Vec<DoctorCheck>,
-    /// The exit code: 0, or the code of the first failure that stopped the checks.
-    #[serde(skip)]
-    pub exit: u8,
-}
-
-impl DoctorReport {
-    fn add(&mut self, ctx: &Context, name: &str, status: CheckStatus, detail: String) {
-        self.checks.push(DoctorCheck {
-            name: name.into(),
-            status,
-            detail: ctx.redactor.redact(&detail),
-        });
-    }
-
-    /// Records `err` as the failure of `check`, with its hint; the exit code becomes its kind's.
-    fn fail(&mut self, ctx: &Context, check: &str, err: &anyhow::Error) {
-        let kind = failure(err).map_or(ErrorKind::Other, |f| f.kind);
-        let mut detail = format!("{err:#}");
-        if let Some(h) = failure(err).and_then(|f| f.hint.clone()) {
-            detail.push_str(&format!(" (hint: {h})"));
-        }
-        self.add(ctx, check, CheckStatus::Fail, detail);
-        self.exit = kind.exit_code();
-    }
-}
-
-/// Runs every check against the provider this invocation uses.
-pub async fn run(ctx: &Context) -> DoctorReport {
+/// Runs every check against the provider this invocation uses — the provider of `lease`, if
+/// given, whose live sandbox is checked too.
+pub async fn run(ctx: &Context, lease: Option<&str>) -> DoctorReport {
+    let provider = match lease {
+        Some(ident) => ctx
+            .provider_for(ident)
+            .unwrap_or_else(|_| ctx.provider_name()),
+        None => ctx.provider_name(),
+    };
     let mut report = DoctorReport {
-        provider: ctx.provider_name(),
+        provider,
         ok: true,
         checks: Vec::new(),
+        sync_transport: None,
         exit: 0,
     };
     local_checks(ctx, &mut report).await;
-    provider_checks(ctx, &mut report).await;
+    if let Some(mut session) = provider_checks(ctx, &mut report).await
+        && let Some(ident) = lease
+    {
+        crate::ops::doctor_lease::check(ctx, &mut session, ident, &mut report).await;
+    }
     report.ok = report.exit == 0;
     report
 }
@@ -106,19 +69,26 @@ async fn local_checks(ctx: &Context, report: &mut DoctorReport) {
 }
 
 /// Loading, the grant, credentials, options, then the provider's own checks. A failure ends
-/// the checks that depend on it.
-async fn provider_checks(ctx: &Context, report: &mut DoctorReport) {
+/// the checks that depend on it; the session is returned when the service could be asked.
+async fn provider_checks(ctx: &Context, report: &mut DoctorReport) -> Option<Session> {
     let loaded = match ctx.load(&report.provider).await {
         Ok(l) => l,
-        Err(e) => return report.fail(ctx, "provider", &e),
+        Err(e) => {
+            report.fail(ctx, "provider", &e);
+            return None;
+        }
     };
     grant_checks(ctx, report, &loaded);
     if let Err(e) = loaded.grant().require_auth() {
-        return report.fail(ctx, "credentials", &e);
+        report.fail(ctx, "credentials", &e);
+        return None;
     }
     let mut session = match ctx.configure(loaded).await {
         Ok(c) => ctx.session_of(c),
-        Err(e) => return report.fail(ctx, "options", &e),
+        Err(e) => {
+            report.fail(ctx, "options", &e);
+            return None;
+        }
     };
     let summary: Vec<String> = session
         .profile()
@@ -138,10 +108,12 @@ async fn provider_checks(ctx: &Context, report: &mut DoctorReport) {
                 }
                 report.add(ctx, &c.name, c.status, c.detail);
             }
+            Some(session)
         }
         Err(e) => {
             let err = session.failure(e);
             report.fail(ctx, "service", &err);
+            None
         }
     }
 }

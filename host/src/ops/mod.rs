@@ -2,6 +2,8 @@
 //! parses its arguments, builds options, calls one of these and renders the result.
 //!
 //! - [`doctor`]: the checks of `cbx doctor`.
+//! - [`doctor_lease`]: doctor's checks of a live lease (`--lease`): SSH and the sandbox's tools.
+//! - [`doctor_report`]: what doctor reports.
 //! - [`conformance`]: the suite of `cbx providers test`.
 //! - [`scaffold`]: the provider projects of `cbx providers new` and the WIT of `providers wit`.
 //! - [`build`]: `cbx providers build`, a Rust provider project built into a component.
@@ -21,6 +23,8 @@ pub mod build;
 pub mod conformance;
 pub mod copy;
 pub mod doctor;
+pub mod doctor_lease;
+pub mod doctor_report;
 pub mod download;
 pub mod guard;
 pub mod review;

@@ -241,27 +241,35 @@ impl SshClient {
             .is_some_and(|s| std::os::unix::net::UnixStream::connect(s).is_ok())
     }
 
-    /// One attempt to log in and run `true`; returns ssh's stderr on failure.
-    pub async fn probe(&self) -> Result<(), String> {
+    /// One attempt to log in and run `command` (a short shell snippet that always succeeds);
+    /// returns what it printed, or ssh's stderr on failure.
+    pub async fn probe(&self, command: &str) -> Result<String, String> {
         let mut cmd = self.ssh();
-        cmd.args(["-o", "ConnectTimeout=5", &self.alias, "true"])
+        cmd.args(["-o", "ConnectTimeout=5", &self.alias, command])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let out = cmd.output().await.map_err(|e| spawn_error(&e))?;
         if out.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
         }
     }
 
     /// Waits until SSH login works (which also starts the multiplexing master), showing
-    /// progress; fails with exit 5 after `timeout`.
-    pub async fn wait_ready(&self, timeout: Duration, quiet: bool) -> Result<()> {
+    /// progress; fails with exit 5 after `timeout`. The login that works runs `command` (see
+    /// [`SshClient::probe`]); returns what it printed — `None` when a master was up already
+    /// and no login was needed.
+    pub async fn wait_ready(
+        &self,
+        timeout: Duration,
+        quiet: bool,
+        command: &str,
+    ) -> Result<Option<String>> {
         if self.master_alive() {
-            return Ok(());
+            return Ok(None);
         }
         let deadline = Instant::now() + timeout;
         let mut progress = Progress::start(
@@ -273,18 +281,18 @@ impl SshClient {
         );
         let mut attempt = 1;
         loop {
-            match self.probe().await {
-                Ok(()) if attempt == 1 => {
+            match self.probe(command).await {
+                Ok(printed) if attempt == 1 => {
                     progress.clear();
-                    return Ok(());
+                    return Ok(Some(printed));
                 }
-                Ok(()) => {
+                Ok(printed) => {
                     let took = crate::progress::human_duration(progress.elapsed());
                     progress.finish(format!(
                         "SSH on {}:{} accepted the login after {attempt} attempts ({took})",
                         self.target.host, self.target.port
                     ));
-                    return Ok(());
+                    return Ok(Some(printed));
                 }
                 Err(e) if Instant::now() >= deadline => {
                     progress.clear();

@@ -11,6 +11,7 @@
 //! - [`listing`]: the cache that lists an unchanged tree without starting git.
 //! - [`record`]: what the last sync to a lease sent.
 //! - [`sent`]: the stamp of each file the last sync sent (what the tar transport compares).
+//! - [`tools`]: what the sandbox has to receive files with, probed and recorded.
 //! - [`transport`]: which transport a sync uses, from what the sandbox has.
 //! - [`transfer`]: the prepare round trip and the rsync process.
 //! - [`tarball`]: the tar transport.
@@ -23,6 +24,7 @@ pub mod record;
 pub mod report;
 pub mod sent;
 mod tarball;
+pub mod tools;
 mod transfer;
 pub mod transport;
 
@@ -58,6 +60,7 @@ pub struct Options {
 pub fn forget(state_dir: &Path, lease: &str) {
     record::forget(state_dir, lease);
     sent::forget(state_dir, lease);
+    tools::forget(state_dir, lease);
 }
 
 /// Syncs `list` to `remote_dir` over `ssh`, unless the last sync to `lease` sent the same.
@@ -112,10 +115,15 @@ pub async fn sync(
         _ => sent::SentStamps::default(),
     };
     let files_in = nul_joined(&list.files);
-    let outcome = send(
-        ssh, list, remote_dir, &deleted, &stamps, &files_in, options, redactor,
-    )
-    .await;
+    let job = Job {
+        ssh,
+        list,
+        remote_dir,
+        stamps: &stamps,
+        files_in: &files_in,
+        redactor,
+    };
+    let outcome = send(&job, &deleted, state_dir, lease, options).await;
     progress.clear();
     let (transport, transferred) = outcome?;
     sent::save(state_dir, lease, list)?;
@@ -128,30 +136,83 @@ pub async fn sync(
     Ok(report)
 }
 
-/// Prepares the work directory (pruning `deleted` and learning the sandbox's tools), then
-/// sends the files with the transport chosen from them. Returns the transport and how many
-/// files it sent.
-#[allow(clippy::too_many_arguments)]
+/// What one sync sends, and where.
+struct Job<'a> {
+    ssh: &'a SshClient,
+    list: &'a FileList,
+    remote_dir: &'a str,
+    /// What the last sync sent (what the tar transport compares).
+    stamps: &'a sent::SentStamps,
+    /// The file list, NUL-separated (what rsync reads).
+    files_in: &'a [u8],
+    redactor: &'a Redactor,
+}
+
+/// Sends the files with the transport chosen from the sandbox's tools; returns the transport
+/// and how many files it sent.
+///
+/// With the tools recorded for `lease` (and not `--resync`) and nothing to prune, the
+/// transport goes first and creates the work directory itself: one round trip. Otherwise —
+/// or when the recorded tools cannot sync, or the transport turns out to be missing — the
+/// prepare round trip creates the directory, prunes `deleted` and probes the tools again
+/// (recording them), then the transport chosen from those sends.
 async fn send(
-    ssh: &SshClient,
-    list: &FileList,
-    remote_dir: &str,
+    job: &Job<'_>,
     deleted: &[&[u8]],
-    stamps: &sent::SentStamps,
-    files_in: &[u8],
+    state_dir: &Path,
+    lease: &str,
     options: Options,
-    redactor: &Redactor,
 ) -> Result<(Transport, Option<u64>)> {
-    let tools = transfer::prepare(ssh, remote_dir, deleted, redactor).await?;
+    let recorded = match options.force {
+        true => None,
+        false => tools::load(state_dir, lease),
+    };
+    if let Some(known) = recorded.filter(|_| deleted.is_empty())
+        && let Ok(transport) = transport::choose(options.transport, &known, options.local_rsync)
+    {
+        tracing::debug!(
+            "sync transport: {} (recorded: the sandbox has {known:?})",
+            transport.name()
+        );
+        match transmit(job, transport, &known, false).await {
+            Err(e) if e.is::<transport::ToolMissing>() => {
+                tracing::debug!("the recorded tools are out of date: {e:#}");
+                tools::forget(state_dir, lease);
+            }
+            sent => return sent.map(|sent| (transport, sent)),
+        }
+    }
+    let tools = transfer::prepare(job.ssh, job.remote_dir, deleted, job.redactor).await?;
+    tools::remember(state_dir, lease, &tools);
     let transport = transport::choose(options.transport, &tools, options.local_rsync)?;
     tracing::debug!(
-        "sync transport: {} (sandbox has {tools:?})",
+        "sync transport: {} (probed: the sandbox has {tools:?})",
         transport.name()
     );
-    let sent = match transport {
-        Transport::Rsync => {
-            transfer::rsync(ssh, list, remote_dir, &tools, files_in, redactor).await?
-        }
+    let sent = transmit(job, transport, &tools, true)
+        .await
+        .map_err(transport::plain)?;
+    Ok((transport, sent))
+}
+
+/// Sends the files with `transport` into the work directory, which it creates; returns how
+/// many it sent. Unless `dir_made`, it runs even with nothing to send, for the directory.
+async fn transmit(
+    job: &Job<'_>,
+    transport: Transport,
+    tools: &tools::RemoteTools,
+    dir_made: bool,
+) -> Result<Option<u64>> {
+    let Job {
+        ssh,
+        list,
+        remote_dir,
+        stamps,
+        files_in,
+        redactor,
+    } = *job;
+    match transport {
+        Transport::Rsync => transfer::rsync(ssh, list, remote_dir, tools, files_in, redactor).await,
         Transport::Tar => {
             let changed: Vec<Vec<u8>> = list
                 .files
@@ -160,14 +221,15 @@ async fn send(
                 .filter(|(path, stamp)| !stamps.unchanged(path, stamp))
                 .map(|(path, _)| path.clone())
                 .collect();
-            if changed.is_empty() {
-                Some(0)
+            if changed.is_empty() && dir_made {
+                Ok(Some(0))
             } else {
-                Some(tarball::send(ssh, &list.root, remote_dir, changed, redactor).await?)
+                Ok(Some(
+                    tarball::send(ssh, &list.root, remote_dir, changed, redactor).await?,
+                ))
             }
         }
-    };
-    Ok((transport, sent))
+    }
 }
 
 /// `paths`, each followed by a NUL: what rsync's `--files-from --from0` reads.

@@ -1,7 +1,9 @@
 //! The tar transport, for sandboxes without rsync: the changed files as one tar stream over
 //! the lease's ssh connection into `tar -x` in the work directory. It needs only `sh` and
 //! `tar` on the sandbox. Which files changed is decided against what the last sync sent
-//! ([`super::sent`]); pruning happens before, in the prepare round trip, as for rsync.
+//! ([`super::sent`]); pruning happens before, in the prepare round trip, as for rsync. The
+//! remote side creates the work directory itself, so a sync with nothing to prune is one
+//! round trip.
 //!
 //! The archive is built on a blocking thread from the files as they are on disk (symbolic
 //! links as links, modes and modification times kept) and streamed in chunks, so a large
@@ -35,7 +37,10 @@ pub(super) async fn send(
     let mut cmd = ssh.ssh();
     // `-o`: files belong to whoever extracts them, never to the uid recorded here.
     cmd.arg(ssh.alias())
-        .arg(format!("cd -- {} && tar -x -o -f -", quote(remote_dir)))
+        .arg(format!(
+            "mkdir -p -- {dir} && cd -- {dir} && tar -x -o -f -",
+            dir = quote(remote_dir)
+        ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,7 +74,15 @@ pub(super) async fn send(
             format!("could not read a file to send: {e}"),
         )
         .into()),
-        _ => Err(remote_failure(&out, redactor).into()),
+        _ => {
+            let failure = remote_failure(&out, redactor);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if super::transport::not_found(out.status.code(), &stderr, "tar") {
+                Err(super::transport::ToolMissing(failure).into())
+            } else {
+                Err(failure.into())
+            }
+        }
     }
 }
 

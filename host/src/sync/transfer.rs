@@ -1,6 +1,7 @@
-//! Sending the files: one round trip that creates the work directory, prunes what was deleted
-//! locally and reports the sandbox's tools, then `rsync --files-from` over the lease's ssh
-//! connection. Secrets are scrubbed from whatever the tools print.
+//! Sending the files: the round trip that creates the work directory, prunes what was deleted
+//! locally and reports the sandbox's tools (when there is something to prune or the tools are
+//! not known), and `rsync --files-from` over the lease's ssh connection, which creates the
+//! work directory itself. Secrets are scrubbed from whatever the tools print.
 
 use std::process::Stdio;
 
@@ -8,7 +9,8 @@ use anyhow::{Context, Result};
 use tokio::io::AsyncWriteExt;
 
 use super::files::FileList;
-use super::transport::RemoteTools;
+use super::tools::RemoteTools;
+use super::transport::{ToolMissing, not_found};
 use crate::error::{ErrorKind, Failure};
 use crate::redact::Redactor;
 use crate::remote::quote;
@@ -37,8 +39,8 @@ pub(super) async fn prepare(
     Ok(RemoteTools::parse(&String::from_utf8_lossy(&remote)))
 }
 
-/// Sends the listed files (`files_in`, NUL-separated) with rsync. Returns how many files
-/// rsync transferred.
+/// Sends the listed files (`files_in`, NUL-separated) with rsync, the sandbox's rsync creating
+/// the work directory first. Returns how many files rsync transferred.
 pub(super) async fn rsync(
     ssh: &SshClient,
     list: &FileList,
@@ -59,7 +61,12 @@ pub(super) async fn rsync(
             "--from0",
         ])
         .arg("-e")
-        .arg(ssh.rsync_shell());
+        .arg(ssh.rsync_shell())
+        // Run by the sandbox's shell, as a prepare round trip would.
+        .arg(format!(
+            "--rsync-path=mkdir -p -- {} && rsync",
+            quote(remote_dir)
+        ));
     if !is_loopback(&ssh.target().host) {
         rsync.arg("--compress");
     }
@@ -168,13 +175,12 @@ async fn run_rsync(
         // Files vanished between listing and sending: the rest arrived.
         Some(24) => tracing::warn!("some files vanished during the sync: {stderr}"),
         code => {
-            let remote_missing = stderr.contains("command not found") || code == Some(127);
-            let mut f = Failure::new(
+            let f = Failure::new(
                 ErrorKind::Sync,
                 format!("rsync failed (exit {}): {stderr}", code.unwrap_or(-1)),
             );
-            if remote_missing {
-                f = f.hint("the sandbox needs rsync installed (use an image or snapshot that has it), or pass --no-sync");
+            if not_found(code, &stderr, "rsync") {
+                return Err(ToolMissing(f.hint("the sandbox needs rsync installed (use an image or snapshot that has it), or pass --no-sync")).into());
             }
             return Err(f.into());
         }

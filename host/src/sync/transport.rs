@@ -1,11 +1,12 @@
 //! Which transport sends the files: rsync where the sandbox (and this machine) has it, else a
 //! tar stream that needs only `sh` and `tar` on the sandbox — or a clear error saying what is
-//! missing. The sandbox's tools are reported by the round trip that prepares the work
-//! directory (see [`RemoteTools::PROBE`]), so choosing costs no extra round trip.
+//! missing. The sandbox's tools come from a probe riding on a round trip cbx makes anyway
+//! (see [`super::tools`]), so choosing costs no extra round trip.
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use super::tools::RemoteTools;
 use crate::error::{ErrorKind, Failure};
 
 /// The transport a user asked for (`sync.transport`, `CBX_SYNC_TRANSPORT`,
@@ -65,43 +66,34 @@ impl Transport {
     }
 }
 
-/// What the sandbox has, as the prepare round trip reported it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RemoteTools {
-    /// `rsync` is on the sandbox's PATH.
-    pub rsync: bool,
-    /// `tar` is on the sandbox's PATH.
-    pub tar: bool,
-    /// The first line of the sandbox's `rsync --version`, if it has rsync.
-    pub rsync_version: Option<String>,
+/// A transfer that failed because the sandbox lacks the tool it ran (the remote shell could
+/// not find it): what cbx recorded of the sandbox's tools is out of date. The sync probes
+/// again; what reaches the user is the [`Failure`] inside.
+#[derive(Debug)]
+pub(super) struct ToolMissing(pub(super) Failure);
+
+impl fmt::Display for ToolMissing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
-/// The marker that starts the tools line of the probe's output.
-const MARKER: &str = "cbx-tools:";
+impl std::error::Error for ToolMissing {}
 
-impl RemoteTools {
-    /// The shell snippet that reports the tools: a line `cbx-tools: rsync tar` naming those on
-    /// PATH, then the first line of `rsync --version`. The login shell that runs it is the
-    /// sandbox's `sh`; it always succeeds.
-    pub const PROBE: &'static str = "{ printf 'cbx-tools:'; for t in rsync tar; do command -v \"$t\" >/dev/null 2>&1 && printf ' %s' \"$t\"; done; echo; rsync --version 2>/dev/null | head -n 1; true; }";
-
-    /// Reads the probe's output (anything before the marker line is ignored: a login banner).
-    pub fn parse(output: &str) -> RemoteTools {
-        let mut lines = output.lines().skip_while(|l| !l.starts_with(MARKER));
-        let Some(tools) = lines.next() else {
-            return RemoteTools::default();
-        };
-        let names: Vec<&str> = tools[MARKER.len()..].split_whitespace().collect();
-        let rsync = names.contains(&"rsync");
-        RemoteTools {
-            rsync,
-            tar: names.contains(&"tar"),
-            rsync_version: lines
-                .next()
-                .filter(|l| rsync && l.starts_with("rsync"))
-                .map(str::to_string),
-        }
+/// `err` as the user sees it: a [`ToolMissing`] becomes the failure it carries.
+pub(super) fn plain(err: anyhow::Error) -> anyhow::Error {
+    match err.downcast::<ToolMissing>() {
+        Ok(missing) => missing.0.into(),
+        Err(err) => err,
     }
+}
+
+/// Whether a remote command that exited `code` saying `stderr` failed because its shell could
+/// not find the program (`sh: 1: tar: not found`, `bash: rsync: command not found`).
+pub(super) fn not_found(code: Option<i32>, stderr: &str, tool: &str) -> bool {
+    code == Some(127)
+        || stderr.contains(&format!("{tool}: not found"))
+        || stderr.contains(&format!("{tool}: command not found"))
 }
 
 /// The transport for `choice`, given the sandbox's tools and whether this machine has
@@ -179,21 +171,32 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_output_is_read() {
-        let t = RemoteTools::parse(
-            "banner\ncbx-tools: rsync tar\nrsync  version 3.2.7  protocol version 31\n",
-        );
-        assert_eq!(
-            t,
-            RemoteTools {
-                rsync: true,
-                tar: true,
-                rsync_version: Some("rsync  version 3.2.7  protocol version 31".into())
-            }
-        );
-        assert_eq!(RemoteTools::parse("cbx-tools: tar\n"), tools(false, true));
-        assert_eq!(RemoteTools::parse("cbx-tools:\n"), tools(false, false));
-        assert_eq!(RemoteTools::parse(""), tools(false, false));
+    fn a_program_the_remote_shell_cannot_find_is_recognised() {
+        assert!(not_found(Some(127), "", "tar"));
+        assert!(not_found(
+            Some(12),
+            "sh: 1: rsync: not found\nrsync: connection unexpectedly closed",
+            "rsync"
+        ));
+        assert!(not_found(
+            Some(12),
+            "bash: line 1: rsync: command not found",
+            "rsync"
+        ));
+        assert!(!not_found(
+            Some(2),
+            "tar: src/lib.rs: Cannot open: Permission denied",
+            "tar"
+        ));
+        assert!(!not_found(
+            Some(23),
+            "rsync: [receiver] mkstemp failed",
+            "rsync"
+        ));
+        let inner = Failure::new(ErrorKind::Sync, "rsync failed (exit 12)");
+        let err = plain(ToolMissing(inner).into());
+        assert_eq!(crate::error::exit_code(&err), 6);
+        assert_eq!(err.to_string(), "rsync failed (exit 12)");
     }
 
     #[test]

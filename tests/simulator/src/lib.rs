@@ -42,6 +42,11 @@ pub const DEFAULT_SNAPSHOT: &str = "daytonaio/sandbox:0.6.0-slim";
 pub const NO_RSYNC_SNAPSHOT: &str = "cbx-test-no-rsync";
 /// A snapshot the simulator knows whose sandboxes have neither rsync nor tar.
 pub const NO_RSYNC_NO_TAR_SNAPSHOT: &str = "cbx-test-no-rsync-no-tar";
+/// A snapshot the simulator knows whose sandboxes fail to start (state `error` with
+/// [`FAILING_REASON`]), as one whose image cannot be pulled.
+pub const FAILING_SNAPSHOT: &str = "cbx-test-fails-to-start";
+/// The `errorReason` of a sandbox made from [`FAILING_SNAPSHOT`].
+pub const FAILING_REASON: &str = "Failed to pull image cbx-test-fails-to-start: manifest unknown";
 /// The scopes a key needs for sandboxes: create/start/stop/labels/ssh-access, and delete.
 pub const SANDBOX_SCOPES: &[&str] = &["write:sandboxes", "delete:sandboxes"];
 
@@ -115,6 +120,7 @@ impl Default for SimConfig {
                 "daytona-large",
                 NO_RSYNC_SNAPSHOT,
                 NO_RSYNC_NO_TAR_SNAPSHOT,
+                FAILING_SNAPSHOT,
             ]
             .into_iter()
             .map(String::from)
@@ -476,6 +482,19 @@ impl DaytonaSim {
                 .filter(|x| x.visible_from <= now)
                 .map(|x| x.name.clone())
                 .collect()
+        })
+    }
+
+    /// Makes the next `/start` of sandbox `id` (when stopped) fail: the sandbox goes to `error`
+    /// with `reason` (create's 400 "Sandbox failed to start" when the start waits); false if
+    /// the id is unknown.
+    pub fn fail_next_start(&self, id: &str, reason: &str) -> bool {
+        self.shared.locked_sync(|s| match s.by_id_mut(id) {
+            Some(sb) => {
+                sb.fails_to_start = Some(reason.to_string());
+                true
+            }
+            None => false,
         })
     }
 

@@ -584,6 +584,7 @@ async fn create(
         state: "unknown".into(),
         desired_state: "started".into(),
         error_reason: None,
+        fails_to_start: None,
         pending: None,
         auto_stop_interval: auto_stop,
         auto_archive_interval: auto_archive,
@@ -628,6 +629,7 @@ async fn create(
     let ssh = cfg.ssh.clone();
     let sid = id.clone();
     let restore = saved.map(|(key, _)| key);
+    let fails = image.as_deref() == Some(crate::FAILING_SNAPSHOT);
     let created = tokio::task::spawn_blocking(move || {
         ssh.sandbox_created_from(&sid, image.as_deref())?;
         match restore {
@@ -641,6 +643,11 @@ async fn create(
         let reason = format!("Failed to provision sandbox: {e:#}");
         shared
             .locked(|s| s.force_state(&id, "error", Some(&reason)))
+            .await;
+    }
+    if fails {
+        shared
+            .locked(|s| s.force_state(&id, "error", Some(crate::FAILING_REASON)))
             .await;
     }
     if !build {
@@ -778,6 +785,13 @@ async fn start(
         }
         match sb.state.as_str() {
             "started" => Ok(false),
+            "stopped" if sb.fails_to_start.is_some() => {
+                sb.pending = None;
+                sb.state = "error".into();
+                sb.desired_state = "started".into();
+                sb.error_reason = sb.fails_to_start.take();
+                Ok(true)
+            }
             "stopped" => {
                 sb.begin("started", "started", delay);
                 Ok(true)

@@ -56,6 +56,8 @@ pub(crate) struct Sandbox {
     pub state: String,
     pub desired_state: String,
     pub error_reason: Option<String>,
+    /// The `errorReason` the next `/start` fails with ([`crate::DaytonaSim::fail_next_start`]).
+    pub fails_to_start: Option<String>,
     pub pending: Option<Pending>,
     pub auto_stop_interval: i64,
     pub auto_archive_interval: i64,

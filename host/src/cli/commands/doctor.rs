@@ -1,5 +1,6 @@
-//! `cbx doctor`: check configuration, the provider, its grant and credentials, and the service,
-//! without changing anything (the checks are `ops::doctor`).
+//! `cbx doctor`: check configuration, the provider, its grant and credentials, and the service
+//! — and with `--lease`, a live lease's SSH and tools — without changing anything (the checks
+//! are `ops::doctor`).
 
 use anyhow::Result;
 
@@ -10,7 +11,7 @@ use crate::ops::doctor;
 
 /// Runs `cbx doctor`.
 pub async fn run(ctx: &Context, args: &DoctorArgs) -> Result<u8> {
-    let report = doctor::run(ctx).await;
+    let report = doctor::run(ctx, args.lease.as_deref()).await;
     if args.json {
         output::json(&report)?;
     } else {

@@ -23,11 +23,13 @@ const USAGE: &str = "usage: daytona-sim [--port N] [--api-key K] [--exit-on-stdi
          system users, removed again on exit)
   --snapshot NAME
          a snapshot name create accepts (repeatable; replaces the defaults daytona-small,
-         daytona-medium, daytona-large, cbx-test-no-rsync, cbx-test-no-rsync-no-tar)
+         daytona-medium, daytona-large, cbx-test-no-rsync, cbx-test-no-rsync-no-tar,
+         cbx-test-fails-to-start)
 
   Images: with --ssh, a sandbox made from a snapshot whose name contains `no-rsync` has no
   rsync on its PATH (like Daytona's sandbox-slim image: only sh, tar and the rest); one whose
-  name also contains `no-tar` has neither rsync nor tar. E.g. `-o snapshot=cbx-test-no-rsync`.";
+  name also contains `no-tar` has neither rsync nor tar. E.g. `-o snapshot=cbx-test-no-rsync`.
+  A sandbox made from cbx-test-fails-to-start goes to `error` (its image cannot be pulled).";
 
 /// Parsed command line.
 struct Args {
