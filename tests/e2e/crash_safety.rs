@@ -38,7 +38,7 @@ pub(super) fn setup(config: SimConfig) -> (DaytonaSim, CbxHome) {
 }
 
 /// A cbx process started in the background, its stderr collected as it comes.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     stderr: Arc<Mutex<String>>,
     reader: std::thread::JoinHandle<()>,
@@ -47,7 +47,12 @@ struct Running {
 impl Running {
     /// Starts `cbx args…`, pausing at the test points `pause` (comma-separated; none if empty)
     /// until `resume` exists.
-    fn start(home: &CbxHome, args: &[&str], pause: &str, resume: Option<&Path>) -> Running {
+    pub(crate) fn start(
+        home: &CbxHome,
+        args: &[&str],
+        pause: &str,
+        resume: Option<&Path>,
+    ) -> Running {
         let mut cmd = home.command(args);
         if !pause.is_empty() {
             cmd.env("CBX_TEST_PAUSE", pause);
@@ -80,7 +85,7 @@ impl Running {
 
     /// Waits (up to 60 s) until stderr contains `text`.
     #[track_caller]
-    fn wait_for(&self, text: &str) {
+    pub(crate) fn wait_for(&self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.stderr.lock().unwrap().contains(text) {
             assert!(
@@ -94,12 +99,12 @@ impl Running {
 
     /// Waits until cbx pauses at `point`.
     #[track_caller]
-    fn wait_paused(&self, point: &str) {
+    pub(crate) fn wait_paused(&self, point: &str) {
         self.wait_for(&format!("cbx-test: paused at {point} "));
     }
 
     /// Sends `signal` (`TERM`, `KILL`, `HUP`, `INT`) to the process.
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = std::process::Command::new("kill")
             .args([format!("-{signal}"), self.child.id().to_string()])
             .status()
@@ -110,7 +115,7 @@ impl Running {
     /// Waits for the process (at most 120 s) and returns what it printed; a process killed by
     /// a signal exits 128 + the signal.
     #[track_caller]
-    fn finish(mut self) -> Output {
+    pub(crate) fn finish(mut self) -> Output {
         let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait for cbx") {
@@ -139,7 +144,7 @@ impl Running {
 }
 
 /// The `*.json` files in `<state>/<dir>`.
-fn records(home: &CbxHome, dir: &str) -> Vec<PathBuf> {
+pub(crate) fn records(home: &CbxHome, dir: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(home.state_dir().join(dir)) else {
         return Vec::new();
     };
@@ -151,7 +156,7 @@ fn records(home: &CbxHome, dir: &str) -> Vec<PathBuf> {
 }
 
 /// The sandboxes that are neither gone nor being deleted.
-fn live(sim: &DaytonaSim) -> Vec<String> {
+pub(crate) fn live(sim: &DaytonaSim) -> Vec<String> {
     sim.sandboxes()
         .into_iter()
         .filter(|s| s.state != "destroying" && !s.name.starts_with("DESTROYED_"))
@@ -161,7 +166,7 @@ fn live(sim: &DaytonaSim) -> Vec<String> {
 
 /// Waits (bounded) until no sandbox is left alive.
 #[track_caller]
-fn assert_none_live(sim: &DaytonaSim) {
+pub(crate) fn assert_none_live(sim: &DaytonaSim) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = live(sim);
@@ -199,7 +204,7 @@ fn lease_of(name: &str) -> String {
 }
 
 /// How many creates reached the service.
-fn creates(sim: &DaytonaSim) -> usize {
+pub(crate) fn creates(sim: &DaytonaSim) -> usize {
     sim.requests()
         .iter()
         .filter(|r| r.method == "POST" && r.path == "/api/sandbox")
