@@ -15,7 +15,7 @@
 //!   same HTTP requests replayed with one `curl` process.
 //! - data (root only; it needs the simulator's sshd gateway): a warm `cbx run` vs plain
 //!   `ssh host true`; syncs of a many-file tree through `cbx::sync` vs plain `rsync`; peak
-//!   RSS of `cbx run`.
+//!   RSS of `cbx run`; `cbx shard` over 4 sandboxes vs 1 (tests/bench/shard.rs).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -368,6 +368,7 @@ fn print_header() {
 }
 
 mod overlap;
+mod shard;
 mod warm;
 
 // ---------------------------------------------------------------------------------------------
@@ -1008,7 +1009,8 @@ fn bench_data(o: &Opts, rows: &mut Vec<Row>) -> Res<()> {
         // cbx may put its ssh control sockets under TMPDIR (a long state path); the library
         // calls in this process must find the same ones.
         .env("TMPDIR", &std::env::temp_dir().to_string_lossy());
-    let result = data_rows(o, rows, &sim, &gateway, &home);
+    let result =
+        data_rows(o, rows, &sim, &gateway, &home).and_then(|()| shard::rows(o, rows, &home));
     let _ = home.run(&["stop", "bench"]);
     result
 }

@@ -13,6 +13,7 @@ use cbx_testkit::daytona_sim::{DaytonaSim, SimConfig};
 use cbx_testkit::home::{CbxHome, Output};
 use cbx_testkit::sshd::SshdGateway;
 
+use super::crash_safety::{fast, setup};
 use super::data_plane::{gateway, start_sim};
 
 const CBX: &str = env!("CARGO_BIN_EXE_cbx");
@@ -89,7 +90,9 @@ fn checkpoints_save_files_new_leases_start_from_them_and_delete_by_id() {
     let out = w.cbx(&["checkpoint", "create", "base", "--name", "deps"]);
     out.ok();
     assert!(out.stdout.contains("checkpoint deps id="), "{out}");
-    assert_eq!(w.sim.snapshot_names(), ["cbx-ckpt-deps"]);
+    // The name says whose it is: this home's owner id.
+    let full = format!("cbx-ckpt-{}_deps", owner_id(&w.home));
+    assert_eq!(w.sim.snapshot_names(), std::slice::from_ref(&full));
     // The name was checked free before the snapshot call (a duplicate fails silently), and
     // success was read from the snapshot itself afterwards.
     let order: Vec<String> = w
@@ -103,14 +106,9 @@ fn checkpoints_save_files_new_leases_start_from_them_and_delete_by_id() {
         .iter()
         .position(|r| r == "POST snapshot")
         .expect("snapshot posted");
-    assert!(
-        order[..post].iter().any(|r| r == "GET cbx-ckpt-deps"),
-        "{order:?}"
-    );
-    assert!(
-        order[post..].iter().any(|r| r == "GET cbx-ckpt-deps"),
-        "{order:?}"
-    );
+    let get = format!("GET {full}");
+    assert!(order[..post].contains(&get), "{order:?}");
+    assert!(order[post..].contains(&get), "{order:?}");
 
     let again = w.cbx(&["checkpoint", "create", "base", "--name", "deps"]);
     again.expect_code(2);
@@ -138,7 +136,7 @@ fn checkpoints_save_files_new_leases_start_from_them_and_delete_by_id() {
         .into_iter()
         .rfind(|r| r.method == "POST" && r.path == "/api/sandbox")
         .unwrap();
-    assert_eq!(create.body_json().unwrap()["snapshot"], "cbx-ckpt-deps");
+    assert_eq!(create.body_json().unwrap()["snapshot"], full.as_str());
 
     let missing = w.cbx(&["warmup", "--from", "nope"]);
     missing.expect_code(4);
@@ -165,7 +163,7 @@ fn checkpoints_save_files_new_leases_start_from_them_and_delete_by_id() {
         .find(|r| r.method == "DELETE" && r.path.starts_with("/api/snapshots/"))
         .unwrap();
     assert!(
-        !by_id.path.ends_with("cbx-ckpt-deps"),
+        !by_id.path.ends_with(&full),
         "deleted by id: {}",
         by_id.path
     );
@@ -173,6 +171,128 @@ fn checkpoints_save_files_new_leases_start_from_them_and_delete_by_id() {
     for slug in ["base", "from-deps"] {
         w.cbx(&["stop", slug]).ok();
     }
+}
+
+/// The owner id cbx made for `home` (it names that home's checkpoints).
+fn owner_id(home: &CbxHome) -> String {
+    std::fs::read_to_string(home.state_dir().join("owner-id"))
+        .expect("owner id")
+        .trim()
+        .to_string()
+}
+
+/// `checkpoint list --json` of `home`: one object per checkpoint.
+fn checkpoints(home: &CbxHome) -> Vec<serde_json::Value> {
+    let out = home.run(&["checkpoint", "list", "--json"]);
+    out.ok();
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Asks the simulator, as a cbx before owners did, to save `sandbox` as snapshot `name`.
+fn snapshot_directly(sim: &DaytonaSim, sandbox: &str, name: &str) {
+    let status = std::process::Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-X", "POST"])
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", sim.api_key()))
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(format!(r#"{{"name":"{name}"}}"#))
+        .arg(format!("{}/sandbox/{sandbox}/snapshot", sim.api_url()))
+        .status()
+        .expect("run curl");
+    assert!(status.success(), "snapshot {name}");
+    while sim
+        .sandbox(sandbox)
+        .is_some_and(|s| s.state == "snapshotting")
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn checkpoints_are_owned_another_owners_is_refused_and_old_names_still_work() {
+    let (sim, here) = setup(fast());
+    let mut there = CbxHome::new(CBX);
+    there
+        .env("DAYTONA_API_URL", &sim.api_url())
+        .env("DAYTONA_API_KEY", &sim.api_key());
+    let lease = there.run(&["warmup", "--slug", "far", "--json"]);
+    lease.ok();
+    let far = lease.json()["sandboxId"].as_str().unwrap().to_string();
+    there
+        .run(&["checkpoint", "create", "far", "--name", "deps"])
+        .ok();
+    snapshot_directly(&sim, &far, "cbx-ckpt-legacy");
+    // Not cbx's: no prefix, or a malformed owner part. Never listed, never touched.
+    snapshot_directly(&sim, &far, "cbx-ckpt-x_y");
+
+    let theirs = format!("{}_deps", owner_id(&there));
+    let rows = checkpoints(&here);
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).cloned();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(row(&theirs).expect("theirs")["owner"], "another");
+    assert_eq!(row("legacy").expect("old-style")["owner"], "unknown");
+    assert_eq!(row("legacy").unwrap()["serviceName"], "cbx-ckpt-legacy");
+    let mine = checkpoints(&there);
+    assert_eq!(
+        mine.iter().find(|r| r["name"] == "deps").unwrap()["owner"],
+        "this-machine"
+    );
+    let human = here.run(&["checkpoint", "list"]);
+    assert!(human.stdout.contains("OWNER"), "{human}");
+    assert!(human.stdout.contains("AGE"), "{human}");
+
+    // Another owner's: refused (exit 4) without --any-owner, by short or exact name.
+    for name in ["deps", theirs.as_str()] {
+        let refused = here.run(&["checkpoint", "delete", name]);
+        refused.expect_code(4);
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("checkpoint {theirs} is another owner's")),
+            "{refused}"
+        );
+        assert!(refused.stderr.contains("--any-owner"), "{refused}");
+    }
+    assert_eq!(checkpoints(&there).len(), 2, "nothing was deleted");
+    // It can still be used to start from.
+    let from = here.run(&["warmup", "--slug", "near", "--from", "deps", "--json"]);
+    from.ok();
+
+    // This machine's own `deps` is preferred to the other owner's.
+    here.run(&["checkpoint", "create", "near", "--name", "deps"])
+        .ok();
+    let del = here.run(&["checkpoint", "delete", "deps"]);
+    del.ok();
+    assert_eq!(del.stdout.trim(), "deleted checkpoint deps", "{del}");
+    let forced = here.run(&["checkpoint", "delete", "deps", "--any-owner"]);
+    forced.ok();
+    assert_eq!(
+        forced.stdout.trim(),
+        format!("deleted checkpoint {theirs}"),
+        "{forced}"
+    );
+
+    // A checkpoint of a cbx before owners lists, starts leases and deletes as before.
+    let old = here.run(&["checkpoint", "delete", "legacy"]);
+    old.ok();
+    assert_eq!(old.stdout.trim(), "deleted checkpoint legacy", "{old}");
+    let gone = here.run(&["checkpoint", "delete", "legacy"]);
+    gone.ok();
+    assert!(gone.stdout.contains("was already gone"), "{gone}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sim.snapshot_names() != ["cbx-ckpt-x_y"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            sim.snapshot_names()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    here.run(&["stop", "near"]).ok();
+    there.run(&["stop", "far"]).ok();
 }
 
 #[test]

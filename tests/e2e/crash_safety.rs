@@ -24,12 +24,12 @@ use serde_json::Value;
 // Helpers
 
 /// A fast simulator.
-fn fast() -> SimConfig {
+pub(super) fn fast() -> SimConfig {
     SimConfig::default().with_delays(Duration::from_millis(100))
 }
 
 /// Starts `config` and a home pointed at it.
-fn setup(config: SimConfig) -> (DaytonaSim, CbxHome) {
+pub(super) fn setup(config: SimConfig) -> (DaytonaSim, CbxHome) {
     let sim = DaytonaSim::start_background(config).expect("start the simulator");
     let mut home = CbxHome::new(env!("CARGO_BIN_EXE_cbx"));
     home.env("DAYTONA_API_URL", &sim.api_url())
@@ -38,7 +38,7 @@ fn setup(config: SimConfig) -> (DaytonaSim, CbxHome) {
 }
 
 /// A cbx process started in the background, its stderr collected as it comes.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     stderr: Arc<Mutex<String>>,
     reader: std::thread::JoinHandle<()>,
@@ -47,7 +47,12 @@ struct Running {
 impl Running {
     /// Starts `cbx args…`, pausing at the test points `pause` (comma-separated; none if empty)
     /// until `resume` exists.
-    fn start(home: &CbxHome, args: &[&str], pause: &str, resume: Option<&Path>) -> Running {
+    pub(crate) fn start(
+        home: &CbxHome,
+        args: &[&str],
+        pause: &str,
+        resume: Option<&Path>,
+    ) -> Running {
         let mut cmd = home.command(args);
         if !pause.is_empty() {
             cmd.env("CBX_TEST_PAUSE", pause);
@@ -80,7 +85,7 @@ impl Running {
 
     /// Waits (up to 60 s) until stderr contains `text`.
     #[track_caller]
-    fn wait_for(&self, text: &str) {
+    pub(crate) fn wait_for(&self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.stderr.lock().unwrap().contains(text) {
             assert!(
@@ -94,12 +99,12 @@ impl Running {
 
     /// Waits until cbx pauses at `point`.
     #[track_caller]
-    fn wait_paused(&self, point: &str) {
+    pub(crate) fn wait_paused(&self, point: &str) {
         self.wait_for(&format!("cbx-test: paused at {point} "));
     }
 
     /// Sends `signal` (`TERM`, `KILL`, `HUP`, `INT`) to the process.
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = std::process::Command::new("kill")
             .args([format!("-{signal}"), self.child.id().to_string()])
             .status()
@@ -110,7 +115,7 @@ impl Running {
     /// Waits for the process (at most 120 s) and returns what it printed; a process killed by
     /// a signal exits 128 + the signal.
     #[track_caller]
-    fn finish(mut self) -> Output {
+    pub(crate) fn finish(mut self) -> Output {
         let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait for cbx") {
@@ -139,7 +144,7 @@ impl Running {
 }
 
 /// The `*.json` files in `<state>/<dir>`.
-fn records(home: &CbxHome, dir: &str) -> Vec<PathBuf> {
+pub(crate) fn records(home: &CbxHome, dir: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(home.state_dir().join(dir)) else {
         return Vec::new();
     };
@@ -151,7 +156,7 @@ fn records(home: &CbxHome, dir: &str) -> Vec<PathBuf> {
 }
 
 /// The sandboxes that are neither gone nor being deleted.
-fn live(sim: &DaytonaSim) -> Vec<String> {
+pub(crate) fn live(sim: &DaytonaSim) -> Vec<String> {
     sim.sandboxes()
         .into_iter()
         .filter(|s| s.state != "destroying" && !s.name.starts_with("DESTROYED_"))
@@ -161,7 +166,7 @@ fn live(sim: &DaytonaSim) -> Vec<String> {
 
 /// Waits (bounded) until no sandbox is left alive.
 #[track_caller]
-fn assert_none_live(sim: &DaytonaSim) {
+pub(crate) fn assert_none_live(sim: &DaytonaSim) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = live(sim);
@@ -199,7 +204,7 @@ fn lease_of(name: &str) -> String {
 }
 
 /// How many creates reached the service.
-fn creates(sim: &DaytonaSim) -> usize {
+pub(crate) fn creates(sim: &DaytonaSim) -> usize {
     sim.requests()
         .iter()
         .filter(|r| r.method == "POST" && r.path == "/api/sandbox")
@@ -219,7 +224,10 @@ const ACQUIRE_POINTS: &[&str] = &[
 /// Starts `args` and brings it to `point`.
 fn start_at(sim: &DaytonaSim, home: &CbxHome, args: &[&str], point: &str) -> Running {
     if point == "create-in-flight" {
-        let before = sim.sandboxes().len();
+        // A new sandbox, not a change in the count: a previous case's deleted sandbox
+        // disappearing meanwhile would otherwise send the signal before the create.
+        let before: Vec<String> = sim.sandboxes().into_iter().map(|s| s.id).collect();
+        let created = || sim.sandboxes().iter().any(|s| !before.contains(&s.id));
         sim.inject(Fault::delayed_answer(
             "POST",
             "/api/sandbox",
@@ -229,7 +237,7 @@ fn start_at(sim: &DaytonaSim, home: &CbxHome, args: &[&str], point: &str) -> Run
         // Bounded generously: a first command compiles the provider, which on a loaded CI
         // machine with a debug build can take tens of seconds.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while sim.sandboxes().len() == before {
+        while !created() {
             assert!(
                 Instant::now() < deadline,
                 "the create never arrived; cbx's stderr so far:\n{}",
@@ -355,13 +363,14 @@ fn sigterm_at_any_point_of_warmup_or_one_shot_run_deletes_what_was_created() {
             out.stderr.contains(&format!("SIG{signal}")),
             "{args:?} at {point}\n{out}"
         );
-        if point == "acquire:recorded" {
-            assert!(out.stderr.contains("nothing was left behind"), "{out}");
+        let said = if point == "acquire:recorded" {
+            "nothing was left behind"
         } else if point.starts_with("acquire:") || point == "create-in-flight" {
-            assert!(out.stderr.contains("nothing is left"), "{out}");
+            "nothing is left"
         } else {
-            assert!(out.stderr.contains("released"), "{out}");
-        }
+            "released"
+        };
+        assert!(out.stderr.contains(said), "{args:?} at {point}\n{out}");
         assert!(records(&home, "intents").is_empty(), "{point}: {out}");
         assert!(records(&home, "claims").is_empty(), "{point}: {out}");
         assert_none_live(&sim);
@@ -1007,4 +1016,293 @@ fn out_of_range_durations_are_refused_before_any_request() {
     other.ok();
     assert!(!other.stderr.contains("deleted expired lease"), "{other}");
     assert_eq!(live(&sim).len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints (issue 16): an intent before the snapshot; nothing of a checkpoint whose create
+// never saw it saved is left, after a signal's own clean-up or after the next command
+
+/// A simulator whose snapshots take `saving` to be saved, and a lease `base` on it.
+fn checkpoint_world(saving: Duration) -> (DaytonaSim, CbxHome, String) {
+    let (sim, home) = setup(SimConfig {
+        snapshot_delay: saving,
+        ..fast()
+    });
+    let out = home.run(&["warmup", "--slug", "base", "--json"]);
+    out.ok();
+    let sandbox = out.json()["sandboxId"].as_str().unwrap().to_string();
+    (sim, home, sandbox)
+}
+
+/// Waits (bounded) until the simulator shows no snapshot.
+#[track_caller]
+fn assert_no_snapshots(sim: &DaytonaSim) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sim.snapshot_names().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "snapshots left behind: {:?}",
+            sim.snapshot_names()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) until sandbox `id` is no longer `snapshotting`.
+#[track_caller]
+fn wait_saved(sim: &DaytonaSim, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sim.sandbox(id).is_some_and(|s| s.state == "snapshotting") {
+        assert!(Instant::now() < deadline, "still snapshotting");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const CREATE_DEPS: &[&str] = &["checkpoint", "create", "base", "--name", "deps"];
+
+#[test]
+fn sigint_or_sigterm_while_a_checkpoint_is_saved_deletes_it_once_saved() {
+    let (sim, home, sandbox) = checkpoint_world(Duration::from_millis(1500));
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let running = Running::start(&home, CREATE_DEPS, "checkpoint:saving", None);
+        running.wait_paused("checkpoint:saving");
+        assert_eq!(
+            sim.sandbox(&sandbox).unwrap().state,
+            "snapshotting",
+            "the provider is saving"
+        );
+        let intents = records(&home, "intents");
+        assert_eq!(
+            intents.len(),
+            1,
+            "the intent is recorded before the request"
+        );
+        let intent: Value = serde_json::from_slice(&std::fs::read(&intents[0]).unwrap()).unwrap();
+        assert_eq!(intent["plan"]["checkpoint"]["requested"], true);
+        assert_eq!(intent["settle"], "delete");
+        let saving = home.run(&["checkpoint", "list", "--json"]);
+        saving.ok();
+        let row: Value = serde_json::from_str(saving.stdout.trim()).expect("one row");
+        assert_eq!(row["name"], "deps", "{saving}");
+        assert_eq!(row["state"], "unfinished", "{saving}");
+        assert_eq!(row["unfinished"]["running"], true, "{saving}");
+        running.signal(signal);
+        let out = running.finish();
+        assert_eq!(out.code, code, "{out}");
+        assert!(out.stderr.contains(&format!("SIG{signal}")), "{out}");
+        assert!(
+            out.stderr
+                .contains("cannot delete a checkpoint it is still saving, so cbx waits"),
+            "{out}"
+        );
+        assert!(
+            out.stderr
+                .contains("cbx deleted the unfinished checkpoint deps"),
+            "{out}"
+        );
+        assert!(out.stderr.contains("nothing is left"), "{out}");
+        assert!(records(&home, "intents").is_empty(), "{out}");
+        assert_no_snapshots(&sim);
+        let list = home.run(&["checkpoint", "list", "--json"]);
+        list.ok();
+        assert_eq!(list.stdout.trim(), "", "{list}");
+    }
+    home.run(&["stop", "base"]).ok();
+}
+
+#[test]
+fn kill_9_while_a_checkpoint_is_saved_is_deleted_by_a_later_command() {
+    let (sim, home, sandbox) = checkpoint_world(Duration::from_secs(4));
+    let running = Running::start(&home, CREATE_DEPS, "checkpoint:saving", None);
+    running.wait_paused("checkpoint:saving");
+    running.signal("KILL");
+    assert_eq!(running.finish().code, 137);
+    assert_eq!(records(&home, "intents").len(), 1);
+
+    // Still saving: the provider cannot delete it yet, so the record stays, and cbx says so.
+    let early = home.run(&["checkpoint", "list"]);
+    early.ok();
+    assert!(
+        early.stderr.contains(
+            "checkpoint deps that an unfinished `cbx checkpoint create` left is still being saved"
+        ),
+        "{early}"
+    );
+    assert_eq!(records(&home, "intents").len(), 1, "{early}");
+    assert!(
+        early.stdout.contains("deps") && early.stdout.contains("unfinished"),
+        "{early}"
+    );
+    let again = home.run(CREATE_DEPS);
+    again.expect_code(2);
+    assert!(
+        again.stderr.contains(
+            "cannot create checkpoint deps: an interrupted `cbx checkpoint create` of that name is not cleaned up yet; nothing was done"
+        ),
+        "{again}"
+    );
+
+    wait_saved(&sim, &sandbox);
+    assert_eq!(sim.snapshot_names().len(), 1, "the save finished");
+    // A key without `delete:snapshots`: the clean-up fails, says so, and keeps the record.
+    sim.inject(Fault::status(
+        "DELETE",
+        "/api/snapshots/",
+        403,
+        "Access denied",
+    ));
+    let denied = home.run(&["list"]);
+    denied.ok();
+    assert!(
+        denied
+            .stderr
+            .contains("warning: could not delete checkpoint cbx-ckpt-")
+            && denied
+                .stderr
+                .contains("cbx keeps its record and the next command retries")
+            && denied.stderr.contains("Access denied"),
+        "{denied}"
+    );
+    assert_eq!(records(&home, "intents").len(), 1, "{denied}");
+    sim.clear_faults();
+    let later = home.run(&["checkpoint", "list", "--json"]);
+    later.ok();
+    assert!(later.stderr.contains("deleted checkpoint deps"), "{later}");
+    assert!(
+        later.stderr.contains("it was never reported saved"),
+        "{later}"
+    );
+    for row in later.stdout.lines() {
+        assert!(row.contains(r#""state":"deleting""#), "{later}");
+    }
+    assert!(records(&home, "intents").is_empty());
+    assert_no_snapshots(&sim);
+    home.run(&["stop", "base"]).ok();
+}
+
+#[test]
+fn a_second_signal_leaves_the_unfinished_checkpoint_to_the_next_command() {
+    let (sim, home, sandbox) = checkpoint_world(Duration::from_millis(800));
+    let running = Running::start(
+        &home,
+        CREATE_DEPS,
+        "checkpoint:saving,checkpoint:rolling-back",
+        None,
+    );
+    running.wait_paused("checkpoint:saving");
+    running.signal("TERM");
+    running.wait_paused("checkpoint:rolling-back");
+    running.signal("TERM");
+    let out = running.finish();
+    assert_eq!(out.code, 143, "{out}");
+    assert!(
+        out.stderr.contains("SIGTERM again: cbx stops cleaning up"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("keeps its record"), "{out}");
+    assert!(
+        out.stderr.contains("the next cbx command deletes it"),
+        "{out}"
+    );
+    assert_eq!(records(&home, "intents").len(), 1);
+
+    wait_saved(&sim, &sandbox);
+    let next = home.run(&["list"]);
+    next.ok();
+    assert!(next.stderr.contains("deleted checkpoint deps"), "{next}");
+    assert!(records(&home, "intents").is_empty());
+    assert_no_snapshots(&sim);
+    home.run(&["stop", "base"]).ok();
+}
+
+#[test]
+fn a_create_killed_before_it_asked_deletes_nothing_not_even_an_older_checkpoint_of_that_name() {
+    let (sim, home, _) = checkpoint_world(Duration::from_millis(200));
+    home.run(CREATE_DEPS).ok();
+    assert_eq!(sim.snapshot_names().len(), 1);
+
+    // Killed after recording, before checking the name: the `deps` found then is the older one.
+    let running = Running::start(&home, CREATE_DEPS, "checkpoint:recorded", None);
+    running.wait_paused("checkpoint:recorded");
+    running.signal("KILL");
+    running.finish();
+    assert_eq!(records(&home, "intents").len(), 1);
+    let next = home.run(&["checkpoint", "list", "--json"]);
+    next.ok();
+    assert!(
+        next.stderr.contains("had left no checkpoint deps"),
+        "{next}"
+    );
+    assert_eq!(
+        next.stdout.lines().count(),
+        1,
+        "the older deps is kept: {next}"
+    );
+    assert!(records(&home, "intents").is_empty());
+
+    // Interrupted before asking: only the record goes, and the error is the signal's.
+    let running = Running::start(&home, CREATE_DEPS, "checkpoint:recorded", None);
+    running.wait_paused("checkpoint:recorded");
+    running.signal("INT");
+    let out = running.finish();
+    assert_eq!(out.code, 130, "{out}");
+    assert!(records(&home, "intents").is_empty(), "{out}");
+    assert_eq!(sim.snapshot_names().len(), 1, "{out}");
+    home.run(&["stop", "base"]).ok();
+}
+
+#[test]
+fn cleanup_lists_and_deletes_this_owners_unfinished_checkpoints_and_keeps_live_ones() {
+    let (sim, home, sandbox) = checkpoint_world(Duration::from_secs(8));
+    let running = Running::start(&home, CREATE_DEPS, "checkpoint:saving", None);
+    running.wait_paused("checkpoint:saving");
+    let live = home.run(&["cleanup", "--dry-run"]);
+    live.ok();
+    assert!(
+        live.stderr
+            .contains("kept checkpoint deps: `cbx checkpoint create` (pid"),
+        "{live}"
+    );
+    running.signal("KILL");
+    running.finish();
+
+    let dry = home.run(&["cleanup", "--dry-run"]);
+    dry.ok();
+    assert!(
+        dry.stderr.contains("would delete 1 unfinished checkpoint:"),
+        "{dry}"
+    );
+    assert!(dry.stdout.contains("deps"), "{dry}");
+    let json = home.run(&["cleanup", "--dry-run", "--json"]);
+    json.ok();
+    let v = json.json();
+    assert_eq!(v["checkpoints"]["delete"][0]["name"], "deps", "{json}");
+    assert_eq!(v["checkpoints"]["delete"][0]["reason"], "unfinished");
+    assert_eq!(v["checkpoints"]["delete"][0]["outcome"], "would-delete");
+    assert_eq!(
+        records(&home, "intents").len(),
+        1,
+        "a dry run deletes nothing"
+    );
+    let refused = home.run(&["cleanup"]);
+    refused.expect_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("would delete 1 unfinished checkpoint (above) and asks first"),
+        "{refused}"
+    );
+
+    // Asked explicitly, cleanup waits for the save to end, then deletes.
+    let out = home.run(&["cleanup", "--yes", "--json"]);
+    out.ok();
+    assert_eq!(
+        out.json()["checkpoints"]["delete"][0]["outcome"],
+        "deleted",
+        "{out}"
+    );
+    assert_ne!(sim.sandbox(&sandbox).unwrap().state, "snapshotting");
+    assert!(records(&home, "intents").is_empty());
+    assert_no_snapshots(&sim);
+    home.run(&["stop", "base"]).ok();
 }

@@ -19,6 +19,7 @@
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
 //! | `remote_loop` | `run --download`, `--junit`, `cp`: files and test results back, hostile sandboxes (issue 15, needs root) |
 //! | `server_cleanup` | server-side clean-up, reclaiming, key scopes against the simulator (issue 12) |
+//! | `shard` | `cbx shard`: one command on N sandboxes, its verdict, signals, `--fail-fast`, `--from` (issue 16, needs root) |
 
 mod adversarial;
 mod authoring;
@@ -32,5 +33,6 @@ mod install;
 mod python_provider;
 mod remote_loop;
 mod server_cleanup;
+mod shard;
 mod ssh_provider;
 mod warm_path;

@@ -15,7 +15,7 @@ use crate::cli::complete::{cp_candidates, lease_candidates};
     after_help = "Exit codes: 0 ok, 1 other error, 2 usage or config, 3 authentication, \
 4 not found or not owned, 5 sandbox failed or timed out, 6 sync failed, 7 capability denied, \
 8 provider fault, 130 interrupted (SIGINT), 143 terminated (SIGTERM), 129 hung up (SIGHUP); \
-`run` exits with the remote command's status."
+`run` exits with the remote command's status; `shard` with its lowest-numbered failing shard's code."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -67,6 +67,15 @@ pub enum Command {
     /// Without --id, leases a new sandbox and deletes it when the command ends (unless
     /// --keep). The command's output streams back live and cbx exits with its status.
     Run(RunArgs),
+    /// Run one command on N new sandboxes at once (a test suite split in N).
+    ///
+    /// Prints the plan first, then leases the sandboxes concurrently (forks of --from LEASE
+    /// where the provider can, else from --from CHECKPOINT, else fresh), syncs the tree to
+    /// each, runs the command with {index} (1-based), {total} and {lease} replaced and
+    /// CBX_SHARD_INDEX/CBX_SHARD_TOTAL set, every output line led by `[i/N] `, and deletes each
+    /// sandbox when its shard ends (unless --keep). Exits 0 only if every shard's command
+    /// exited 0, else with the code of the lowest-numbered shard that failed.
+    Shard(ShardArgs),
     /// Open a shell on a lease's sandbox, or run one command there.
     Ssh(SshArgs),
     /// Copy files and directories to or from a lease's sandbox.
@@ -124,10 +133,15 @@ pub enum CheckpointCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a checkpoint.
+    /// Delete a checkpoint: this machine's, or one of a cbx before owners; another owner's
+    /// only with --any-owner.
     Delete {
-        /// The checkpoint's name.
+        /// The checkpoint's name (`deps`, or another owner's as `list` shows it).
         name: String,
+        /// Also delete another owner's checkpoint (another machine's, or this one's before
+        /// its state was lost).
+        #[arg(long)]
+        any_owner: bool,
     },
 }
 
@@ -303,6 +317,63 @@ pub struct RunArgs {
     #[command(flatten)]
     pub lease: LeaseArgs,
     /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `cbx shard`
+#[derive(Debug, Args)]
+pub struct ShardArgs {
+    /// How many sandboxes (shards), at most `[shard] max-count` (default 32).
+    #[arg(long, value_name = "N")]
+    pub count: u32,
+    /// Start every sandbox from this: a lease of yours (forked, where the provider has the
+    /// `fork` capability; fresh sandboxes otherwise) or a checkpoint (`cbx checkpoint create`).
+    #[arg(long, value_name = "LEASE|CHECKPOINT")]
+    pub from: Option<String>,
+    /// Keep the leases after the command and print their slugs.
+    #[arg(long)]
+    pub keep: bool,
+    /// After the first shard fails, stop the other shards' commands and release their leases.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Do not sync the working tree.
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Sync a tree past the size limit.
+    #[arg(long, env = "CBX_SYNC_ALLOW_LARGE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub sync_large: bool,
+    /// How to send the files: auto, rsync or tar (as for `run`).
+    #[arg(long, value_name = "TRANSPORT")]
+    pub sync_transport: Option<String>,
+    /// Run the command as one shell script string instead of an exact argv.
+    #[arg(long)]
+    pub shell: bool,
+    /// Forward this local environment variable to every shard (repeatable).
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Vec<String>,
+    /// After each shard's command, fetch the JUnit XML reports this glob matches in its work
+    /// directory (repeatable); one summary of all shards is printed, each case tagged with its
+    /// shard.
+    #[arg(long = "junit", value_name = "GLOB")]
+    pub junit: Vec<String>,
+    /// With --junit: also write every shard's reports merged into this one JUnit XML file,
+    /// each suite's name led by its shard and each case with a `shard` attribute.
+    #[arg(long, value_name = "PATH", requires = "junit")]
+    pub junit_out: Option<std::path::PathBuf>,
+    /// Print a JSON report of every shard on stdout; the commands' stdout then goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Lease lifetime, 1m to 365d [default: 90m].
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Idle time after which the provider stops a sandbox [default: 30m].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// How long to wait for each sandbox to become ready [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub ready_timeout: Option<String>,
+    /// The command to run on every shard, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

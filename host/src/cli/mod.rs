@@ -137,6 +137,7 @@ async fn run(cli: Cli, env: Environment, redactor: Redactor) -> Result<u8> {
         Command::Pause(a) => commands::pause::run(&ctx, &a).await,
         Command::Cleanup(a) => commands::cleanup::run(&ctx, &a).await,
         Command::Run(a) => commands::run::run(&ctx, &a).await,
+        Command::Shard(a) => commands::shard::run(&ctx, &a).await,
         Command::Ssh(a) => commands::ssh::run(&ctx, &a).await,
         Command::Checkpoint(c) => commands::checkpoint::run(&ctx, &c).await,
         Command::Cp(a) => commands::cp::run(&ctx, &a).await,

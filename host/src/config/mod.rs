@@ -9,6 +9,7 @@
 
 mod durations;
 mod options;
+mod shard;
 mod sync;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,7 @@ struct RawConfig {
     provider: Option<Spanned<String>>,
     lease: Option<RawLease>,
     sync: Option<RawSync>,
+    shard: Option<shard::RawShard>,
     #[serde(default)]
     providers: BTreeMap<String, RawProviderConfig>,
 }

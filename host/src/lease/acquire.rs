@@ -40,6 +40,10 @@ pub enum Purpose {
     KeptRun,
     /// `cbx run`: a lease for one command; deleted if cbx dies before deleting it.
     OneShotRun,
+    /// `cbx shard`: one shard's lease, deleted like a one-shot run's.
+    Shard,
+    /// `cbx shard --keep`: one shard's lease, kept.
+    KeptShard,
 }
 
 impl Purpose {
@@ -49,13 +53,15 @@ impl Purpose {
             Purpose::Warmup => "warmup",
             Purpose::KeptRun => "run --keep",
             Purpose::OneShotRun => "run",
+            Purpose::Shard => "shard",
+            Purpose::KeptShard => "shard --keep",
         }
     }
 
     fn settle(self) -> Settle {
         match self {
-            Purpose::Warmup | Purpose::KeptRun => Settle::Adopt,
-            Purpose::OneShotRun => Settle::Delete,
+            Purpose::Warmup | Purpose::KeptRun | Purpose::KeptShard => Settle::Adopt,
+            Purpose::OneShotRun | Purpose::Shard => Settle::Delete,
         }
     }
 }
@@ -97,8 +103,10 @@ pub enum Source {
 pub struct Acquired {
     /// The lease.
     pub lease: Lease,
-    /// For [`Purpose::OneShotRun`], the held intent.
+    /// For a one-shot lease ([`Purpose::OneShotRun`], [`Purpose::Shard`]), the held intent.
     pub intent: Option<IntentHold>,
+    /// The provider could not fork the [`Source::Fork`] lease's sandbox: this one is fresh.
+    pub not_forkable: bool,
 }
 
 /// Creates a sandbox and makes it a lease: intent, sandbox, claim, readiness, labels. On any
@@ -123,14 +131,16 @@ pub async fn acquire(session: &mut Session, request: &AcquireRequest) -> Result<
     }
     let mut hold = reserve(session, request, slug, &taken_remote)?;
     let mut rejected = false;
+    let mut not_forkable = false;
     let outcome = tokio::select! {
-        r = provision(session, request, (from.as_deref(), parent.as_deref()), &mut hold, &mut rejected) => r,
+        r = provision(session, request, (from.as_deref(), parent.as_deref()), &mut hold, (&mut rejected, &mut not_forkable)) => r,
         signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
     };
     match outcome {
-        Ok(lease) if request.purpose == Purpose::OneShotRun => Ok(Acquired {
+        Ok(lease) if request.purpose.settle() == Settle::Delete => Ok(Acquired {
             lease,
             intent: Some(hold),
+            not_forkable,
         }),
         Ok(lease) => {
             // The lease is made and claimed; a record left behind is harmless (the next
@@ -141,6 +151,7 @@ pub async fn acquire(session: &mut Session, request: &AcquireRequest) -> Result<
             Ok(Acquired {
                 lease,
                 intent: None,
+                not_forkable,
             })
         }
         Err(err) => Err(roll_back(session, err, hold, rejected).await),
@@ -203,9 +214,9 @@ fn reserve(
         .map(|c| (c.slug, format!("lease {}", c.lease_id)))
         .collect();
     let (intents, _) = session.intents().scan()?;
-    here.extend(intents.iter().map(|i| {
+    here.extend(intents.iter().filter_map(|i| {
         let by = format!("lease {} (being created by `cbx {}`)", i.id, i.command);
-        (i.lease().slug.clone(), by)
+        Some((i.lease()?.slug.clone(), by))
     }));
     let taken = |s: &str| taken_remote.iter().any(|t| t == s) || here.iter().any(|(t, _)| t == s);
     let slug = match slug {
@@ -254,17 +265,20 @@ fn minutes(d: Duration, what: &str) -> Result<u32> {
 }
 
 /// Creates the sandbox, claims it, waits for it and verifies its labels. `rejected` is set
-/// when the service refused the create outright (nothing was created).
+/// when the service refused the create outright (nothing was created); `not_forkable` when
+/// the parent could not be forked and the sandbox was created fresh.
 async fn provision(
     session: &mut Session,
     request: &AcquireRequest,
     (checkpoint, parent): (Option<&str>, Option<&str>),
     hold: &mut IntentHold,
-    rejected: &mut bool,
+    (rejected, not_forkable): (&mut bool, &mut bool),
 ) -> Result<Lease> {
     testpoint::reached(session.env(), "acquire:recorded").await;
     let intent = hold.intent().clone();
-    let plan = intent.lease();
+    let plan = intent
+        .lease()
+        .ok_or_else(|| anyhow::anyhow!("intent {} is not a lease's", intent.id))?;
     let ownership = plan.ownership(session.name());
     let create = api::CreateRequest {
         name: intent.name.clone(),
@@ -278,7 +292,9 @@ async fn provision(
     );
     let created = match (checkpoint, parent) {
         (Some(from), _) => session.create_from_checkpoint(from, &create).await,
-        (_, Some(parent)) => fork_or_create(session, parent, &create, &mut progress).await,
+        (_, Some(parent)) => {
+            fork_or_create(session, parent, &create, &mut progress, not_forkable).await
+        }
         _ => session.create(&create).await,
     };
     let sandbox = match created {
@@ -324,16 +340,18 @@ async fn provision(
 }
 
 /// Forks `parent` into the sandbox `create` describes; when the provider cannot fork it,
-/// says so and creates a fresh one instead.
+/// says so, sets `not_forkable` and creates a fresh one instead.
 async fn fork_or_create(
     session: &mut Session,
     parent: &str,
     create: &api::CreateRequest,
     progress: &mut Progress,
+    not_forkable: &mut bool,
 ) -> Result<api::Sandbox, CallError> {
     match session.fork(parent, create).await? {
         Forked::Sandbox(s) => Ok(s),
         Forked::NotForkable(why) => {
+            *not_forkable = true;
             progress.warn(&format!(
                 "cannot fork sandbox {}: {}; creating a fresh sandbox instead",
                 inert(parent),

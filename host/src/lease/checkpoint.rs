@@ -1,52 +1,52 @@
 //! Checkpoints: a lease's sandbox saved by the provider's `checkpoint` capability, under a
-//! name cbx chooses (`cbx-ckpt-<name>`), so they can be listed and deleted as cbx's own, and
-//! new sandboxes can start from them (`--from`).
+//! name that says whose it is (`lease::checkpoint_name`), so they can be listed and deleted as
+//! this owner's own, and new sandboxes can start from them (`--from`).
+//!
+//! Creating one is crash-safe like creating a lease: an intent (`lease::intent`, a checkpoint
+//! plan) is recorded before the provider is asked, and finished only once the checkpoint is
+//! seen saved. A failure, a signal or a crash in between ends in its deletion — now, or by the
+//! next command (`lease::checkpoint_settle`).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::error::{ErrorKind, Failure, fail};
-use crate::lease::Lease;
+use crate::interrupt;
+use crate::lease::checkpoint_name::{CheckpointName, CheckpointRef};
+use crate::lease::checkpoint_settle::{self, settled};
 use crate::lease::id;
+use crate::lease::intent::{
+    CheckpointPlan, INTENT_VERSION, Intent, IntentHold, Owner, Plan, Settle,
+};
+use crate::lease::owner::owner_id;
 use crate::lease::session::Session;
+use crate::lease::view::OwnerKind;
+use crate::lease::{Lease, now_unix, rfc3339};
 use crate::progress::{Progress, human_duration};
-use crate::provider::api::{CheckpointInfo, CheckpointState, ProviderError, SandboxState};
+use crate::provider::api::{CheckpointInfo, CheckpointState, ProviderError};
 use crate::provider::{CallError, Capability};
 use crate::terminal::inert;
+use crate::testpoint;
 
-/// Every checkpoint cbx makes is named with this prefix.
-pub const PREFIX: &str = "cbx-ckpt-";
-/// Longest user part of a checkpoint name.
-const MAX_NAME: usize = 48;
+pub use crate::lease::checkpoint_name::PREFIX;
+
 /// How long `create` waits for the provider to finish saving.
 pub const SAVE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
-/// The user's part of a checkpoint's name, checked: lowercase letters, digits and dashes.
-pub fn user_name(name: &str) -> Result<String> {
-    let name = name.strip_prefix(PREFIX).unwrap_or(name);
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !ok {
-        return Err(Failure::new(
-            ErrorKind::Usage,
-            format!("`{}` is not a valid checkpoint name", inert(name)),
-        )
-        .hint(format!(
-            "use 1 to {MAX_NAME} lowercase letters, digits and dashes, e.g. --name deps-installed"
-        ))
-        .into());
-    }
-    Ok(name.to_string())
+/// A checkpoint as the provider lists it, with the name cbx gave it.
+#[derive(Debug, Clone)]
+pub struct ListedCheckpoint {
+    /// Its name, parsed.
+    pub name: CheckpointName,
+    /// What the provider says.
+    pub info: CheckpointInfo,
 }
 
-/// The service's name of checkpoint `name`.
-pub fn service_name(name: &str) -> String {
-    format!("{PREFIX}{name}")
+/// What a user typed for a checkpoint (`deps`, `<owner>_deps`, `cbx-ckpt-…`), checked; the
+/// text `usable` and `delete` take.
+pub fn user_name(name: &str) -> Result<String> {
+    Ok(CheckpointRef::parse(name)?.text())
 }
 
 /// A fresh default name for a checkpoint of `lease`: its slug and 6 random hex digits.
@@ -56,32 +56,116 @@ pub fn default_name(lease: &Lease) -> String {
     format!("{}-{tail}", lease.ownership.slug)
 }
 
-/// Saves `lease`'s sandbox as checkpoint `name` and waits until the provider has it.
+/// The intent id of this owner's checkpoint `short`: one creation per name at a time.
+fn intent_id(short: &str) -> String {
+    format!("ckpt-{short}")
+}
+
+/// Saves `lease`'s sandbox as this owner's checkpoint `name` (a short name) and waits until
+/// the provider has it. On a failure or a signal the half-made checkpoint is deleted, or left
+/// on record for the next command when the provider cannot delete it yet.
 pub async fn create(session: &mut Session, lease: &Lease, name: &str) -> Result<CheckpointInfo> {
-    let full = service_name(name);
-    let sandbox = lease.sandbox.id.clone();
+    let short = crate::lease::checkpoint_name::short_name(name)?;
+    let full = CheckpointName::owned(&owner_id(session.dirs())?, &short).service();
+    let _shield = interrupt::shield();
+    if let Some(signal) = interrupt::pending() {
+        return Err(signal.failure("interrupted"));
+    }
+    let mut hold = record(session, lease, &short, &full)?;
+    let outcome = tokio::select! {
+        r = save(session, &mut hold) => r,
+        signal = interrupt::interrupted() => Err(signal.failure("interrupted")),
+    };
+    match outcome {
+        Ok(saved) => {
+            if let Err(e) = hold.finish() {
+                crate::progress::report(&format!("warning: {e:#}"));
+            }
+            Ok(saved)
+        }
+        Err(err) => Err(checkpoint_settle::roll_back(session, err, hold).await),
+    }
+}
+
+/// Records the intent to save checkpoint `short` (`full` at the provider); refuses while
+/// another creation of that name is under way or not yet cleaned up.
+fn record(session: &Session, lease: &Lease, short: &str, full: &str) -> Result<IntentHold> {
+    let intents = session.intents();
+    let id = intent_id(short);
+    let lock = session.claims().lock()?;
+    if intents.owner_alive(&id) || intents.json(&id).exists() {
+        let why = if intents.owner_alive(&id) {
+            "another `cbx checkpoint create` is saving it now"
+        } else {
+            "an interrupted `cbx checkpoint create` of that name is not cleaned up yet"
+        };
+        return Err(Failure::new(
+            ErrorKind::Usage,
+            format!("cannot create checkpoint {short}: {why}; nothing was done"),
+        )
+        .hint("wait and see `cbx checkpoint list` (it finishes the clean-up), or choose another --name")
+        .into());
+    }
+    let intent = Intent {
+        version: INTENT_VERSION,
+        id,
+        provider: session.name().to_string(),
+        name: full.to_string(),
+        object_id: None,
+        command: "checkpoint create".into(),
+        settle: Settle::Delete,
+        owner: Owner::this_process(),
+        recorded_at: rfc3339(now_unix()),
+        plan: Plan::Checkpoint(CheckpointPlan {
+            short: short.to_string(),
+            lease_id: lease.ownership.lease.clone(),
+            sandbox_id: lease.sandbox.id.clone(),
+            requested: false,
+        }),
+    };
+    intents.record(intent, &lock)
+}
+
+/// Checks the name is free, marks the intent requested, asks the provider and waits.
+async fn save(session: &mut Session, hold: &mut IntentHold) -> Result<CheckpointInfo> {
+    testpoint::reached(session.env(), "checkpoint:recorded").await;
+    let full = hold.intent().name.clone();
+    let Some(plan) = hold.intent().checkpoint().cloned() else {
+        anyhow::bail!("intent {} is not a checkpoint's", hold.intent().id);
+    };
     match session.get_checkpoint(&full).await {
         Err(CallError::Provider(ProviderError::NotFound(_))) => {}
         Ok(_) => {
             return Err(Failure::new(
                 ErrorKind::Usage,
-                format!("a checkpoint called {name} already exists"),
+                format!("a checkpoint called {} already exists", plan.short),
             )
             .hint("choose another --name, or delete it first: cbx checkpoint delete NAME")
             .into());
         }
         Err(e) => return Err(session.failure(e)),
     }
+    hold.update(|i| {
+        if let Plan::Checkpoint(p) = &mut i.plan {
+            p.requested = true;
+        }
+    })?;
+    let sandbox = plan.sandbox_id.as_str();
     let mut progress = Progress::start(
-        format!("saving sandbox {} as checkpoint {name}", inert(&sandbox)),
+        format!(
+            "saving sandbox {} as checkpoint {}",
+            inert(sandbox),
+            plan.short
+        ),
         session.quiet(),
     );
     session
-        .create_checkpoint(&sandbox, &full)
+        .create_checkpoint(sandbox, &full)
         .await
         .map_err(|e| session.failure(e))?;
-    let saved = wait_saved(session, &sandbox, &full, &mut progress).await?;
-    progress.finish(format!("checkpoint {name} saved"));
+    testpoint::reached(session.env(), "checkpoint:saving").await;
+    let saved = wait_saved(session, sandbox, &full, &mut progress).await?;
+    progress.finish(format!("checkpoint {} saved", plan.short));
     Ok(saved)
 }
 
@@ -98,8 +182,7 @@ async fn wait_saved(
     let mut delay = Duration::from_millis(200);
     loop {
         let sb = session.get(sandbox).await.map_err(|e| session.failure(e))?;
-        let settled = matches!(sb.state, SandboxState::Ready | SandboxState::Stopped);
-        if settled {
+        if settled(sb.state) {
             match session.get_checkpoint(full).await {
                 Ok(c) if c.state == CheckpointState::Ready => return Ok(c),
                 Ok(c) if c.state == CheckpointState::Failed => {
@@ -148,52 +231,132 @@ async fn wait_saved(
     }
 }
 
-/// cbx's checkpoints with this provider.
+/// cbx's checkpoints with this provider (every owner's, and names of a cbx before owners).
 pub async fn list(session: &mut Session) -> Result<Vec<CheckpointInfo>> {
+    Ok(listed(session).await?.into_iter().map(|l| l.info).collect())
+}
+
+/// [`list`], each with its parsed name.
+pub async fn listed(session: &mut Session) -> Result<Vec<ListedCheckpoint>> {
     let all = session
         .list_checkpoints(PREFIX)
         .await
         .map_err(|e| session.failure(e))?;
     Ok(all
         .into_iter()
-        .filter(|c| c.name.starts_with(PREFIX))
+        .filter_map(|info| {
+            let name = CheckpointName::parse(&info.name)?;
+            Some(ListedCheckpoint { name, info })
+        })
         .collect())
 }
 
-/// Deletes checkpoint `name` (by the id the provider gives it). `Ok(false)` if it is gone.
-pub async fn delete(session: &mut Session, name: &str) -> Result<bool> {
-    let full = service_name(name);
-    let found = match session.get_checkpoint(&full).await {
-        Ok(c) => c,
-        Err(CallError::Provider(ProviderError::NotFound(_))) => return Ok(false),
-        Err(e) => return Err(session.failure(e)),
+/// The checkpoint `reference` (see [`user_name`]) names: for a short name, this owner's,
+/// else one of a cbx before owners, else the one other owner's of that name (ambiguous if
+/// several). `None` if there is none.
+pub async fn find(session: &mut Session, reference: &str) -> Result<Option<ListedCheckpoint>> {
+    let me = owner_id(session.dirs())?;
+    let short = match CheckpointRef::parse(reference)? {
+        CheckpointRef::Exact(name) => return get(session, name).await,
+        CheckpointRef::Short(short) => short,
     };
-    session
-        .delete_checkpoint(&found.id)
+    for name in [
+        CheckpointName::owned(&me, &short),
+        CheckpointName {
+            owner: None,
+            short: short.clone(),
+        },
+    ] {
+        if let Some(found) = get(session, name).await? {
+            return Ok(Some(found));
+        }
+    }
+    let mut others: Vec<ListedCheckpoint> = listed(session)
+        .await?
+        .into_iter()
+        .filter(|l| {
+            l.name.short == short
+                && l.name.owner_kind(&me) == OwnerKind::Another
+                && l.info.state != CheckpointState::Deleting
+        })
+        .collect();
+    if others.len() > 1 {
+        let names: Vec<String> = others.iter().map(|l| l.name.shown(&me)).collect();
+        return Err(Failure::new(
+            ErrorKind::Usage,
+            format!(
+                "{} other owners have a checkpoint called {short}: {}",
+                others.len(),
+                names.join(", ")
+            ),
+        )
+        .hint("name one of them exactly, as `cbx checkpoint list` shows it")
+        .into());
+    }
+    Ok(others.pop())
+}
+
+/// Checkpoint `name`, if the provider has it (and is not deleting it already).
+async fn get(session: &mut Session, name: CheckpointName) -> Result<Option<ListedCheckpoint>> {
+    match session.get_checkpoint(&name.service()).await {
+        Ok(info) if info.state == CheckpointState::Deleting => Ok(None),
+        Ok(info) => Ok(Some(ListedCheckpoint { name, info })),
+        Err(CallError::Provider(ProviderError::NotFound(_))) => Ok(None),
+        Err(e) => Err(session.failure(e)),
+    }
+}
+
+/// Deletes checkpoint `reference` (by the id the provider gives it); `Ok(None)` if there is
+/// none, else its name. Another owner's is refused (exit 4) unless `any_owner`.
+pub async fn delete(
+    session: &mut Session,
+    reference: &str,
+    any_owner: bool,
+) -> Result<Option<CheckpointName>> {
+    let Some(found) = find(session, reference).await? else {
+        return Ok(None);
+    };
+    let me = owner_id(session.dirs())?;
+    if found.name.owner_kind(&me) == OwnerKind::Another && !any_owner {
+        return Err(Failure::new(
+            ErrorKind::NotFound,
+            format!(
+                "checkpoint {} is another owner's (made on another machine, or here before \
+                 cbx's state was lost); cbx leaves it alone",
+                found.name.shown(&me)
+            ),
+        )
+        .hint(format!(
+            "--any-owner deletes it: cbx checkpoint delete {} --any-owner",
+            found.name.shown(&me)
+        ))
+        .into());
+    }
+    let existed = session
+        .delete_checkpoint(&found.info.id)
         .await
-        .map_err(|e| session.failure(e))
+        .map_err(|e| session.failure(e))?;
+    Ok(existed.then_some(found.name))
 }
 
 /// Checks that checkpoint `name` exists and is ready, for `--from`; returns its service name.
 pub async fn usable(session: &mut Session, name: &str) -> Result<String> {
     session.require(Capability::Checkpoint, "--from")?;
-    let full = service_name(&user_name(name)?);
-    match session.get_checkpoint(&full).await {
-        Ok(c) if c.state == CheckpointState::Ready => Ok(full),
-        Ok(c) => Err(fail(
+    match find(session, name).await? {
+        Some(l) if l.info.state == CheckpointState::Ready => Ok(l.name.service()),
+        Some(l) => Err(fail(
             ErrorKind::Usage,
             format!(
                 "checkpoint {} is not ready ({})",
                 inert(name),
-                inert(&c.provider_state)
+                inert(&l.info.provider_state)
             ),
         )),
-        Err(CallError::Provider(ProviderError::NotFound(_))) => Err(Failure::new(
+        None => Err(Failure::new(
             ErrorKind::NotFound,
             format!("there is no checkpoint called {}", inert(name)),
         )
         .hint("see `cbx checkpoint list`")
         .into()),
-        Err(e) => Err(session.failure(e)),
     }
 }

@@ -10,9 +10,9 @@
 //! it — never one a live `cbx warmup` is still working on. The pid and start time of the owner
 //! are recorded too, to show who it was.
 //!
-//! The record is generic: a [`Plan`] says what kind of object is meant (a sandbox for a lease
-//! today; checkpoints or shards later), and [`Settle`] what to do with it when its owner is
-//! gone. Reconciling is `lease::reconcile`.
+//! The record is generic: a [`Plan`] says what kind of object is meant (a sandbox for a lease,
+//! or a checkpoint), and [`Settle`] what to do with it when its owner is gone. Reconciling is
+//! `lease::reconcile` (sandboxes) and `lease::checkpoint_settle` (checkpoints).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -86,15 +86,36 @@ fn process_start_time() -> Option<u64> {
 pub enum Plan {
     /// A sandbox that becomes a lease.
     Sandbox(LeasePlan),
+    /// A checkpoint saved from a lease's sandbox.
+    Checkpoint(CheckpointPlan),
 }
 
 impl Plan {
-    /// The kind of object: `sandbox`.
+    /// The kind of object: `sandbox` or `checkpoint`.
     pub fn kind(&self) -> &'static str {
         match self {
             Plan::Sandbox(_) => "sandbox",
+            Plan::Checkpoint(_) => "checkpoint",
         }
     }
+}
+
+/// A checkpoint being saved. Its intent's `name` is the checkpoint's name at the provider;
+/// its `settle` is always `delete`: a checkpoint whose `create` never saw it saved is deleted
+/// (the user never got it, so nothing of it may stay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointPlan {
+    /// The user's short name for it (`deps`).
+    pub short: String,
+    /// The lease whose sandbox is saved.
+    pub lease_id: LeaseId,
+    /// That sandbox: while it is busy saving, the checkpoint cannot be deleted yet.
+    pub sandbox_id: String,
+    /// Whether the provider may have been asked to save it: false while cbx still checks
+    /// that the name is free (a checkpoint of that name found then is an older one, never
+    /// to be deleted); set durably before the request.
+    pub requested: bool,
 }
 
 /// The lease a sandbox is meant to become.
@@ -183,10 +204,19 @@ pub struct Intent {
 }
 
 impl Intent {
-    /// The lease a sandbox intent is for.
-    pub fn lease(&self) -> &LeasePlan {
+    /// The lease a sandbox intent is for; `None` for other kinds.
+    pub fn lease(&self) -> Option<&LeasePlan> {
         match &self.plan {
-            Plan::Sandbox(p) => p,
+            Plan::Sandbox(p) => Some(p),
+            Plan::Checkpoint(_) => None,
+        }
+    }
+
+    /// The checkpoint a checkpoint intent is for; `None` for other kinds.
+    pub fn checkpoint(&self) -> Option<&CheckpointPlan> {
+        match &self.plan {
+            Plan::Checkpoint(p) => Some(p),
+            Plan::Sandbox(_) => None,
         }
     }
 }
@@ -432,5 +462,37 @@ mod tests {
             r#"{"version":1,"id":"cbx_0123456789ab","provider":"daytona","name":"cbx-amber-otter-0123456789ab","objectId":null,"command":"warmup","settle":"adopt","owner":{"pid":42,"started":7},"recordedAt":"2026-01-01T00:00:00Z","plan":{"sandbox":{"leaseId":"cbx_0123456789ab","slug":"amber-otter","repoRoot":null,"workRoot":"cbx","createdAt":1,"ttlSecs":5400,"idleSecs":1800}}}"#
         );
         assert!(Owner::this_process().pid > 0);
+    }
+
+    #[test]
+    fn a_checkpoint_intent_is_not_a_lease_and_its_format_is_pinned() {
+        let mut i = intent("cbx_0123456789ab");
+        i.id = "ckpt-deps".into();
+        i.name = "cbx-ckpt-0123456789abcdef_deps".into();
+        i.command = "checkpoint create".into();
+        i.settle = Settle::Delete;
+        i.owner = Owner {
+            pid: 42,
+            started: None,
+        };
+        i.plan = Plan::Checkpoint(CheckpointPlan {
+            short: "deps".into(),
+            lease_id: LeaseId::parse("cbx_0123456789ab").unwrap(),
+            sandbox_id: "sb-1".into(),
+            requested: true,
+        });
+        assert!(i.lease().is_none());
+        assert_eq!(i.checkpoint().unwrap().short, "deps");
+        assert_eq!(i.plan.kind(), "checkpoint");
+        let json = serde_json::to_string(&i).unwrap();
+        assert!(
+            json.ends_with(r#""plan":{"checkpoint":{"short":"deps","leaseId":"cbx_0123456789ab","sandboxId":"sb-1","requested":true}}}"#),
+            "{json}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let claims = Claims::new(dir.path().join("claims"));
+        let intents = Intents::new(dir.path().join("intents"));
+        drop(intents.record(i.clone(), &claims.lock().unwrap()).unwrap());
+        assert_eq!(intents.scan().unwrap().0, [i]);
     }
 }

@@ -28,6 +28,9 @@
 pub mod access;
 pub mod acquire;
 pub mod checkpoint;
+pub mod checkpoint_cleanup;
+pub mod checkpoint_name;
+pub mod checkpoint_settle;
 pub mod claims;
 pub mod cleanup;
 pub mod connect;

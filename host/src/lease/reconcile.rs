@@ -1,7 +1,7 @@
 //! Finishing intents: what a cbx process recorded before creating a sandbox and did not live
 //! to complete. Every lease session first settles its provider's intents whose owner is gone
 //! ([`unfinished`]); a failed or interrupted `warmup`/`run` rolls back through the same
-//! [`settle`].
+//! [`settle`]. Checkpoint intents are settled by `lease::checkpoint_settle` in the same pass.
 //!
 //! Settling finds the sandbox by its id (once an answer said it) or its unique name (and, for
 //! providers that cannot look names up, its lease label), then either adopts it as the lease
@@ -10,9 +10,12 @@
 //! when the service cannot be reached the intent stays, the error names the sandbox, and the
 //! next command tries again.
 
+use std::time::Duration;
+
 use anyhow::Result;
 
 use crate::error::{ErrorKind, Failure};
+use crate::lease::checkpoint_settle;
 use crate::lease::id::LeaseId;
 use crate::lease::intent::{Intent, IntentHold, Settle};
 use crate::lease::labels::{self, Ownership};
@@ -81,8 +84,24 @@ pub async fn unfinished(session: &mut Session) {
             }
         };
         let settle = hold.intent().settle;
-        match self::settle(session, hold, settle).await {
-            Ok(settled) => progress::report(&describe(intent, &settled)),
+        let outcome = if intent.checkpoint().is_some() {
+            checkpoint_settle::settle(session, hold, Duration::ZERO)
+                .await
+                .map(|s| checkpoint_settle::describe(intent, &s))
+                .map_err(|e| {
+                    e.context(format!(
+                        "could not delete checkpoint {} that an unfinished `cbx checkpoint \
+                         create` left; cbx keeps its record and the next command retries",
+                        intent.name
+                    ))
+                })
+        } else {
+            self::settle(session, hold, settle)
+                .await
+                .map(|s| describe(intent, &s))
+        };
+        match outcome {
+            Ok(said) => progress::report(&said),
             Err(e) => progress::report(&format!(
                 "warning: {}",
                 session.redactor().redact(&format!("{e:#}"))
@@ -91,9 +110,12 @@ pub async fn unfinished(session: &mut Session) {
     }
 }
 
-/// What settling `intent` did, in words.
+/// What settling the sandbox intent `intent` did, in words.
 pub fn describe(intent: &Intent, settled: &Settled) -> String {
-    let lease = &intent.lease().lease_id;
+    let Some(plan) = intent.lease() else {
+        return format!("cbx: settled the record {}", intent.id);
+    };
+    let lease = &plan.lease_id;
     let by = format!("an unfinished `cbx {}`", intent.command);
     match settled {
         Settled::NothingLeft => format!(
@@ -103,7 +125,7 @@ pub fn describe(intent: &Intent, settled: &Settled) -> String {
         Settled::Adopted { sandbox, state } => format!(
             "cbx: finished lease {lease} ({}) that {by} left: sandbox {sandbox} is {state}. It \
              is claimed here now; `cbx stop {lease}` deletes it",
-            intent.lease().slug,
+            plan.slug,
         ),
         Settled::Deleted { sandbox, .. } => format!(
             "cbx: deleted sandbox {sandbox} ({}) that {by} left (lease {lease})",
@@ -127,7 +149,10 @@ pub async fn settle(
     settle: Settle,
 ) -> Result<Settled> {
     let intent = hold.intent().clone();
-    let lease = intent.lease().lease_id.clone();
+    let Some(plan) = intent.lease() else {
+        anyhow::bail!("intent {} is not a lease's", intent.id);
+    };
+    let lease = plan.lease_id.clone();
     let found = match find(session, &intent).await {
         Ok(found) => found,
         Err(e) => return Err(kept(session, &intent, e)),
@@ -200,9 +225,10 @@ async fn find(session: &mut Session, intent: &Intent) -> Result<Option<api::Sand
         Err(CallError::Provider(ProviderError::NotFound(_))) if intent.object_id.is_some() => {
             Ok(None)
         }
-        Err(CallError::Provider(ProviderError::NotFound(_))) => {
-            by_lease_label(session, &intent.lease().lease_id).await
-        }
+        Err(CallError::Provider(ProviderError::NotFound(_))) => match intent.lease() {
+            Some(plan) => by_lease_label(session, &plan.lease_id).await,
+            None => Ok(None),
+        },
         Err(e) => Err(session.failure(e)),
     }
 }
@@ -220,9 +246,12 @@ async fn by_lease_label(session: &mut Session, lease: &LeaseId) -> Result<Option
 
 /// Claims `sandbox` as the intent's lease, unless it is claimed already.
 fn adopt(session: &Session, intent: &Intent, sandbox: &api::Sandbox) -> Result<()> {
+    let Some(plan) = intent.lease() else {
+        anyhow::bail!("intent {} is not a lease's", intent.id);
+    };
     let claims = session.claims();
     let lock = claims.lock()?;
-    match claims.get(&intent.lease().lease_id)? {
+    match claims.get(&plan.lease_id)? {
         Some(c) if c.sandbox_id == sandbox.id => Ok(()),
         Some(c) => anyhow::bail!(
             "lease {} is claimed for sandbox {}, not {}; cbx adopts nothing",
@@ -231,7 +260,7 @@ fn adopt(session: &Session, intent: &Intent, sandbox: &api::Sandbox) -> Result<(
             sandbox.id
         ),
         None => {
-            let claim = intent.lease().claim(session.name(), sandbox);
+            let claim = plan.claim(session.name(), sandbox);
             claims.create(&claim, &lock).map(|_| ())
         }
     }
@@ -246,13 +275,17 @@ pub fn kept(session: &Session, intent: &Intent, cause: anyhow::Error) -> anyhow:
         .as_deref()
         .map(|id| format!(" (id {})", inert(id)))
         .unwrap_or_default();
+    let lease = intent
+        .lease()
+        .map(|p| p.lease_id.to_string())
+        .unwrap_or_default();
     Failure::new(
         ErrorKind::Other,
         format!(
             "could not clean up sandbox {}{id} of lease {}: {}. It may still exist; cbx keeps \
              its record ({}) and the next cbx command will retry the clean-up",
             intent.name,
-            intent.lease().lease_id,
+            lease,
             inert(&session.redactor().redact(&format!("{cause:#}"))),
             session.intents().json(&intent.id).display()
         ),

@@ -60,16 +60,14 @@ fn not_found(session: &Session, ident: &str, by_id: Option<&LeaseId>, slug: &str
     let creating = session.intents().scan().ok().and_then(|(all, _)| {
         all.into_iter().find(|i| {
             i.provider == session.name()
-                && (Some(&i.lease().lease_id) == by_id || i.lease().slug == slug)
+                && i.lease()
+                    .is_some_and(|p| Some(&p.lease_id) == by_id || p.slug == slug)
         })
     });
-    let message = match creating {
-        Some(i) => format!(
+    let message = match creating.as_ref().and_then(|i| Some((i, i.lease()?))) {
+        Some((i, plan)) => format!(
             "lease {} ({}) is not made yet: `cbx {}` (pid {}) has not finished creating it",
-            i.id,
-            i.lease().slug,
-            i.command,
-            i.owner.pid
+            i.id, plan.slug, i.command, i.owner.pid
         ),
         None => format!("no {} lease matches `{ident}`", session.name()),
     };

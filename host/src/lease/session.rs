@@ -133,6 +133,12 @@ impl Session {
         self.quiet
     }
 
+    /// Suppresses progress (or not) from now on: `cbx shard` quiets its shards' sessions on a
+    /// terminal, where their spinners would draw over one another.
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
+    }
+
     /// The redactor the provider's secrets are registered with.
     pub fn redactor(&self) -> &Redactor {
         self.provider.redactor()

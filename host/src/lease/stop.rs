@@ -105,13 +105,15 @@ async fn stop_unfinished(session: &mut Session, ident: &str) -> Result<Option<St
     let slug = id::normalize_slug(ident);
     let intents = session.intents().clone();
     let (all, _) = intents.scan()?;
-    let Some(intent) = all.into_iter().find(|i| {
-        i.provider == session.name()
-            && (Some(&i.lease().lease_id) == by_id.as_ref() || i.lease().slug == slug)
+    let Some((intent, plan)) = all.into_iter().find_map(|i| {
+        let plan = i.lease()?.clone();
+        let found = i.provider == session.name()
+            && (Some(&plan.lease_id) == by_id.as_ref() || plan.slug == slug);
+        found.then_some((i, plan))
     }) else {
         return Ok(None);
     };
-    let lease = intent.lease().lease_id.clone();
+    let lease = plan.lease_id.clone();
     if session.claims().get(&lease)?.is_some() {
         return Ok(None);
     }
@@ -120,9 +122,7 @@ async fn stop_unfinished(session: &mut Session, ident: &str) -> Result<Option<St
             ErrorKind::Other,
             format!(
                 "lease {lease} ({}) is still being created by `cbx {}` (pid {})",
-                intent.lease().slug,
-                intent.command,
-                intent.owner.pid
+                plan.slug, intent.command, intent.owner.pid
             ),
         )
         .hint(format!(
@@ -149,7 +149,7 @@ async fn stop_unfinished(session: &mut Session, ident: &str) -> Result<Option<St
     };
     Ok(Some(Stopped {
         lease,
-        slug: intent.lease().slug.clone(),
+        slug: plan.slug.clone(),
         sandbox,
         already_gone,
         reclaimed_from: None,

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::lease::intent::{Intent, Intents};
+use crate::lease::intent::{Intent, Intents, LeasePlan};
 use crate::lease::records::DamagedFile;
 use crate::lease::{Lease, now_unix, rfc3339};
 use crate::provider::api::SandboxState;
@@ -87,7 +87,12 @@ pub enum OwnerKind {
 impl OwnerKind {
     /// The owner of `lease`, compared with this machine's owner id `me`.
     pub fn of(lease: &Lease, me: &str) -> OwnerKind {
-        match lease.ownership.owner.as_deref() {
+        OwnerKind::of_id(lease.ownership.owner.as_deref(), me)
+    }
+
+    /// The owner of something labelled (or named) with owner id `owner`, compared with `me`.
+    pub fn of_id(owner: Option<&str>, me: &str) -> OwnerKind {
+        match owner {
             Some(o) if o == me => OwnerKind::ThisMachine,
             Some(_) => OwnerKind::Another,
             None => OwnerKind::Unknown,
@@ -164,10 +169,10 @@ pub struct IntentView {
 
 impl IntentView {
     /// The view of `intent`.
-    pub fn of(intent: &Intent, unfinished: UnfinishedView) -> IntentView {
+    pub fn of(intent: &Intent, plan: &LeasePlan, unfinished: UnfinishedView) -> IntentView {
         IntentView {
-            lease_id: intent.lease().lease_id.to_string(),
-            slug: intent.lease().slug.clone(),
+            lease_id: plan.lease_id.to_string(),
+            slug: plan.slug.clone(),
             provider: intent.provider.clone(),
             sandbox_id: intent.object_id.clone(),
             sandbox_name: intent.name.clone(),
@@ -262,15 +267,19 @@ impl Listing {
             .damaged
             .extend(damaged_intents.iter().map(DamagedView::of));
         for intent in all.iter().filter(|i| i.provider == provider) {
+            // Unfinished checkpoints are `cbx checkpoint list`'s.
+            let Some(plan) = intent.lease() else {
+                continue;
+            };
             let view = UnfinishedView::of(
                 intent,
                 intents.owner_alive(&intent.id),
                 &intents.json(&intent.id),
             );
-            let lease = intent.lease().lease_id.to_string();
+            let lease = plan.lease_id.to_string();
             match listing.leases.iter_mut().find(|l| l.lease_id == lease) {
                 Some(l) => l.unfinished = Some(view),
-                None => listing.unfinished.push(IntentView::of(intent, view)),
+                None => listing.unfinished.push(IntentView::of(intent, plan, view)),
             }
         }
         Ok(listing)

@@ -15,6 +15,7 @@
 //! - [`download`]: `run --download`, the files copied back after the command.
 //! - [`copy`]: `cbx cp`, files to and from a lease's sandbox.
 //! - [`test_report`]: `run --junit`, the test summary from JUnit XML reports.
+//! - [`shard`]: `cbx shard`, one command on N sandboxes at once, and its verdict.
 //!
 //! Installing providers (the approval flow) is `provider::install`; the lease operations
 //! behind `warmup`, `list`, `status` and `stop` are `lease::*`.
@@ -32,4 +33,5 @@ pub mod review;
 pub mod run;
 pub mod run_report;
 pub mod scaffold;
+pub mod shard;
 pub mod test_report;

@@ -67,17 +67,18 @@ pub struct RunRequest {
     pub stdout_to_stderr: bool,
 }
 
-/// What runs on the sandbox, checked locally before anything is leased.
-struct Job {
-    program: Program,
-    forwarded: Vec<(String, String)>,
-    repo: Option<PathBuf>,
+/// What runs on the sandbox, checked locally before anything is leased (`cbx shard` shares
+/// one among its shards).
+pub(crate) struct Job {
+    pub(crate) program: Program,
+    pub(crate) forwarded: Vec<(String, String)>,
+    pub(crate) repo: Option<PathBuf>,
     /// The file list of the sync, being made while the run goes on (see `pending_files`).
-    files: Option<PendingFiles>,
-    resync: bool,
-    downloads: Downloads,
-    stdout_to_stderr: bool,
-    transport: TransportChoice,
+    pub(crate) files: Option<PendingFiles>,
+    pub(crate) resync: bool,
+    pub(crate) downloads: Downloads,
+    pub(crate) stdout_to_stderr: bool,
+    pub(crate) transport: TransportChoice,
 }
 
 /// Runs `request`; returns the remote command's exit status. What happened (lease, sync,
@@ -98,7 +99,7 @@ pub async fn run(ctx: &Context, request: &RunRequest, report: &mut RunReport) ->
 /// list, which is made on a blocking thread while the run goes on: it overlaps loading the
 /// provider and, on an existing lease's full path, the provider's answers and the connection.
 /// A new lease is created only once the list is made and within the limits.
-fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
+pub(crate) fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
     let forwarded = forwarded_env(ctx, &request.env)?;
     let repo = if request.sync {
         Some(ctx.require_repo_root()?.to_path_buf())
@@ -252,7 +253,9 @@ async fn run_new(
     }
     let _shield = interrupt::shield();
     let started = Instant::now();
-    let Acquired { mut lease, intent } = acquire(&mut session, request).await?;
+    let Acquired {
+        mut lease, intent, ..
+    } = acquire(&mut session, request).await?;
     report.timings.lease = seconds(started.elapsed());
     report.lease = Some(LeaseReport::of(&lease, intent.is_none()));
     progress::report(&format!(
@@ -344,7 +347,7 @@ fn keep_failed(lease: &Lease, hold: IntentHold, outcome: Result<u8>) -> Result<u
 /// Deletes a one-shot lease's sandbox after the command and finishes its intent. When that
 /// fails — or a second signal abandons it — the intent stays and the next command deletes the
 /// sandbox; the error says so, and a successful command is not reported as success.
-async fn release_one_shot(
+pub(crate) async fn release_one_shot(
     session: &mut Session,
     lease: &Lease,
     hold: IntentHold,
@@ -449,7 +452,7 @@ async fn after_command(
 
 /// Connects and syncs; returns the SSH client, the work directory and the forwarded
 /// variables' file.
-async fn connect_and_sync(
+pub(crate) async fn connect_and_sync(
     session: &mut Session,
     lease: &mut Lease,
     job: &Job,
@@ -605,7 +608,7 @@ async fn make_workdir(ssh: &SshClient, workdir: &str) -> Result<()> {
 }
 
 /// The remote command's exit status, from ssh's.
-async fn exit_status(
+pub(crate) async fn exit_status(
     ssh: &SshClient,
     status: std::process::ExitStatus,
     lease: &Lease,

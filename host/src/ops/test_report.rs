@@ -1,7 +1,8 @@
 //! `run --junit GLOB`: after the command, fetch the JUnit XML files the globs match (into a
 //! private temporary directory, unpacked as safely as any download) and print a summary on
 //! stderr: the totals, then each failed or errored case with its suite, name and the first
-//! lines of its message. Report text is the sandbox's: every line is shown inert.
+//! lines of its message. Report text is the sandbox's: every line is shown inert. `cbx shard
+//! --junit-out` keeps the reports' text to merge them.
 
 use std::io::Read;
 use std::path::Path;
@@ -29,6 +30,9 @@ pub struct TestReport {
     pub summary: Summary,
     /// Globs that matched nothing, and reports that could not be read.
     pub warnings: Vec<String>,
+    /// The parsed reports' text, when asked for (`shard --junit-out` merges them).
+    #[serde(skip)]
+    pub documents: Vec<Vec<u8>>,
 }
 
 /// Fetches and parses the reports `patterns` match in `workdir`.
@@ -37,6 +41,18 @@ pub async fn collect(
     ssh: &SshClient,
     workdir: &str,
     patterns: &[String],
+) -> TestReport {
+    collect_keeping(session, ssh, workdir, patterns, false).await
+}
+
+/// [`collect`], keeping the text of every report parsed in [`TestReport::documents`] if
+/// `keep`.
+pub async fn collect_keeping(
+    session: &Session,
+    ssh: &SshClient,
+    workdir: &str,
+    patterns: &[String],
+    keep: bool,
 ) -> TestReport {
     let mut report = TestReport::default();
     let dir = match tempfile::Builder::new().prefix("cbx-junit-").tempdir() {
@@ -64,7 +80,7 @@ pub async fn collect(
                     ));
                 }
                 for file in &f.unpacked.written {
-                    read_one(file, dir.path(), &mut report);
+                    read_one(file, dir.path(), keep, &mut report);
                 }
             }
             Err(e) => report.warnings.push(format!("--junit {p}: {e:#}")),
@@ -74,7 +90,7 @@ pub async fn collect(
 }
 
 /// Parses one fetched file into `report` (files not ending in `.xml` are skipped).
-fn read_one(file: &Path, root: &Path, report: &mut TestReport) {
+fn read_one(file: &Path, root: &Path, keep: bool, report: &mut TestReport) {
     let shown = file
         .strip_prefix(root)
         .unwrap_or(file)
@@ -93,12 +109,15 @@ fn read_one(file: &Path, root: &Path, report: &mut TestReport) {
             if text.len() as u64 > MAX_REPORT_BYTES {
                 return Err("larger than 64 MiB; skipped".to_string());
             }
-            junit::parse(&text[..])
+            junit::parse(&text[..]).map(|summary| (summary, text))
         });
     match parsed {
-        Ok(summary) => {
+        Ok((summary, text)) => {
             report.files += 1;
             report.summary.absorb(summary);
+            if keep {
+                report.documents.push(text);
+            }
         }
         Err(e) => report.warnings.push(format!("--junit: {shown}: {e}")),
     }

@@ -1,13 +1,18 @@
 //! `cbx checkpoint create|list|delete`: checkpoints of leases' sandboxes, through the
-//! provider's `checkpoint` capability (checked before anything is done).
+//! provider's `checkpoint` capability (checked before anything is done). Checkpoints are
+//! named by owner (`lease::checkpoint_name`): list shows whose each is, delete refuses
+//! another owner's without `--any-owner`.
 
 use anyhow::Result;
 
 use crate::cli::args::CheckpointCommand;
 use crate::cli::output;
 use crate::context::Context;
-use crate::lease::checkpoint::{self, PREFIX};
+use crate::lease::checkpoint;
+use crate::lease::checkpoint_name::short_name;
+use crate::lease::owner::owner_id;
 use crate::lease::resolve::resolve;
+use crate::lease::session::Session;
 use crate::provider::Capability;
 use crate::provider::api::CheckpointState;
 use crate::terminal::inert;
@@ -17,12 +22,12 @@ pub async fn run(ctx: &Context, command: &CheckpointCommand) -> Result<u8> {
     match command {
         CheckpointCommand::Create { lease, name } => create(ctx, lease, name.as_deref()).await,
         CheckpointCommand::List { json } => list(ctx, *json).await,
-        CheckpointCommand::Delete { name } => delete(ctx, name).await,
+        CheckpointCommand::Delete { name, any_owner } => delete(ctx, name, *any_owner).await,
     }
 }
 
 async fn create(ctx: &Context, ident: &str, name: Option<&str>) -> Result<u8> {
-    let name = name.map(checkpoint::user_name).transpose()?;
+    let name = name.map(short_name).transpose()?;
     let provider = ctx.provider_for(ident)?;
     let mut session = ctx
         .session_requiring(&provider, Capability::Checkpoint, "cbx checkpoint create")
@@ -44,56 +49,111 @@ async fn list(ctx: &Context, json: bool) -> Result<u8> {
     let mut session = ctx
         .session_requiring(&provider, Capability::Checkpoint, "cbx checkpoint list")
         .await?;
-    let all = checkpoint::list(&mut session).await?;
-    let name_of = |full: &str| full.strip_prefix(PREFIX).unwrap_or(full).to_string();
+    let me = owner_id(session.dirs())?;
+    let listed = checkpoint::listed(&mut session).await?;
+    let mut rows: Vec<serde_json::Value> = listed
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name.shown(&me),
+                "serviceName": c.info.name,
+                "owner": c.name.owner_kind(&me).as_str(),
+                "id": c.info.id,
+                "state": state_word(c.info.state),
+                "providerState": c.info.provider_state,
+                "createdAt": c.info.created_at,
+                "ageSecs": c.info.created_at.as_deref().and_then(age_secs),
+            })
+        })
+        .collect();
+    rows.extend(unfinished(&session, &listed)?);
     if json {
-        for c in &all {
-            let row = serde_json::json!({
-                "name": name_of(&c.name),
-                "id": c.id,
-                "state": state_word(c.state),
-                "providerState": c.provider_state,
-                "createdAt": c.created_at,
-            });
+        for row in &rows {
             println!("{row}");
         }
         return Ok(0);
     }
-    if all.is_empty() {
+    if rows.is_empty() {
         eprintln!("no checkpoints with provider {provider}");
         return Ok(0);
     }
-    let mut rows = vec![[
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let mut table = vec![[
         "NAME".to_string(),
+        "OWNER".into(),
         "STATE".into(),
-        "CREATED".into(),
+        "AGE".into(),
         "ID".into(),
     ]];
-    for c in &all {
-        rows.push([
-            name_of(&c.name),
-            c.provider_state.clone(),
-            c.created_at.clone().unwrap_or_else(|| "-".into()),
-            c.id.clone(),
+    for r in &rows {
+        table.push([
+            text(&r["name"]),
+            text(&r["owner"]),
+            text(&r["providerState"]),
+            r["ageSecs"]
+                .as_u64()
+                .map_or_else(|| "-".into(), output::age),
+            text(&r["id"]),
         ]);
     }
-    print!("{}", output::table(&rows));
+    print!("{}", output::table(&table));
     Ok(0)
 }
 
-async fn delete(ctx: &Context, name: &str) -> Result<u8> {
+/// This owner's checkpoint creations that the provider does not show (yet): state
+/// `unfinished`, with the command and whether it still runs.
+fn unfinished(
+    session: &Session,
+    listed: &[checkpoint::ListedCheckpoint],
+) -> Result<Vec<serde_json::Value>> {
+    let intents = session.intents();
+    let (all, _) = intents.scan()?;
+    Ok(all
+        .iter()
+        .filter(|i| i.provider == session.name())
+        .filter(|i| !listed.iter().any(|l| l.info.name == i.name))
+        .filter_map(|i| {
+            let plan = i.checkpoint()?;
+            let running = intents.owner_alive(&i.id);
+            Some(serde_json::json!({
+                "name": plan.short,
+                "serviceName": i.name,
+                "owner": "this-machine",
+                "id": null,
+                "state": "unfinished",
+                "providerState": if running { "saving" } else { "unfinished" },
+                "createdAt": i.recorded_at,
+                "ageSecs": age_secs(&i.recorded_at),
+                "unfinished": {
+                    "command": i.command,
+                    "pid": i.owner.pid,
+                    "running": running,
+                },
+            }))
+        })
+        .collect())
+}
+
+/// Seconds since `created` (RFC 3339), if it parses.
+fn age_secs(created: &str) -> Option<u64> {
+    let at = chrono::DateTime::parse_from_rfc3339(created).ok()?;
+    let secs = chrono::Utc::now().signed_duration_since(at).num_seconds();
+    Some(secs.max(0) as u64)
+}
+
+async fn delete(ctx: &Context, name: &str, any_owner: bool) -> Result<u8> {
     let name = checkpoint::user_name(name)?;
     let provider = ctx.provider_name();
     let mut session = ctx
         .session_requiring(&provider, Capability::Checkpoint, "cbx checkpoint delete")
         .await?;
-    let deleted = checkpoint::delete(&mut session, &name).await?;
+    let deleted = checkpoint::delete(&mut session, &name, any_owner).await?;
+    let me = owner_id(session.dirs())?;
     println!(
         "{}",
-        if deleted {
-            format!("deleted checkpoint {name}")
-        } else {
-            format!("checkpoint {name} was already gone")
+        match deleted {
+            Some(n) => format!("deleted checkpoint {}", n.shown(&me)),
+            None => format!("checkpoint {name} was already gone"),
         }
     );
     Ok(0)

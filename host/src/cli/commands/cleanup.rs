@@ -1,6 +1,8 @@
 //! `cbx cleanup`: delete the cbx sandboxes of this provider that nobody here holds — expired
-//! ones, this machine's orphans, and with `--any-owner` every cbx sandbox — after showing them
-//! and, on a terminal, asking. Never a sandbox without cbx's labels (see `lease::cleanup`).
+//! ones, this machine's orphans, and with `--any-owner` every cbx sandbox — and this owner's
+//! unfinished checkpoints, after showing them and, on a terminal, asking. Never a sandbox
+//! without cbx's labels (see `lease::cleanup`), never a saved checkpoint
+//! (`lease::checkpoint_cleanup`).
 
 use std::io::{IsTerminal, Write};
 
@@ -11,9 +13,11 @@ use crate::cli::output::{self, age, table};
 use crate::config::{TTL_RANGE, parse_duration_in};
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
+use crate::lease::checkpoint_cleanup::{self, CheckpointCleanup};
 use crate::lease::cleanup::{self, CleanupPlan, Selection};
 use crate::lease::owner::owner_id;
 use crate::lease::resolve;
+use crate::provider::Capability;
 use crate::terminal::inert;
 
 /// Runs `cbx cleanup`.
@@ -31,48 +35,109 @@ pub async fn run(ctx: &Context, args: &CleanupArgs) -> Result<u8> {
         any_owner: args.any_owner,
     };
     let mut plan = cleanup::plan(&session, leases, &me, selection)?;
+    let mut ckpts = if session
+        .require(Capability::Checkpoint, "cbx cleanup")
+        .is_ok()
+    {
+        checkpoint_cleanup::plan(&session)?
+    } else {
+        CheckpointCleanup::default()
+    };
     if !args.json {
         print_plan(&plan, args.dry_run, session.name());
+        print_checkpoints(&ckpts, args.dry_run);
     }
-    if args.dry_run || plan.delete.is_empty() {
+    let total = plan.delete.len() + ckpts.delete.len();
+    if args.dry_run || total == 0 {
         if args.json {
-            output::json(&report(&plan, args.dry_run))?;
+            output::json(&report(&plan, &ckpts, args.dry_run))?;
         }
         return Ok(0);
     }
     if !args.yes {
-        confirm(plan.delete.len())?;
+        confirm(plan.delete.len(), ckpts.delete.len())?;
     }
-    let failed = cleanup::execute(&mut session, &mut plan).await;
+    let mut failed = cleanup::execute(&mut session, &mut plan).await;
+    failed += checkpoint_cleanup::execute(&mut session, &mut ckpts).await;
     if args.json {
-        output::json(&report(&plan, false))?;
+        output::json(&report(&plan, &ckpts, false))?;
     } else {
-        for r in &plan.delete {
-            let line = match &r.error {
-                Some(e) => format!("{} {} ({}): {e}", r.outcome, r.lease_id, r.sandbox_id),
-                None => format!("{} {} ({})", r.outcome, r.lease_id, r.sandbox_id),
-            };
-            println!("{}", inert(&line));
-        }
+        print_outcomes(&plan, &ckpts);
     }
     if failed > 0 {
         return Err(fail(
             ErrorKind::Other,
             format!(
-                "{failed} of {} sandboxes could not be deleted (above); run `cbx cleanup` again",
-                plan.delete.len()
+                "{failed} of {} could not be deleted (above); run `cbx cleanup` again",
+                items(plan.delete.len(), ckpts.delete.len())
             ),
         ));
     }
     Ok(0)
 }
 
-/// The `--json` object: `dryRun`, `delete` (each with its outcome) and `kept`.
-fn report(plan: &CleanupPlan, dry_run: bool) -> serde_json::Value {
+/// A line per sandbox and checkpoint: its outcome.
+fn print_outcomes(plan: &CleanupPlan, ckpts: &CheckpointCleanup) {
+    for r in &plan.delete {
+        let line = match &r.error {
+            Some(e) => format!("{} {} ({}): {e}", r.outcome, r.lease_id, r.sandbox_id),
+            None => format!("{} {} ({})", r.outcome, r.lease_id, r.sandbox_id),
+        };
+        println!("{}", inert(&line));
+    }
+    for r in &ckpts.delete {
+        let line = match &r.error {
+            Some(e) => format!("{} checkpoint {}: {e}", r.outcome, r.name),
+            None => format!("{} checkpoint {}", r.outcome, r.name),
+        };
+        println!("{}", inert(&line));
+    }
+}
+
+/// The orphaned checkpoints: a table of what goes, and a line per creation that stays.
+fn print_checkpoints(ckpts: &CheckpointCleanup, dry_run: bool) {
+    if !ckpts.delete.is_empty() {
+        let mut rows = vec![["CHECKPOINT".to_string(), "NAME".into(), "REASON".into()]];
+        for r in &ckpts.delete {
+            rows.push([r.name.clone(), r.service_name.clone(), r.reason.into()]);
+        }
+        eprintln!(
+            "{} {}:",
+            if dry_run { "would delete" } else { "deleting" },
+            items(0, ckpts.delete.len())
+        );
+        print!("{}", table(&rows));
+    }
+    for k in &ckpts.kept {
+        eprintln!(
+            "{}",
+            inert(&format!("kept checkpoint {}: {}", k.name, k.why))
+        );
+    }
+}
+
+/// `2 sandboxes`, `1 unfinished checkpoint`, `1 sandbox and 2 unfinished checkpoints`.
+fn items(sandboxes: usize, checkpoints: usize) -> String {
+    let mut parts = Vec::new();
+    if sandboxes > 0 || checkpoints == 0 {
+        let s = if sandboxes == 1 { "" } else { "es" };
+        parts.push(format!("{sandboxes} sandbox{s}"));
+    }
+    if checkpoints > 0 {
+        let s = if checkpoints == 1 { "" } else { "s" };
+        parts.push(format!("{checkpoints} unfinished checkpoint{s}"));
+    }
+    parts.join(" and ")
+}
+
+/// The `--json` object: `dryRun`, `delete` (each with its outcome), `kept`, and
+/// `checkpoints` (`delete` and `kept` of the orphaned checkpoints).
+fn report(plan: &CleanupPlan, ckpts: &CheckpointCleanup, dry_run: bool) -> serde_json::Value {
     serde_json::json!({
         "dryRun": dry_run,
         "delete": plan.delete,
         "kept": plan.kept,
+        "checkpoints": ckpts,
     })
 }
 
@@ -123,24 +188,25 @@ fn print_plan(plan: &CleanupPlan, dry_run: bool, provider: &str) {
     }
 }
 
-/// Asks on the terminal before deleting `count` sandboxes; without a terminal, refuses.
-fn confirm(count: usize) -> Result<()> {
+/// Asks on the terminal before deleting `sandboxes` sandboxes and `checkpoints` unfinished
+/// checkpoints; without a terminal, refuses.
+fn confirm(sandboxes: usize, checkpoints: usize) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::new(
             ErrorKind::Usage,
             format!(
-                "cbx cleanup would delete {count} sandbox{} (above) and asks first, but stdin \
-                 is not a terminal; nothing was deleted",
-                if count == 1 { "" } else { "es" }
+                "cbx cleanup would delete {} (above) and asks first, but stdin is not a \
+                 terminal; nothing was deleted",
+                items(sandboxes, checkpoints)
             ),
         )
         .hint("rerun with --yes to delete them, or --dry-run to only list them")
         .into());
     }
-    if count == 1 {
-        eprint!("Delete this sandbox? [y/N] ");
-    } else {
-        eprint!("Delete these {count} sandboxes? [y/N] ");
+    match (sandboxes, checkpoints) {
+        (1, 0) => eprint!("Delete this sandbox? [y/N] "),
+        (n, 0) => eprint!("Delete these {n} sandboxes? [y/N] "),
+        _ => eprint!("Delete these {}? [y/N] ", items(sandboxes, checkpoints)),
     }
     std::io::stderr().flush()?;
     let mut answer = String::new();

@@ -13,6 +13,7 @@ pub mod pause;
 pub mod providers;
 pub mod run;
 pub mod scaffold;
+pub mod shard;
 pub mod ssh;
 pub mod status;
 pub mod stop;
