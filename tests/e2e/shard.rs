@@ -637,3 +637,22 @@ fn fail_fast_after_a_lease_that_cannot_be_made_cancels_the_others_before_their_c
     assert!(!out.stdout.contains("ran"), "no command ran: {out}");
     nothing_left(&w);
 }
+
+/// The file list is made while the providers load (issue 14); a tree past the limits still
+/// fails with its own error before any shard is leased.
+#[test]
+fn a_tree_past_the_limits_leases_no_shard() {
+    let Some(w) = World::new() else { return };
+    // 6 GB, sparse: listed by its size, never read.
+    let big = std::fs::File::create(w.repo().join("huge.bin")).unwrap();
+    big.set_len(6 << 30).unwrap();
+    drop(big);
+    let out = w.cbx(&["shard", "--count", "2", "--", "true"]);
+    out.expect_code(6);
+    assert!(
+        out.stderr.contains("the tree to sync is very large"),
+        "{out}"
+    );
+    assert!(w.sim.sandboxes().is_empty(), "no shard was leased: {out}");
+    nothing_left(&w);
+}
