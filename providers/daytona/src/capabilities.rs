@@ -28,6 +28,7 @@ impl<T: Transport> Daytona<'_, T> {
     /// Starts snapshotting sandbox `id` as `name`, after checking the name is free (Daytona
     /// would otherwise fail silently and keep the old snapshot under that name).
     pub fn create_checkpoint(&self, id: &str, name: &str) -> Result<(), ProviderError> {
+        self.require_checkpoint_scope(&format!("snapshot sandbox {id}"))?;
         match self.get_checkpoint(name) {
             Err(ProviderError::NotFound(_)) => {}
             Ok(_) => {
@@ -181,33 +182,67 @@ mod tests {
 
     const SNAP: &str = r#"{"id":"5f0c","name":"cbx-x","state":"active","general":false}"#;
     const SB: &str = r#"{"id":"sb-1","name":"cbx-a","state":"snapshotting","labels":{}}"#;
+    const KEY: &str =
+        r#"{"name":"k","permissions":["write:sandboxes","delete:sandboxes","delete:snapshots"]}"#;
 
     #[test]
     fn a_checkpoint_checks_the_name_is_free_then_snapshots() {
         let c = cfg(&[], &["api-key"]);
-        let fake = Fake::new(vec![ok(404, r#"{"message":"not found"}"#), ok(200, SB)]);
+        let fake = Fake::new(vec![
+            ok(200, KEY),
+            ok(404, r#"{"message":"not found"}"#),
+            ok(200, SB),
+        ]);
         Daytona::new(&c, &fake).create_checkpoint("sb-1", "cbx-x").unwrap();
         assert_eq!(
             fake.urls(),
             [
+                "https://d.example/api/api-keys/current",
                 "https://d.example/api/snapshots/cbx-x",
                 "https://d.example/api/sandbox/sb-1/snapshot"
             ]
         );
         let sent = fake.sent.borrow();
-        let body: Value = serde_json::from_slice(sent[1].body.as_ref().unwrap()).unwrap();
+        let body: Value = serde_json::from_slice(sent[2].body.as_ref().unwrap()).unwrap();
         assert_eq!(body, json!({"name": "cbx-x"}));
+    }
+
+    #[test]
+    fn a_key_that_cannot_delete_snapshots_makes_no_checkpoint() {
+        let c = cfg(&[], &["api-key"]);
+        let no_delete = r#"{"permissions":["write:sandboxes","delete:sandboxes"]}"#;
+        let fake = Fake::new(vec![ok(200, no_delete)]);
+        let err = Daytona::new(&c, &fake)
+            .create_checkpoint("sb-1", "cbx-x")
+            .unwrap_err();
+        let ProviderError::Forbidden(m) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            m.starts_with("daytona snapshot sandbox sb-1: the API key lacks delete:snapshots"),
+            "{m}"
+        );
+        assert!(m.contains("nothing was made"), "{m}");
+        assert!(m.contains("Fix: add delete:snapshots to the API key"), "{m}");
+        assert_eq!(fake.urls().len(), 1, "no snapshot asked for");
+        // Scopes the server does not say (an older server: 404) do not stop a checkpoint.
+        let fake = Fake::new(vec![
+            ok(404, r#"{"message":"not found"}"#),
+            ok(404, r#"{"message":"not found"}"#),
+            ok(200, SB),
+        ]);
+        Daytona::new(&c, &fake).create_checkpoint("sb-1", "cbx-x").unwrap();
     }
 
     #[test]
     fn a_taken_name_is_refused_before_snapshotting() {
         let c = cfg(&[], &["api-key"]);
-        let fake = Fake::new(vec![ok(200, SNAP)]);
+        let fake = Fake::new(vec![ok(200, KEY), ok(200, SNAP)]);
         let err = Daytona::new(&c, &fake)
             .create_checkpoint("sb-1", "cbx-x")
             .unwrap_err();
         assert!(matches!(err, ProviderError::Conflict(ref m) if m.contains("already exists")));
-        assert_eq!(fake.urls().len(), 1);
+        assert_eq!(fake.urls().len(), 2);
     }
 
     #[test]
