@@ -82,13 +82,12 @@ impl<T: Transport> Daytona<'_, T> {
             };
             for item in items {
                 let general = item.get("general").and_then(Value::as_bool) == Some(true);
-                match checkpoint_from_value(item) {
-                    Some(c) if !general && c.name.starts_with(prefix) => {
-                        if !out.iter().any(|o| o.id == c.id) {
-                            out.push(c);
-                        }
-                    }
-                    _ => {}
+                if let Some(c) = checkpoint_from_value(item)
+                    && !general
+                    && c.name.starts_with(prefix)
+                    && !out.iter().any(|o| o.id == c.id)
+                {
+                    out.push(c);
                 }
             }
             let total_pages = value.get("totalPages").and_then(Value::as_u64).unwrap_or(1);
