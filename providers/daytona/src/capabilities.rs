@@ -50,7 +50,9 @@ impl<T: Transport> Daytona<'_, T> {
     pub fn get_checkpoint(&self, name: &str) -> Result<CheckpointInfo, ProviderError> {
         let action = format!("get snapshot {name}");
         if name.trim().is_empty() {
-            return Err(ProviderError::Other(format!("daytona {action}: the name is empty")));
+            return Err(ProviderError::Other(format!(
+                "daytona {action}: the name is empty"
+            )));
         }
         let path = format!("/snapshots/{}", percent_encode(name));
         let resp = self.call(Method::Get, &path, None, None, &action)?;
@@ -104,7 +106,9 @@ impl<T: Transport> Daytona<'_, T> {
     pub fn delete_checkpoint(&self, id: &str) -> Result<(), ProviderError> {
         let action = format!("delete snapshot {id}");
         if id.trim().is_empty() {
-            return Err(ProviderError::Other(format!("daytona {action}: the id is empty")));
+            return Err(ProviderError::Other(format!(
+                "daytona {action}: the id is empty"
+            )));
         }
         let path = format!("/snapshots/{}", percent_encode(id));
         self.call(Method::Delete, &path, None, None, &action)?;
@@ -192,7 +196,9 @@ mod tests {
             ok(404, r#"{"message":"not found"}"#),
             ok(200, SB),
         ]);
-        Daytona::new(&c, &fake).create_checkpoint("sb-1", "cbx-x").unwrap();
+        Daytona::new(&c, &fake)
+            .create_checkpoint("sb-1", "cbx-x")
+            .unwrap();
         assert_eq!(
             fake.urls(),
             [
@@ -222,7 +228,10 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("nothing was made"), "{m}");
-        assert!(m.contains("Fix: add delete:snapshots to the API key"), "{m}");
+        assert!(
+            m.contains("Fix: add delete:snapshots to the API key"),
+            "{m}"
+        );
         assert_eq!(fake.urls().len(), 1, "no snapshot asked for");
         // Scopes the server does not say (an older server: 404) do not stop a checkpoint.
         let fake = Fake::new(vec![
@@ -230,7 +239,9 @@ mod tests {
             ok(404, r#"{"message":"not found"}"#),
             ok(200, SB),
         ]);
-        Daytona::new(&c, &fake).create_checkpoint("sb-1", "cbx-x").unwrap();
+        Daytona::new(&c, &fake)
+            .create_checkpoint("sb-1", "cbx-x")
+            .unwrap();
     }
 
     #[test]
@@ -263,7 +274,10 @@ mod tests {
         let names: Vec<_> = got.iter().map(|c| (c.name.as_str(), c.state)).collect();
         assert_eq!(
             names,
-            [("cbx-a", CheckpointState::Ready), ("cbx-b", CheckpointState::Creating)]
+            [
+                ("cbx-a", CheckpointState::Ready),
+                ("cbx-b", CheckpointState::Creating)
+            ]
         );
         assert_eq!(
             fake.urls()[1],
@@ -287,7 +301,8 @@ mod tests {
             matches!(err, ForkError::NotForkable(ref m) if m.contains("Forking is not supported")),
             "{err:?}"
         );
-        let child = r#"{"id":"sb-2","name":"cbx-f","state":"creating","labels":{"cbx_lease":"cbx_1"}}"#;
+        let child =
+            r#"{"id":"sb-2","name":"cbx-f","state":"creating","labels":{"cbx_lease":"cbx_1"}}"#;
         let fake = Fake::new(vec![ok(200, child), ok(200, child)]);
         let sb = Daytona::new(&c, &fake).fork("sb-1", &req).unwrap();
         assert_eq!(sb.labels, req.labels);

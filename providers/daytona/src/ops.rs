@@ -146,7 +146,10 @@ impl<'a, T: Transport> Daytona<'a, T> {
             (_, Err(e)) => check(
                 "scopes",
                 CheckStatus::Warn,
-                format!("could not read the API key's scopes: {}", errors::message(&e)),
+                format!(
+                    "could not read the API key's scopes: {}",
+                    errors::message(&e)
+                ),
             ),
         }
     }
@@ -866,7 +869,11 @@ pub(crate) mod tests {
         let fake = Fake::new(vec![ok(200, r#"{"items":[],"nextCursor":null}"#)]);
         let checks = Daytona::new(&c, &fake).doctor().unwrap();
         assert_eq!(checks[3].status, CheckStatus::Warn);
-        assert!(checks[3].detail.contains("never deletes"), "{}", checks[3].detail);
+        assert!(
+            checks[3].detail.contains("never deletes"),
+            "{}",
+            checks[3].detail
+        );
         assert_eq!(
             fake.urls(),
             ["https://d.example/api/sandbox?limit=1&labels=%7B%22cbx%22%3A%22true%22%7D"]
@@ -895,7 +902,10 @@ pub(crate) mod tests {
             list(),
             ok(404, r#"{"message":"Cannot GET /api/api-keys/current"}"#),
             list(),
-            ok(200, r#"{"permissions":["write:sandboxes","delete:sandboxes"]}"#),
+            ok(
+                200,
+                r#"{"permissions":["write:sandboxes","delete:sandboxes"]}"#,
+            ),
         ]);
         let d = Daytona::new(&c, &fake);
         let scopes = |checks: Vec<Check>| checks.into_iter().find(|c| c.name == "scopes").unwrap();
@@ -914,11 +924,16 @@ pub(crate) mod tests {
             "{}",
             no_delete.detail
         );
-        assert!(no_delete.detail.contains("Fix: create an API key with write:sandboxes and delete:sandboxes"));
+        assert!(
+            no_delete
+                .detail
+                .contains("Fix: create an API key with write:sandboxes and delete:sandboxes")
+        );
         let none = scopes(d.doctor().unwrap());
         assert!(
-            none.detail
-                .starts_with("the API key lacks write:sandboxes and delete:sandboxes: cbx cannot create"),
+            none.detail.starts_with(
+                "the API key lacks write:sandboxes and delete:sandboxes: cbx cannot create"
+            ),
             "{}",
             none.detail
         );

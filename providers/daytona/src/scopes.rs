@@ -72,7 +72,8 @@ mod tests {
     #[test]
     fn missing_scopes_in_order_with_their_consequence() {
         let perms = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let body = br#"{"name":"k","value":"dtn****","permissions":["write:sandboxes","read:volumes"]}"#;
+        let body =
+            br#"{"name":"k","value":"dtn****","permissions":["write:sandboxes","read:volumes"]}"#;
         let got = parse_permissions(body).unwrap();
         assert_eq!(got, perms(&["write:sandboxes", "read:volumes"]));
         assert_eq!(missing(&got), ["delete:sandboxes"]);
