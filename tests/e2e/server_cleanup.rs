@@ -647,6 +647,53 @@ fn a_key_without_scopes_and_a_full_key() {
     );
 }
 
+#[test]
+fn a_key_without_delete_snapshots_warns_in_doctor_and_makes_no_checkpoint() {
+    let (sim, home) = setup(scoped(&["write:sandboxes", "delete:sandboxes"]));
+    let doctor = home.run(&["doctor", "--json"]);
+    doctor.ok();
+    let check = doctor_check(&doctor, "scopes");
+    assert_eq!(check["status"], "warn", "{doctor}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(
+            "the API key has write:sandboxes and delete:sandboxes but lacks delete:snapshots: \
+             leases work, but cbx refuses `checkpoint create`"
+        ),
+        "{doctor}"
+    );
+    assert!(
+        detail.contains("Fix, if you use checkpoints: add delete:snapshots to the API key"),
+        "{doctor}"
+    );
+    home.run(&["warmup", "--slug", "base"]).ok();
+    let out = home.run(&["checkpoint", "create", "base", "--name", "deps"]);
+    assert_eq!(out.code, 3, "{out}");
+    assert!(
+        out.stderr.contains("the API key lacks delete:snapshots")
+            && out.stderr.contains("nothing was made"),
+        "{out}"
+    );
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/snapshot")),
+        "a snapshot was asked for"
+    );
+    assert!(sim.snapshot_names().is_empty());
+    let intents = home.state_dir().join("intents");
+    let left = std::fs::read_dir(&intents)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(left, 0, "no checkpoint intent is left behind\n{out}");
+    home.run(&["stop", "base"]).ok();
+    home.assert_secret_absent(&sim.api_key(), &[&doctor, &out], &[]);
+}
+
 /// Runs `cbx args…` of `home` on a terminal (`script` gives it a pty), typing `answer`.
 fn on_terminal(home: &CbxHome, args: &[&str], answer: &str) -> (i32, String) {
     use std::io::Write;

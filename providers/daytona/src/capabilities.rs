@@ -28,6 +28,7 @@ impl<T: Transport> Daytona<'_, T> {
     /// Starts snapshotting sandbox `id` as `name`, after checking the name is free (Daytona
     /// would otherwise fail silently and keep the old snapshot under that name).
     pub fn create_checkpoint(&self, id: &str, name: &str) -> Result<(), ProviderError> {
+        self.require_checkpoint_scope(&format!("snapshot sandbox {id}"))?;
         match self.get_checkpoint(name) {
             Err(ProviderError::NotFound(_)) => {}
             Ok(_) => {
@@ -49,7 +50,9 @@ impl<T: Transport> Daytona<'_, T> {
     pub fn get_checkpoint(&self, name: &str) -> Result<CheckpointInfo, ProviderError> {
         let action = format!("get snapshot {name}");
         if name.trim().is_empty() {
-            return Err(ProviderError::Other(format!("daytona {action}: the name is empty")));
+            return Err(ProviderError::Other(format!(
+                "daytona {action}: the name is empty"
+            )));
         }
         let path = format!("/snapshots/{}", percent_encode(name));
         let resp = self.call(Method::Get, &path, None, None, &action)?;
@@ -81,13 +84,12 @@ impl<T: Transport> Daytona<'_, T> {
             };
             for item in items {
                 let general = item.get("general").and_then(Value::as_bool) == Some(true);
-                match checkpoint_from_value(item) {
-                    Some(c) if !general && c.name.starts_with(prefix) => {
-                        if !out.iter().any(|o| o.id == c.id) {
-                            out.push(c);
-                        }
-                    }
-                    _ => {}
+                if let Some(c) = checkpoint_from_value(item)
+                    && !general
+                    && c.name.starts_with(prefix)
+                    && !out.iter().any(|o| o.id == c.id)
+                {
+                    out.push(c);
                 }
             }
             let total_pages = value.get("totalPages").and_then(Value::as_u64).unwrap_or(1);
@@ -104,7 +106,9 @@ impl<T: Transport> Daytona<'_, T> {
     pub fn delete_checkpoint(&self, id: &str) -> Result<(), ProviderError> {
         let action = format!("delete snapshot {id}");
         if id.trim().is_empty() {
-            return Err(ProviderError::Other(format!("daytona {action}: the id is empty")));
+            return Err(ProviderError::Other(format!(
+                "daytona {action}: the id is empty"
+            )));
         }
         let path = format!("/snapshots/{}", percent_encode(id));
         self.call(Method::Delete, &path, None, None, &action)?;
@@ -181,33 +185,74 @@ mod tests {
 
     const SNAP: &str = r#"{"id":"5f0c","name":"cbx-x","state":"active","general":false}"#;
     const SB: &str = r#"{"id":"sb-1","name":"cbx-a","state":"snapshotting","labels":{}}"#;
+    const KEY: &str =
+        r#"{"name":"k","permissions":["write:sandboxes","delete:sandboxes","delete:snapshots"]}"#;
 
     #[test]
     fn a_checkpoint_checks_the_name_is_free_then_snapshots() {
         let c = cfg(&[], &["api-key"]);
-        let fake = Fake::new(vec![ok(404, r#"{"message":"not found"}"#), ok(200, SB)]);
-        Daytona::new(&c, &fake).create_checkpoint("sb-1", "cbx-x").unwrap();
+        let fake = Fake::new(vec![
+            ok(200, KEY),
+            ok(404, r#"{"message":"not found"}"#),
+            ok(200, SB),
+        ]);
+        Daytona::new(&c, &fake)
+            .create_checkpoint("sb-1", "cbx-x")
+            .unwrap();
         assert_eq!(
             fake.urls(),
             [
+                "https://d.example/api/api-keys/current",
                 "https://d.example/api/snapshots/cbx-x",
                 "https://d.example/api/sandbox/sb-1/snapshot"
             ]
         );
         let sent = fake.sent.borrow();
-        let body: Value = serde_json::from_slice(sent[1].body.as_ref().unwrap()).unwrap();
+        let body: Value = serde_json::from_slice(sent[2].body.as_ref().unwrap()).unwrap();
         assert_eq!(body, json!({"name": "cbx-x"}));
+    }
+
+    #[test]
+    fn a_key_that_cannot_delete_snapshots_makes_no_checkpoint() {
+        let c = cfg(&[], &["api-key"]);
+        let no_delete = r#"{"permissions":["write:sandboxes","delete:sandboxes"]}"#;
+        let fake = Fake::new(vec![ok(200, no_delete)]);
+        let err = Daytona::new(&c, &fake)
+            .create_checkpoint("sb-1", "cbx-x")
+            .unwrap_err();
+        let ProviderError::Forbidden(m) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            m.starts_with("daytona snapshot sandbox sb-1: the API key lacks delete:snapshots"),
+            "{m}"
+        );
+        assert!(m.contains("nothing was made"), "{m}");
+        assert!(
+            m.contains("Fix: add delete:snapshots to the API key"),
+            "{m}"
+        );
+        assert_eq!(fake.urls().len(), 1, "no snapshot asked for");
+        // Scopes the server does not say (an older server: 404) do not stop a checkpoint.
+        let fake = Fake::new(vec![
+            ok(404, r#"{"message":"not found"}"#),
+            ok(404, r#"{"message":"not found"}"#),
+            ok(200, SB),
+        ]);
+        Daytona::new(&c, &fake)
+            .create_checkpoint("sb-1", "cbx-x")
+            .unwrap();
     }
 
     #[test]
     fn a_taken_name_is_refused_before_snapshotting() {
         let c = cfg(&[], &["api-key"]);
-        let fake = Fake::new(vec![ok(200, SNAP)]);
+        let fake = Fake::new(vec![ok(200, KEY), ok(200, SNAP)]);
         let err = Daytona::new(&c, &fake)
             .create_checkpoint("sb-1", "cbx-x")
             .unwrap_err();
         assert!(matches!(err, ProviderError::Conflict(ref m) if m.contains("already exists")));
-        assert_eq!(fake.urls().len(), 1);
+        assert_eq!(fake.urls().len(), 2);
     }
 
     #[test]
@@ -229,7 +274,10 @@ mod tests {
         let names: Vec<_> = got.iter().map(|c| (c.name.as_str(), c.state)).collect();
         assert_eq!(
             names,
-            [("cbx-a", CheckpointState::Ready), ("cbx-b", CheckpointState::Creating)]
+            [
+                ("cbx-a", CheckpointState::Ready),
+                ("cbx-b", CheckpointState::Creating)
+            ]
         );
         assert_eq!(
             fake.urls()[1],
@@ -253,7 +301,8 @@ mod tests {
             matches!(err, ForkError::NotForkable(ref m) if m.contains("Forking is not supported")),
             "{err:?}"
         );
-        let child = r#"{"id":"sb-2","name":"cbx-f","state":"creating","labels":{"cbx_lease":"cbx_1"}}"#;
+        let child =
+            r#"{"id":"sb-2","name":"cbx-f","state":"creating","labels":{"cbx_lease":"cbx_1"}}"#;
         let fake = Fake::new(vec![ok(200, child), ok(200, child)]);
         let sb = Daytona::new(&c, &fake).fork("sb-1", &req).unwrap();
         assert_eq!(sb.labels, req.labels);

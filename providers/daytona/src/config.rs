@@ -233,7 +233,8 @@ impl Config {
                     ))
                 })?,
         };
-        let auto_delete = AutoDelete::parse(opt("auto-delete-minutes").unwrap_or(DEFAULT_AUTO_DELETE))?;
+        let auto_delete =
+            AutoDelete::parse(opt("auto-delete-minutes").unwrap_or(DEFAULT_AUTO_DELETE))?;
         Ok(Config {
             base,
             snapshot: opt("snapshot").unwrap_or("").to_string(),

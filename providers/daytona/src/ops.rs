@@ -102,7 +102,20 @@ impl<'a, T: Transport> Daytona<'a, T> {
             ),
             (_, Ok(Some(perms))) => {
                 let missing = scopes::missing(&perms);
-                if missing.is_empty() {
+                if missing.is_empty() && !scopes::can_delete_checkpoints(&perms) {
+                    check(
+                        "scopes",
+                        CheckStatus::Warn,
+                        format!(
+                            "the API key has {} but lacks {}: leases work, but cbx refuses \
+                             `checkpoint create` (it could not delete the checkpoint again). \
+                             Fix, if you use checkpoints: {}",
+                            wanted.join(" and "),
+                            scopes::CHECKPOINT,
+                            scopes::CHECKPOINT_FIX
+                        ),
+                    )
+                } else if missing.is_empty() {
                     check(
                         "scopes",
                         CheckStatus::Ok,
@@ -133,7 +146,10 @@ impl<'a, T: Transport> Daytona<'a, T> {
             (_, Err(e)) => check(
                 "scopes",
                 CheckStatus::Warn,
-                format!("could not read the API key's scopes: {}", errors::message(&e)),
+                format!(
+                    "could not read the API key's scopes: {}",
+                    errors::message(&e)
+                ),
             ),
         }
     }
@@ -153,6 +169,23 @@ impl<'a, T: Transport> Daytona<'a, T> {
             missing.join(" and "),
             scopes::consequence(&missing),
             scopes::FIX
+        )))
+    }
+
+    /// Refuses (before anything is made) a checkpoint the key could not delete again.
+    pub(crate) fn require_checkpoint_scope(&self, action: &str) -> Result<(), ProviderError> {
+        // Unknown scopes (a JWT, no route, a temporary failure) do not stop a checkpoint.
+        let Ok(Some(perms)) = self.key_permissions() else {
+            return Ok(());
+        };
+        if scopes::can_delete_checkpoints(&perms) {
+            return Ok(());
+        }
+        Err(ProviderError::Forbidden(format!(
+            "daytona {action}: the API key lacks {}, so cbx could not delete this checkpoint \
+             again; nothing was made. Fix: {}",
+            scopes::CHECKPOINT,
+            scopes::CHECKPOINT_FIX
         )))
     }
 
@@ -502,7 +535,8 @@ pub(crate) mod tests {
 
     const SB: &str = r#"{"id":"id-1","name":"cbx-a","state":"creating","labels":{"cbx":"true"}}"#;
     /// `GET /api-keys/current` of a key with the scopes cbx needs.
-    const KEY: &str = r#"{"name":"k","permissions":["write:sandboxes","delete:sandboxes"]}"#;
+    const KEY: &str =
+        r#"{"name":"k","permissions":["write:sandboxes","delete:sandboxes","delete:snapshots"]}"#;
 
     #[test]
     fn create_request() {
@@ -835,7 +869,11 @@ pub(crate) mod tests {
         let fake = Fake::new(vec![ok(200, r#"{"items":[],"nextCursor":null}"#)]);
         let checks = Daytona::new(&c, &fake).doctor().unwrap();
         assert_eq!(checks[3].status, CheckStatus::Warn);
-        assert!(checks[3].detail.contains("never deletes"), "{}", checks[3].detail);
+        assert!(
+            checks[3].detail.contains("never deletes"),
+            "{}",
+            checks[3].detail
+        );
         assert_eq!(
             fake.urls(),
             ["https://d.example/api/sandbox?limit=1&labels=%7B%22cbx%22%3A%22true%22%7D"]
@@ -863,6 +901,11 @@ pub(crate) mod tests {
             ok(200, r#"{"permissions":[]}"#),
             list(),
             ok(404, r#"{"message":"Cannot GET /api/api-keys/current"}"#),
+            list(),
+            ok(
+                200,
+                r#"{"permissions":["write:sandboxes","delete:sandboxes"]}"#,
+            ),
         ]);
         let d = Daytona::new(&c, &fake);
         let scopes = |checks: Vec<Check>| checks.into_iter().find(|c| c.name == "scopes").unwrap();
@@ -881,16 +924,31 @@ pub(crate) mod tests {
             "{}",
             no_delete.detail
         );
-        assert!(no_delete.detail.contains("Fix: create an API key with write:sandboxes and delete:sandboxes"));
+        assert!(
+            no_delete
+                .detail
+                .contains("Fix: create an API key with write:sandboxes and delete:sandboxes")
+        );
         let none = scopes(d.doctor().unwrap());
         assert!(
-            none.detail
-                .starts_with("the API key lacks write:sandboxes and delete:sandboxes: cbx cannot create"),
+            none.detail.starts_with(
+                "the API key lacks write:sandboxes and delete:sandboxes: cbx cannot create"
+            ),
             "{}",
             none.detail
         );
         let unknown = scopes(d.doctor().unwrap());
         assert_eq!(unknown.status, CheckStatus::Warn);
+        let no_snapshots = scopes(d.doctor().unwrap());
+        assert_eq!(no_snapshots.status, CheckStatus::Warn);
+        assert!(
+            no_snapshots.detail.starts_with(
+                "the API key has write:sandboxes and delete:sandboxes but lacks delete:snapshots: \
+                 leases work, but cbx refuses `checkpoint create`"
+            ),
+            "{}",
+            no_snapshots.detail
+        );
         assert_eq!(
             fake.urls()[1],
             "https://d.example/api/api-keys/current",

@@ -1,6 +1,6 @@
 //! API-key scopes: what cbx needs (`write:sandboxes` to create, start, stop, label and reach
-//! sandboxes; `delete:sandboxes` to delete them), reading them from `GET /api-keys/current`,
-//! and saying exactly what is missing and how to fix it.
+//! sandboxes; `delete:sandboxes` to delete them; `delete:snapshots` for checkpoints), reading
+//! them from `GET /api-keys/current`, and saying exactly what is missing and how to fix it.
 
 use serde_json::Value;
 
@@ -12,6 +12,20 @@ pub const REQUIRED: &[(&str, &str)] = &[
     ),
     ("delete:sandboxes", "delete sandboxes"),
 ];
+
+/// The scope checkpoints need on top of [`REQUIRED`]: a checkpoint is a snapshot, and cbx must
+/// be able to delete one it made (`cbx checkpoint delete`, or the clean-up of an interrupted
+/// `cbx checkpoint create`). Making one needs only `write:sandboxes`.
+pub const CHECKPOINT: &str = "delete:snapshots";
+
+/// What to do about a key without [`CHECKPOINT`].
+pub const CHECKPOINT_FIX: &str = "add delete:snapshots to the API key in the Daytona dashboard \
+     (Keys), or create one with write:sandboxes, delete:sandboxes and delete:snapshots";
+
+/// Whether `permissions` lets cbx delete the checkpoints it makes.
+pub fn can_delete_checkpoints(permissions: &[String]) -> bool {
+    permissions.iter().any(|p| p == CHECKPOINT)
+}
 
 /// What to do about missing scopes.
 pub const FIX: &str = "create an API key with write:sandboxes and delete:sandboxes in the \
@@ -58,7 +72,8 @@ mod tests {
     #[test]
     fn missing_scopes_in_order_with_their_consequence() {
         let perms = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let body = br#"{"name":"k","value":"dtn****","permissions":["write:sandboxes","read:volumes"]}"#;
+        let body =
+            br#"{"name":"k","value":"dtn****","permissions":["write:sandboxes","read:volumes"]}"#;
         let got = parse_permissions(body).unwrap();
         assert_eq!(got, perms(&["write:sandboxes", "read:volumes"]));
         assert_eq!(missing(&got), ["delete:sandboxes"]);
@@ -69,6 +84,8 @@ mod tests {
         );
         assert!(consequence(&missing(&perms(&[]))).contains("cannot create"));
         assert!(missing(&perms(&["delete:sandboxes", "write:sandboxes"])).is_empty());
+        assert!(!can_delete_checkpoints(&got));
+        assert!(can_delete_checkpoints(&perms(&["delete:snapshots"])));
         assert_eq!(parse_permissions(b"<html>"), None);
         assert_eq!(parse_permissions(br#"{"permissions":"all"}"#), None);
     }

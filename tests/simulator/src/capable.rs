@@ -30,10 +30,12 @@ use super::state::{Pending, Snapshot, SshEvent, Store};
 /// `POST /api/sandbox/{idOrName}/snapshot`.
 pub(crate) async fn snapshot(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    // Daytona: `write:sandboxes`, not `write:snapshots` (the route acts on the sandbox).
+    auth.require("write:sandboxes")?;
     let req = parse_object(&body)?;
     let Some(name) = opt_str(&req, "name")? else {
         return Err(ApiError::bad_request("name must be a string"));
@@ -161,9 +163,11 @@ pub(crate) async fn list_snapshots(
 /// delete delay.
 pub(crate) async fn delete_snapshot(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
+    // Daytona checks the scope before it looks at the id.
+    auth.require("delete:snapshots")?;
     if uuid::Uuid::parse_str(&key).is_err() {
         return Err(ApiError::bad_request(
             "Validation failed (uuid is expected)",
@@ -194,10 +198,11 @@ pub(crate) async fn delete_snapshot(
 /// `POST /api/sandbox/{idOrName}/fork`.
 pub(crate) async fn fork(
     State(shared): State<Arc<Shared>>,
-    _auth: Authed,
+    auth: Authed,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    auth.require("write:sandboxes")?;
     let req = parse_object(&body)?;
     let name = opt_str(&req, "name")?.filter(|n| !n.is_empty());
     if let Some(n) = &name

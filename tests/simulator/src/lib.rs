@@ -49,6 +49,9 @@ pub const FAILING_SNAPSHOT: &str = "cbx-test-fails-to-start";
 pub const FAILING_REASON: &str = "Failed to pull image cbx-test-fails-to-start: manifest unknown";
 /// The scopes a key needs for sandboxes: create/start/stop/labels/ssh-access, and delete.
 pub const SANDBOX_SCOPES: &[&str] = &["write:sandboxes", "delete:sandboxes"];
+/// The scopes of the simulator's API key by default: [`SANDBOX_SCOPES`] and, for checkpoints,
+/// `delete:snapshots`.
+pub const DEFAULT_SCOPES: &[&str] = &["write:sandboxes", "delete:sandboxes", "delete:snapshots"];
 
 /// Regions the simulator knows; another `target` gets 404 "Region not found".
 pub const REGIONS: &[&str] = &["us", "eu"];
@@ -61,7 +64,7 @@ pub struct SimConfig {
     /// The API key accepted as `Authorization: Bearer <key>`.
     pub api_key: String,
     /// The API key's permission scopes (`GET /api-keys/current`); a route needing one the
-    /// key lacks answers 403 `Access denied`. Default: [`SANDBOX_SCOPES`].
+    /// key lacks answers 403 `Access denied`. Default: [`DEFAULT_SCOPES`].
     pub api_key_permissions: Vec<String>,
     /// A JWT also accepted, only together with `X-Daytona-Organization-ID: <organization_id>`.
     pub jwt: Option<String>,
@@ -103,7 +106,7 @@ impl Default for SimConfig {
         Self {
             port: 0,
             api_key: random_api_key(),
-            api_key_permissions: SANDBOX_SCOPES.iter().map(|s| s.to_string()).collect(),
+            api_key_permissions: DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
             jwt: None,
             organization_id: uuid::Uuid::new_v4().to_string(),
             create_delay: Duration::from_millis(300),
