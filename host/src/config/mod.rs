@@ -500,6 +500,21 @@ pub fn find_repo_config(cwd: &Path, repo_root: Option<&Path>) -> Option<PathBuf>
     None
 }
 
+/// Tests: `user` as the user's config file and `repo` as a repository's `cbx.toml`, in a fresh
+/// directory (kept alive by the returned guard), loaded.
+#[cfg(test)]
+pub(crate) fn load_for_test(user: &str, repo: &str) -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let user_path = dir.path().join("config.toml");
+    std::fs::write(&user_path, user).unwrap();
+    let repo_dir = dir.path().join("repo");
+    std::fs::create_dir_all(repo_dir.join(".git")).unwrap();
+    std::fs::write(repo_dir.join("cbx.toml"), repo).unwrap();
+    let cfg =
+        Config::load(&user_path, &repo_dir, Some(&repo_dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    (dir, cfg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,17 +529,7 @@ mod tests {
         }
     }
 
-    fn setup(user: &str, repo: &str) -> (tempfile::TempDir, Config) {
-        let dir = tempfile::tempdir().unwrap();
-        let user_path = dir.path().join("config.toml");
-        std::fs::write(&user_path, user).unwrap();
-        let repo_dir = dir.path().join("repo");
-        std::fs::create_dir_all(repo_dir.join(".git")).unwrap();
-        std::fs::write(repo_dir.join("cbx.toml"), repo).unwrap();
-        let cfg = Config::load(&user_path, &repo_dir, Some(&repo_dir))
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        (dir, cfg)
-    }
+    use super::load_for_test as setup;
 
     #[test]
     fn precedence_default_user_repo_env_flag() {

@@ -55,16 +55,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn load(user: &str, repo: &str) -> (tempfile::TempDir, Config) {
-        let dir = tempfile::tempdir().unwrap();
-        let user_path = dir.path().join("config.toml");
-        std::fs::write(&user_path, user).unwrap();
-        let repo_dir = dir.path().join("repo");
-        std::fs::create_dir_all(repo_dir.join(".git")).unwrap();
-        std::fs::write(repo_dir.join("cbx.toml"), repo).unwrap();
-        let cfg = Config::load(&user_path, &repo_dir, Some(&repo_dir)).unwrap();
-        (dir, cfg)
-    }
+    use crate::config::load_for_test as load;
 
     #[test]
     fn the_transport_comes_from_the_layer_of_highest_precedence() {

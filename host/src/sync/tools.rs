@@ -126,17 +126,21 @@ pub fn forget(state_dir: &Path, lease: &str) {
     let _ = fs_err::remove_file(path_of(state_dir, lease));
 }
 
+/// Tests: a sandbox that has rsync and tar as told (and no rsync version line).
+#[cfg(test)]
+pub(crate) fn having(rsync: bool, tar: bool) -> RemoteTools {
+    RemoteTools {
+        rsync,
+        tar,
+        rsync_version: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tools(rsync: bool, tar: bool) -> RemoteTools {
-        RemoteTools {
-            rsync,
-            tar,
-            rsync_version: None,
-        }
-    }
+    use super::having as tools;
 
     #[test]
     fn the_probe_output_is_read() {

@@ -162,13 +162,7 @@ pub fn local_rsync(path: Option<&std::ffi::OsStr>) -> bool {
 mod tests {
     use super::*;
 
-    fn tools(rsync: bool, tar: bool) -> RemoteTools {
-        RemoteTools {
-            rsync,
-            tar,
-            rsync_version: None,
-        }
-    }
+    use crate::sync::tools::having as tools;
 
     #[test]
     fn a_program_the_remote_shell_cannot_find_is_recognised() {
