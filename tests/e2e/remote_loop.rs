@@ -289,6 +289,31 @@ fn a_hostile_sandbox_cannot_write_outside_the_destination() {
     assert!(!w.local("x").exists() && !w.local("a/x").exists());
     assert!(!Path::new("/tmp/cbx-evil-abs").exists());
 
+    // The same through --junit: each refusal is a warning, as for --download.
+    let out = w.cbx(&[
+        "run",
+        "--id",
+        "hostile",
+        "--no-sync",
+        "--junit",
+        "real.xml",
+        "--",
+        "true",
+    ]);
+    out.ok();
+    assert!(
+        out.stderr
+            .contains("warning: --junit real.xml: ../../x: refused: the name contains `..`"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains(
+            "warning: --junit real.xml: /tmp/cbx-evil-abs: refused: the name is an absolute path"
+        ),
+        "{out}"
+    );
+    assert!(!w.local("x").exists() && !Path::new("/tmp/cbx-evil-abs").exists());
+
     // The same through cp.
     let out = w.cbx(&["cp", "hostile:real.xml", "c/"]);
     out.ok();

@@ -21,9 +21,6 @@ use crate::transfer::pattern::{self, NO_DIRECTORY};
 use crate::transfer::stream::{Fetched, fetch};
 use crate::transfer::unpack::Place;
 
-/// How many refused entries are listed, per download, before `…and N more`.
-const SHOWN_REFUSED: usize = 10;
-
 /// One `--download`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Download {
@@ -214,15 +211,8 @@ async fn fetch_all(
 
 /// Adds one download's result to `done`, printing its summary and refusals.
 fn account(session: &Session, d: &Download, f: Fetched, done: &mut Downloaded) {
-    for (i, r) in f.unpacked.refused.iter().enumerate() {
-        if i == SHOWN_REFUSED {
-            progress::report(&format!(
-                "warning: …and {} more entries refused",
-                f.unpacked.refused.len() - SHOWN_REFUSED
-            ));
-            break;
-        }
-        progress::report(&format!("warning: --download {}: {r}", d.pattern));
+    for line in f.unpacked.refusals(&format!("--download {}", d.pattern)) {
+        progress::report(&format!("warning: {line}"));
     }
     done.files += f.unpacked.files;
     done.bytes += f.unpacked.bytes;

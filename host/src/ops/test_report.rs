@@ -74,6 +74,9 @@ pub async fn collect_keeping(
                     .push(format!("--junit {p}: matched nothing on the sandbox"));
             }
             Ok(f) => {
+                report
+                    .warnings
+                    .extend(f.unpacked.refusals(&format!("--junit {p}")));
                 if !f.complete() {
                     report.warnings.push(format!(
                         "--junit {p}: the copy did not finish; the complete reports are used"

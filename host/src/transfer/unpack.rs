@@ -35,6 +35,29 @@ pub struct Unpacked {
     pub refused: Vec<String>,
 }
 
+/// How many refused entries are listed, per fetch, before `…and N more`.
+const SHOWN_REFUSED: usize = 10;
+
+impl Unpacked {
+    /// The warnings for the entries refused in a fetch (`what`: `--download GLOB`,
+    /// `--junit GLOB`): the first [`SHOWN_REFUSED`], then how many more.
+    pub fn refusals(&self, what: &str) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .refused
+            .iter()
+            .take(SHOWN_REFUSED)
+            .map(|r| format!("{what}: {r}"))
+            .collect();
+        if self.refused.len() > SHOWN_REFUSED {
+            lines.push(format!(
+                "…and {} more entries refused",
+                self.refused.len() - SHOWN_REFUSED
+            ));
+        }
+        lines
+    }
+}
+
 /// Unpacks the tar stream `reader` at `place`, adding to `out`. A stream that breaks off
 /// (or any local write failure) ends the unpack with its error; what arrived whole stays.
 pub fn unpack(reader: impl Read, place: &Place, out: &mut Unpacked) -> io::Result<()> {
@@ -218,6 +241,18 @@ fn set_mode(_file: &fs::File, _mode: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_name_the_fetch_and_stop_after_ten() {
+        let mut out = Unpacked::default();
+        assert!(out.refusals("--junit x").is_empty());
+        out.refused = (0..12).map(|i| format!("f{i}: refused: a link")).collect();
+        let lines = out.refusals("--junit *.xml");
+        assert_eq!(lines.len(), 11);
+        assert_eq!(lines[0], "--junit *.xml: f0: refused: a link");
+        assert_eq!(lines[9], "--junit *.xml: f9: refused: a link");
+        assert_eq!(lines[10], "…and 2 more entries refused");
+    }
 
     /// A tar stream of raw entries (name, kind, body or link target), names written as given.
     fn raw_tar(entries: &[(&str, EntryType, &[u8])]) -> Vec<u8> {
