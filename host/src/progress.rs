@@ -2,7 +2,8 @@
 //! ([`note`], [`report`]) that the library prints instead of calling `eprintln!` itself.
 //!
 //! Every message is one line made [`inert`]: progress quotes sandbox ids, states and provider
-//! errors, and none of them may steer the terminal or start a line of its own.
+//! errors, and none of them may steer the terminal or start a line of its own. Inside
+//! [`led`] (each shard of `cbx shard`) every line starts with the shard's `[2/4] `.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -10,6 +11,24 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::terminal::inert;
+
+tokio::task_local! {
+    /// What every progress line of the current step starts with (a shard's `[2/4] `).
+    static LEAD: String;
+}
+
+/// Runs `step` with every progress line it prints led by `lead`, so that the lines of steps
+/// running side by side (the shards of `cbx shard`) say whose they are.
+pub async fn led<F: std::future::Future>(lead: String, step: F) -> F::Output {
+    LEAD.scope(lead, step).await
+}
+
+/// `message` as one inert line, led by the current step's lead if it has one.
+fn line(message: &str) -> String {
+    let message = inert(message);
+    LEAD.try_with(|lead| format!("{lead}{message}"))
+        .unwrap_or_else(|_| message.into_owned())
+}
 
 /// Reports what a long step is doing. Results go to stdout; progress only ever to stderr.
 pub struct Progress {
@@ -22,7 +41,7 @@ pub struct Progress {
 impl Progress {
     /// Starts reporting `message`. `quiet` suppresses everything but warnings.
     pub fn start(message: impl Into<String>, quiet: bool) -> Progress {
-        let message = inert(&message.into()).into_owned();
+        let message = line(&message.into());
         let bar = if !quiet && std::io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -48,7 +67,7 @@ impl Progress {
 
     /// Updates the message; on a non-terminal, prints it only when it changed.
     pub fn set(&mut self, message: impl Into<String>) {
-        let message = inert(&message.into()).into_owned();
+        let message = line(&message.into());
         if message == self.last {
             return;
         }
@@ -65,7 +84,7 @@ impl Progress {
     /// its end ([`Progress::finish`] or an error) says how it went.
     pub fn tick(&mut self, message: impl Into<String>) {
         if let Some(bar) = &self.bar {
-            let message = inert(&message.into()).into_owned();
+            let message = line(&message.into());
             bar.set_message(message.clone());
             self.last = message;
         }
@@ -73,10 +92,9 @@ impl Progress {
 
     /// Prints a line above the spinner (or plainly), even when quiet.
     pub fn warn(&self, message: &str) {
-        let message = inert(message);
-        let message = message.as_ref();
+        let message = line(message);
         match &self.bar {
-            Some(bar) => bar.println(message),
+            Some(bar) => bar.println(&message),
             None => eprintln!("{message}"),
         }
     }
@@ -88,7 +106,7 @@ impl Progress {
 
     /// Ends the step, leaving `message` as its final line (unless quiet).
     pub fn finish(self, message: impl Into<String>) {
-        let message = inert(&message.into()).into_owned();
+        let message = line(&message.into());
         match &self.bar {
             Some(bar) => {
                 bar.finish_and_clear();
@@ -110,14 +128,14 @@ impl Progress {
 /// A line on stderr unless `quiet`: a step the user may want to follow (a retry, a summary).
 pub fn note(quiet: bool, message: &str) {
     if !quiet {
-        eprintln!("{}", inert(message));
+        eprintln!("{}", line(message));
     }
 }
 
 /// A line on stderr even when quiet: something cbx did on its own (deleting an expired lease),
 /// or a warning.
 pub fn report(message: &str) {
-    eprintln!("{}", inert(message));
+    eprintln!("{}", line(message));
 }
 
 /// Formats a duration for people: `850ms`, `4.2s`, `3m05s`.
@@ -130,5 +148,24 @@ pub fn human_duration(d: Duration) -> String {
     } else {
         let s = d.as_secs();
         format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_inside_a_led_step_start_with_its_lead_and_stay_inert() {
+        assert_eq!(line("plain"), "plain");
+        let inside = led("[2/4] ".into(), async { line("syncing\x1b[2J") }).await;
+        assert_eq!(inside, "[2/4] syncing\\x1b[2J");
+        let both = futures_util::future::join(
+            led("[1/2] ".into(), async { line("a") }),
+            led("[2/2] ".into(), async { line("b") }),
+        )
+        .await;
+        assert_eq!(both, ("[1/2] a".to_string(), "[2/2] b".to_string()));
+        assert_eq!(line("after"), "after");
     }
 }

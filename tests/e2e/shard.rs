@@ -75,7 +75,18 @@ fn shard_substitutes_sets_the_environment_prefixes_lines_and_releases_every_leas
             "{out}"
         );
         assert!(out.stderr.contains(&format!("{p}err\n")), "{out}");
+        // Each shard's own progress says whose it is.
+        for step in ["creating a daytona sandbox (", "syncing ", "released cbx_"] {
+            assert!(
+                out.stderr.contains(&format!("{p}{step}")),
+                "no `{p}{step}…` line: {out}"
+            );
+        }
     }
+    assert!(
+        !out.stderr.lines().any(|l| l.starts_with("[1/3] [1/3]")),
+        "one lead per line: {out}"
+    );
     let table = rows(&out, 3);
     assert_eq!(table.len(), 3, "{out}");
     assert!(table.iter().all(|r| r.contains("exit 0")), "{out}");

@@ -95,8 +95,9 @@ impl Slot<'_> {
         format!("[{}/{}] ", self.index, self.total)
     }
 
+    /// A line of this shard's (led by its `[i/N] `, see [`progress::led`]).
     fn note(&self, message: &str) {
-        progress::note(self.quiet, &format!("{}{message}", self.prefix()));
+        progress::note(self.quiet, message);
     }
 }
 
@@ -164,7 +165,7 @@ pub async fn shard(
             started,
             quiet: ctx.flags.quiet,
         };
-        one(slot, session)
+        progress::led(slot.prefix(), one(slot, session))
     });
     reports.extend(futures_util::future::join_all(shards).await);
     verdict::print_table(reports);
