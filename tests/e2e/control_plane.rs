@@ -1824,3 +1824,50 @@ fn ssh_print_never_connects_and_piped_logs_have_no_colours() {
     assert!(!stderr.contains('\x1b'), "no ANSI when piped\n{stderr}");
     home.run(&["stop", &leased.lease]).ok();
 }
+
+#[test]
+fn an_error_while_the_file_list_is_still_being_made_ends_cbx_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_sim, mut home) = setup(fast());
+    home.git(&["init", "-q"]);
+    home.write_file("a.txt", "a");
+    home.git(&["add", "."]);
+    // A git whose `ls-files` takes 30 s: the run's file list is still being made when the
+    // lease turns out not to exist.
+    let bin = home.path().join("slow-git");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::write(
+        bin.join("git"),
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = ls-files ] && sleep 30; done\nexec {} \"$@\"\n",
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("git"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    home.env("PATH", &path);
+    let started = Instant::now();
+    let out = home.run(&["run", "--id", "nosuch", "--", "true"]);
+    let took = started.elapsed();
+    out.expect_code(4);
+    assert!(
+        out.stderr
+            .contains("error: no daytona lease matches `nosuch`"),
+        "{out}"
+    );
+    // Not waiting for the listing: well under its 30 s, with room for a loaded machine.
+    assert!(took < Duration::from_secs(20), "cbx took {took:?}\n{out}");
+}

@@ -1,24 +1,33 @@
-//! A run's file list, made on a blocking thread from the moment the run starts, so that its
+//! A run's file list, made on a thread of its own from the moment the run starts, so that its
 //! work — `git ls-files` or the listing cache, a stat of every file, the size check — overlaps
 //! what cbx does on the network meanwhile: loading the provider, asking it about the lease,
 //! starting the sandbox, minting access, connecting. The sync waits for the list only when it
 //! needs it.
+//!
+//! The thread is a plain one, not one of the async runtime's blocking threads: the runtime
+//! waits for its blocking threads when it shuts down, so an error or a Ctrl-C during a long
+//! listing would print at once and then leave cbx hanging, deaf to a second Ctrl-C, until the
+//! listing ended. A plain thread ends with the process.
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::thread;
 
 use anyhow::Result;
-use tokio::sync::OnceCell;
-use tokio::task::JoinHandle;
+use tokio::sync::{OnceCell, oneshot};
 
 use crate::environment::Environment;
 use crate::error::{ErrorKind, fail};
 use crate::progress;
 use crate::sync::FileList;
 
-/// The file list of a run's sync, being made on a blocking thread until it is first needed.
+/// What the listing thread sends: the list or its error, or the panic it ended with.
+type Listed = thread::Result<Result<FileList>>;
+
+/// The file list of a run's sync, being made on its own thread until it is first needed.
 pub struct PendingFiles {
-    task: Mutex<Option<JoinHandle<Result<FileList>>>>,
+    task: Mutex<Option<oneshot::Receiver<Listed>>>,
     list: OnceCell<FileList>,
 }
 
@@ -26,11 +35,23 @@ impl PendingFiles {
     /// Starts listing the work tree at `root` (with the listing cache in `cache`, git run in
     /// `env`) and checking its size against the limits (`allow_large`: `--sync-large`).
     pub fn start(root: PathBuf, cache: PathBuf, env: Environment, allow_large: bool) -> Self {
-        let task = tokio::task::spawn_blocking(move || {
-            let list = FileList::collect_cached(&root, &cache, &env)?;
-            list.check_size(allow_large, &|m| progress::report(m))?;
-            Ok(list)
-        });
+        let (send, task) = oneshot::channel();
+        let listing = move || {
+            let listed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let list = FileList::collect_cached(&root, &cache, &env)?;
+                list.check_size(allow_large, &|m| progress::report(m))?;
+                Ok(list)
+            }));
+            // The run may have ended without needing the list.
+            let _ = send.send(listed);
+        };
+        if let Err(e) = thread::Builder::new()
+            .name("cbx-file-list".into())
+            .spawn(listing)
+        {
+            // The receiver sees the sender dropped and reports the listing abandoned.
+            tracing::warn!("cannot start the file-listing thread: {e}");
+        }
         PendingFiles {
             task: Mutex::new(Some(task)),
             list: OnceCell::new(),
@@ -50,11 +71,11 @@ impl PendingFiles {
                     ));
                 };
                 match task.await {
-                    Ok(list) => list,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => Err(fail(
+                    Ok(Ok(list)) => list,
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                    Err(_) => Err(fail(
                         ErrorKind::Sync,
-                        format!("listing the files to sync was abandoned: {e}"),
+                        "listing the files to sync was abandoned: its thread could not start",
                     )),
                 }
             })
