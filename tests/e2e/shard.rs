@@ -192,9 +192,8 @@ fn ctrl_c_while_the_sandboxes_are_created_leaves_nothing() {
     nothing_left(&w);
 }
 
-#[test]
-fn sigterm_while_the_commands_run_stops_them_and_releases_every_lease() {
-    let Some(w) = World::new() else { return };
+/// `cbx shard --count 2 --json` of a command that sleeps a minute, both shards started.
+fn two_shards_running(w: &World) -> Running {
     let run = Running::start(
         &w.home,
         &[
@@ -212,6 +211,13 @@ fn sigterm_while_the_commands_run_stops_them_and_releases_every_lease() {
     );
     run.wait_for("[1/2] started");
     run.wait_for("[2/2] started");
+    run
+}
+
+#[test]
+fn sigterm_while_the_commands_run_stops_them_and_releases_every_lease() {
+    let Some(w) = World::new() else { return };
+    let run = two_shards_running(&w);
     assert_eq!(live(&w.sim).len(), 2);
     let sent = Instant::now();
     run.signal("TERM");
@@ -458,23 +464,7 @@ fn junit_reports_of_every_shard_are_summed_up_and_merged_into_one_file() {
 #[test]
 fn shard_killed_outright_leaves_every_lease_to_the_next_command() {
     let Some(w) = World::new() else { return };
-    let run = Running::start(
-        &w.home,
-        &[
-            "shard",
-            "--count",
-            "2",
-            "--json",
-            "--",
-            "sh",
-            "-c",
-            "echo started; sleep 60",
-        ],
-        "",
-        None,
-    );
-    run.wait_for("[1/2] started");
-    run.wait_for("[2/2] started");
+    let run = two_shards_running(&w);
     run.signal("KILL");
     run.finish().expect_code(137);
     assert_eq!(live(&w.sim).len(), 2);
