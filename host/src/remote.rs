@@ -5,6 +5,7 @@
 use anyhow::Result;
 
 use crate::error::{ErrorKind, Failure};
+use crate::login_env::{self, LoginEnv};
 use crate::terminal::inert;
 
 /// Fails with a provider fault (exit 8) unless `root`, the work root provider `provider`
@@ -53,16 +54,29 @@ pub enum Program {
     Shell(String),
 }
 
+/// A cached login environment to use instead of a login shell, and the names of the
+/// forwarded (`--env`) variables, which win over it.
+#[derive(Debug, Clone, Copy)]
+pub struct Reuse<'a> {
+    /// The login environment read at the connection's login.
+    pub env: &'a LoginEnv,
+    /// The forwarded variables' names.
+    pub forwarded: &'a [String],
+}
+
 /// The remote command line that runs `program` in `workdir`, with `exports` (name, value)
 /// set and, if given, variables read from (and then deleted with) `env_file`. It runs under a
 /// login shell (bash when present) so the sandbox's usual PATH applies, and `exec`s the
-/// program so its exit status is the command's.
+/// program so its exit status is the command's. With `login`, the cached login environment
+/// is used instead while it is fresh (see `login_env::fast_path`); the login shell remains the
+/// fallback.
 pub fn command_line(
     workdir: &str,
     require_workdir: bool,
     exports: &[(String, String)],
     env_file: Option<&str>,
     program: &Program,
+    login: Option<Reuse<'_>>,
 ) -> String {
     let wd = quote(workdir);
     let mut prelude = String::new();
@@ -85,6 +99,18 @@ pub fn command_line(
             prelude.push_str(&format!(" {k}={}", quote(v)));
         }
         prelude.push_str("; ");
+    }
+    if let Some(reuse) = login {
+        let keep: Vec<&str> = exports
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(reuse.forwarded.iter().map(String::as_str))
+            .collect();
+        // The stamp is in the lease's directory, the work directory's parent.
+        let stamp = format!("../{}", login_env::STAMP);
+        prelude.push_str(&login_env::fast_path(
+            reuse.env, &stamp, &keep, program, &wd,
+        ));
     }
     let (inner, args) = match program {
         Program::Argv(argv) => (
@@ -166,6 +192,7 @@ mod tests {
             &[("CBX_SLUG".into(), "amber-otter".into())],
             None,
             &Program::Argv(argv),
+            None,
         );
         let out = Command::new("sh")
             .arg("-c")
@@ -180,6 +207,7 @@ mod tests {
             &[("CBX_SLUG".into(), "amber-otter".into())],
             None,
             &Program::Shell("echo $CBX_SLUG; pwd; exit 3".into()),
+            None,
         );
         let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
         assert_eq!(out.status.code(), Some(3));
@@ -203,6 +231,7 @@ mod tests {
             &[],
             Some(env_path.to_str().unwrap()),
             &Program::Argv(vec!["sh".into(), "-c".into(), "echo \"$SECRET_X\"".into()]),
+            None,
         );
         let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "v a'l\n");
@@ -222,6 +251,7 @@ mod tests {
             &[],
             Some(env_path.to_str().unwrap()),
             &Program::Argv(vec!["sh".into(), "-c".into(), "echo \"$X\"; pwd".into()]),
+            None,
         );
         let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
         assert!(out.status.success(), "{out:?}");
@@ -265,6 +295,7 @@ mod tests {
             &[],
             None,
             &Program::Argv(vec!["true".into()]),
+            None,
         );
         let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
         assert_eq!(out.status.code(), Some(1));

@@ -9,6 +9,7 @@
 
 mod durations;
 mod options;
+mod run;
 mod shard;
 mod sync;
 
@@ -31,6 +32,7 @@ use crate::provenance::{self, Definition, Value};
 pub use self::durations::{
     DurationRange, IDLE_RANGE, READY_RANGE, TTL_RANGE, parse_duration, parse_duration_in,
 };
+pub use self::run::LoginEnvironment;
 
 /// The provider used when nothing chooses one.
 pub const DEFAULT_PROVIDER: &str = "daytona";
@@ -50,6 +52,7 @@ struct RawConfig {
     lease: Option<RawLease>,
     sync: Option<RawSync>,
     shard: Option<shard::RawShard>,
+    run: Option<run::RawRun>,
     #[serde(default)]
     providers: BTreeMap<String, RawProviderConfig>,
 }

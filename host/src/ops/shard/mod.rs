@@ -329,7 +329,20 @@ async fn execute(
         ("CBX_SHARD_INDEX".to_string(), slot.index.to_string()),
         ("CBX_SHARD_TOTAL".to_string(), slot.total.to_string()),
     ];
-    let line = remote::command_line(&workdir, true, &exports, env_file.as_deref(), &program);
+    let login = run::cached_login(slot.job, lease);
+    let forwarded: Vec<String> = slot.job.forwarded.iter().map(|(k, _)| k.clone()).collect();
+    let reuse = login.as_ref().map(|env| remote::Reuse {
+        env,
+        forwarded: &forwarded,
+    });
+    let line = remote::command_line(
+        &workdir,
+        true,
+        &exports,
+        env_file.as_deref(),
+        &program,
+        reuse,
+    );
     let mut cmd = ssh.ssh();
     cmd.args(["-T", ssh.alias()]).arg(line);
     let sink = if slot.job.stdout_to_stderr {
