@@ -48,6 +48,22 @@ const SECRET_WORDS: &[&str] = &[
     "CREDENTIAL",
 ];
 
+/// Variables a shell reads or keeps for itself: setting them from the cache could change how
+/// cbx's own shell line runs (or fail, read-only in bash), so a login shell that sets one is
+/// not cached.
+const SHELL_OWN: &[&str] = &[
+    "BASH_ENV",
+    "ENV",
+    "IFS",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "POSIXLY_CORRECT",
+    "UID",
+    "EUID",
+    "PPID",
+    "CDPATH",
+];
+
 /// Profile files whose change since the stamp makes the cache stale (`$HOME` is expanded on
 /// the sandbox).
 const PROFILES: &[&str] = &[
@@ -226,6 +242,11 @@ fn check_name(name: &str) -> Result<(), String> {
             shown()
         ));
     }
+    if SHELL_OWN.contains(&name) {
+        return Err(format!(
+            "the login shell sets {name}, which shells read for themselves"
+        ));
+    }
     let upper = name.to_ascii_uppercase();
     if SECRET_WORDS.iter().any(|w| upper.contains(w)) {
         return Err(format!(
@@ -339,6 +360,11 @@ mod tests {
         assert!(w.contains("GITHUB_TOKEN, which looks like a secret"), "{w}");
         assert!(!w.contains("ghp_value"));
         assert!(why("PATH=/bin\0db_password=v\0").contains("db_password"));
+        let w = why("PATH=/bin\0BASH_ENV=/etc/x\0");
+        assert!(
+            w.contains("sets BASH_ENV, which shells read for themselves"),
+            "{w}"
+        );
         let w = why("PATH=/bin\0BASH_FUNC_f%%=() {  echo\n}\0");
         assert!(
             w.contains("`BASH_FUNC_f%%`, which is not a plain variable name"),
