@@ -11,9 +11,11 @@
 //! it: only while no profile file is newer than the stamp, and only when the command is found
 //! on the cached PATH; anything else falls through to the login shell.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
-use crate::remote::{Program, is_env_name, quote};
+use crate::remote::{self, Program, is_env_name, quote};
 use crate::terminal::inert;
 
 /// The stamp file's name, in the lease's directory on the sandbox (beside the work directory).
@@ -76,6 +78,25 @@ const PROFILES: &[&str] = &[
     "\"$HOME/.bash_login\"",
     "\"$HOME/.bashrc\"",
 ];
+
+/// How a command gets the sandbox's login environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoginEnvironment {
+    /// Read once per connection and reused while no profile file changed (this module).
+    #[default]
+    Cached,
+    /// A login shell for every command.
+    Fresh,
+}
+
+impl fmt::Display for LoginEnvironment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LoginEnvironment::Cached => "cached",
+            LoginEnvironment::Fresh => "fresh",
+        })
+    }
+}
 
 /// What the login shell adds to the plain environment, as read once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,6 +275,47 @@ fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A cached login environment to use instead of a login shell, and the names of the
+/// forwarded (`--env`) variables, which win over it.
+#[derive(Debug, Clone, Copy)]
+pub struct Reuse<'a> {
+    /// The login environment read at the connection's login.
+    pub env: &'a LoginEnv,
+    /// The forwarded variables' names.
+    pub forwarded: &'a [String],
+}
+
+/// [`remote::command_line`] for `program` in `workdir`, with the cached login environment
+/// `reuse` (if any) tried before the login shell: see [`fast_path`]. The stamp is in the
+/// lease's directory, the work directory's parent. Variables set on this line (`exports`, the
+/// forwarded ones) win over cached ones.
+pub fn command_line(
+    workdir: &str,
+    require_workdir: bool,
+    exports: &[(String, String)],
+    env_file: Option<&str>,
+    program: &Program,
+    reuse: Option<Reuse<'_>>,
+) -> String {
+    let fast = reuse.map(|reuse| {
+        let keep: Vec<&str> = exports
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(reuse.forwarded.iter().map(String::as_str))
+            .collect();
+        let stamp = format!("../{STAMP}");
+        fast_path(reuse.env, &stamp, &keep, program, &quote(workdir))
+    });
+    remote::command_line(
+        workdir,
+        require_workdir,
+        exports,
+        env_file,
+        program,
+        fast.as_deref(),
+    )
 }
 
 /// Shell text that runs `program` with the cached login environment `env` instead of a login
@@ -525,13 +587,13 @@ mod tests {
         fn run(&self, shell: &str, program: &Program, env_file: Option<&str>) -> Output {
             let env = self.env();
             let forwarded = ["FWD".to_string()];
-            let line = crate::remote::command_line(
+            let line = command_line(
                 self.workdir().to_str().unwrap(),
                 true,
                 &[("CBX_SLUG".into(), "amber-otter".into())],
                 env_file,
                 program,
-                Some(crate::remote::Reuse {
+                Some(Reuse {
                     env: &env,
                     forwarded: &forwarded,
                 }),

@@ -5,7 +5,6 @@
 use anyhow::Result;
 
 use crate::error::{ErrorKind, Failure};
-use crate::login_env::{self, LoginEnv};
 use crate::terminal::inert;
 
 /// Fails with a provider fault (exit 8) unless `root`, the work root provider `provider`
@@ -54,29 +53,19 @@ pub enum Program {
     Shell(String),
 }
 
-/// A cached login environment to use instead of a login shell, and the names of the
-/// forwarded (`--env`) variables, which win over it.
-#[derive(Debug, Clone, Copy)]
-pub struct Reuse<'a> {
-    /// The login environment read at the connection's login.
-    pub env: &'a LoginEnv,
-    /// The forwarded variables' names.
-    pub forwarded: &'a [String],
-}
-
 /// The remote command line that runs `program` in `workdir`, with `exports` (name, value)
 /// set and, if given, variables read from (and then deleted with) `env_file`. It runs under a
 /// login shell (bash when present) so the sandbox's usual PATH applies, and `exec`s the
-/// program so its exit status is the command's. With `login`, the cached login environment
-/// is used instead while it is fresh (see `login_env::fast_path`); the login shell remains the
-/// fallback.
+/// program so its exit status is the command's. `before_login` is shell text put right before
+/// the login shell, after the prelude (the variables and the work directory): it may `exec`
+/// the program itself (`login_env`'s cached login environment), else the line goes on.
 pub fn command_line(
     workdir: &str,
     require_workdir: bool,
     exports: &[(String, String)],
     env_file: Option<&str>,
     program: &Program,
-    login: Option<Reuse<'_>>,
+    before_login: Option<&str>,
 ) -> String {
     let wd = quote(workdir);
     let mut prelude = String::new();
@@ -100,17 +89,8 @@ pub fn command_line(
         }
         prelude.push_str("; ");
     }
-    if let Some(reuse) = login {
-        let keep: Vec<&str> = exports
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .chain(reuse.forwarded.iter().map(String::as_str))
-            .collect();
-        // The stamp is in the lease's directory, the work directory's parent.
-        let stamp = format!("../{}", login_env::STAMP);
-        prelude.push_str(&login_env::fast_path(
-            reuse.env, &stamp, &keep, program, &wd,
-        ));
+    if let Some(text) = before_login {
+        prelude.push_str(text);
     }
     let (inner, args) = match program {
         Program::Argv(argv) => (

@@ -32,7 +32,6 @@ use crate::provenance::{self, Definition, Value};
 pub use self::durations::{
     DurationRange, IDLE_RANGE, READY_RANGE, TTL_RANGE, parse_duration, parse_duration_in,
 };
-pub use self::run::LoginEnvironment;
 
 /// The provider used when nothing chooses one.
 pub const DEFAULT_PROVIDER: &str = "daytona";

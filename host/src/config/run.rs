@@ -3,13 +3,12 @@
 //! (`fresh`), in the user's config or a repository's `cbx.toml` (the layer of highest
 //! precedence wins).
 
-use std::fmt;
-
 use anyhow::Result;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::Config;
+use crate::login_env::LoginEnvironment;
 use crate::provenance::{Definition, Value};
 
 /// `[run]` as written.
@@ -17,25 +16,6 @@ use crate::provenance::{Definition, Value};
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawRun {
     login_environment: Option<Spanned<String>>,
-}
-
-/// How a command gets the sandbox's login environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LoginEnvironment {
-    /// Read once per connection and reused while no profile file changed (`login_env`).
-    #[default]
-    Cached,
-    /// A login shell for every command.
-    Fresh,
-}
-
-impl fmt::Display for LoginEnvironment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LoginEnvironment::Cached => "cached",
-            LoginEnvironment::Fresh => "fresh",
-        })
-    }
 }
 
 impl Config {

@@ -73,19 +73,14 @@ pub fn record_tools(session: &Session, lease: &Lease, printed: Option<&str>) -> 
     tracing::debug!("at SSH-ready the sandbox has {found:?}");
     let state = &session.dirs().state;
     let id = lease.ownership.lease.as_str();
-    match login_env::read(printed) {
-        Some(captured) => {
-            if let Captured::NotCached(why) = &captured {
-                tracing::debug!("the login environment is not cached: {why}");
-            }
-            tools::remember_login(state, id, &found, captured.clone());
-            Some(captured)
-        }
-        None => {
-            tools::remember(state, id, &found);
-            None
-        }
+    let captured = login_env::read(printed).unwrap_or_else(|| {
+        Captured::NotCached("the login printed no environment (its shell stopped early)".into())
+    });
+    if let Captured::NotCached(why) = &captured {
+        tracing::debug!("the login environment is not cached: {why}");
     }
+    tools::remember_login(state, id, &found, captured.clone());
+    Some(captured)
 }
 
 /// The lease's directory on the sandbox, `<work root>/<lease id>`, relative to the login

@@ -10,12 +10,11 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::config::LoginEnvironment;
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure};
 use crate::lease::session::Session;
 use crate::lease::{Lease, access, connect, ready, warm};
-use crate::login_env::Captured;
+use crate::login_env::{Captured, LoginEnvironment};
 use crate::ops::doctor_report::DoctorReport;
 use crate::progress::human_duration;
 use crate::provider::api::{CheckStatus, SandboxState};
@@ -24,8 +23,8 @@ use crate::sync::tools::RemoteTools;
 use crate::sync::transport::{self, Transport};
 use crate::terminal::inert;
 
-/// Checks lease `ident`: `lease`, then (when its sandbox is ready) `sandbox-ssh` and
-/// `sandbox-tools`. A failure ends the checks with its kind's exit code.
+/// Checks lease `ident`: `lease`, then (when its sandbox is ready) `sandbox-ssh`,
+/// `sandbox-tools` and `login-environment`. A failure ends the checks with its kind's exit code.
 pub async fn check(ctx: &Context, session: &mut Session, ident: &str, report: &mut DoctorReport) {
     let lease = match usable(session, ident).await {
         Ok(lease) => lease,

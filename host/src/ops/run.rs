@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::audit::{AuditRecord, DataOutcome, SyncAudit};
-use crate::config::LoginEnvironment;
+
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
 use crate::interrupt;
@@ -22,13 +22,13 @@ use crate::lease::intent::IntentHold;
 use crate::lease::session::Session;
 use crate::lease::warm::{self, WarmLease};
 use crate::lease::{Lease, connect, ready, reconcile, release};
-use crate::login_env::LoginEnv;
+use crate::login_env::{self, LoginEnv, LoginEnvironment, Reuse};
 use crate::ops::download::{self, Collected, Downloads};
 use crate::ops::guard::{self, RunGuard};
 use crate::ops::pending_files::PendingFiles;
 use crate::ops::run_report::{LeaseReport, RunReport, SyncSummary, seconds};
 use crate::progress;
-use crate::remote::{self, Program, Reuse};
+use crate::remote::{self, Program};
 use crate::ssh::SshClient;
 use crate::sync::{self, TransportChoice, tools};
 use crate::testpoint;
@@ -516,7 +516,7 @@ async fn command_status(
         env,
         forwarded: &forwarded,
     });
-    let line = remote::command_line(workdir, true, &exports, env_file, &job.program, reuse);
+    let line = login_env::command_line(workdir, true, &exports, env_file, &job.program, reuse);
     let line = match guard {
         Some(g) => format!("{}{line}", g.prelude()),
         None => line,

@@ -9,15 +9,15 @@ use std::process::ExitStatus;
 use anyhow::Result;
 
 use crate::cli::args::SshArgs;
-use crate::config::LoginEnvironment;
+
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
 use crate::lease::session::Session;
 use crate::lease::warm::{self, WarmLease};
 use crate::lease::{Lease, access, connect, ready};
-use crate::login_env::LoginEnv;
+use crate::login_env::{self, LoginEnv, LoginEnvironment, Reuse};
 use crate::ops::guard::RunGuard;
-use crate::remote::{self, Program, Reuse};
+use crate::remote::Program;
 use crate::ssh::SshClient;
 use crate::sync::tools;
 
@@ -89,7 +89,7 @@ fn line_of(args: &SshArgs, lease: &Lease, workdir: &str, login: Option<&LoginEnv
         env,
         forwarded: &[],
     });
-    remote::command_line(workdir, false, &exports, None, &program, reuse)
+    login_env::command_line(workdir, false, &exports, None, &program, reuse)
 }
 
 /// The local repository, else the one the lease was created from.
