@@ -7,9 +7,13 @@
 //! the plain environment and the login shell's (`bash -lc`, else `sh -lc`). [`read`] keeps
 //! what the login shell changed — or says why that cannot be reused (a secret-looking name, an
 //! exported function, too much, not UTF-8, a profile that did not finish), in which case every
-//! command goes through the login shell as before. [`fast_path`] is the shell text that uses
-//! it: only while no profile file is newer than the stamp, and only when the command is found
-//! on the cached PATH; anything else falls through to the login shell.
+//! command goes through the login shell as before. [`command_line`] puts [`fast_path`], the
+//! shell text that uses it, before the login shell of `remote::command_line`: it runs the
+//! command only while no profile file is newer than the stamp, and only when the command is
+//! found on the cached PATH; anything else falls through to the login shell.
+//!
+//! Also here: [`LoginEnvironment`], the `[run] login-environment` setting (`config::run`)
+//! that turns this off.
 
 use std::fmt;
 
