@@ -112,6 +112,14 @@ fn login_env_warm_runs_reuse_the_profile_read_at_the_login_until_it_changes() {
     let out = w.cbx(&["run", "--id", "lenv", "--shell", "--", "hello; exit 3"]);
     out.expect_code(3);
     assert_eq!(out.stdout, "hello one\n", "{out}");
+    // A command exiting 255 itself under the cache: its status, and it ran once.
+    let out = sb.run(&w, &["sh", "-c", "echo ran >> \"$HOME/ran255\"; exit 255"]);
+    out.expect_code(255);
+    assert_eq!(
+        count_lines(&sb.home.join("ran255")),
+        1,
+        "run exactly once: {out}"
+    );
     assert_eq!(sb.sourced(), 1, "warm commands do not source the profile");
     // Forwarded variables win over the cached ones.
     let out = w.home.run_with_env(
