@@ -15,6 +15,7 @@
 //! Also here: [`LoginEnvironment`], the `[run] login-environment` setting (`config::run`)
 //! that turns this off.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -215,20 +216,29 @@ fn diff(
     login: &[(&str, &str)],
 ) -> Result<(Vec<(String, String)>, Vec<String>), String> {
     let ignored = |k: &str| IGNORED.contains(&k);
-    let mut set: Vec<(String, String)> = Vec::new();
+    // Maps, not nested scans: the sandbox decides how long these lists are.
+    let before: HashMap<&str, &str> = plain.iter().copied().collect();
+    let after: HashSet<&str> = login.iter().map(|(k, _)| *k).collect();
+    let mut order = Vec::new();
+    let mut changed: BTreeMap<&str, &str> = BTreeMap::new();
     for (k, v) in login {
-        if ignored(k) || plain.iter().any(|(pk, pv)| pk == k && pv == v) {
+        if ignored(k) || before.get(k) == Some(v) {
             continue;
         }
-        set.retain(|(sk, _)| sk != k);
-        set.push((k.to_string(), v.to_string()));
+        if changed.insert(k, v).is_none() {
+            order.push(*k);
+        }
     }
-    let mut unset: Vec<String> = plain
+    let set: Vec<(String, String)> = order
         .iter()
-        .filter(|(k, _)| !ignored(k) && !login.iter().any(|(lk, _)| lk == k))
+        .map(|k| (k.to_string(), changed[k].to_string()))
+        .collect();
+    let mut seen = HashSet::new();
+    let unset: Vec<String> = plain
+        .iter()
+        .filter(|(k, _)| !ignored(k) && !after.contains(k) && seen.insert(*k))
         .map(|(k, _)| k.to_string())
         .collect();
-    unset.dedup();
     for name in set.iter().map(|(k, _)| k).chain(&unset) {
         check_name(name)?;
     }
@@ -439,6 +449,18 @@ mod tests {
         assert!(why("PATH=/bin\0X=a\u{fffd}b\0").contains("not UTF-8"));
         let many: String = (0..=MAX_VARS).map(|i| format!("V{i}=1\0")).collect();
         assert!(why(&format!("PATH=/bin\0{many}")).contains("257 variables (more than 256)"));
+        // A hostile sandbox's 200,000 variables are refused without a quadratic scan.
+        let huge: String = (0..200_000).map(|i| format!("H{i}=1\0")).collect();
+        let started = std::time::Instant::now();
+        let out = printed(
+            &format!("PATH=/bin\0{huge}"),
+            "",
+            &format!("PATH=/x\0{huge}"),
+        );
+        assert!(matches!(read(&out), Some(Captured::Cached(_))));
+        let out = printed("PATH=/bin\0", "", &format!("PATH=/bin\0{huge}"));
+        assert!(matches!(read(&out), Some(Captured::NotCached(_))));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         let big = format!("PATH=/bin\0BIG={}\0", "x".repeat(MAX_BYTES));
         assert!(why(&big).contains("more than 65536"));
         let w = why("PATH=/bin\0\x1b[2J=1\0");
