@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::audit::{AuditRecord, DataOutcome, SyncAudit};
-
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
 use crate::interrupt;

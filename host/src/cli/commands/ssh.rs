@@ -9,7 +9,6 @@ use std::process::ExitStatus;
 use anyhow::Result;
 
 use crate::cli::args::SshArgs;
-
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure, fail};
 use crate::lease::session::Session;
