@@ -515,6 +515,63 @@ mod tests {
         );
     }
 
+    /// Without bash, the capture reads `sh -l`'s environment and records that; the line then
+    /// runs a shell script with `sh -c`.
+    #[test]
+    fn without_bash_the_capture_and_the_line_use_sh() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for tool in ["sh", "env", "mkdir", "cat"] {
+            let found = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| std::path::Path::new(d).join(tool))
+                .find(|p| p.exists())
+                .unwrap();
+            std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+        }
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join("cbx/cbx_0123/repo")).unwrap();
+        std::fs::write(home.join(".profile"), "export FROM_PROFILE=sh-login\n").unwrap();
+        let run = |line: &str| {
+            std::process::Command::new(bin.join("sh"))
+                .arg("-c")
+                .arg(line)
+                .current_dir(&home)
+                .env_clear()
+                .env("PATH", &bin)
+                .env("HOME", &home)
+                .output()
+                .unwrap()
+        };
+        let out = run(&capture("cbx/cbx_0123"));
+        let Some(Captured::Cached(env)) = read(&String::from_utf8_lossy(&out.stdout)) else {
+            panic!("{}", String::from_utf8_lossy(&out.stdout));
+        };
+        assert!(!env.bash, "{env:?}");
+        assert!(
+            env.set
+                .contains(&("FROM_PROFILE".into(), "sh-login".into()))
+        );
+        let line = command_line(
+            "cbx/cbx_0123/repo",
+            true,
+            &[],
+            None,
+            &Program::Shell("echo \"$FROM_PROFILE\"; exit 5".into()),
+            Some(Reuse {
+                env: &env,
+                forwarded: &[],
+            }),
+        );
+        assert!(line.contains("exec sh -c "), "{line}");
+        // The profile is gone: the value can only come from the cache.
+        std::fs::remove_file(home.join(".profile")).unwrap();
+        let out = run(&line);
+        assert_eq!(out.status.code(), Some(5));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "sh-login\n");
+    }
+
     /// A fake sandbox: a HOME whose `.profile` counts its runs and adds a tool directory, a
     /// lease directory with the stamp and a work directory, and the login environment read.
     struct Fake {
