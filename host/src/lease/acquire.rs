@@ -129,7 +129,8 @@ pub async fn acquire(session: &mut Session, request: &AcquireRequest) -> Result<
     if let Some(signal) = interrupt::pending() {
         return Err(signal.failure("interrupted"));
     }
-    let mut hold = reserve(session, request, slug, &taken_remote)?;
+    let work_root = session.profile().await?.work_root.clone();
+    let mut hold = reserve(session, request, slug, &taken_remote, work_root)?;
     let mut rejected = false;
     let mut not_forkable = false;
     let outcome = tokio::select! {
@@ -205,6 +206,7 @@ fn reserve(
     request: &AcquireRequest,
     slug: Option<String>,
     taken_remote: &[String],
+    work_root: String,
 ) -> Result<IntentHold> {
     let lock = session.claims().lock()?;
     let mut here: Vec<(String, String)> = session
@@ -241,7 +243,7 @@ fn reserve(
             lease_id: lease,
             slug,
             repo_root: request.repo_root.as_ref().map(|p| p.display().to_string()),
-            work_root: session.profile().work_root.clone(),
+            work_root,
             created_at: now_unix(),
             ttl_secs: request.ttl.as_secs(),
             idle_secs: request.idle.as_secs(),

@@ -24,7 +24,7 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
         .config
         .lease_times(crate::config::LeaseFlags::default(), &ctx.env)?;
     let provider = ctx.provider_for(&args.lease)?;
-    let mut session = ctx.session(&provider).await?;
+    let mut session = ctx.session_on_demand(&provider).await?;
     let guard = RunGuard::new();
     let mut tried = false;
     if !args.print
