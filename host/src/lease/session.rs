@@ -446,3 +446,98 @@ impl Session {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::EndpointOverrides;
+    use crate::provenance::{Definition, Value};
+    use crate::provider::Runtime;
+
+    fn dirs(root: &std::path::Path) -> Dirs {
+        Dirs {
+            config: root.join("config"),
+            state: root.join("state"),
+            cache: root.join("cache"),
+            data: root.join("data"),
+        }
+    }
+
+    fn env(key: Option<&str>) -> Environment {
+        let mut vars = vec![("HOME", "/nonexistent")];
+        if let Some(k) = key {
+            vars.push(("DAYTONA_API_KEY", k));
+        }
+        Environment::from_pairs(vars)
+    }
+
+    /// The options a provider with no user settings gets: its defaults.
+    fn defaults(info: &api::ProviderInfo) -> Vec<(String, Value<String>)> {
+        info.options
+            .iter()
+            .filter_map(|o| {
+                let d = o.default.clone()?;
+                Some((o.name.clone(), Value::new(d, Definition::Default)))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_pending_provider_answers_from_its_description_and_loads_on_first_use() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = dirs(root.path());
+        let env = env(Some("dtn_test_key"));
+        let runtime = Runtime::new(&dirs, &env, &Redactor::new());
+        let choices = EndpointOverrides::default();
+        let found = runtime.find("daytona", &choices).unwrap();
+        assert!(runtime.described(&found).is_none(), "nothing cached yet");
+        // Loading describes it, and remembers the description.
+        let loaded = runtime.load_found(found.clone()).await.unwrap();
+        let described = runtime.described(&found).expect("described once");
+        assert!(described.same_as(loaded.info(), &loaded.fit().capabilities));
+        let options = defaults(&described.info);
+        let eager = loaded.configure(&options).await.unwrap();
+
+        let pending = Pending::new(runtime, found, described, options).unwrap();
+        let mut session = Session::pending(pending, dirs.clone(), env.clone(), true);
+        assert!(!session.loaded());
+        assert_eq!(session.name(), "daytona");
+        assert_eq!(session.info().name, eager.info().name);
+        assert_eq!(session.grant().provider, "daytona");
+        assert_eq!(session.ssh_grant().agent, eager.ssh_grant().agent);
+        for c in Capability::ALL {
+            assert_eq!(
+                session.require(c, "x").is_ok(),
+                eager.require(c, "x").is_ok(),
+                "{c:?}"
+            );
+        }
+        assert!(!session.loaded(), "none of that loaded it");
+        let work_root = session.profile().await.unwrap().work_root.clone();
+        assert!(session.loaded(), "the profile needs it configured");
+        assert_eq!(work_root, eager.profile().work_root);
+    }
+
+    #[tokio::test]
+    async fn a_pending_provider_without_credentials_fails_as_configuring_it_does() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = dirs(root.path());
+        let runtime = Runtime::new(&dirs, &env(None), &Redactor::new());
+        let found = runtime
+            .find("daytona", &EndpointOverrides::default())
+            .unwrap();
+        let loaded = runtime.load_found(found.clone()).await.unwrap();
+        let described = runtime.described(&found).unwrap();
+        let options = defaults(&described.info);
+        let eager = loaded.configure(&options).await.err().expect("no key");
+        let lazy = Pending::new(runtime, found, described, options)
+            .err()
+            .expect("no key");
+        assert_eq!(format!("{lazy:#}"), format!("{eager:#}"));
+        assert_eq!(
+            crate::error::exit_code(&lazy),
+            crate::error::exit_code(&eager)
+        );
+        assert_eq!(crate::error::exit_code(&lazy), 3, "{lazy:#}");
+    }
+}
