@@ -169,10 +169,11 @@ impl Context {
     fn option_vars(&self, provider: &str) -> Vec<(String, String)> {
         let prefix = |p: &str| format!("CBX_{}_", p.to_ascii_uppercase().replace('-', "_"));
         let own = prefix(provider);
-        let longer: Vec<String> = registry::all(&self.dirs.installed_providers())
-            .unwrap_or_default()
+        // Names only: reading (and hashing) every installed component here would cost every
+        // lease command, the warm path's included.
+        let longer: Vec<String> = registry::names(&self.dirs.installed_providers())
             .iter()
-            .map(|p| prefix(p.name()))
+            .map(|p| prefix(p))
             .filter(|p| p.len() > own.len() && p.starts_with(&own))
             .collect();
         self.env
