@@ -12,7 +12,7 @@ use crate::lease::session::Session;
 use crate::paths::Dirs;
 use crate::provenance::Value;
 use crate::provider::registry::{self, ProviderPackage};
-use crate::provider::{Capability, Configured, Loaded, Pending, Runtime, api};
+use crate::provider::{Capability, Configured, Found, Loaded, Pending, Runtime, api};
 use crate::redact::Redactor;
 
 /// The flags every command accepts, as the library needs them.
@@ -202,9 +202,11 @@ impl Context {
     /// [`Context::session`] for a command that may not need to call the provider at all (the
     /// warm path of `cbx run --id` and `cbx ssh`): the provider is found, its approval
     /// checked, its grant resolved, its options resolved from its cached description (see
-    /// `provider::described`) and its credentials required — all as for a loaded one — but
-    /// it is loaded only on its first call. Without a cached description it is loaded now,
-    /// as is one that has intents to finish (loaded, then `lease::reconcile` as always).
+    /// `provider::described`) and its credentials required — all as for a loaded one — and
+    /// its profile is the one it answered the same settings with before; it is loaded only on
+    /// its first call. Without a cached description, or with settings it was never
+    /// configured with (it may refuse them), it is loaded now, as is one that has intents to
+    /// finish (loaded, then `lease::reconcile` as always).
     ///
     /// Credentials are required although the warm path sends nothing with them: a command
     /// then fails or works the same whether or not its connection falls back to the
@@ -217,13 +219,14 @@ impl Context {
         let found = runtime.find(name, &choices)?;
         let Some(described) = runtime.described(&found) else {
             tracing::debug!("no cached description of provider {name}: loading it");
-            let loaded = runtime.load_found(found).await?;
-            let mut session = self.session_of(self.configure(loaded).await?);
-            crate::lease::reconcile::unfinished(&mut session).await;
-            return Ok(session);
+            return self.session_loaded(&runtime, found).await;
         };
         let options = self.options_of(&described.info, found.package())?;
-        let pending = Pending::new(runtime, found, described, options)?;
+        let Some(profile) = runtime.configured_before(&found, &options) else {
+            tracing::debug!("provider {name} was not configured so before: loading it");
+            return self.session_loaded(&runtime, found).await;
+        };
+        let pending = Pending::new(runtime, found, described, options, profile)?;
         let mut session = Session::pending(
             pending,
             self.dirs.clone(),
@@ -234,6 +237,14 @@ impl Context {
             session.configured().await?;
             crate::lease::reconcile::unfinished(&mut session).await;
         }
+        Ok(session)
+    }
+
+    /// [`Context::session`] of a provider found already.
+    async fn session_loaded(&self, runtime: &Runtime, found: Found) -> Result<Session> {
+        let loaded = runtime.load_found(found).await?;
+        let mut session = self.session_of(self.configure(loaded).await?);
+        crate::lease::reconcile::unfinished(&mut session).await;
         Ok(session)
     }
 

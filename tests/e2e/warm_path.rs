@@ -340,13 +340,17 @@ fn warm_path_a_warm_run_does_not_load_the_provider_and_its_fallback_does() {
     let Some(mut w) = World::new() else { return };
     let components = private_component_cache(&mut w);
     let (lease, sandbox) = warm_lease(&w, "lazy");
-    // The provider described itself once; that is cached next to the compiled code.
+    // The provider described itself and was configured; both answers are cached next to the
+    // compiled code.
     let descriptions = components.with_file_name("descriptions");
-    let cached: Vec<_> = std::fs::read_dir(&descriptions)
+    let mut cached: Vec<String> = std::fs::read_dir(&descriptions)
         .unwrap()
         .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
         .collect();
-    assert_eq!(cached.len(), 1, "one description cached");
+    cached.sort_by_key(|n| n.len());
+    assert_eq!(cached.len(), 2, "{cached:?}");
+    assert!(cached[1].ends_with(".profile.json"), "{cached:?}");
     let broken = break_compiled(&components);
     assert!(
         broken >= 1,
@@ -462,4 +466,42 @@ fn warm_path_unfinished_intents_are_finished_before_a_warm_run() {
         "the provider was loaded for it"
     );
     w.cbx(&["stop", "busy"]).ok();
+}
+
+#[test]
+fn warm_path_settings_the_provider_refuses_are_refused_on_the_warm_path_too() {
+    let Some(w) = World::new() else { return };
+    warm_lease(&w, "picky");
+    // The host accepts the value (an integer); the provider's `configure` refuses it.
+    for _ in 0..2 {
+        let out = w.cbx(&[
+            "--option",
+            "ssh-access-minutes=-5",
+            "run",
+            "--id",
+            "picky",
+            "--",
+            "echo",
+            "never",
+        ]);
+        out.expect_code(2);
+        assert_eq!(out.stdout, "", "{out}");
+        assert!(
+            out.stderr
+                .contains("option ssh-access-minutes must be between 1 and 1440 minutes, got -5"),
+            "{out}"
+        );
+    }
+    // Settings it accepted before take the warm path again.
+    let out = w.cbx(&[
+        "--option",
+        "ssh-access-minutes=30",
+        "run",
+        "--id",
+        "picky",
+        "--",
+        "true",
+    ]);
+    out.ok();
+    w.cbx(&["stop", "picky"]).ok();
 }

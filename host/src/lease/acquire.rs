@@ -129,8 +129,7 @@ pub async fn acquire(session: &mut Session, request: &AcquireRequest) -> Result<
     if let Some(signal) = interrupt::pending() {
         return Err(signal.failure("interrupted"));
     }
-    let work_root = session.profile().await?.work_root.clone();
-    let mut hold = reserve(session, request, slug, &taken_remote, work_root)?;
+    let mut hold = reserve(session, request, slug, &taken_remote)?;
     let mut rejected = false;
     let mut not_forkable = false;
     let outcome = tokio::select! {
@@ -206,7 +205,6 @@ fn reserve(
     request: &AcquireRequest,
     slug: Option<String>,
     taken_remote: &[String],
-    work_root: String,
 ) -> Result<IntentHold> {
     let lock = session.claims().lock()?;
     let mut here: Vec<(String, String)> = session
@@ -243,7 +241,7 @@ fn reserve(
             lease_id: lease,
             slug,
             repo_root: request.repo_root.as_ref().map(|p| p.display().to_string()),
-            work_root,
+            work_root: session.profile().work_root.clone(),
             created_at: now_unix(),
             ttl_secs: request.ttl.as_secs(),
             idle_secs: request.idle.as_secs(),

@@ -5,8 +5,8 @@
 //! granted and described from the describe cache) and loaded on its first call — every call
 //! goes through [`Session::with_retries`], which loads it first, so a command that never
 //! calls the provider (the warm path) never compiles or instantiates it. What the session
-//! answers without a call (name, description, grant, capabilities) it knows either way;
-//! [`Session::profile`], which only `configure` answers, loads it.
+//! answers without a call (name, description, profile, grant, capabilities) it knows either
+//! way.
 
 use std::time::Duration;
 
@@ -131,9 +131,13 @@ impl Session {
         }
     }
 
-    /// What the provider reported after accepting its settings (loading it first).
-    pub async fn profile(&mut self) -> Result<&api::Profile> {
-        Ok(self.configured().await?.profile())
+    /// What the provider reported after accepting its settings (for a pending one, the same
+    /// settings the last time it was configured with them).
+    pub fn profile(&self) -> &api::Profile {
+        match &self.provider {
+            Provider::Configured(c) => c.profile(),
+            Provider::Pending(p) => p.profile(),
+        }
     }
 
     /// The provider's effective grant.
@@ -496,9 +500,18 @@ mod tests {
         let described = runtime.described(&found).expect("described once");
         assert!(described.same_as(loaded.info(), &loaded.fit().capabilities));
         let options = defaults(&described.info);
+        assert!(runtime.configured_before(&found, &options).is_none());
         let eager = loaded.configure(&options).await.unwrap();
+        // Configuring it remembers the profile those settings gave.
+        let profile = runtime.configured_before(&found, &options).expect("cached");
+        let mut other = options.clone();
+        other.push((
+            "snapshot".into(),
+            Value::new("x".into(), Definition::Default),
+        ));
+        assert!(runtime.configured_before(&found, &other).is_none());
 
-        let pending = Pending::new(runtime, found, described, options).unwrap();
+        let pending = Pending::new(runtime, found, described, options, profile).unwrap();
         let mut session = Session::pending(pending, dirs.clone(), env.clone(), true);
         assert!(!session.loaded());
         assert_eq!(session.name(), "daytona");
@@ -512,10 +525,12 @@ mod tests {
                 "{c:?}"
             );
         }
+        assert_eq!(session.profile().work_root, eager.profile().work_root);
+        assert_eq!(session.profile().summary, eager.profile().summary);
         assert!(!session.loaded(), "none of that loaded it");
-        let work_root = session.profile().await.unwrap().work_root.clone();
-        assert!(session.loaded(), "the profile needs it configured");
-        assert_eq!(work_root, eager.profile().work_root);
+        session.configured().await.unwrap();
+        assert!(session.loaded(), "loaded on demand");
+        assert_eq!(session.profile().work_root, eager.profile().work_root);
     }
 
     #[tokio::test]
@@ -530,7 +545,11 @@ mod tests {
         let described = runtime.described(&found).unwrap();
         let options = defaults(&described.info);
         let eager = loaded.configure(&options).await.err().expect("no key");
-        let lazy = Pending::new(runtime, found, described, options)
+        let profile = api::Profile {
+            work_root: "cbx".into(),
+            summary: vec![],
+        };
+        let lazy = Pending::new(runtime, found, described, options, profile)
             .err()
             .expect("no key");
         assert_eq!(format!("{lazy:#}"), format!("{eager:#}"));

@@ -83,20 +83,19 @@ async fn provider_checks(ctx: &Context, report: &mut DoctorReport) -> Option<Ses
         report.fail(ctx, "credentials", &e);
         return None;
     }
-    let configured = match ctx.configure(loaded).await {
-        Ok(c) => c,
+    let mut session = match ctx.configure(loaded).await {
+        Ok(c) => ctx.session_of(c),
         Err(e) => {
             report.fail(ctx, "options", &e);
             return None;
         }
     };
-    let summary: Vec<String> = configured
+    let summary: Vec<String> = session
         .profile()
         .summary
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let mut session = ctx.session_of(configured);
     report.add(ctx, "options", CheckStatus::Ok, summary.join(" "));
     match session.doctor().await {
         Ok(checks) => {

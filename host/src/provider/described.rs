@@ -1,13 +1,17 @@
 //! The describe cache: what a component said about itself (`describe`) and the capabilities
-//! its exports offer, kept per component digest so that a command which may never call the
-//! provider (the warm path of `cbx run --id` and `cbx ssh`) knows its options and features
+//! its exports offer, kept per component digest — and what it answered `configure` with (its
+//! profile), per digest and settings — so that a command which may never call the provider
+//! (the warm path of `cbx run --id` and `cbx ssh`) knows its options, features and profile
 //! without loading it.
 //!
-//! Written (private, atomically) after every real `describe`, next to the compiled-component
-//! cache, under the component's sha256 — for a built-in provider the digest `build.rs`
-//! computed. Read back only when everything checks: the file is this cbx's format, written
-//! by this cbx version, for this digest, its name is the manifest's, and it passes the same
-//! bounds `describe` is held to. Anything else is no cache, and the provider is loaded.
+//! Written (private, atomically) after every real `describe` and `configure`, next to the
+//! compiled-component cache, under the component's sha256 — for a built-in provider the
+//! digest `build.rs` computed — and for a profile the sha256 of the settings it answered
+//! (options, endpoint URLs, credential names; never a credential's value). Read back only
+//! when everything checks: the file is this cbx's format, written by this cbx version, for
+//! this digest (and settings), its name is the manifest's, and it passes the same bounds the
+//! call's answer is held to. Anything else is no cache, and the provider is loaded. Settings
+//! a provider refused are never cached, so they are refused again, by the provider.
 //!
 //! Trust: the same as the compiled-component cache (`engine`), which holds native code cbx
 //! runs: a directory only this user can write. Whoever can write there can already change
@@ -19,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::bindings::api::{OptionKind, OptionSpec, ProviderInfo};
+use super::bindings::api::{OptionKind, OptionSpec, Profile, ProviderInfo, Settings};
 use super::bounds::Bounded;
 use super::capability::Capability;
 use crate::paths;
@@ -52,6 +56,17 @@ struct Record {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProfileRecord {
+    format: u32,
+    cbx: String,
+    digest: String,
+    settings: String,
+    work_root: String,
+    summary: Vec<(String, String)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct OptionRecord {
     name: String,
     description: String,
@@ -72,8 +87,52 @@ impl DescribeCache {
     }
 
     fn file(&self, digest: &str) -> Option<PathBuf> {
-        let hex = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-        hex.then(|| self.dir.join(format!("{digest}.json")))
+        hex(digest).then(|| self.dir.join(format!("{digest}.json")))
+    }
+
+    fn profile_file(&self, digest: &str, settings: &str) -> Option<PathBuf> {
+        (hex(digest) && hex(settings))
+            .then(|| self.dir.join(format!("{digest}-{settings}.profile.json")))
+    }
+
+    /// What the component with sha256 `digest` answered `configure` with for `settings`, if
+    /// this cbx cached it.
+    pub fn read_profile(&self, digest: &str, settings: &Settings) -> Option<Profile> {
+        let key = settings_key(settings);
+        let path = self.profile_file(digest, &key)?;
+        if !private_file(&path) {
+            return None;
+        }
+        let r: ProfileRecord = serde_json::from_slice(&fs_err::read(&path).ok()?).ok()?;
+        let usable = r.format == FORMAT
+            && r.cbx == env!("CARGO_PKG_VERSION")
+            && r.digest == digest
+            && r.settings == key;
+        let profile = Profile {
+            work_root: r.work_root,
+            summary: r.summary,
+        };
+        (usable && profile.bounded().is_ok()).then_some(profile)
+    }
+
+    /// Caches `profile`, the answer of the component with sha256 `digest` to `settings`
+    /// (best effort, unless the cache already holds exactly that).
+    pub fn remember_profile(&self, digest: &str, settings: &Settings, profile: &Profile) {
+        let key = settings_key(settings);
+        let Some(path) = self.profile_file(digest, &key) else {
+            return;
+        };
+        let record = ProfileRecord {
+            format: FORMAT,
+            cbx: env!("CARGO_PKG_VERSION").to_string(),
+            digest: digest.to_string(),
+            settings: key,
+            work_root: profile.work_root.clone(),
+            summary: profile.summary.clone(),
+        };
+        if let Ok(json) = serde_json::to_vec_pretty(&record) {
+            store(&path, &json);
+        }
     }
 
     /// The description of the component with sha256 `digest`, whose manifest names it `name`;
@@ -104,16 +163,35 @@ impl DescribeCache {
         let Some(path) = self.file(digest) else {
             return;
         };
-        let Ok(json) = serde_json::to_vec_pretty(&to_record(digest, described)) else {
-            return;
-        };
-        if private_file(&path) && fs_err::read(&path).is_ok_and(|old| old == json) {
-            return;
-        }
-        if let Err(e) = paths::write_private_atomic(&path, &json) {
-            tracing::debug!("could not cache the provider's description: {e:#}");
+        if let Ok(json) = serde_json::to_vec_pretty(&to_record(digest, described)) {
+            store(&path, &json);
         }
     }
+}
+
+/// Writes `json` to `path` unless it holds exactly that already (a failure is a debug line).
+fn store(path: &Path, json: &[u8]) {
+    if private_file(path) && fs_err::read(path).is_ok_and(|old| old == json) {
+        return;
+    }
+    if let Err(e) = paths::write_private_atomic(path, json) {
+        tracing::debug!("could not cache what the provider said: {e:#}");
+    }
+}
+
+fn hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The sha256 of `settings` (options, endpoint URLs and credential names, in order).
+fn settings_key(settings: &Settings) -> String {
+    let json = serde_json::to_vec(&(
+        &settings.options,
+        &settings.endpoints,
+        &settings.credentials,
+    ))
+    .unwrap_or_default();
+    crate::digest::sha256_hex(&json)
 }
 
 impl Described {
@@ -215,6 +293,7 @@ fn private_file(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::bounds;
 
     const DIGEST: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -275,6 +354,52 @@ mod tests {
         assert!(cache.read(&other, "daytona").is_none());
         // Not a digest: never a path.
         assert!(cache.read("../x", "daytona").is_none());
+    }
+
+    fn settings(snapshot: &str) -> Settings {
+        Settings {
+            options: vec![("snapshot".into(), snapshot.into())],
+            endpoints: vec![("api".into(), "https://api.example/api".into())],
+            credentials: vec!["api-key".into()],
+        }
+    }
+
+    #[test]
+    fn a_profile_is_cached_per_digest_and_settings() {
+        let (_tmp, cache) = cache();
+        let profile = Profile {
+            work_root: "cbx".into(),
+            summary: vec![("snapshot".into(), "base".into())],
+        };
+        assert!(cache.read_profile(DIGEST, &settings("base")).is_none());
+        cache.remember_profile(DIGEST, &settings("base"), &profile);
+        let back = cache
+            .read_profile(DIGEST, &settings("base"))
+            .expect("cached");
+        assert_eq!(back.work_root, "cbx");
+        assert_eq!(back.summary, profile.summary);
+        // Other settings (here another option value), or another component: not configured.
+        assert!(cache.read_profile(DIGEST, &settings("other")).is_none());
+        let other = DIGEST.replace('0', "f");
+        assert!(cache.read_profile(&other, &settings("base")).is_none());
+        // A damaged file is no cache.
+        let key = settings_key(&settings("base"));
+        let path = cache.profile_file(DIGEST, &key).unwrap();
+        std::fs::write(&path, "[").unwrap();
+        assert!(cache.read_profile(DIGEST, &settings("base")).is_none());
+        let long = "x".repeat(bounds::MAX_VALUE + 1);
+        cache.remember_profile(
+            DIGEST,
+            &settings("base"),
+            &Profile {
+                work_root: long,
+                summary: vec![],
+            },
+        );
+        assert!(
+            cache.read_profile(DIGEST, &settings("base")).is_none(),
+            "out of bounds"
+        );
     }
 
     #[test]

@@ -173,6 +173,18 @@ impl Runtime {
         self.link(found.package, found.grant, found.approval).await
     }
 
+    /// What `found`'s component answered `configure` with when it was last configured with
+    /// `options` (and its grant's endpoints and credential names): the describe cache's.
+    pub fn configured_before(
+        &self,
+        found: &Found,
+        options: &[(String, Value<String>)],
+    ) -> Option<api::Profile> {
+        let settings = settings_of(options, &found.grant);
+        self.descriptions()
+            .read_profile(&found.package.digest, &settings)
+    }
+
     fn descriptions(&self) -> DescribeCache {
         DescribeCache::new(self.descriptions.clone())
     }
@@ -279,7 +291,21 @@ impl Runtime {
             approval,
             load_time,
             linked,
+            descriptions: self.descriptions(),
         })
+    }
+}
+
+/// The settings `configure` is handed: `options`' values, `grant`'s endpoint URLs and
+/// credential names.
+fn settings_of(options: &[(String, Value<String>)], grant: &Grant) -> api::Settings {
+    api::Settings {
+        options: options
+            .iter()
+            .map(|(name, value)| (name.clone(), value.val.clone()))
+            .collect(),
+        endpoints: grant.endpoint_urls(),
+        credentials: grant.credential_names(),
     }
 }
 
@@ -305,34 +331,45 @@ impl Found {
 }
 
 /// A provider that is loaded on its first call: found, approved and granted, its options
-/// resolved from its cached description (see `described`), credentials checked. Loading it
-/// does what [`Runtime::load`] and [`Loaded::configure`] do, with the same errors.
+/// resolved from its cached description and its profile the one it answered these settings
+/// with before (see `described`), credentials checked. Loading it does what
+/// [`Runtime::load`] and [`Loaded::configure`] do, with the same errors.
 pub struct Pending {
     runtime: Runtime,
     found: Found,
     described: Described,
     options: Vec<(String, Value<String>)>,
+    profile: api::Profile,
     ssh: SshGrant,
 }
 
 impl Pending {
-    /// `found`, described as `described`, to be configured with `options` when it is loaded.
-    /// Its credentials must be there now, as for [`Loaded::configure`].
+    /// `found`, described as `described`, to be configured with `options` when it is loaded;
+    /// `profile` is what it answered them with before ([`Runtime::configured_before`]). Its
+    /// credentials must be there now and the work root usable, as for [`Loaded::configure`].
     pub fn new(
         runtime: Runtime,
         found: Found,
         described: Described,
         options: Vec<(String, Value<String>)>,
+        profile: api::Profile,
     ) -> Result<Pending> {
         found.grant.require_auth()?;
+        crate::remote::check_work_root(found.package.name(), &profile.work_root)?;
         let ssh = found.grant.ssh.with_options(&options);
         Ok(Pending {
             runtime,
             found,
             described,
             options,
+            profile,
             ssh,
         })
+    }
+
+    /// What it answered these settings with when it was last configured with them.
+    pub fn profile(&self) -> &api::Profile {
+        &self.profile
     }
 
     /// The provider's name.
@@ -397,6 +434,7 @@ pub struct Loaded {
     approval: Option<Approval>,
     load_time: Duration,
     linked: Linked,
+    descriptions: DescribeCache,
 }
 
 impl Loaded {
@@ -462,26 +500,22 @@ impl Loaded {
     /// provider whose destination or key is the user's own option.
     pub async fn configure(self, options: &[(String, Value<String>)]) -> Result<Configured> {
         let Loaded {
+            package,
             grant,
             info,
             linked,
+            descriptions,
             ..
         } = self;
         grant.require_auth()?;
-        let settings = api::Settings {
-            options: options
-                .iter()
-                .map(|(name, value)| (name.clone(), value.val.clone()))
-                .collect(),
-            endpoints: grant.endpoint_urls(),
-            credentials: grant.credential_names(),
-        };
+        let settings = settings_of(options, &grant);
         let mut instance = linked.instance;
-        let profile = match instance.configure(settings).await {
+        let profile = match instance.configure(settings.clone()).await {
             Ok(p) => p,
             Err(e) => return Err(failure::to_failure(e, &grant, instance.redactor())),
         };
         crate::remote::check_work_root(instance.name(), &profile.work_root)?;
+        descriptions.remember_profile(&package.digest, &settings, &profile);
         let ssh = grant.ssh.with_options(options);
         Ok(Configured {
             instance,
