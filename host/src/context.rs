@@ -223,7 +223,9 @@ impl Context {
         };
         let options = self.options_of(&described.info, found.package())?;
         let Some(profile) = runtime.configured_before(&found, &options) else {
-            tracing::debug!("provider {name} was not configured so before: loading it");
+            tracing::debug!(
+                "provider {name} was not configured with these settings before: loading it"
+            );
             return self.session_loaded(&runtime, found).await;
         };
         let pending = Pending::new(runtime, found, described, options, profile)?;
