@@ -258,6 +258,11 @@ impl Runtime {
             self.http_limits,
         )?;
         let load_time = started.elapsed();
+        tracing::debug!(
+            "loaded provider {} ({:?}) in {load_time:?}",
+            package.name(),
+            linked.compilation
+        );
         linked
             .instance
             .observe(events::audit_observer(AuditLog::new(
