@@ -505,3 +505,40 @@ fn warm_path_settings_the_provider_refuses_are_refused_on_the_warm_path_too() {
     out.ok();
     w.cbx(&["stop", "picky"]).ok();
 }
+
+#[test]
+fn warm_path_a_due_touch_after_the_command_loads_the_provider_and_resets_the_idle_timer() {
+    let Some(w) = World::new() else { return };
+    let (lease, _) = warm_lease(&w, "toucher");
+    let claim = w
+        .home
+        .state_dir()
+        .join("claims")
+        .join(format!("{lease}.json"));
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&claim).unwrap()).unwrap();
+    let long_ago = "2020-01-01T00:00:00Z";
+    json["lastUsedAt"] = long_ago.into();
+    std::fs::write(&claim, serde_json::to_string(&json).unwrap()).unwrap();
+    w.sim.clear_requests();
+    let out = w.cbx(&["run", "--id", "toucher", "--", "echo", "warm"]);
+    out.ok();
+    assert_eq!(out.stdout, "warm\n", "{out}");
+    let requests = w.sim.requests();
+    assert!(
+        requests.iter().all(|r| r.method == "POST"),
+        "only the touch, after the command: {requests:?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.path.ends_with("/last-activity")),
+        "the provider was loaded to touch the lease: {requests:?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&claim).unwrap()).unwrap();
+    assert_ne!(json["lastUsedAt"], long_ago, "the claim records the use");
+    // Touched just now: the next warm run asks nothing.
+    w.sim.clear_requests();
+    w.cbx(&["run", "--id", "toucher", "--", "true"]).ok();
+    assert_eq!(w.sim.requests(), vec![]);
+    w.cbx(&["stop", "toucher"]).ok();
+}
