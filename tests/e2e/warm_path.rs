@@ -447,10 +447,15 @@ fn warm_path_unfinished_intents_are_finished_before_a_warm_run() {
             .unwrap_or(0)
     };
     eventually("the warmup records its intent", || recorded() == 1);
-    child.kill().unwrap();
-    child.wait().unwrap();
     let broken = break_compiled(&components);
     assert!(broken >= 1);
+    // While its process lives the intent is its own: a warm run leaves it, and loads nothing.
+    let out = w.cbx(&["run", "--id", "busy", "--", "echo", "warm"]);
+    out.ok();
+    assert_eq!(recorded(), 1, "{out}");
+    assert_eq!(still_broken(&components), broken, "not loaded: {out}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 
     let out = w.cbx(&["run", "--id", "busy", "--", "echo", "warm"]);
     out.ok();
