@@ -36,6 +36,7 @@ pub mod grant;
 pub mod interrupt;
 pub mod junit;
 pub mod lease;
+pub mod login_env;
 pub mod ops;
 pub mod paths;
 pub mod progress;

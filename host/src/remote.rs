@@ -56,13 +56,16 @@ pub enum Program {
 /// The remote command line that runs `program` in `workdir`, with `exports` (name, value)
 /// set and, if given, variables read from (and then deleted with) `env_file`. It runs under a
 /// login shell (bash when present) so the sandbox's usual PATH applies, and `exec`s the
-/// program so its exit status is the command's.
+/// program so its exit status is the command's. `before_login` is shell text put right before
+/// the login shell, after the prelude (the variables and the work directory): it may `exec`
+/// the program itself (`login_env`'s cached login environment), else the line goes on.
 pub fn command_line(
     workdir: &str,
     require_workdir: bool,
     exports: &[(String, String)],
     env_file: Option<&str>,
     program: &Program,
+    before_login: Option<&str>,
 ) -> String {
     let wd = quote(workdir);
     let mut prelude = String::new();
@@ -85,6 +88,9 @@ pub fn command_line(
             prelude.push_str(&format!(" {k}={}", quote(v)));
         }
         prelude.push_str("; ");
+    }
+    if let Some(text) = before_login {
+        prelude.push_str(text);
     }
     let (inner, args) = match program {
         Program::Argv(argv) => (
@@ -166,6 +172,7 @@ mod tests {
             &[("CBX_SLUG".into(), "amber-otter".into())],
             None,
             &Program::Argv(argv),
+            None,
         );
         let out = Command::new("sh")
             .arg("-c")
@@ -180,6 +187,7 @@ mod tests {
             &[("CBX_SLUG".into(), "amber-otter".into())],
             None,
             &Program::Shell("echo $CBX_SLUG; pwd; exit 3".into()),
+            None,
         );
         let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
         assert_eq!(out.status.code(), Some(3));
@@ -203,6 +211,7 @@ mod tests {
             &[],
             Some(env_path.to_str().unwrap()),
             &Program::Argv(vec!["sh".into(), "-c".into(), "echo \"$SECRET_X\"".into()]),
+            None,
         );
         let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "v a'l\n");
@@ -222,6 +231,7 @@ mod tests {
             &[],
             Some(env_path.to_str().unwrap()),
             &Program::Argv(vec!["sh".into(), "-c".into(), "echo \"$X\"; pwd".into()]),
+            None,
         );
         let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
         assert!(out.status.success(), "{out:?}");
@@ -265,6 +275,7 @@ mod tests {
             &[],
             None,
             &Program::Argv(vec!["true".into()]),
+            None,
         );
         let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
         assert_eq!(out.status.code(), Some(1));

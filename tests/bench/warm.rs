@@ -2,7 +2,7 @@
 //! counted (control-plane requests, ssh client processes, new SSH connections, providers
 //! loaded) and timed
 //! against one round trip over cbx's own multiplexed connection, without and with 50 ms of
-//! API latency, and against a round trip that starts the same login shell; and its two
+//! API latency, and against a round trip that starts a login shell; and its two
 //! fallbacks — after the sandbox was stopped by its idle timeout, and after its SSH access was
 //! revoked — against the provider request each one needs.
 
@@ -53,7 +53,7 @@ impl Lease<'_> {
     }
 
     /// One round trip over cbx's multiplexed connection that starts a login shell on the
-    /// sandbox, as cbx's command line does (`bash -lc`).
+    /// sandbox, as cbx's command line did before it reused the login environment (`bash -lc`).
     fn mux_login(&self) -> Res<Ran> {
         run_ok(
             "ssh over cbx's connection (login shell)",
@@ -118,8 +118,9 @@ pub(super) fn rows(
         rows.push(row);
     }
     sim.set_latency(Duration::ZERO);
-    // cbx runs the command in a login shell (`bash -lc`, for the sandbox's PATH and
-    // profile); the round trip above does not start one.
+    // cbx used to run every command in a login shell (`bash -lc`, for the sandbox's PATH and
+    // profile); it now reuses the login environment read once per connection (`login_env`),
+    // so the warm run starts none either. Kept to show what a login shell costs.
     let mut login = Row::new(
         "data.warm_vs_mux_login",
         "data",
@@ -133,7 +134,7 @@ pub(super) fn rows(
             login.base("`bash -lc true`, cbx's connection").push(b.wall);
         }
     }
-    login.note = Some("the warm run vs `ssh -F <cbx's ssh_config> <alias> 'bash -lc true'`: one round trip that also starts the login shell cbx's command line starts; the difference is what cbx itself adds".into());
+    login.note = Some("the warm run vs `ssh -F <cbx's ssh_config> <alias> 'bash -lc true'`: one round trip that also starts a login shell, as cbx's command line did before it reused the login environment read at the connection's login".into());
     print_row(&login);
     rows.push(login);
     fallbacks(o, rows, sim, &l)

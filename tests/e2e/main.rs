@@ -14,6 +14,7 @@
 //! | `python_provider` | the Python Daytona provider, built with componentize-py |
 //! | `data_plane` | the simulator with a real sshd, ssh and rsync (needs root) |
 //! | `ssh_provider` | the built-in ssh provider against a real sshd (needs root) |
+//! | `login_env` | the login environment read once per connection and reused by warm commands (issue 14, needs root) |
 //! | `warm_path` | `run --id` and `ssh` straight over a live connection, and every fallback (needs root) |
 //! | `checkpoints` | optional capabilities: checkpoints and forks (simulator, real sshd), the missing-capability error |
 //! | `crash_safety` | kills, signals, races and damaged state against the simulator (issue 11) |
@@ -30,6 +31,7 @@ mod crash_safety;
 mod data_plane;
 mod daytona_requests;
 mod install;
+mod login_env;
 mod python_provider;
 mod remote_loop;
 mod server_cleanup;

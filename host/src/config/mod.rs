@@ -9,6 +9,7 @@
 
 mod durations;
 mod options;
+mod run;
 mod shard;
 mod sync;
 
@@ -50,6 +51,7 @@ struct RawConfig {
     lease: Option<RawLease>,
     sync: Option<RawSync>,
     shard: Option<shard::RawShard>,
+    run: Option<run::RawRun>,
     #[serde(default)]
     providers: BTreeMap<String, RawProviderConfig>,
 }

@@ -1,7 +1,8 @@
 //! `cbx doctor --lease L`: a live lease checked with one round trip to its sandbox. The lease
 //! and its sandbox's state come from the provider; then one SSH login both proves that SSH
 //! works and reports the sandbox's tools, from which doctor says which transport syncs will
-//! use — or exactly what is missing and how to fix it. Doctor starts nothing: a stopped
+//! use — or exactly what is missing and how to fix it — and whether commands reuse the login
+//! environment read at that login (`login_env`). Doctor starts nothing: a stopped
 //! sandbox is reported, not started. SSH access is the lease's cached access, minted only
 //! when it has none that logs in (as `cbx ssh` does).
 
@@ -12,17 +13,18 @@ use anyhow::Result;
 use crate::context::Context;
 use crate::error::{ErrorKind, Failure};
 use crate::lease::session::Session;
-use crate::lease::{Lease, access, ready, warm};
+use crate::lease::{Lease, access, connect, ready, warm};
+use crate::login_env::{Captured, LoginEnvironment};
 use crate::ops::doctor_report::DoctorReport;
 use crate::progress::human_duration;
 use crate::provider::api::{CheckStatus, SandboxState};
 use crate::ssh::SshClient;
-use crate::sync::tools::{self, RemoteTools};
+use crate::sync::tools::RemoteTools;
 use crate::sync::transport::{self, Transport};
 use crate::terminal::inert;
 
-/// Checks lease `ident`: `lease`, then (when its sandbox is ready) `sandbox-ssh` and
-/// `sandbox-tools`. A failure ends the checks with its kind's exit code.
+/// Checks lease `ident`: `lease`, then (when its sandbox is ready) `sandbox-ssh`,
+/// `sandbox-tools` and `login-environment`. A failure ends the checks with its kind's exit code.
 pub async fn check(ctx: &Context, session: &mut Session, ident: &str, report: &mut DoctorReport) {
     let lease = match usable(session, ident).await {
         Ok(lease) => lease,
@@ -73,12 +75,38 @@ pub async fn check(ctx: &Context, session: &mut Session, ident: &str, report: &m
         .hint("cbx needs a POSIX `sh` as the sandbox user's login shell");
         return report.fail(ctx, "sandbox-tools", &e.into());
     };
-    tools::remember(
-        &session.dirs().state,
-        lease.ownership.lease.as_str(),
-        &found,
-    );
+    let captured = connect::record_tools(session, &lease, Some(&printed));
     tools_check(ctx, &found, report);
+    login_env_check(ctx, captured.as_ref(), report);
+}
+
+/// The `login-environment` check: whether commands reuse the login environment read at this
+/// login, or why each starts a login shell (names only, never values).
+fn login_env_check(ctx: &Context, captured: Option<&Captured>, report: &mut DoctorReport) {
+    let mode = match ctx.config.login_environment() {
+        Ok(m) => m,
+        Err(e) => return report.fail(ctx, "login-environment", &e),
+    };
+    let (status, detail) = match (captured, mode.val) {
+        (_, LoginEnvironment::Fresh) => (
+            CheckStatus::Ok,
+            format!(
+                "not used: every command starts a login shell (`[run] login-environment = \
+                 \"fresh\"`, {})",
+                mode.definition
+            ),
+        ),
+        (Some(c @ Captured::Cached(_)), _) => (CheckStatus::Ok, c.describe()),
+        (Some(c), _) => (
+            CheckStatus::Warn,
+            format!("{}; every command starts a login shell", c.describe()),
+        ),
+        (None, _) => (
+            CheckStatus::Warn,
+            "not cached: the login did not report it; every command starts a login shell".into(),
+        ),
+    };
+    report.add(ctx, "login-environment", status, detail);
 }
 
 /// The `sandbox-tools` check: what the sandbox has and the transport syncs will use, or the
@@ -126,12 +154,13 @@ async fn usable(session: &mut Session, ident: &str) -> Result<Lease> {
 /// One login to `lease`'s sandbox that runs the tools probe; returns the client and what the
 /// probe printed. Cached access that does not log in is replaced once by fresh access.
 async fn login(session: &mut Session, lease: &Lease) -> Result<(SshClient, String)> {
+    let probe = connect::login_probe(lease)?;
     let (ssh, fresh) = access::obtain(session, lease, None).await?;
-    let first = ssh.probe(RemoteTools::PROBE).await;
+    let first = ssh.probe(&probe).await;
     let (ssh, outcome) = match first {
         Err(_) if !fresh => {
             let (ssh, _) = access::obtain(session, lease, Some(&ssh)).await?;
-            let again = ssh.probe(RemoteTools::PROBE).await;
+            let again = ssh.probe(&probe).await;
             (ssh, again)
         }
         outcome => (ssh, outcome),

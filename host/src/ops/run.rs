@@ -21,6 +21,7 @@ use crate::lease::intent::IntentHold;
 use crate::lease::session::Session;
 use crate::lease::warm::{self, WarmLease};
 use crate::lease::{Lease, connect, ready, reconcile, release};
+use crate::login_env::{self, LoginEnv, LoginEnvironment, Reuse};
 use crate::ops::download::{self, Collected, Downloads};
 use crate::ops::guard::{self, RunGuard};
 use crate::ops::pending_files::PendingFiles;
@@ -28,7 +29,7 @@ use crate::ops::run_report::{LeaseReport, RunReport, SyncSummary, seconds};
 use crate::progress;
 use crate::remote::{self, Program};
 use crate::ssh::SshClient;
-use crate::sync::{self, TransportChoice};
+use crate::sync::{self, TransportChoice, tools};
 use crate::testpoint;
 
 /// Which lease a run uses.
@@ -79,6 +80,9 @@ pub(crate) struct Job {
     pub(crate) downloads: Downloads,
     pub(crate) stdout_to_stderr: bool,
     pub(crate) transport: TransportChoice,
+    /// Where the lease's cached login environment is read from (the state directory); `None`
+    /// with `[run] login-environment = "fresh"`.
+    pub(crate) login_records: Option<PathBuf>,
 }
 
 /// Runs `request`; returns the remote command's exit status. What happened (lease, sync,
@@ -124,6 +128,10 @@ pub(crate) fn prepare(ctx: &Context, request: &RunRequest) -> Result<Job> {
         downloads: request.downloads.clone(),
         stdout_to_stderr: request.stdout_to_stderr,
         transport: request.transport,
+        login_records: match ctx.config.login_environment()?.val {
+            LoginEnvironment::Cached => Some(ctx.dirs.state.clone()),
+            LoginEnvironment::Fresh => None,
+        },
     })
 }
 
@@ -501,7 +509,13 @@ async fn command_status(
         ),
         ("CBX_SLUG".to_string(), lease.ownership.slug.clone()),
     ];
-    let line = remote::command_line(workdir, true, &exports, env_file, &job.program);
+    let login = cached_login(job, lease);
+    let forwarded: Vec<String> = job.forwarded.iter().map(|(k, _)| k.clone()).collect();
+    let reuse = login.as_ref().map(|env| Reuse {
+        env,
+        forwarded: &forwarded,
+    });
+    let line = login_env::command_line(workdir, true, &exports, env_file, &job.program, reuse);
     let line = match guard {
         Some(g) => format!("{}{line}", g.prelude()),
         None => line,
@@ -514,6 +528,17 @@ async fn command_status(
         crate::ssh::relay(cmd).await
     };
     Ok(relayed.map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?)
+}
+
+/// The login environment cached for `lease` when `job` reuses it (see `login_env`).
+pub(crate) fn cached_login(job: &Job, lease: &Lease) -> Option<LoginEnv> {
+    let state = job.login_records.as_deref()?;
+    let env = tools::load_login(state, lease.ownership.lease.as_str())?.into_cached()?;
+    tracing::debug!(
+        "the command reuses the login environment read at {} while no profile file is newer",
+        env.read_at
+    );
+    Some(env)
 }
 
 /// `host:port` of the sandbox `ssh` connects to, for the audit log.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use crate::login_env::Captured;
 use crate::paths;
 
 /// What the sandbox has, as a probe reported it.
@@ -81,32 +82,56 @@ impl RemoteTools {
     }
 }
 
-/// The record of a lease's tools, with when they were probed.
+/// The record of a lease's tools, with when they were probed, and the login environment
+/// read at the same login (`login_env`; absent in records of older cbx, and after a sync's
+/// own probe replaced a record that had none).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Recorded {
     #[serde(flatten)]
     tools: RemoteTools,
     probed_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    login_env: Option<Captured>,
 }
 
 fn path_of(state_dir: &Path, lease: &str) -> PathBuf {
     state_dir.join("sync").join(format!("{lease}.tools"))
 }
 
-/// The tools last recorded for `lease`'s sandbox, if there is a readable record.
-pub fn load(state_dir: &Path, lease: &str) -> Option<RemoteTools> {
+fn load_record(state_dir: &Path, lease: &str) -> Option<Recorded> {
     let bytes = fs_err::read(path_of(state_dir, lease)).ok()?;
-    serde_json::from_slice::<Recorded>(&bytes)
-        .ok()
-        .map(|r| r.tools)
+    serde_json::from_slice::<Recorded>(&bytes).ok()
 }
 
-/// Records `tools` as what `lease`'s sandbox has.
+/// The tools last recorded for `lease`'s sandbox, if there is a readable record.
+pub fn load(state_dir: &Path, lease: &str) -> Option<RemoteTools> {
+    load_record(state_dir, lease).map(|r| r.tools)
+}
+
+/// The login environment last read from `lease`'s sandbox (or why it was not cached), if the
+/// record has one.
+pub fn load_login(state_dir: &Path, lease: &str) -> Option<Captured> {
+    load_record(state_dir, lease).and_then(|r| r.login_env)
+}
+
+/// Records `tools` as what `lease`'s sandbox has, keeping the login environment recorded.
 pub fn save(state_dir: &Path, lease: &str, tools: &RemoteTools) -> Result<()> {
+    let login_env = load_login(state_dir, lease);
+    save_with_login(state_dir, lease, tools, login_env)
+}
+
+/// Records `tools` and the login environment `login_env` read at the same login.
+fn save_with_login(
+    state_dir: &Path,
+    lease: &str,
+    tools: &RemoteTools,
+    login_env: Option<Captured>,
+) -> Result<()> {
     let recorded = Recorded {
         tools: tools.clone(),
         probed_at: chrono::Utc::now().to_rfc3339(),
+        login_env,
     };
     paths::write_private_atomic(
         &path_of(state_dir, lease),
@@ -117,6 +142,14 @@ pub fn save(state_dir: &Path, lease: &str, tools: &RemoteTools) -> Result<()> {
 /// Records `tools` (best effort: a sync without the record only probes again).
 pub fn remember(state_dir: &Path, lease: &str, tools: &RemoteTools) {
     if let Err(e) = save(state_dir, lease, tools) {
+        tracing::debug!("could not record the sandbox's tools: {e:#}");
+    }
+}
+
+/// Records `tools` and the login environment `captured` (best effort: without it, commands
+/// run under the login shell).
+pub fn remember_login(state_dir: &Path, lease: &str, tools: &RemoteTools, captured: Captured) {
+    if let Err(e) = save_with_login(state_dir, lease, tools, Some(captured)) {
         tracing::debug!("could not record the sandbox's tools: {e:#}");
     }
 }
@@ -141,6 +174,22 @@ mod tests {
     use super::*;
 
     use super::having as tools;
+
+    /// The login environment rides with the tools: a sync's own probe keeps it, and it is
+    /// forgotten with the record.
+    #[test]
+    fn the_login_environment_is_kept_by_a_sync_and_forgotten_with_the_tools() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = "cbx_0123456789ab";
+        let captured = Captured::NotCached("why".into());
+        remember_login(dir.path(), lease, &tools(true, false), captured.clone());
+        assert_eq!(load_login(dir.path(), lease), Some(captured.clone()));
+        remember(dir.path(), lease, &tools(true, true));
+        assert_eq!(load(dir.path(), lease), Some(tools(true, true)));
+        assert_eq!(load_login(dir.path(), lease), Some(captured));
+        forget(dir.path(), lease);
+        assert_eq!(load_login(dir.path(), lease), None);
+    }
 
     #[test]
     fn the_probe_output_is_read() {
@@ -175,6 +224,7 @@ mod tests {
         let recorded = Recorded {
             tools: tools(false, true),
             probed_at: "T".into(),
+            login_env: None,
         };
         assert_eq!(
             String::from_utf8(serde_json::to_vec_pretty(&recorded).unwrap()).unwrap(),
@@ -185,6 +235,7 @@ mod tests {
         assert_eq!(load(dir.path(), lease), None);
         save(dir.path(), lease, &tools(true, true)).unwrap();
         assert_eq!(load(dir.path(), lease), Some(tools(true, true)));
+        assert_eq!(load_login(dir.path(), lease), None);
         forget(dir.path(), lease);
         assert_eq!(load(dir.path(), lease), None);
     }

@@ -14,15 +14,18 @@ use crate::error::{ErrorKind, Failure, fail};
 use crate::lease::session::Session;
 use crate::lease::warm::{self, WarmLease};
 use crate::lease::{Lease, access, connect, ready};
+use crate::login_env::{self, LoginEnv, LoginEnvironment, Reuse};
 use crate::ops::guard::RunGuard;
-use crate::remote::{self, Program};
+use crate::remote::Program;
 use crate::ssh::SshClient;
+use crate::sync::tools;
 
 /// Runs `cbx ssh`.
 pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
     let times = ctx
         .config
         .lease_times(crate::config::LeaseFlags::default(), &ctx.env)?;
+    let reuse_login = ctx.config.login_environment()?.val == LoginEnvironment::Cached;
     let provider = ctx.provider_for(&args.lease)?;
     let mut session = ctx.session_on_demand(&provider).await?;
     let guard = RunGuard::new();
@@ -31,7 +34,9 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
         && let Some(WarmLease { mut lease, ssh }) = warm::warm(&session, &args.lease)?
     {
         let workdir = connect::workdir(&lease, repo(ctx, &lease).as_deref())?;
-        let status = session_of(args, &lease, &ssh, &workdir, Some(&guard)).await?;
+        let login = cached_login(ctx, reuse_login, &lease);
+        let line = line_of(args, &lease, &workdir, login.as_ref());
+        let status = session_of(args, &ssh, &line, Some(&guard)).await?;
         if !guard.failed_before_start(&ssh, &status).await {
             warm::touch_if_due(&mut session, &mut lease).await;
             return exit_code(status);
@@ -51,7 +56,39 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
     if tried && let Some(code) = guard.before_rerun(&ssh, &lease.ownership.slug).await? {
         return Ok(code);
     }
-    exit_code(session_of(args, &lease, &ssh, &workdir, None).await?)
+    let login = cached_login(ctx, reuse_login, &lease);
+    let line = line_of(args, &lease, &workdir, login.as_ref());
+    exit_code(session_of(args, &ssh, &line, None).await?)
+}
+
+/// The login environment cached for `lease`, when commands reuse it (see `login_env`).
+fn cached_login(ctx: &Context, reuse: bool, lease: &Lease) -> Option<LoginEnv> {
+    if !reuse {
+        return None;
+    }
+    tools::load_login(&ctx.dirs.state, lease.ownership.lease.as_str())?.into_cached()
+}
+
+/// The remote command line of the shell (a login shell: it reads the profile anyway) or the
+/// command (with the cached login environment `login`, if any).
+fn line_of(args: &SshArgs, lease: &Lease, workdir: &str, login: Option<&LoginEnv>) -> String {
+    let exports = vec![
+        (
+            "CBX_LEASE_ID".to_string(),
+            lease.ownership.lease.to_string(),
+        ),
+        ("CBX_SLUG".to_string(), lease.ownership.slug.clone()),
+    ];
+    let (program, login) = if args.command.is_empty() {
+        (Program::Shell("exec \"${SHELL:-/bin/sh}\" -l".into()), None)
+    } else {
+        (Program::Argv(args.command.clone()), login)
+    };
+    let reuse = login.map(|env| Reuse {
+        env,
+        forwarded: &[],
+    });
+    login_env::command_line(workdir, false, &exports, None, &program, reuse)
 }
 
 /// The local repository, else the one the lease was created from.
@@ -64,35 +101,25 @@ fn repo(ctx: &Context, lease: &Lease) -> Option<PathBuf> {
     })
 }
 
-/// Runs the shell (or the command) on the sandbox; `guard`'s prelude leads a warm run's line.
+/// Runs the shell (or the command) on the sandbox with the remote command line `line`;
+/// `guard`'s prelude leads a warm run's line.
 async fn session_of(
     args: &SshArgs,
-    lease: &Lease,
     ssh: &SshClient,
-    workdir: &str,
+    line: &str,
     guard: Option<&RunGuard>,
 ) -> Result<ExitStatus> {
-    let exports = vec![
-        (
-            "CBX_LEASE_ID".to_string(),
-            lease.ownership.lease.to_string(),
-        ),
-        ("CBX_SLUG".to_string(), lease.ownership.slug.clone()),
-    ];
     let mut cmd = ssh.ssh();
     let interactive = args.command.is_empty() && std::io::stdin().is_terminal();
-    let program = if args.command.is_empty() {
+    if args.command.is_empty() {
         cmd.arg(if interactive { "-t" } else { "-T" })
             .arg(ssh.alias());
-        Program::Shell("exec \"${SHELL:-/bin/sh}\" -l".into())
     } else {
         cmd.args(["-T", ssh.alias()]);
-        Program::Argv(args.command.clone())
-    };
-    let line = remote::command_line(workdir, false, &exports, None, &program);
+    }
     cmd.arg(match guard {
         Some(g) => format!("{}{line}", g.prelude()),
-        None => line,
+        None => line.to_string(),
     });
     // A terminal session keeps the terminal; anything else is relayed (see `ssh::relay`).
     let status = if interactive {

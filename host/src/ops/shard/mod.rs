@@ -26,11 +26,11 @@ use crate::interrupt;
 use crate::lease::Lease;
 use crate::lease::acquire::{AcquireRequest, Acquired, Source, acquire};
 use crate::lease::session::Session;
+use crate::login_env;
 use crate::ops::run::{self, Job, LeaseChoice, RunRequest};
 use crate::ops::run_report::RunReport;
 use crate::ops::test_report;
 use crate::progress;
-use crate::remote;
 use crate::terminal::inert;
 
 use self::stream::Sink;
@@ -329,7 +329,20 @@ async fn execute(
         ("CBX_SHARD_INDEX".to_string(), slot.index.to_string()),
         ("CBX_SHARD_TOTAL".to_string(), slot.total.to_string()),
     ];
-    let line = remote::command_line(&workdir, true, &exports, env_file.as_deref(), &program);
+    let login = run::cached_login(slot.job, lease);
+    let forwarded: Vec<String> = slot.job.forwarded.iter().map(|(k, _)| k.clone()).collect();
+    let reuse = login.as_ref().map(|env| login_env::Reuse {
+        env,
+        forwarded: &forwarded,
+    });
+    let line = login_env::command_line(
+        &workdir,
+        true,
+        &exports,
+        env_file.as_deref(),
+        &program,
+        reuse,
+    );
     let mut cmd = ssh.ssh();
     cmd.args(["-T", ssh.alias()]).arg(line);
     let sink = if slot.job.stdout_to_stderr {
