@@ -547,3 +547,25 @@ fn warm_path_a_due_touch_after_the_command_loads_the_provider_and_resets_the_idl
     assert_eq!(w.sim.requests(), vec![]);
     w.cbx(&["stop", "toucher"]).ok();
 }
+
+#[test]
+fn warm_path_a_damaged_intent_file_is_reported_as_on_the_full_path() {
+    let Some(w) = World::new() else { return };
+    warm_lease(&w, "damaged");
+    let intents = w.home.state_dir().join("intents");
+    std::fs::create_dir_all(&intents).unwrap();
+    let bad = intents.join("cbx_0123456789ac.json");
+    std::fs::write(&bad, "{ not an intent").unwrap();
+    let out = w.cbx(&["run", "--id", "damaged", "--", "echo", "warm"]);
+    out.ok();
+    assert_eq!(out.stdout, "warm\n", "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: the intent file {} is damaged",
+            bad.display()
+        )) && out.stderr.contains("`cbx list` says what to do"),
+        "{out}"
+    );
+    std::fs::remove_file(&bad).unwrap();
+    w.cbx(&["stop", "damaged"]).ok();
+}
