@@ -12,7 +12,7 @@ use crate::lease::session::Session;
 use crate::paths::Dirs;
 use crate::provenance::Value;
 use crate::provider::registry::{self, ProviderPackage};
-use crate::provider::{Capability, Configured, Loaded, Runtime};
+use crate::provider::{Capability, Configured, Found, Loaded, Pending, Runtime, api};
 use crate::redact::Redactor;
 
 /// The flags every command accepts, as the library needs them.
@@ -145,11 +145,20 @@ impl Context {
     /// `loaded`'s options, from its defaults, the configuration, `CBX_<PROVIDER>_…` variables
     /// and `--option` flags, each with where it came from.
     pub fn options(&self, loaded: &Loaded) -> Result<Vec<(String, Value<String>)>> {
-        let name = &loaded.info().name;
+        self.options_of(loaded.info(), loaded.package())
+    }
+
+    /// The options of the provider of `package`, which described itself as `info`.
+    fn options_of(
+        &self,
+        info: &api::ProviderInfo,
+        package: &ProviderPackage,
+    ) -> Result<Vec<(String, Value<String>)>> {
+        let name = &info.name;
         self.config.options(
             name,
-            &loaded.info().options,
-            &loaded.package().manifest.user_only_options,
+            &info.options,
+            &package.manifest.user_only_options,
             &self.flags.options,
             &self.option_vars(name),
         )
@@ -160,10 +169,11 @@ impl Context {
     fn option_vars(&self, provider: &str) -> Vec<(String, String)> {
         let prefix = |p: &str| format!("CBX_{}_", p.to_ascii_uppercase().replace('-', "_"));
         let own = prefix(provider);
-        let longer: Vec<String> = registry::all(&self.dirs.installed_providers())
-            .unwrap_or_default()
+        // Names only: reading (and hashing) every installed component here would cost every
+        // lease command, the warm path's included.
+        let longer: Vec<String> = registry::names(&self.dirs.installed_providers())
             .iter()
-            .map(|p| prefix(p.name()))
+            .map(|p| prefix(p))
             .filter(|p| p.len() > own.len() && p.starts_with(&own))
             .collect();
         self.env
@@ -185,6 +195,57 @@ impl Context {
         let loaded = self.load(name).await?;
         let configured = self.configure(loaded).await?;
         let mut session = self.session_of(configured);
+        crate::lease::reconcile::unfinished(&mut session).await;
+        Ok(session)
+    }
+
+    /// [`Context::session`] for a command that may not need to call the provider at all (the
+    /// warm path of `cbx run --id` and `cbx ssh`): the provider is found, its approval
+    /// checked, its grant resolved, its options resolved from its cached description (see
+    /// `provider::described`) and its credentials required — all as for a loaded one — and
+    /// its profile is the one it answered the same settings with before; it is loaded only on
+    /// its first call. Without a cached description, or with settings it was never
+    /// configured with (it may refuse them), it is loaded now, as is one that has intents to
+    /// finish (loaded, then `lease::reconcile` as always).
+    ///
+    /// Credentials are required although the warm path sends nothing with them: a command
+    /// then fails or works the same whether or not its connection falls back to the
+    /// provider, and the check is a lookup in the environment.
+    pub async fn session_on_demand(&self, name: &str) -> Result<Session> {
+        let choices = self
+            .config
+            .endpoint_overrides(name, &self.flags.endpoints)?;
+        let runtime = self.runtime();
+        let found = runtime.find(name, &choices)?;
+        let Some(described) = runtime.described(&found) else {
+            tracing::debug!("no cached description of provider {name}: loading it");
+            return self.session_loaded(&runtime, found).await;
+        };
+        let options = self.options_of(&described.info, found.package())?;
+        let Some(profile) = runtime.configured_before(&found, &options) else {
+            tracing::debug!(
+                "provider {name} was not configured with these settings before: loading it"
+            );
+            return self.session_loaded(&runtime, found).await;
+        };
+        let pending = Pending::new(runtime, found, described, options, profile)?;
+        let mut session = Session::pending(
+            pending,
+            self.dirs.clone(),
+            self.env.clone(),
+            self.flags.quiet,
+        );
+        if crate::lease::reconcile::anything_unfinished(&session) {
+            session.configured().await?;
+            crate::lease::reconcile::unfinished(&mut session).await;
+        }
+        Ok(session)
+    }
+
+    /// [`Context::session`] of a provider found already.
+    async fn session_loaded(&self, runtime: &Runtime, found: Found) -> Result<Session> {
+        let loaded = runtime.load_found(found).await?;
+        let mut session = self.session_of(self.configure(loaded).await?);
         crate::lease::reconcile::unfinished(&mut session).await;
         Ok(session)
     }

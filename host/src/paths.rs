@@ -75,6 +75,11 @@ impl Dirs {
     pub fn component_cache(&self) -> PathBuf {
         self.cache.join("components")
     }
+
+    /// Directory of providers' cached descriptions (`provider::described`).
+    pub fn descriptions(&self) -> PathBuf {
+        self.cache.join("descriptions")
+    }
 }
 
 /// Creates `dir` (and parents) and restricts it to its owner (0700).

@@ -1,5 +1,6 @@
 //! The warm path's rows (issue 14): a warm `cbx run --id X -- true` with nothing to sync,
-//! counted (control-plane requests, ssh client processes, new SSH connections) and timed
+//! counted (control-plane requests, ssh client processes, new SSH connections, providers
+//! loaded) and timed
 //! against one round trip over cbx's own multiplexed connection, without and with 50 ms of
 //! API latency, and against a round trip that starts a login shell; and its two
 //! fallbacks — after the sandbox was stopped by its idle timeout, and after its SSH access was
@@ -24,12 +25,14 @@ struct Lease<'a> {
 }
 
 impl Lease<'_> {
-    /// `cbx run --id bench -- true`, `path` first on PATH if given.
+    /// `cbx run --id bench -- true`; for the counted run `path` first on PATH, and cbx's
+    /// debug log on (it says when a provider is loaded).
     fn cbx_run(&self, path: Option<&Path>) -> Res<Ran> {
         let mut cmd = self.home.command(&["run", "--id", "bench", "--", "true"]);
         if let Some(dir) = path {
             let rest = std::env::var("PATH").unwrap_or_default();
-            cmd.env("PATH", format!("{}:{rest}", dir.display()));
+            cmd.env("PATH", format!("{}:{rest}", dir.display()))
+                .env("CBX_LOG", "cbx=debug");
         }
         run_ok("cbx run", cmd)
     }
@@ -143,7 +146,8 @@ fn connections(gateway: &SshdGateway) -> usize {
 }
 
 /// Counts what one warm run does: control-plane requests (the simulator's log), ssh client
-/// processes (an `ssh` first on PATH that logs each start), new SSH connections (sshd's log).
+/// processes (an `ssh` first on PATH that logs each start), new SSH connections (sshd's log),
+/// providers loaded (cbx's debug log: `loaded provider …`, written by every load).
 fn counted(rows: &mut Vec<Row>, sim: &DaytonaSim, gateway: &SshdGateway, l: &Lease) -> Res<()> {
     let shims = tempfile::Builder::new()
         .prefix("cbx-bench-shim-")
@@ -166,7 +170,8 @@ fn counted(rows: &mut Vec<Row>, sim: &DaytonaSim, gateway: &SshdGateway, l: &Lea
     l.cbx_run(None)?;
     sim.clear_requests();
     let before = connections(gateway);
-    l.cbx_run(Some(shims.path()))?;
+    let ran = l.cbx_run(Some(shims.path()))?;
+    let loads = ran.stderr.matches("loaded provider").count();
     std::thread::sleep(Duration::from_millis(50));
     let ssh_started = std::fs::read_to_string(&log)
         .unwrap_or_default()
@@ -189,6 +194,12 @@ fn counted(rows: &mut Vec<Row>, sim: &DaytonaSim, gateway: &SshdGateway, l: &Lea
             "data.warm_connections",
             "data: warm run, new SSH connections",
             connections(gateway) - before,
+            0.0,
+        ),
+        (
+            "data.warm_provider_loads",
+            "data: warm run, providers loaded",
+            loads,
             0.0,
         ),
     ] {

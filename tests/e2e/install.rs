@@ -235,6 +235,31 @@ fn a_changed_component_or_a_wider_manifest_is_refused_until_approved_again() {
         "{out}"
     );
 
+    // Commands on a lease, whose warm path does not load the provider, refuse it as well,
+    // with the same exit code and words (its description is cached by now).
+    for args in [
+        &[
+            "--provider",
+            "probe",
+            "run",
+            "--id",
+            "some-lease",
+            "--no-sync",
+            "--",
+            "true",
+        ][..],
+        &["--provider", "probe", "ssh", "some-lease", "--", "true"][..],
+    ] {
+        let warm = s.cbx(args);
+        warm.expect_code(7);
+        assert!(
+            warm.stderr
+                .contains("provider probe changed since you approved it")
+                && warm.stderr.contains("hint: review and approve it again"),
+            "{warm}"
+        );
+    }
+
     // Reinstalling (a review and approval) makes it usable again.
     s.install().ok();
     s.cbx(&["--provider", "probe", "doctor"]).ok();

@@ -293,3 +293,279 @@ fn warm_path_an_expired_lease_is_refused_from_its_claim() {
     );
     assert_eq!(w.sim.requests(), vec![], "refused without asking");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The warm path does not load the provider (it is loaded on its first call)
+
+/// Gives `w`'s home a compiled-component cache of its own (a copy of the shared one), so that
+/// a test may break it; returns its directory of compiled components.
+fn private_component_cache(w: &mut World) -> PathBuf {
+    let cache = w.home.path().join("cache");
+    let components = cache.join("cbx").join("components");
+    std::fs::create_dir_all(&components).unwrap();
+    let shared = w.home.cache_dir().join("components");
+    for entry in std::fs::read_dir(&shared).into_iter().flatten().flatten() {
+        let _ = std::fs::copy(entry.path(), components.join(entry.file_name()));
+    }
+    w.home.env("XDG_CACHE_HOME", cache.to_str().unwrap());
+    components
+}
+
+/// Replaces every compiled component in `dir` with bytes no engine can load: a command that
+/// loads the provider finds them unusable, compiles the component again and caches it anew.
+fn break_compiled(dir: &std::path::Path) -> usize {
+    let mut broken = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "cwasm") {
+            std::fs::write(entry.path(), BROKEN).unwrap();
+            broken += 1;
+        }
+    }
+    broken
+}
+
+const BROKEN: &[u8] = b"not a compiled component";
+
+/// How many compiled components in `dir` are still the broken bytes.
+fn still_broken(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path()).is_ok_and(|b| b == BROKEN))
+        .count()
+}
+
+#[test]
+fn warm_path_a_warm_run_does_not_load_the_provider_and_its_fallback_does() {
+    let Some(mut w) = World::new() else { return };
+    let components = private_component_cache(&mut w);
+    let (lease, sandbox) = warm_lease(&w, "lazy");
+    // The provider described itself and was configured; both answers are cached next to the
+    // compiled code.
+    let descriptions = components.with_file_name("descriptions");
+    let mut cached: Vec<String> = std::fs::read_dir(&descriptions)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    cached.sort_by_key(|n| n.len());
+    assert_eq!(cached.len(), 2, "{cached:?}");
+    assert!(cached[1].ends_with(".profile.json"), "{cached:?}");
+    let broken = break_compiled(&components);
+    assert!(
+        broken >= 1,
+        "the daytona provider was compiled into this cache"
+    );
+
+    // Warm: the command runs, and the provider was never loaded (loading it would have found
+    // the compiled code unusable and replaced it).
+    let out = w.cbx(&["run", "--id", "lazy", "--", "echo", "warm"]);
+    out.ok();
+    assert_eq!(out.stdout, "warm\n", "{out}");
+    let out = w.cbx(&["ssh", "lazy", "--", "echo", "also warm"]);
+    out.ok();
+    assert_eq!(out.stdout, "also warm\n", "{out}");
+    assert_eq!(
+        still_broken(&components),
+        broken,
+        "the provider was not loaded"
+    );
+
+    // The fallback needs the provider: it is loaded on its first call, and the command runs
+    // once.
+    let (config, alias) = ssh_config(&w, &lease);
+    let _ = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-O", "exit", &alias])
+        .output();
+    eventually("the master is gone", || !master_up(&w, &lease));
+    w.sim.clear_requests();
+    let mut args = vec!["run", "--id", "lazy", "--"];
+    let command = counting(0);
+    args.extend(command.iter().map(String::as_str));
+    let out = w.cbx(&args);
+    out.ok();
+    assert_eq!(out.stdout, "done\n", "{out}");
+    assert_eq!(lines_in(&w, &sandbox, &lease, "ran"), 1, "run exactly once");
+    assert!(
+        !w.sim.requests().is_empty(),
+        "the full path asked the provider"
+    );
+    assert!(
+        still_broken(&components) < broken,
+        "the provider was loaded"
+    );
+    w.cbx(&["stop", "lazy"]).ok();
+}
+
+#[test]
+fn warm_path_a_corrupted_description_means_loading_the_provider_and_the_run_works() {
+    let Some(mut w) = World::new() else { return };
+    let components = private_component_cache(&mut w);
+    warm_lease(&w, "garbled");
+    let descriptions = components.with_file_name("descriptions");
+    for entry in std::fs::read_dir(&descriptions).unwrap().flatten() {
+        std::fs::write(entry.path(), "{\"format\": 1, \"name\": ").unwrap();
+    }
+    let broken = break_compiled(&components);
+    let out = w.cbx(&["run", "--id", "garbled", "--", "echo", "loaded"]);
+    out.ok();
+    assert_eq!(out.stdout, "loaded\n", "{out}");
+    assert!(still_broken(&components) < broken, "loaded: recompiled");
+    // And described again: the next warm run does without it.
+    break_compiled(&components);
+    w.cbx(&["run", "--id", "garbled", "--", "true"]).ok();
+    assert_eq!(still_broken(&components), broken, "not loaded");
+    w.cbx(&["stop", "garbled"]).ok();
+}
+
+#[test]
+fn warm_path_unfinished_intents_are_finished_before_a_warm_run() {
+    let Some(mut w) = World::new() else { return };
+    let components = private_component_cache(&mut w);
+    warm_lease(&w, "busy");
+    // A warmup killed after recording its intent, before creating anything.
+    let mut child = w
+        .home
+        .command(&["warmup", "--slug", "ghost"])
+        .env("CBX_TEST_PAUSE", "acquire:recorded")
+        .env("CBX_TEST_RESUME", w.home.path().join("never"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let intents = w.home.state_dir().join("intents");
+    let recorded = || {
+        std::fs::read_dir(&intents)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    eventually("the warmup records its intent", || recorded() == 1);
+    let broken = break_compiled(&components);
+    assert!(broken >= 1);
+    // While its process lives the intent is its own: a warm run leaves it, and loads nothing.
+    let out = w.cbx(&["run", "--id", "busy", "--", "echo", "warm"]);
+    out.ok();
+    assert_eq!(recorded(), 1, "{out}");
+    assert_eq!(still_broken(&components), broken, "not loaded: {out}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = w.cbx(&["run", "--id", "busy", "--", "echo", "warm"]);
+    out.ok();
+    assert_eq!(out.stdout, "warm\n", "{out}");
+    assert!(
+        out.stderr
+            .contains("an unfinished `cbx warmup` had left no sandbox"),
+        "{out}"
+    );
+    assert_eq!(recorded(), 0, "the intent is finished");
+    assert!(
+        still_broken(&components) < broken,
+        "the provider was loaded for it"
+    );
+    w.cbx(&["stop", "busy"]).ok();
+}
+
+#[test]
+fn warm_path_settings_the_provider_refuses_are_refused_on_the_warm_path_too() {
+    let Some(w) = World::new() else { return };
+    warm_lease(&w, "picky");
+    // The host accepts the value (an integer); the provider's `configure` refuses it.
+    for _ in 0..2 {
+        let out = w.cbx(&[
+            "--option",
+            "ssh-access-minutes=-5",
+            "run",
+            "--id",
+            "picky",
+            "--",
+            "echo",
+            "never",
+        ]);
+        out.expect_code(2);
+        assert_eq!(out.stdout, "", "{out}");
+        assert!(
+            out.stderr
+                .contains("option ssh-access-minutes must be between 1 and 1440 minutes, got -5"),
+            "{out}"
+        );
+    }
+    // Settings it accepted before take the warm path again.
+    let out = w.cbx(&[
+        "--option",
+        "ssh-access-minutes=30",
+        "run",
+        "--id",
+        "picky",
+        "--",
+        "true",
+    ]);
+    out.ok();
+    w.cbx(&["stop", "picky"]).ok();
+}
+
+#[test]
+fn warm_path_a_due_touch_after_the_command_loads_the_provider_and_resets_the_idle_timer() {
+    let Some(w) = World::new() else { return };
+    let (lease, _) = warm_lease(&w, "toucher");
+    let claim = w
+        .home
+        .state_dir()
+        .join("claims")
+        .join(format!("{lease}.json"));
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&claim).unwrap()).unwrap();
+    let long_ago = "2020-01-01T00:00:00Z";
+    json["lastUsedAt"] = long_ago.into();
+    std::fs::write(&claim, serde_json::to_string(&json).unwrap()).unwrap();
+    w.sim.clear_requests();
+    let out = w.cbx(&["run", "--id", "toucher", "--", "echo", "warm"]);
+    out.ok();
+    assert_eq!(out.stdout, "warm\n", "{out}");
+    let requests = w.sim.requests();
+    assert!(
+        requests.iter().all(|r| r.method == "POST"),
+        "only the touch, after the command: {requests:?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.path.ends_with("/last-activity")),
+        "the provider was loaded to touch the lease: {requests:?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&claim).unwrap()).unwrap();
+    assert_ne!(json["lastUsedAt"], long_ago, "the claim records the use");
+    // Touched just now: the next warm run asks nothing.
+    w.sim.clear_requests();
+    w.cbx(&["run", "--id", "toucher", "--", "true"]).ok();
+    assert_eq!(w.sim.requests(), vec![]);
+    w.cbx(&["stop", "toucher"]).ok();
+}
+
+#[test]
+fn warm_path_a_damaged_intent_file_is_reported_as_on_the_full_path() {
+    let Some(w) = World::new() else { return };
+    warm_lease(&w, "damaged");
+    let intents = w.home.state_dir().join("intents");
+    std::fs::create_dir_all(&intents).unwrap();
+    let bad = intents.join("cbx_0123456789ac.json");
+    std::fs::write(&bad, "{ not an intent").unwrap();
+    let out = w.cbx(&["run", "--id", "damaged", "--", "echo", "warm"]);
+    out.ok();
+    assert_eq!(out.stdout, "warm\n", "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: the intent file {} is damaged",
+            bad.display()
+        )) && out.stderr.contains("`cbx list` says what to do"),
+        "{out}"
+    );
+    std::fs::remove_file(&bad).unwrap();
+    w.cbx(&["stop", "damaged"]).ok();
+}

@@ -1,6 +1,7 @@
 //! Finishing intents: what a cbx process recorded before creating a sandbox and did not live
 //! to complete. Every lease session first settles its provider's intents whose owner is gone
-//! ([`unfinished`]); a failed or interrupted `warmup`/`run` rolls back through the same
+//! ([`unfinished`]; a session whose provider is loaded on first use only when
+//! [`anything_unfinished`] says there is something to settle); a failed or interrupted `warmup`/`run` rolls back through the same
 //! [`settle`]. Checkpoint intents are settled by `lease::checkpoint_settle` in the same pass.
 //!
 //! Settling finds the sandbox by its id (once an answer said it) or its unique name (and, for
@@ -108,6 +109,20 @@ pub async fn unfinished(session: &mut Session) {
             )),
         }
     }
+}
+
+/// Whether [`unfinished`] would have anything to do for the session's provider: an intent
+/// of it whose owner is gone, or a damaged intent file (to warn about). A local check —
+/// reading the intents directory — for a session whose provider is loaded on first use.
+pub fn anything_unfinished(session: &Session) -> bool {
+    let intents = session.intents();
+    let Ok((all, damaged)) = intents.scan() else {
+        return true;
+    };
+    !damaged.is_empty()
+        || all
+            .iter()
+            .any(|i| i.provider == session.name() && !intents.owner_alive(&i.id))
 }
 
 /// What settling the sandbox intent `intent` did, in words.

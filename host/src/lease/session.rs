@@ -1,5 +1,12 @@
-//! A configured provider ready for lease operations: its calls, repeated under the host's
-//! retry policy, and the mapping from their errors to cbx failures.
+//! A provider ready for lease operations: its calls, repeated under the host's retry policy,
+//! and the mapping from their errors to cbx failures.
+//!
+//! The provider is configured already, or pending (`provider::Pending`: found, approved,
+//! granted and described from the describe cache) and loaded on its first call — every call
+//! goes through [`Session::with_retries`], which loads it first, so a command that never
+//! calls the provider (the warm path) never compiles or instantiates it. What the session
+//! answers without a call (name, description, profile, grant, capabilities) it knows either
+//! way.
 
 use std::time::Duration;
 
@@ -16,7 +23,7 @@ use crate::paths::Dirs;
 use crate::progress;
 use crate::provider::api::{self, ProviderError};
 use crate::provider::capability::Forked;
-use crate::provider::{CallError, Capability, Configured, Feature, ProviderInstance};
+use crate::provider::{CallError, Capability, Configured, Feature, Pending, ProviderInstance};
 use crate::redact::Redactor;
 
 /// How calls are retried.
@@ -49,9 +56,15 @@ enum Repeat {
     OnlyIfRejected,
 }
 
+/// The session's provider: configured, or loaded on its first call.
+enum Provider {
+    Configured(Box<Configured>),
+    Pending(Box<Pending>),
+}
+
 /// A provider ready for lease operations, with this user's claims and intents.
 pub struct Session {
-    provider: Configured,
+    provider: Provider,
     claims: Claims,
     intents: Intents,
     dirs: Dirs,
@@ -64,6 +77,15 @@ impl Session {
     /// A session of `provider`, keeping claims and lease files under `dirs`, in the
     /// environment cbx started with; `quiet` suppresses progress.
     pub fn new(provider: Configured, dirs: Dirs, env: Environment, quiet: bool) -> Session {
+        Session::of(Provider::Configured(Box::new(provider)), dirs, env, quiet)
+    }
+
+    /// [`Session::new`] for a provider loaded on its first call.
+    pub fn pending(provider: Pending, dirs: Dirs, env: Environment, quiet: bool) -> Session {
+        Session::of(Provider::Pending(Box::new(provider)), dirs, env, quiet)
+    }
+
+    fn of(provider: Provider, dirs: Dirs, env: Environment, quiet: bool) -> Session {
         Session {
             claims: Claims::new(dirs.claims()),
             intents: Intents::new(dirs.intents()),
@@ -75,29 +97,63 @@ impl Session {
         }
     }
 
+    /// Whether the provider has been loaded (and configured).
+    pub fn loaded(&self) -> bool {
+        matches!(self.provider, Provider::Configured(_))
+    }
+
+    /// The configured provider, loading and configuring it first if it is pending — with the
+    /// errors loading it eagerly gives. A failed load leaves it pending.
+    pub async fn configured(&mut self) -> Result<&mut Configured> {
+        if let Provider::Pending(pending) = &self.provider {
+            let configured = pending.load().await?;
+            self.provider = Provider::Configured(Box::new(configured));
+        }
+        match &mut self.provider {
+            Provider::Configured(c) => Ok(c),
+            Provider::Pending(_) => anyhow::bail!("the provider was not loaded"),
+        }
+    }
+
     /// The provider's name.
     pub fn name(&self) -> &str {
-        self.provider.name()
+        match &self.provider {
+            Provider::Configured(c) => c.name(),
+            Provider::Pending(p) => p.name(),
+        }
     }
 
     /// What the provider says about itself.
     pub fn info(&self) -> &api::ProviderInfo {
-        self.provider.info()
+        match &self.provider {
+            Provider::Configured(c) => c.info(),
+            Provider::Pending(p) => p.info(),
+        }
     }
 
-    /// What the provider reported after accepting its settings.
+    /// What the provider reported after accepting its settings (for a pending one, the same
+    /// settings the last time it was configured with them).
     pub fn profile(&self) -> &api::Profile {
-        self.provider.profile()
+        match &self.provider {
+            Provider::Configured(c) => c.profile(),
+            Provider::Pending(p) => p.profile(),
+        }
     }
 
     /// The provider's effective grant.
     pub fn grant(&self) -> &Grant {
-        self.provider.grant()
+        match &self.provider {
+            Provider::Configured(c) => c.grant(),
+            Provider::Pending(p) => p.grant(),
+        }
     }
 
     /// Where the provider's minted SSH access may lead, and the user's key.
     pub fn ssh_grant(&self) -> &SshGrant {
-        self.provider.ssh_grant()
+        match &self.provider {
+            Provider::Configured(c) => c.ssh_grant(),
+            Provider::Pending(p) => p.ssh_grant(),
+        }
     }
 
     /// Appends `record` to the audit log (a failure to write is a warning, as for the
@@ -141,7 +197,10 @@ impl Session {
 
     /// The redactor the provider's secrets are registered with.
     pub fn redactor(&self) -> &Redactor {
-        self.provider.redactor()
+        match &self.provider {
+            Provider::Configured(c) => c.redactor(),
+            Provider::Pending(p) => p.redactor(),
+        }
     }
 
     /// Whether the provider declares `feature`.
@@ -156,7 +215,15 @@ impl Session {
 
     /// Turns a failed call into a cbx failure with a kind and a hint.
     pub fn failure(&self, err: CallError) -> anyhow::Error {
-        self.provider.failure(err)
+        crate::provider::failure::to_failure(err, self.grant(), self.redactor())
+    }
+
+    /// The instance, the provider loaded first (see [`Session::configured`]).
+    async fn instance(&mut self) -> Result<&mut ProviderInstance, CallError> {
+        match self.configured().await {
+            Ok(c) => Ok(c.instance()),
+            Err(e) => Err(CallError::Load(e)),
+        }
     }
 
     /// Runs `call` on the provider, repeating it as the retry policy allows for `repeat`,
@@ -168,7 +235,7 @@ impl Session {
     ) -> Result<R, CallError> {
         let mut attempt = 1;
         loop {
-            let err = match call(self.provider.instance()).await {
+            let err = match call(self.instance().await?).await {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
@@ -213,18 +280,23 @@ impl Session {
 
     /// Read-only readiness checks (not retried: they report the service as it is).
     pub async fn doctor(&mut self) -> Result<Vec<api::Check>, CallError> {
-        self.provider.instance().doctor().await
+        self.instance().await?.doctor().await
     }
 
     /// Reads one sandbox, once: no retries (`cbx providers test` checks the error itself).
     pub async fn get_once(&mut self, id: &str) -> Result<api::Sandbox, CallError> {
-        self.provider.instance().get(id).await
+        self.instance().await?.get(id).await
     }
 
     /// Answers the provider's next allowed HTTP request with `response` instead of sending it
-    /// (see [`crate::grant::http::HttpGateway::rehearse`]).
-    pub fn rehearse(&mut self, response: crate::grant::http::InboundResponse) {
-        self.provider.instance().gateway().rehearse(response);
+    /// (see [`crate::grant::http::HttpGateway::rehearse`]), the provider loaded first.
+    pub async fn rehearse(&mut self, response: crate::grant::http::InboundResponse) -> Result<()> {
+        self.configured()
+            .await?
+            .instance()
+            .gateway()
+            .rehearse(response);
+        Ok(())
     }
 
     /// Reads one sandbox.
@@ -312,7 +384,10 @@ impl Session {
 
     /// `Ok` if the provider offers `capability`; else the usage error `command` gives.
     pub fn require(&self, capability: Capability, command: &str) -> Result<()> {
-        self.provider.require(capability, command)
+        match &self.provider {
+            Provider::Configured(c) => c.require(capability, command),
+            Provider::Pending(p) => p.require(capability, command),
+        }
     }
 
     /// Starts saving sandbox `id` as checkpoint `name` (not repeated: a repeat could collide
@@ -373,5 +448,115 @@ impl Session {
     ) -> Result<Forked, CallError> {
         self.with_retries(Repeat::OnlyIfRejected, async |p| p.fork(id, request).await)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::EndpointOverrides;
+    use crate::provenance::{Definition, Value};
+    use crate::provider::Runtime;
+
+    fn dirs(root: &std::path::Path) -> Dirs {
+        Dirs {
+            config: root.join("config"),
+            state: root.join("state"),
+            cache: root.join("cache"),
+            data: root.join("data"),
+        }
+    }
+
+    fn env(key: Option<&str>) -> Environment {
+        let mut vars = vec![("HOME", "/nonexistent")];
+        if let Some(k) = key {
+            vars.push(("DAYTONA_API_KEY", k));
+        }
+        Environment::from_pairs(vars)
+    }
+
+    /// The options a provider with no user settings gets: its defaults.
+    fn defaults(info: &api::ProviderInfo) -> Vec<(String, Value<String>)> {
+        info.options
+            .iter()
+            .filter_map(|o| {
+                let d = o.default.clone()?;
+                Some((o.name.clone(), Value::new(d, Definition::Default)))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_pending_provider_answers_from_its_description_and_loads_on_first_use() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = dirs(root.path());
+        let env = env(Some("dtn_test_key"));
+        let runtime = Runtime::new(&dirs, &env, &Redactor::new());
+        let choices = EndpointOverrides::default();
+        let found = runtime.find("daytona", &choices).unwrap();
+        assert!(runtime.described(&found).is_none(), "nothing cached yet");
+        // Loading describes it, and remembers the description.
+        let loaded = runtime.load_found(found.clone()).await.unwrap();
+        let described = runtime.described(&found).expect("described once");
+        assert!(described.same_as(loaded.info(), &loaded.fit().capabilities));
+        let options = defaults(&described.info);
+        assert!(runtime.configured_before(&found, &options).is_none());
+        let eager = loaded.configure(&options).await.unwrap();
+        // Configuring it remembers the profile those settings gave.
+        let profile = runtime.configured_before(&found, &options).expect("cached");
+        let mut other = options.clone();
+        other.push((
+            "snapshot".into(),
+            Value::new("x".into(), Definition::Default),
+        ));
+        assert!(runtime.configured_before(&found, &other).is_none());
+
+        let pending = Pending::new(runtime, found, described, options, profile).unwrap();
+        let mut session = Session::pending(pending, dirs.clone(), env.clone(), true);
+        assert!(!session.loaded());
+        assert_eq!(session.name(), "daytona");
+        assert_eq!(session.info().name, eager.info().name);
+        assert_eq!(session.grant().provider, "daytona");
+        assert_eq!(session.ssh_grant().agent, eager.ssh_grant().agent);
+        for c in Capability::ALL {
+            assert_eq!(
+                session.require(c, "x").is_ok(),
+                eager.require(c, "x").is_ok(),
+                "{c:?}"
+            );
+        }
+        assert_eq!(session.profile().work_root, eager.profile().work_root);
+        assert_eq!(session.profile().summary, eager.profile().summary);
+        assert!(!session.loaded(), "none of that loaded it");
+        session.configured().await.unwrap();
+        assert!(session.loaded(), "loaded on demand");
+        assert_eq!(session.profile().work_root, eager.profile().work_root);
+    }
+
+    #[tokio::test]
+    async fn a_pending_provider_without_credentials_fails_as_configuring_it_does() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = dirs(root.path());
+        let runtime = Runtime::new(&dirs, &env(None), &Redactor::new());
+        let found = runtime
+            .find("daytona", &EndpointOverrides::default())
+            .unwrap();
+        let loaded = runtime.load_found(found.clone()).await.unwrap();
+        let described = runtime.described(&found).unwrap();
+        let options = defaults(&described.info);
+        let eager = loaded.configure(&options).await.err().expect("no key");
+        let profile = api::Profile {
+            work_root: "cbx".into(),
+            summary: vec![],
+        };
+        let lazy = Pending::new(runtime, found, described, options, profile)
+            .err()
+            .expect("no key");
+        assert_eq!(format!("{lazy:#}"), format!("{eager:#}"));
+        assert_eq!(
+            crate::error::exit_code(&lazy),
+            crate::error::exit_code(&eager)
+        );
+        assert_eq!(crate::error::exit_code(&lazy), 3, "{lazy:#}");
     }
 }

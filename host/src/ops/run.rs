@@ -146,7 +146,7 @@ async fn run_existing(
     report: &mut RunReport,
 ) -> Result<u8> {
     let provider = ctx.provider_for(ident)?;
-    let mut session = ctx.session(&provider).await?;
+    let mut session = ctx.session_on_demand(&provider).await?;
     let guard = RunGuard::new();
     let mut tried = false;
     if let Some(WarmLease { mut lease, ssh }) = warm::warm(&session, ident)? {

@@ -27,6 +27,9 @@ pub enum CallError {
         /// The limit it hit, if that was the cause.
         limit: Option<LimitHit>,
     },
+    /// The provider, loaded on its first call, could not be loaded or configured: the cbx
+    /// failure loading it eagerly would have been (kind, message and hint kept).
+    Load(anyhow::Error),
 }
 
 impl std::fmt::Display for CallError {
@@ -40,6 +43,7 @@ impl std::fmt::Display for CallError {
                 message,
                 ..
             } => write!(f, "provider {provider} failed in `{op}`: {message}"),
+            CallError::Load(e) => write!(f, "{e:#}"),
         }
     }
 }
@@ -67,9 +71,10 @@ pub fn to_failure(err: CallError, grant: &Grant, redactor: &Redactor) -> anyhow:
     let name = &grant.provider;
     // What the provider said is quoted inert: one line that cannot steer the terminal.
     let redact = |s: &str| inert(&redactor.redact(s)).into_owned();
-    let f = match &err {
-        CallError::Provider(pe) => typed(pe, name, grant, redact(&provider_error_text(pe))),
-        CallError::Denied(d) => Failure::new(ErrorKind::Denied, redact(&d.to_string())).hint(format!(
+    let f = match err {
+        CallError::Load(e) => return e,
+        CallError::Provider(ref pe) => typed(pe, name, grant, redact(&provider_error_text(pe))),
+        CallError::Denied(ref d) => Failure::new(ErrorKind::Denied, redact(&d.to_string())).hint(format!(
             "a provider reaches only what its grant allows; `cbx providers inspect {name}` shows the grant"
         )),
         CallError::Fault { .. } => Failure::new(ErrorKind::Provider, redact(&err.to_string()))

@@ -5,11 +5,14 @@
 //!    providers are installed and approved, the compiled-component cache, the audit log, the
 //!    environment credentials are read from, the redactor and the limits.
 //! 2. **configure** — [`Runtime::load`]: find the package, check the user's approval (for an
-//!    installed provider), resolve its grant, compile the component (or load it from the
-//!    cache), check that it fits the contract, link it against the host's imports, send its
-//!    events to the audit log and ask it to describe itself: a [`Loaded`] provider. Then
-//!    [`Loaded::configure`] hands it its settings: a [`Configured`] provider, ready for lease
-//!    operations.
+//!    installed provider), resolve its grant ([`Runtime::find`]: a [`Found`] provider),
+//!    compile the component (or load it from the cache), check that it fits the contract,
+//!    link it against the host's imports, send its events to the audit log and ask it to
+//!    describe itself (remembered in the describe cache, `described`): a [`Loaded`] provider.
+//!    Then [`Loaded::configure`] hands it its settings: a [`Configured`] provider, ready for
+//!    lease operations. A command that may not call the provider at all (the warm path) stops
+//!    after [`Runtime::find`] with the cached description: a [`Pending`] provider, loaded and
+//!    configured on its first call.
 //! 3. **prepare** — every instance gets a freshly prepared store (`store::prepare`), the first
 //!    on the first call; after a fault the next call prepares a new one and replays the
 //!    settings.
@@ -23,6 +26,7 @@ use anyhow::{Context as _, Result};
 use super::bindings::api;
 use super::capability::{self, Capability};
 use super::contract::{self, Fit};
+use super::described::{DescribeCache, Described};
 use super::engine::{Compilation, Engine};
 use super::events;
 use super::failure::{self, CallError};
@@ -43,10 +47,12 @@ use crate::redact::Redactor;
 use crate::terminal::inert;
 
 /// What every provider loaded in this invocation shares (the "init" stage).
+#[derive(Clone)]
 pub struct Runtime {
     installed: PathBuf,
     grants: PathBuf,
     component_cache: PathBuf,
+    descriptions: PathBuf,
     audit_log: PathBuf,
     env: Environment,
     redactor: Redactor,
@@ -114,6 +120,7 @@ impl Runtime {
             installed: dirs.installed_providers(),
             grants: dirs.grants_file(),
             component_cache: dirs.component_cache(),
+            descriptions: dirs.descriptions(),
             audit_log: dirs.audit_log(),
             env: env.clone(),
             redactor: redactor.clone(),
@@ -125,6 +132,13 @@ impl Runtime {
     /// Loads provider `name` under its grant — the manifest narrowed by the user's `choices`
     /// — after checking the user's approval of an installed provider.
     pub async fn load(&self, name: &str, choices: &EndpointOverrides) -> Result<Loaded> {
+        let found = self.find(name, choices)?;
+        self.link(found.package, found.grant, found.approval).await
+    }
+
+    /// Finds provider `name`, checks the user's approval of an installed provider and
+    /// resolves its grant — everything [`Runtime::load`] does before compiling anything.
+    pub fn find(&self, name: &str, choices: &EndpointOverrides) -> Result<Found> {
         let package = registry::find(&self.installed, name)?;
         let approval = match package.origin {
             Origin::Builtin => None,
@@ -140,7 +154,39 @@ impl Runtime {
             &|k| self.env.var(k),
             &self.redactor,
         )?;
-        self.link(package, Arc::new(grant), approval).await
+        Ok(Found {
+            package,
+            grant: Arc::new(grant),
+            approval,
+        })
+    }
+
+    /// What `found`'s component said about itself when it was last loaded (the describe
+    /// cache), if this cbx can use it.
+    pub fn described(&self, found: &Found) -> Option<Described> {
+        self.descriptions()
+            .read(&found.package.digest, &found.package.manifest.name)
+    }
+
+    /// Loads `found` (compile or load from cache, check, link, describe).
+    pub async fn load_found(&self, found: Found) -> Result<Loaded> {
+        self.link(found.package, found.grant, found.approval).await
+    }
+
+    /// What `found`'s component answered `configure` with when it was last configured with
+    /// `options` (and its grant's endpoints and credential names): the describe cache's.
+    pub fn configured_before(
+        &self,
+        found: &Found,
+        options: &[(String, Value<String>)],
+    ) -> Option<api::Profile> {
+        let settings = settings_of(options, &found.grant);
+        self.descriptions()
+            .read_profile(&found.package.digest, &settings)
+    }
+
+    fn descriptions(&self) -> DescribeCache {
+        DescribeCache::new(self.descriptions.clone())
     }
 
     /// Loads `package` — a component file the user named, not installed — under its grant
@@ -212,6 +258,11 @@ impl Runtime {
             self.http_limits,
         )?;
         let load_time = started.elapsed();
+        tracing::debug!(
+            "loaded provider {} ({:?}) in {load_time:?}",
+            package.name(),
+            linked.compilation
+        );
         linked
             .instance
             .observe(events::audit_observer(AuditLog::new(
@@ -231,6 +282,13 @@ impl Runtime {
                 ),
             ));
         }
+        self.descriptions().remember(
+            &package.digest,
+            &Described {
+                info: info.clone(),
+                capabilities: linked.fit.capabilities.clone(),
+            },
+        );
         Ok(Loaded {
             package,
             grant,
@@ -238,7 +296,138 @@ impl Runtime {
             approval,
             load_time,
             linked,
+            descriptions: self.descriptions(),
         })
+    }
+}
+
+/// The settings `configure` is handed: `options`' values, `grant`'s endpoint URLs and
+/// credential names.
+fn settings_of(options: &[(String, Value<String>)], grant: &Grant) -> api::Settings {
+    api::Settings {
+        options: options
+            .iter()
+            .map(|(name, value)| (name.clone(), value.val.clone()))
+            .collect(),
+        endpoints: grant.endpoint_urls(),
+        credentials: grant.credential_names(),
+    }
+}
+
+/// A provider found, approved (if installed) and granted, not yet compiled or instantiated:
+/// the first stage of [`Runtime::load`].
+#[derive(Clone)]
+pub struct Found {
+    package: ProviderPackage,
+    grant: Arc<Grant>,
+    approval: Option<Approval>,
+}
+
+impl Found {
+    /// Its package.
+    pub fn package(&self) -> &ProviderPackage {
+        &self.package
+    }
+
+    /// Its effective grant.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+}
+
+/// A provider that is loaded on its first call: found, approved and granted, its options
+/// resolved from its cached description and its profile the one it answered these settings
+/// with before (see `described`), credentials checked. Loading it does what
+/// [`Runtime::load`] and [`Loaded::configure`] do, with the same errors.
+pub struct Pending {
+    runtime: Runtime,
+    found: Found,
+    described: Described,
+    options: Vec<(String, Value<String>)>,
+    profile: api::Profile,
+    ssh: SshGrant,
+}
+
+impl Pending {
+    /// `found`, described as `described`, to be configured with `options` when it is loaded;
+    /// `profile` is what it answered them with before ([`Runtime::configured_before`]). Its
+    /// credentials must be there now and the work root usable, as for [`Loaded::configure`].
+    pub fn new(
+        runtime: Runtime,
+        found: Found,
+        described: Described,
+        options: Vec<(String, Value<String>)>,
+        profile: api::Profile,
+    ) -> Result<Pending> {
+        found.grant.require_auth()?;
+        crate::remote::check_work_root(found.package.name(), &profile.work_root)?;
+        let ssh = found.grant.ssh.with_options(&options);
+        Ok(Pending {
+            runtime,
+            found,
+            described,
+            options,
+            profile,
+            ssh,
+        })
+    }
+
+    /// What it answered these settings with when it was last configured with them.
+    pub fn profile(&self) -> &api::Profile {
+        &self.profile
+    }
+
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        &self.found.package.manifest.name
+    }
+
+    /// What it said about itself (cached).
+    pub fn info(&self) -> &api::ProviderInfo {
+        &self.described.info
+    }
+
+    /// Its effective grant.
+    pub fn grant(&self) -> &Grant {
+        &self.found.grant
+    }
+
+    /// Its SSH grant, completed with the user's options.
+    pub fn ssh_grant(&self) -> &SshGrant {
+        &self.ssh
+    }
+
+    /// The redactor its secrets are registered with.
+    pub fn redactor(&self) -> &Redactor {
+        &self.runtime.redactor
+    }
+
+    /// `Ok` if it offers `capability`; else the usage error (exit 2) that `command` gives.
+    pub fn require(&self, capability: Capability, command: &str) -> Result<()> {
+        capability::require(
+            self.name(),
+            &self.described.capabilities,
+            capability,
+            command,
+        )
+    }
+
+    /// Loads, describes and configures it. Its options were resolved from the cached
+    /// description, which is the description of this very component (the cache is keyed by
+    /// its digest); one that differs now is replaced in the cache, for the next command.
+    pub async fn load(&self) -> Result<Configured> {
+        tracing::debug!("loading provider {} on its first call", self.name());
+        let loaded = self.runtime.load_found(self.found.clone()).await?;
+        if !self
+            .described
+            .same_as(loaded.info(), &loaded.fit().capabilities)
+        {
+            tracing::warn!(
+                "provider {} described itself differently from its cached description",
+                self.name()
+            );
+        }
+        loaded.configure(&self.options).await
     }
 }
 
@@ -250,6 +439,7 @@ pub struct Loaded {
     approval: Option<Approval>,
     load_time: Duration,
     linked: Linked,
+    descriptions: DescribeCache,
 }
 
 impl Loaded {
@@ -315,26 +505,22 @@ impl Loaded {
     /// provider whose destination or key is the user's own option.
     pub async fn configure(self, options: &[(String, Value<String>)]) -> Result<Configured> {
         let Loaded {
+            package,
             grant,
             info,
             linked,
+            descriptions,
             ..
         } = self;
         grant.require_auth()?;
-        let settings = api::Settings {
-            options: options
-                .iter()
-                .map(|(name, value)| (name.clone(), value.val.clone()))
-                .collect(),
-            endpoints: grant.endpoint_urls(),
-            credentials: grant.credential_names(),
-        };
+        let settings = settings_of(options, &grant);
         let mut instance = linked.instance;
-        let profile = match instance.configure(settings).await {
+        let profile = match instance.configure(settings.clone()).await {
             Ok(p) => p,
             Err(e) => return Err(failure::to_failure(e, &grant, instance.redactor())),
         };
         crate::remote::check_work_root(instance.name(), &profile.work_root)?;
+        descriptions.remember_profile(&package.digest, &settings, &profile);
         let ssh = grant.ssh.with_options(options);
         Ok(Configured {
             instance,

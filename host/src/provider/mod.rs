@@ -7,6 +7,7 @@
 //! - [`screen`]: the approval screen: the host's facts, the provider's words fenced.
 //! - [`contract`]: whether a component fits the contract (version, imports, exports).
 //! - [`engine`]: the wasmtime engine and the on-disk cache of compiled components.
+//! - [`described`]: the cache of what components said about themselves (`describe`).
 //! - [`instance`]: one linked provider and its typed, limited calls.
 //! - [`store`]: what the host keeps per instance, and how a fresh store is prepared.
 //! - [`imports`]: the host side of each import — `http`, `log`, WASI — one file each.
@@ -26,6 +27,7 @@ pub mod bindings;
 pub mod bounds;
 pub mod capability;
 pub mod contract;
+pub mod described;
 pub mod engine;
 pub mod events;
 pub mod failure;
@@ -47,4 +49,4 @@ pub use failure::CallError;
 pub use features::Feature;
 pub use instance::ProviderInstance;
 pub use limits::Limits;
-pub use load::{Configured, Loaded, Runtime, instantiate};
+pub use load::{Configured, Found, Loaded, Pending, Runtime, instantiate};

@@ -159,6 +159,23 @@ pub fn all(installed_dir: &std::path::Path) -> Result<Vec<ProviderPackage>> {
     Ok(all)
 }
 
+/// The names of every provider, built in or installed under `installed_dir` (an installed
+/// provider lives in a directory of its name), without reading or hashing any component:
+/// for questions about names only. An unreadable directory lists only the built-in ones.
+pub fn names(installed_dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = builtin().iter().map(|p| p.name().to_string()).collect();
+    let installed = fs_err::read_dir(installed_dir)
+        .into_iter()
+        .flatten()
+        .flatten();
+    names.extend(
+        installed
+            .filter(|e| e.path().join(MANIFEST_FILE).is_file())
+            .filter_map(|e| e.file_name().into_string().ok()),
+    );
+    names
+}
+
 /// The provider called `name`, or a usage error listing the known ones. A built-in provider
 /// is found without reading (and hashing) the installed ones: none may take its name, and a
 /// built-in one comes first anyway.
@@ -252,6 +269,13 @@ mod tests {
             .map(|p| p.name().to_string())
             .collect();
         assert_eq!(names, ["daytona", "ssh"]);
+        let none = std::path::Path::new("/nonexistent/cbx-providers");
+        assert_eq!(super::names(none), names, "names without installed ones");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("probe")).unwrap();
+        std::fs::write(dir.path().join("probe").join(MANIFEST_FILE), "").unwrap();
+        std::fs::create_dir_all(dir.path().join("not-a-provider")).unwrap();
+        assert_eq!(super::names(dir.path()), ["daytona", "ssh", "probe"]);
         assert!(super::is_builtin("ssh"));
         assert!(!super::is_builtin("probe"));
         assert_eq!(

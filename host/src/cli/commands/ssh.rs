@@ -27,7 +27,7 @@ pub async fn run(ctx: &Context, args: &SshArgs) -> Result<u8> {
         .lease_times(crate::config::LeaseFlags::default(), &ctx.env)?;
     let reuse_login = ctx.config.login_environment()?.val == LoginEnvironment::Cached;
     let provider = ctx.provider_for(&args.lease)?;
-    let mut session = ctx.session(&provider).await?;
+    let mut session = ctx.session_on_demand(&provider).await?;
     let guard = RunGuard::new();
     let mut tried = false;
     if !args.print

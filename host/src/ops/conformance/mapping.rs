@@ -131,7 +131,10 @@ pub(super) async fn not_found(suite: &mut Suite<'_>, session: &mut Session, mark
 /// The service's 401 and 429 answers, rehearsed on `get`, map to unauthorized and to
 /// rate-limited with the `Retry-After` delay.
 pub(super) async fn errors(suite: &mut Suite<'_>, session: &mut Session, id: &str) {
-    session.rehearse(answer(401, &[]));
+    if let Err(e) = session.rehearse(answer(401, &[])).await {
+        let detail = session.redactor().redact(&format!("{e:#}"));
+        return suite.record("error-401", StepResult::Fail, detail);
+    }
     match session.get_once(id).await {
         Err(CallError::Provider(ProviderError::Unauthorized(_))) => suite.record(
             "error-401",
@@ -147,7 +150,10 @@ pub(super) async fn errors(suite: &mut Suite<'_>, session: &mut Session, id: &st
             ),
         ),
     }
-    session.rehearse(answer(429, &[("retry-after", "7")]));
+    if let Err(e) = session.rehearse(answer(429, &[("retry-after", "7")])).await {
+        let detail = session.redactor().redact(&format!("{e:#}"));
+        return suite.record("error-429", StepResult::Fail, detail);
+    }
     match session.get_once(id).await {
         Err(CallError::Provider(ProviderError::RateLimited(r))) if r.retry_after_ms == Some(7000) => {
             suite.record(
