@@ -154,6 +154,9 @@ pub struct HttpGateway {
     /// An answer to give the next request instead of sending it (after the grant allowed
     /// it): how `cbx providers test` shows a provider the service's error answers.
     rehearsed: Arc<std::sync::Mutex<Option<InboundResponse>>>,
+    /// What [`HttpGateway::scrub_credentials`] looks for: made at the first response (a
+    /// command that sends nothing does not pay for it), shared by the gateway's clones.
+    secret_forms: Arc<std::sync::OnceLock<Vec<String>>>,
 }
 
 impl HttpGateway {
@@ -170,6 +173,7 @@ impl HttpGateway {
             limits,
             redactor,
             rehearsed: Arc::default(),
+            secret_forms: Arc::default(),
         })
     }
 
@@ -400,41 +404,25 @@ impl HttpGateway {
     }
 
     /// Replaces every secret credential value in a response with `<redacted>`, in plain,
-    /// base64 and URL-encoded forms ([`crate::redact::encoded_forms`]), longest first.
+    /// base64 and URL-encoded forms ([`crate::redact::encoded_forms`]), longest first. What
+    /// holds none of them is returned as it came, without a copy.
     fn scrub_credentials(
         &self,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
+        mut headers: Vec<(String, String)>,
+        mut body: Vec<u8>,
     ) -> (Vec<(String, String)>, Vec<u8>) {
-        let mut secrets: Vec<String> = self
-            .grant
-            .credentials
-            .iter()
-            .filter(|c| c.secret)
-            .map(|c| c.secret_value().to_string())
-            .filter(|v| v.len() >= 4)
-            .flat_map(|v| {
-                let mut forms = crate::redact::encoded_forms(&v);
-                forms.push(v);
-                forms
-            })
-            .collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        if secrets.is_empty() {
-            return (headers, body);
-        }
-        let headers = headers
-            .into_iter()
-            .map(|(k, mut v)| {
-                for s in &secrets {
-                    v = v.replace(s.as_str(), crate::redact::SECRET);
+        let secrets = self.secret_forms.get_or_init(|| secret_forms(&self.grant));
+        for s in secrets {
+            for (_, v) in headers.iter_mut() {
+                if v.contains(s.as_str()) {
+                    *v = v.replace(s.as_str(), crate::redact::SECRET);
                 }
-                (k, v)
-            })
-            .collect();
-        let mut body = body;
-        for s in &secrets {
-            body = replace_bytes(&body, s.as_bytes(), crate::redact::SECRET.as_bytes());
+            }
+            if let Some(scrubbed) =
+                replace_bytes(&body, s.as_bytes(), crate::redact::SECRET.as_bytes())
+            {
+                body = scrubbed;
+            }
         }
         (headers, body)
     }
@@ -452,23 +440,53 @@ impl HttpGateway {
     }
 }
 
-/// `haystack` with every occurrence of `needle` replaced by `with`.
-fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return haystack.to_vec();
+/// The values of `grant`'s secret credentials in every form a response might carry them in
+/// (plain, base64, URL-encoded), longest first, so that a value containing another is
+/// replaced whole. Values under 4 bytes are left out: scrubbing them would mangle ordinary text.
+fn secret_forms(grant: &Grant) -> Vec<String> {
+    let mut secrets: Vec<String> = grant
+        .credentials
+        .iter()
+        .filter(|c| c.secret)
+        .map(|c| c.secret_value().to_string())
+        .filter(|v| v.len() >= 4)
+        .flat_map(|v| {
+            let mut forms = crate::redact::encoded_forms(&v);
+            forms.push(v);
+            forms
+        })
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+/// `haystack` with every occurrence of `needle` replaced by `with`; `None` when `needle`
+/// does not occur (or is empty), so nothing is copied.
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Option<Vec<u8>> {
+    let find = |from: usize| {
+        haystack
+            .get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| from + i)
+    };
+    if needle.is_empty() {
+        return None;
     }
+    let mut next = find(0)?;
     let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
+    let mut done = 0;
+    loop {
+        out.extend_from_slice(&haystack[done..next]);
+        out.extend_from_slice(with);
+        done = next + needle.len();
+        match find(done) {
+            Some(i) => next = i,
+            None => break,
         }
     }
-    out
+    out.extend_from_slice(&haystack[done..]);
+    Some(out)
 }
 
 /// One request of a chain of redirects.
@@ -561,4 +579,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_bytes;
+
+    #[test]
+    fn replace_bytes_replaces_every_occurrence_and_copies_nothing_without_one() {
+        let r = |h: &str, n: &str| {
+            replace_bytes(h.as_bytes(), n.as_bytes(), b"<redacted>")
+                .map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(
+            r("k=s3cret&again=s3crets3cret", "s3cret").as_deref(),
+            Some("k=<redacted>&again=<redacted><redacted>")
+        );
+        assert_eq!(r("s3cret", "s3cret").as_deref(), Some("<redacted>"));
+        assert_eq!(r("ss3cre", "s3cret"), None);
+        assert_eq!(r("s3c", "s3cret"), None);
+        assert_eq!(r("anything", ""), None);
+    }
 }
