@@ -58,7 +58,9 @@ pub enum Program {
 /// login shell (bash when present) so the sandbox's usual PATH applies, and `exec`s the
 /// program so its exit status is the command's. `before_login` is shell text put right before
 /// the login shell, after the prelude (the variables and the work directory): it may `exec`
-/// the program itself (`login_env`'s cached login environment), else the line goes on.
+/// the program itself (`login_env`'s cached login environment), else the line goes on. With
+/// `require_workdir`, a work directory that is not there yet (a run without a sync) is
+/// created, and one that cannot be is an error (exit 1) before anything runs.
 pub fn command_line(
     workdir: &str,
     require_workdir: bool,
@@ -76,7 +78,7 @@ pub fn command_line(
     }
     if require_workdir {
         prelude.push_str(&format!(
-            "cd -- {wd} 2>/dev/null || {{ echo \"cbx: the work directory {} does not exist on the sandbox\" >&2; exit 1; }}; ",
+            "cd -- {wd} 2>/dev/null || {{ mkdir -p -- {wd} && cd -- {wd}; }} 2>/dev/null || {{ echo \"cbx: the work directory {} does not exist on the sandbox and could not be created\" >&2; exit 1; }}; ",
             workdir.replace(['"', '\\', '$', '`'], "")
         ));
     } else {
@@ -269,8 +271,9 @@ mod tests {
 
     #[test]
     fn missing_workdir_is_explained() {
+        // Under a file: it cannot be created, not even by root.
         let line = command_line(
-            "/nonexistent/cbx",
+            "/dev/null/cbx",
             true,
             &[],
             None,
@@ -281,7 +284,7 @@ mod tests {
         assert_eq!(out.status.code(), Some(1));
         assert!(
             String::from_utf8_lossy(&out.stderr)
-                .contains("the work directory /nonexistent/cbx does not exist")
+                .contains("the work directory /dev/null/cbx does not exist on the sandbox and could not be created")
         );
     }
 }

@@ -134,6 +134,47 @@ fn warm_path_a_warm_run_asks_the_provider_nothing_and_starts_one_ssh() {
     w.cbx(&["stop", "quick"]).ok();
 }
 
+/// A warm run without a sync is one ssh process too, also when the work directory is not
+/// there yet: the command line creates it (it used to take a `mkdir` round trip first).
+#[test]
+fn warm_path_a_run_without_a_sync_starts_one_ssh_and_creates_the_work_directory() {
+    let Some(w) = World::new() else { return };
+    let (lease, sandbox) = warm_lease(&w, "nosync");
+    let workdir = w.remote_workdir(&sandbox, &lease);
+    std::fs::remove_dir_all(&workdir).unwrap();
+    let shims = ArgvShims::install(w.home.path());
+    let out = w.home.run_with_env(
+        &[
+            "run",
+            "--id",
+            "nosync",
+            "--no-sync",
+            "--",
+            "sh",
+            "-c",
+            "pwd; ls | wc -l",
+        ],
+        &[("PATH", &shims.path_var())],
+    );
+    out.ok();
+    let ssh_runs = shims
+        .logged()
+        .lines()
+        .filter(|l| l.starts_with("ssh "))
+        .count();
+    assert_eq!(ssh_runs, 1, "one ssh process: {}", shims.logged());
+    let name = workdir.file_name().unwrap().to_str().unwrap();
+    assert!(out.stdout.starts_with('/'), "{out}");
+    assert!(out.stdout.lines().next().unwrap().ends_with(name), "{out}");
+    assert_eq!(
+        out.stdout.lines().nth(1),
+        Some("0"),
+        "an empty new directory: {out}"
+    );
+    assert!(workdir.is_dir());
+    w.cbx(&["stop", "nosync"]).ok();
+}
+
 #[test]
 fn warm_path_a_command_exiting_255_itself_runs_once_and_its_status_passes_through() {
     let Some(w) = World::new() else { return };

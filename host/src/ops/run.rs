@@ -546,7 +546,7 @@ fn destination(ssh: &SshClient) -> String {
     crate::grant::destination::shown(&ssh.target().host, ssh.target().port)
 }
 
-/// Syncs the job's files to `workdir` (or just creates it, without a sync); a sync, sent,
+/// Syncs the job's files to `workdir` (without a sync, the command line creates it); a sync, sent,
 /// unchanged or failed, is audited.
 async fn send_tree(
     session: &Session,
@@ -556,7 +556,8 @@ async fn send_tree(
     workdir: &str,
 ) -> Result<Option<SyncSummary>> {
     let Some(pending) = &job.files else {
-        make_workdir(ssh, workdir).await?;
+        // The command line creates the work directory when it is not there yet: no round
+        // trip of its own.
         return Ok(None);
     };
     let list = pending.get().await?;
@@ -615,21 +616,6 @@ async fn forward_env(
         uploaded.is_ok(),
     ));
     uploaded
-}
-
-/// Creates the work directory of a run without a sync.
-async fn make_workdir(ssh: &SshClient, workdir: &str) -> Result<()> {
-    let mut mk = ssh.ssh();
-    mk.arg(ssh.alias())
-        .arg(format!("mkdir -p -- {}", remote::quote(workdir)));
-    let status = mk.stdin(Stdio::null()).status().await?;
-    if !status.success() {
-        return Err(fail(
-            ErrorKind::Sync,
-            format!("could not create {workdir} on the sandbox"),
-        ));
-    }
-    Ok(())
 }
 
 /// The remote command's exit status, from ssh's.
