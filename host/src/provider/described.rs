@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::bindings::api::{OptionKind, OptionSpec, Profile, ProviderInfo, Settings};
 use super::bounds::Bounded;
 use super::capability::Capability;
+use super::engine::trusted_cache_file;
 use crate::paths;
 
 /// The format of a cache file; another is no cache.
@@ -100,7 +101,7 @@ impl DescribeCache {
     pub fn read_profile(&self, digest: &str, settings: &Settings) -> Option<Profile> {
         let key = settings_key(settings);
         let path = self.profile_file(digest, &key)?;
-        if !private_file(&path) {
+        if !trusted_cache_file(&path) {
             return None;
         }
         let r: ProfileRecord = serde_json::from_slice(&fs_err::read(&path).ok()?).ok()?;
@@ -139,7 +140,7 @@ impl DescribeCache {
     /// `None` when there is none this cbx wrote and can use.
     pub fn read(&self, digest: &str, name: &str) -> Option<Described> {
         let path = self.file(digest)?;
-        if !private_file(&path) {
+        if !trusted_cache_file(&path) {
             return None;
         }
         let record: Record = serde_json::from_slice(&fs_err::read(&path).ok()?).ok()?;
@@ -171,7 +172,7 @@ impl DescribeCache {
 
 /// Writes `json` to `path` unless it holds exactly that already (a failure is a debug line).
 fn store(path: &Path, json: &[u8]) {
-    if private_file(path) && fs_err::read(path).is_ok_and(|old| old == json) {
+    if trusted_cache_file(path) && fs_err::read(path).is_ok_and(|old| old == json) {
         return;
     }
     if let Err(e) = paths::write_private_atomic(path, json) {
@@ -265,29 +266,6 @@ fn from_record(r: Record) -> Option<Described> {
         },
         capabilities,
     })
-}
-
-/// Whether `path` is a regular file that neither group nor others can write, in a directory
-/// only its owner can reach (the compiled-component cache's rule).
-fn private_file(path: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let (Ok(file), Some(Ok(dir))) = (
-            std::fs::symlink_metadata(path),
-            path.parent().map(std::fs::metadata),
-        ) else {
-            return false;
-        };
-        file.is_file()
-            && file.mode() & 0o022 == 0
-            && dir.mode() & 0o077 == 0
-            && file.uid() == dir.uid()
-    }
-    #[cfg(not(unix))]
-    {
-        path.is_file()
-    }
 }
 
 #[cfg(test)]

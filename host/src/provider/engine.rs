@@ -104,8 +104,9 @@ impl Engine {
 }
 
 /// Whether `path` is a cache file only its owner can write, in a directory only its owner
-/// can write.
-fn trusted_cache_file(path: &Path) -> bool {
+/// can reach (the rule for every cache whose contents cbx trusts: compiled components,
+/// provider descriptions).
+pub(crate) fn trusted_cache_file(path: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
