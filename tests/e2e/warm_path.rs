@@ -42,6 +42,23 @@ fn lines_in(w: &World, sandbox: &str, lease: &str, name: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The lease's claim file.
+fn claim_path(w: &World, lease: &str) -> PathBuf {
+    w.home
+        .state_dir()
+        .join("claims")
+        .join(format!("{lease}.json"))
+}
+
+/// Rewrites the lease's claim with `edit` applied to its JSON.
+fn edit_claim(w: &World, lease: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let claim = claim_path(w, lease);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&claim).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&claim, serde_json::to_string(&json).unwrap()).unwrap();
+}
+
 /// A lease with a live master and a synced tree: warmed up, then used once.
 fn warm_lease(w: &World, slug: &str) -> (String, String) {
     let lease = w.warmup(slug);
@@ -295,12 +312,7 @@ fn warm_path_a_sandbox_deleted_behind_cbxs_back_is_a_clear_error_and_the_claim_g
             && out.stderr.contains("`cbx warmup` leases a new one"),
         "{out}"
     );
-    let claim = w
-        .home
-        .state_dir()
-        .join("claims")
-        .join(format!("{lease}.json"));
-    assert!(!claim.exists(), "the claim is removed");
+    assert!(!claim_path(&w, &lease).exists(), "the claim is removed");
     assert!(
         !w.home.state_dir().join("secrets").join(&lease).exists(),
         "and the lease's SSH access"
@@ -314,16 +326,10 @@ fn warm_path_a_sandbox_deleted_behind_cbxs_back_is_a_clear_error_and_the_claim_g
 fn warm_path_an_expired_lease_is_refused_from_its_claim() {
     let Some(w) = World::new() else { return };
     let (lease, _) = warm_lease(&w, "oldie");
-    let claim = w
-        .home
-        .state_dir()
-        .join("claims")
-        .join(format!("{lease}.json"));
-    let mut json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&claim).unwrap()).unwrap();
-    json["createdAt"] = "2019-12-31T23:00:00Z".into();
-    json["expiresAt"] = "2020-01-01T00:00:00Z".into();
-    std::fs::write(&claim, serde_json::to_string(&json).unwrap()).unwrap();
+    edit_claim(&w, &lease, |json| {
+        json["createdAt"] = "2019-12-31T23:00:00Z".into();
+        json["expiresAt"] = "2020-01-01T00:00:00Z".into();
+    });
     w.sim.clear_requests();
     let out = w.cbx(&["run", "--id", "oldie", "--", "echo", "never"]);
     out.expect_code(5);
@@ -556,16 +562,9 @@ fn warm_path_settings_the_provider_refuses_are_refused_on_the_warm_path_too() {
 fn warm_path_a_due_touch_after_the_command_loads_the_provider_and_resets_the_idle_timer() {
     let Some(w) = World::new() else { return };
     let (lease, _) = warm_lease(&w, "toucher");
-    let claim = w
-        .home
-        .state_dir()
-        .join("claims")
-        .join(format!("{lease}.json"));
-    let mut json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&claim).unwrap()).unwrap();
     let long_ago = "2020-01-01T00:00:00Z";
-    json["lastUsedAt"] = long_ago.into();
-    std::fs::write(&claim, serde_json::to_string(&json).unwrap()).unwrap();
+    edit_claim(&w, &lease, |json| json["lastUsedAt"] = long_ago.into());
+    let claim = claim_path(&w, &lease);
     w.sim.clear_requests();
     let out = w.cbx(&["run", "--id", "toucher", "--", "echo", "warm"]);
     out.ok();
