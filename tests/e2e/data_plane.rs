@@ -482,8 +482,9 @@ fn the_login_that_proves_ssh_works_learns_the_tools_and_tar_costs_no_extra_round
     let lease = w.warmup("lean");
     let lease = lease["leaseId"].as_str().unwrap().to_string();
     let shims = ArgvShims::install(w.home.path());
-    // Cold: the login that proves SSH works reports the tools; the tar stream creates the
-    // work directory itself; then the command. Three ssh processes, as with rsync.
+    // Cold: the login that proves SSH works reports the tools (and leaves the master up);
+    // the tar stream creates the work directory itself; then the command goes over the
+    // master's socket. Two ssh processes, as with rsync.
     let (out, ssh) = counted(
         &w,
         &shims,
@@ -492,7 +493,11 @@ fn the_login_that_proves_ssh_works_learns_the_tools_and_tar_costs_no_extra_round
     out.ok();
     assert_eq!(out.stdout, "hello from the repo\n");
     assert!(out.stderr.contains(" with tar; 3 sent"), "{out}");
-    assert_eq!(ssh.len(), 3, "login, tar, command: {ssh:#?}");
+    assert_eq!(
+        ssh.len(),
+        2,
+        "login, tar (the command over the master): {ssh:#?}"
+    );
     assert!(ssh[0].contains("cbx-tools:"), "the login probes: {ssh:#?}");
     assert!(ssh[1].contains("tar -x"), "{ssh:#?}");
     assert!(
@@ -517,7 +522,7 @@ fn the_login_that_proves_ssh_works_learns_the_tools_and_tar_costs_no_extra_round
     );
     out.ok();
     assert_eq!(out.stdout, "pub fn answer() -> u32 { 1 }\n");
-    assert_eq!(ssh.len(), 2, "tar, command: {ssh:#?}");
+    assert_eq!(ssh.len(), 1, "tar (the command over the master): {ssh:#?}");
     // A file deleted: the prepare round trip prunes it (and probes again, for free).
     std::fs::remove_file(w.repo().join("src/lib.rs")).unwrap();
     let (out, ssh) = counted(&w, &shims, &["run", "--id", "lean", "--", "ls", "src"]);
@@ -568,8 +573,9 @@ fn with_rsync_the_first_run_makes_no_prepare_round_trip_either() {
     );
     out.ok();
     assert!(out.stderr.contains(" with rsync; 3 sent"), "{out}");
-    // The login, rsync's own ssh (which creates the work directory), the command.
-    assert_eq!(ssh.len(), 3, "{ssh:#?}");
+    // The login, rsync's own ssh (which creates the work directory); the command goes over
+    // the master's socket.
+    assert_eq!(ssh.len(), 2, "{ssh:#?}");
     assert!(ssh[0].contains("cbx-tools:"), "{ssh:#?}");
     assert!(
         ssh[1].contains("mkdir -p -- ") && ssh[1].contains("rsync --server"),

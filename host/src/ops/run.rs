@@ -28,7 +28,7 @@ use crate::ops::pending_files::PendingFiles;
 use crate::ops::run_report::{LeaseReport, RunReport, SyncSummary, seconds};
 use crate::progress;
 use crate::remote::{self, Program};
-use crate::ssh::SshClient;
+use crate::ssh::{SshClient, StdoutTo};
 use crate::sync::{self, TransportChoice, tools};
 use crate::testpoint;
 
@@ -520,13 +520,12 @@ async fn command_status(
         Some(g) => format!("{}{line}", g.prelude()),
         None => line,
     };
-    let mut cmd = ssh.ssh();
-    cmd.args(["-T", ssh.alias()]).arg(line);
-    let relayed = if job.stdout_to_stderr {
-        crate::ssh::relay_to_stderr(cmd).await
+    let stdout_to = if job.stdout_to_stderr {
+        StdoutTo::Stderr
     } else {
-        crate::ssh::relay(cmd).await
+        StdoutTo::Stdout
     };
+    let relayed = crate::ssh::session::relay(ssh, &line, stdout_to).await;
     Ok(relayed.map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?)
 }
 

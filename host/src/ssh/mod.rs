@@ -9,8 +9,14 @@
 //! the key the user configured — never the agent, unless the user opted in.
 //!
 //! - [`identity`]: the checks a user's key file must pass.
+//! - [`session`]: one command's session, its output relayed; [`mux`] opens it over the live
+//!   master connection without an `ssh` process.
 
 pub mod identity;
+pub mod mux;
+pub mod session;
+
+pub use session::{RemoteSession, SessionStdin, StdoutTo};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -470,63 +476,6 @@ fn user_id(env: &Environment) -> String {
         let _ = env;
         "user".into()
     }
-}
-
-/// Runs an ssh session (`cmd`) with its output relayed through cbx: its stdout and stderr
-/// are pipes cbx copies to its own, chunk by chunk as they come. A multiplexed session hands
-/// its output descriptors to the master connection, which would otherwise hold cbx's own
-/// stdout and stderr open until the remote command ends — long after a signal ended cbx —
-/// and whoever reads cbx's output (a CI runner) would wait for it. Relayed, they close when
-/// cbx exits. stdin is inherited.
-pub async fn relay(cmd: Command) -> std::io::Result<std::process::ExitStatus> {
-    relay_into(cmd, false).await
-}
-
-/// As [`relay`], but the session's stdout goes to cbx's stderr too, keeping cbx's stdout for
-/// a report of its own (`run --json`).
-pub async fn relay_to_stderr(cmd: Command) -> std::io::Result<std::process::ExitStatus> {
-    relay_into(cmd, true).await
-}
-
-async fn relay_into(
-    mut cmd: Command,
-    stdout_to_stderr: bool,
-) -> std::io::Result<std::process::ExitStatus> {
-    use tokio::io::{AsyncRead, AsyncWrite};
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    async fn copy(
-        mut from: impl AsyncRead + Unpin,
-        mut to: impl AsyncWrite + Unpin,
-    ) -> std::io::Result<()> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = from.read(&mut buf).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            to.write_all(&buf[..n]).await?;
-            to.flush().await?;
-        }
-    }
-    let sink: std::pin::Pin<Box<dyn AsyncWrite + Send>> = if stdout_to_stderr {
-        Box::pin(tokio::io::stderr())
-    } else {
-        Box::pin(tokio::io::stdout())
-    };
-    let (status, out, err) = tokio::join!(
-        child.wait(),
-        copy(stdout, sink),
-        copy(stderr, tokio::io::stderr()),
-    );
-    out?;
-    err?;
-    status
 }
 
 /// A clear error for a tool that could not be started.

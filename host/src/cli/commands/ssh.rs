@@ -17,7 +17,7 @@ use crate::lease::{Lease, access, connect, ready};
 use crate::login_env::{self, LoginEnv, LoginEnvironment, Reuse};
 use crate::ops::guard::RunGuard;
 use crate::remote::Program;
-use crate::ssh::SshClient;
+use crate::ssh::{SshClient, StdoutTo};
 use crate::sync::tools;
 
 /// Runs `cbx ssh`.
@@ -109,23 +109,17 @@ async fn session_of(
     line: &str,
     guard: Option<&RunGuard>,
 ) -> Result<ExitStatus> {
-    let mut cmd = ssh.ssh();
-    let interactive = args.command.is_empty() && std::io::stdin().is_terminal();
-    if args.command.is_empty() {
-        cmd.arg(if interactive { "-t" } else { "-T" })
-            .arg(ssh.alias());
-    } else {
-        cmd.args(["-T", ssh.alias()]);
-    }
-    cmd.arg(match guard {
+    let line = match guard {
         Some(g) => format!("{}{line}", g.prelude()),
         None => line.to_string(),
-    });
-    // A terminal session keeps the terminal; anything else is relayed (see `ssh::relay`).
-    let status = if interactive {
+    };
+    // A terminal session keeps the terminal; anything else is relayed (see `ssh::session`).
+    let status = if args.command.is_empty() && std::io::stdin().is_terminal() {
+        let mut cmd = ssh.ssh();
+        cmd.args(["-t", ssh.alias()]).arg(line);
         cmd.status().await
     } else {
-        crate::ssh::relay(cmd).await
+        crate::ssh::session::relay(ssh, &line, StdoutTo::Stdout).await
     };
     Ok(status.map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?)
 }

@@ -31,6 +31,7 @@ use crate::ops::run::{self, Job, LeaseChoice, RunRequest};
 use crate::ops::run_report::RunReport;
 use crate::ops::test_report;
 use crate::progress;
+use crate::ssh::{SessionStdin, SshClient};
 use crate::terminal::inert;
 
 use self::stream::Sink;
@@ -343,8 +344,6 @@ async fn execute(
         &program,
         reuse,
     );
-    let mut cmd = ssh.ssh();
-    cmd.args(["-T", ssh.alias()]).arg(line);
     let sink = if slot.job.stdout_to_stderr {
         Sink::Err
     } else {
@@ -352,7 +351,7 @@ async fn execute(
     };
     let prefix = slot.prefix();
     let status = tokio::select! {
-        r = stream::relay(cmd, &prefix, sink) => r.map_err(|e| {
+        r = started_relay(&ssh, &line, &prefix, sink) => r.map_err(|e| {
             Stop::Error(Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)).into())
         })?,
         stop = stopped(slot.cancel) => return Err(stop),
@@ -370,4 +369,15 @@ async fn execute(
         report.tests = Some(tests);
     }
     Ok(code)
+}
+
+/// Starts `line` (stdin empty) and relays its output, each line led by `prefix`.
+async fn started_relay(
+    ssh: &SshClient,
+    line: &str,
+    prefix: &str,
+    sink: Sink,
+) -> std::io::Result<std::process::ExitStatus> {
+    let session = ssh.start(line, SessionStdin::Null).await?;
+    stream::relay(session, prefix, sink).await
 }

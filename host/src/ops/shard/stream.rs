@@ -4,11 +4,11 @@
 //! longer than [`MAX_LINE`] bytes is cut into pieces of that size.
 
 use std::io::Write;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
-use tokio::process::Command;
 
+use crate::ssh::RemoteSession;
 use crate::terminal::inert;
 
 /// The longest piece of output written as one line.
@@ -23,20 +23,13 @@ pub enum Sink {
     Err,
 }
 
-/// Runs `cmd` (an ssh session), relaying its stdout to `out` and its stderr to stderr, each
-/// line led by `prefix`; returns its exit status. The session is killed when this is dropped.
-pub async fn relay(mut cmd: Command, prefix: &str, out: Sink) -> std::io::Result<ExitStatus> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
+/// Relays `session`'s stdout to `out` and its stderr to stderr, each line led by `prefix`;
+/// returns its exit status. The session ends when this is dropped.
+pub async fn relay(session: RemoteSession, prefix: &str, out: Sink) -> std::io::Result<ExitStatus> {
     let (status, a, b) = tokio::join!(
-        child.wait(),
-        lines(stdout, prefix, out),
-        lines(stderr, prefix, Sink::Err),
+        session.ended,
+        lines(session.stdout, prefix, out),
+        lines(session.stderr, prefix, Sink::Err),
     );
     a?;
     b?;
