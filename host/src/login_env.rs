@@ -304,7 +304,8 @@ pub struct Reuse<'a> {
 /// [`remote::command_line`] for `program` in `workdir`, with the cached login environment
 /// `reuse` (if any) tried before the login shell: see [`fast_path`]. The stamp is in the
 /// lease's directory, the work directory's parent. Variables set on this line (`exports`, the
-/// forwarded ones) win over cached ones.
+/// forwarded ones) win over cached ones, and over the profile under the login shell (see
+/// `remote::command_line`).
 pub fn command_line(
     workdir: &str,
     require_workdir: bool,
