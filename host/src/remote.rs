@@ -179,6 +179,10 @@ pub fn env_file(vars: &[(String, String)]) -> String {
     text
 }
 
+/// How the names of the shell variables cbx's remote command lines use for themselves begin
+/// (`cbx_keep_<NAME>`, `cbx_forward`, `cbx_path`, …); `--env` does not forward such a name.
+pub const OWN_PREFIX: &str = "cbx_";
+
 /// Whether `name` is a valid environment variable name.
 pub fn is_env_name(name: &str) -> bool {
     !name.is_empty()

@@ -336,6 +336,17 @@ fn login_env_forwarded_and_cbx_variables_win_over_the_profile() {
         }
     };
     check("cached", false);
+    // The names cbx uses for itself on the sandbox are not forwarded.
+    let out = w.home.run_with_env(
+        &["run", "--id", "winner", "--env", "cbx_keep", "--", "true"],
+        &[("cbx_keep", "x")],
+    );
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("--env cbx_keep: names that begin with cbx_ are cbx's own on the sandbox"),
+        "{out}"
+    );
     // Edited after it was read: the login shell runs the profile, which sets FOO last.
     std::thread::sleep(std::time::Duration::from_millis(20));
     sb.write_profile("export FOO=edited CBX_SLUG=edited\n");
