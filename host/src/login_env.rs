@@ -304,7 +304,8 @@ pub struct Reuse<'a> {
 /// [`remote::command_line`] for `program` in `workdir`, with the cached login environment
 /// `reuse` (if any) tried before the login shell: see [`fast_path`]. The stamp is in the
 /// lease's directory, the work directory's parent. Variables set on this line (`exports`, the
-/// forwarded ones) win over cached ones.
+/// forwarded ones) win over cached ones, and over the profile under the login shell (see
+/// `remote::command_line`).
 pub fn command_line(
     workdir: &str,
     require_workdir: bool,
@@ -749,6 +750,45 @@ mod tests {
             );
             assert!(out.stdout.trim_end().ends_with("/repo"), "{}", out.stdout);
             assert_eq!(fake.sourced(), 0, "{shell}");
+        }
+    }
+
+    /// Forwarded (`--env`) and cbx's own variables win over a profile that exports the same
+    /// names, on the cached path and on the login shell's alike; the env file is read and
+    /// gone either way, and cbx's copies of the variables are not in the program's
+    /// environment.
+    #[test]
+    fn forwarded_and_cbx_variables_win_on_both_paths() {
+        for shell in ["sh", "bash"] {
+            let fake = Fake::new();
+            let profile = fake.home().join(".profile");
+            std::fs::write(
+                &profile,
+                "echo sourced >> \"$HOME/count\"\nexport FWD=profile CBX_SLUG=profile\n",
+            )
+            .unwrap();
+            fake.age(&profile, 100);
+            let env_file = fake.dir.path().join("fwd");
+            let show = "echo \"$FWD $CBX_SLUG\"; env | grep -c '^cbx_' || true";
+            let vars = [("FWD".to_string(), "it's $forwarded".to_string())];
+            for fresh in [true, false] {
+                if !fresh {
+                    // Edited since the stamp: the login shell runs the profile.
+                    fake.age(&fake.stamp(), 50);
+                    fake.age(&profile, 0);
+                }
+                for program in [argv(&["sh", "-c", show]), Program::Shell(show.into())] {
+                    std::fs::write(&env_file, remote::env_file(&vars)).unwrap();
+                    let before = fake.sourced();
+                    let out = fake.run(shell, &program, Some(env_file.to_str().unwrap()));
+                    let case = format!("{shell}, fresh stamp {fresh}, {program:?}");
+                    assert_eq!(out.code, Some(0), "{case}");
+                    assert_eq!(out.stdout, "it's $forwarded amber-otter\n0\n", "{case}");
+                    assert!(!env_file.exists(), "{case}");
+                    let login = usize::from(!fresh);
+                    assert_eq!(fake.sourced(), before + login, "{case}");
+                }
+            }
         }
     }
 

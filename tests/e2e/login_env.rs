@@ -298,3 +298,62 @@ fn login_env_fresh_sources_the_profile_every_time_and_a_bad_value_names_its_line
     w.home.write_config("");
     w.cbx(&["stop", "fresh"]).ok();
 }
+
+/// A profile that exports the names a `--env` variable and cbx forward (`FOO`, `CBX_SLUG`)
+/// overrides neither: the local value wins on the cached path, on the login shell after the
+/// profile changed, and with `[run] login-environment = "fresh"`, for an argv and a `--shell`
+/// script; the env file is gone each time.
+#[test]
+fn login_env_forwarded_and_cbx_variables_win_over_the_profile() {
+    let Some(w) = World::new() else { return };
+    let sb = Sandbox::with_profile(&w, "winner", "export FOO=profile CBX_SLUG=profile\n");
+    sb.run(&w, &["true"]).ok();
+    let show = "echo \"$FOO $CBX_SLUG\"";
+    let check = |how: &str, login: bool| {
+        for shell in [false, true] {
+            let before = sb.sourced();
+            let mut args = vec!["run", "--id", "winner", "--env", "FOO"];
+            if shell {
+                args.extend(["--shell", "--", show]);
+            } else {
+                args.extend(["--", "sh", "-c", show]);
+            }
+            let out = w.home.run_with_env(&args, &[("FOO", "local")]);
+            out.ok();
+            assert_eq!(
+                out.stdout, "local winner\n",
+                "{how}, --shell {shell}: {out}"
+            );
+            let sourced = sb.sourced() - before;
+            assert_eq!(sourced, usize::from(login), "{how}, --shell {shell}: {out}");
+            let left: Vec<_> = std::fs::read_dir(sb.home.join(".cbx"))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            assert!(
+                !left.iter().any(|n| n.to_string_lossy().starts_with("env-")),
+                "{how}: an env file was left: {left:?}"
+            );
+        }
+    };
+    check("cached", false);
+    // The names cbx uses for itself on the sandbox are not forwarded.
+    let out = w.home.run_with_env(
+        &["run", "--id", "winner", "--env", "cbx_keep", "--", "true"],
+        &[("cbx_keep", "x")],
+    );
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("--env cbx_keep: names that begin with cbx_ are cbx's own on the sandbox"),
+        "{out}"
+    );
+    // Edited after it was read: the login shell runs the profile, which sets FOO last.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    sb.write_profile("export FOO=edited CBX_SLUG=edited\n");
+    check("login shell after an edit", true);
+    w.home
+        .write_config("[run]\nlogin-environment = \"fresh\"\n");
+    check("fresh", true);
+    w.home.write_config("");
+    w.cbx(&["stop", "winner"]).ok();
+}

@@ -652,6 +652,16 @@ fn forwarded_env(ctx: &Context, names: &[String]) -> Result<Vec<(String, String)
                 format!("--env {name}: not a variable name (use letters, digits and _)"),
             ));
         }
+        if name.starts_with(remote::OWN_PREFIX) {
+            return Err(fail(
+                ErrorKind::Usage,
+                format!(
+                    "--env {name}: names that begin with {} are cbx's own on the sandbox; \
+                     rename the variable",
+                    remote::OWN_PREFIX
+                ),
+            ));
+        }
         if name == "CBX_LEASE_ID" || name == "CBX_SLUG" {
             return Err(fail(
                 ErrorKind::Usage,
