@@ -467,12 +467,26 @@ fn ssh_lines(shims: &ArgvShims) -> Vec<String> {
         .collect()
 }
 
-/// Runs `args` through the shims, starting with an empty log; returns the output and the ssh
-/// processes it started.
-fn counted(w: &World, shims: &ArgvShims, args: &[&str]) -> (Output, Vec<String>) {
+/// The remote command lines a command ran as sessions over the live master connection
+/// (`ssh::mux`, no ssh process), from cbx's debug log.
+fn master_sessions(out: &Output) -> Vec<String> {
+    out.stderr
+        .lines()
+        .filter_map(|l| l.split_once("session over the master connection: "))
+        .map(|(_, line)| line.to_string())
+        .collect()
+}
+
+/// Runs `args` through the shims, starting with an empty log; returns the output, the ssh
+/// processes it started and the sessions it ran over the master connection.
+fn counted(w: &World, shims: &ArgvShims, args: &[&str]) -> (Output, Vec<String>, Vec<String>) {
     let _ = std::fs::remove_file(w.home.path().join("argv.log"));
-    let out = w.home.run_with_env(args, &[("PATH", &shims.path_var())]);
-    (out, ssh_lines(shims))
+    let out = w.home.run_with_env(
+        args,
+        &[("PATH", &shims.path_var()), ("CBX_LOG", "cbx=debug")],
+    );
+    let sessions = master_sessions(&out);
+    (out, ssh_lines(shims), sessions)
 }
 
 #[test]
@@ -482,10 +496,10 @@ fn the_login_that_proves_ssh_works_learns_the_tools_and_tar_costs_no_extra_round
     let lease = w.warmup("lean");
     let lease = lease["leaseId"].as_str().unwrap().to_string();
     let shims = ArgvShims::install(w.home.path());
-    // Cold: the login that proves SSH works reports the tools (and leaves the master up);
-    // the tar stream creates the work directory itself; then the command goes over the
-    // master's socket. Two ssh processes, as with rsync.
-    let (out, ssh) = counted(
+    // Cold: the login that proves SSH works reports the tools and leaves the master up (the
+    // one ssh process); the tar stream creates the work directory itself; then the command.
+    // Both go over the master's socket. Three round trips, as with rsync.
+    let (out, ssh, sessions) = counted(
         &w,
         &shims,
         &["run", "--id", "lean", "--", "cat", "README.md"],
@@ -493,16 +507,16 @@ fn the_login_that_proves_ssh_works_learns_the_tools_and_tar_costs_no_extra_round
     out.ok();
     assert_eq!(out.stdout, "hello from the repo\n");
     assert!(out.stderr.contains(" with tar; 3 sent"), "{out}");
-    assert_eq!(
-        ssh.len(),
-        2,
-        "login, tar (the command over the master): {ssh:#?}"
-    );
+    assert_eq!(ssh.len(), 1, "the login: {ssh:#?}");
     assert!(ssh[0].contains("cbx-tools:"), "the login probes: {ssh:#?}");
-    assert!(ssh[1].contains("tar -x"), "{ssh:#?}");
+    assert_eq!(sessions.len(), 2, "tar, the command: {sessions:#?}");
+    assert!(sessions[0].contains("tar -x"), "{sessions:#?}");
+    assert!(sessions[1].contains("README.md"), "{sessions:#?}");
     assert!(
-        ssh.iter().all(|l| !l.contains("xargs -0 rm")),
-        "no prepare round trip: {ssh:#?}"
+        ssh.iter()
+            .chain(&sessions)
+            .all(|l| !l.contains("xargs -0 rm")),
+        "no prepare round trip: {ssh:#?} {sessions:#?}"
     );
     let record = w
         .home
@@ -515,23 +529,25 @@ fn the_login_that_proves_ssh_works_learns_the_tools_and_tar_costs_no_extra_round
     assert_eq!(recorded["tar"], true, "{recorded}");
     // Warm, a file changed: the tar stream and the command, nothing else.
     w.write("src/lib.rs", "pub fn answer() -> u32 { 1 }\n");
-    let (out, ssh) = counted(
+    let (out, ssh, sessions) = counted(
         &w,
         &shims,
         &["run", "--id", "lean", "--", "cat", "src/lib.rs"],
     );
     out.ok();
     assert_eq!(out.stdout, "pub fn answer() -> u32 { 1 }\n");
-    assert_eq!(ssh.len(), 1, "tar (the command over the master): {ssh:#?}");
+    assert_eq!(ssh.len(), 0, "no ssh process: {ssh:#?}");
+    assert_eq!(sessions.len(), 2, "tar, the command: {sessions:#?}");
+    assert!(sessions[0].contains("tar -x"), "{sessions:#?}");
     // A file deleted: the prepare round trip prunes it (and probes again, for free).
     std::fs::remove_file(w.repo().join("src/lib.rs")).unwrap();
-    let (out, ssh) = counted(&w, &shims, &["run", "--id", "lean", "--", "ls", "src"]);
+    let (out, _, sessions) = counted(&w, &shims, &["run", "--id", "lean", "--", "ls", "src"]);
     out.ok();
     assert_eq!(out.stdout, "", "{out}");
     assert!(out.stderr.contains("1 pruned"), "{out}");
     assert!(
-        ssh[0].contains("xargs -0 rm") && ssh[0].contains("cbx-tools:"),
-        "{ssh:#?}"
+        sessions[0].contains("xargs -0 rm") && sessions[0].contains("cbx-tools:"),
+        "{sessions:#?}"
     );
     // A record that says rsync (out of date): rsync is missing, the sync probes again and
     // sends with tar; the record is put right.
@@ -550,13 +566,13 @@ fn the_login_that_proves_ssh_works_learns_the_tools_and_tar_costs_no_extra_round
         serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     assert_eq!(recorded["rsync"], false, "{recorded}");
     // --resync probes again.
-    let (out, ssh) = counted(
+    let (out, _, sessions) = counted(
         &w,
         &shims,
         &["run", "--id", "lean", "--resync", "--", "true"],
     );
     out.ok();
-    assert!(ssh[0].contains("cbx-tools:"), "{ssh:#?}");
+    assert!(sessions[0].contains("cbx-tools:"), "{sessions:#?}");
     w.cbx(&["stop", "lean"]).ok();
     assert!(!record.exists(), "stop forgets the record");
 }
@@ -566,7 +582,7 @@ fn with_rsync_the_first_run_makes_no_prepare_round_trip_either() {
     let Some(w) = World::new() else { return };
     w.warmup("full");
     let shims = ArgvShims::install(w.home.path());
-    let (out, ssh) = counted(
+    let (out, ssh, sessions) = counted(
         &w,
         &shims,
         &["run", "--id", "full", "--", "cat", "README.md"],
@@ -576,6 +592,7 @@ fn with_rsync_the_first_run_makes_no_prepare_round_trip_either() {
     // The login, rsync's own ssh (which creates the work directory); the command goes over
     // the master's socket.
     assert_eq!(ssh.len(), 2, "{ssh:#?}");
+    assert_eq!(sessions.len(), 1, "the command: {sessions:#?}");
     assert!(ssh[0].contains("cbx-tools:"), "{ssh:#?}");
     assert!(
         ssh[1].contains("mkdir -p -- ") && ssh[1].contains("rsync --server"),
@@ -620,7 +637,7 @@ fn doctor_on_a_live_lease_checks_ssh_and_the_tools_in_one_login() {
         let lease = w.warmup("doc");
         let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
         let shims = ArgvShims::install(w.home.path());
-        let (out, ssh) = counted(&w, &shims, &["doctor", "--lease", "doc", "--json"]);
+        let (out, ssh, _) = counted(&w, &shims, &["doctor", "--lease", "doc", "--json"]);
         out.expect_code(code);
         assert_eq!(ssh.len(), 1, "one login: {ssh:#?}");
         assert!(ssh[0].contains("cbx-tools:"), "{ssh:#?}");
@@ -675,7 +692,7 @@ fn doctor_on_a_lease_that_is_stopped_or_unknown_says_so() {
     let sandbox = lease["sandboxId"].as_str().unwrap().to_string();
     assert!(w.sim.set_state(&sandbox, "stopped"));
     let shims = ArgvShims::install(w.home.path());
-    let (out, ssh) = counted(&w, &shims, &["doctor", "--lease", "nap", "--json"]);
+    let (out, ssh, _) = counted(&w, &shims, &["doctor", "--lease", "nap", "--json"]);
     out.ok();
     assert!(ssh.is_empty(), "no login to a stopped sandbox: {ssh:#?}");
     let check = check_named(&out, "lease");

@@ -143,6 +143,30 @@ fn warm_path_a_warm_run_asks_the_provider_nothing_and_starts_no_ssh_process() {
         .count();
     // The command goes over the live master's socket (`ssh::mux`): no ssh client at all.
     assert_eq!(ssh_runs, 0, "no ssh process: {}", shims.logged());
+    // With --env the variables' file goes over the master too, through the session's stdin.
+    let _ = std::fs::remove_file(w.home.path().join("argv.log"));
+    let out = w.home.run_with_env(
+        &[
+            "run",
+            "--id",
+            "quick",
+            "--env",
+            "WARM_SECRET",
+            "--",
+            "sh",
+            "-c",
+            "echo \"[$WARM_SECRET]\"",
+        ],
+        &[("PATH", &shims.path_var()), ("WARM_SECRET", "s3cr3t-warm")],
+    );
+    out.ok();
+    assert_eq!(out.stdout, "[s3cr3t-warm]\n", "{out}");
+    assert!(
+        !shims.logged().lines().any(|l| l.starts_with("ssh ")),
+        "no ssh process: {}",
+        shims.logged()
+    );
+    w.home.assert_secret_absent("s3cr3t-warm", &[], &[]);
     // cbx ssh with a command takes the same path.
     let out = w.cbx(&["ssh", "quick", "--", "echo", "also warm"]);
     out.ok();

@@ -5,7 +5,6 @@
 //! instant leaves it to the next command to delete.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -692,25 +691,14 @@ async fn upload_env(
         return Ok(None);
     }
     let name = format!(".cbx/env-{}", &LeaseId::generate().as_str()[4..]);
-    let mut cmd = ssh.ssh();
-    cmd.arg(ssh.alias())
-        .arg(format!(
-            "umask 077 && mkdir -p -- .cbx && cat > {}",
-            remote::quote(&name)
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
+    let line = format!(
+        "umask 077 && mkdir -p -- .cbx && cat > {}",
+        remote::quote(&name)
+    );
+    let out = ssh
+        .output_with_input(&line, remote::env_file(vars).as_bytes())
+        .await
         .map_err(|e| Failure::new(ErrorKind::Other, crate::ssh::spawn_error(&e)))?;
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin.write_all(remote::env_file(vars).as_bytes()).await?;
-    }
-    let out = child.wait_with_output().await?;
     if !out.status.success() {
         return Err(fail(
             ErrorKind::Other,

@@ -24,10 +24,12 @@
 //! session's future closes the socket, and the master then ends the session, as it does when
 //! an `ssh` client is killed.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -35,7 +37,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
 
-use super::session::{RemoteSession, SessionStdin};
 use crate::terminal::inert;
 
 const MUX_MSG_HELLO: u32 = 0x0000_0001;
@@ -57,16 +58,23 @@ const MAX_PACKET: usize = 64 * 1024;
 /// at once; one that does not (stopped, wedged) should not hold a command up.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Opens a session running `command` (no tty) over the master listening on `socket`.
-pub async fn start(socket: &Path, command: &str, stdin: SessionStdin) -> io::Result<RemoteSession> {
+/// A session the master runs for cbx: the command's output pipes and its end.
+pub struct Passenger {
+    /// The read end of the command's stdout.
+    pub stdout: pipe::Receiver,
+    /// The read end of the command's stderr.
+    pub stderr: pipe::Receiver,
+    /// The exit status the master reports, 255 without one; dropping it ends the session.
+    pub ended: Pin<Box<dyn Future<Output = io::Result<ExitStatus>> + Send>>,
+}
+
+/// Opens a session running `command` (no tty) with `stdin` over the master listening on
+/// `socket`.
+pub async fn start(socket: &Path, command: &str, stdin: OwnedFd) -> io::Result<Passenger> {
     let mut master = UnixStream::connect(socket).await?;
     tokio::time::timeout(HELLO_TIMEOUT, hello(&mut master))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the master did not say hello"))??;
-    let stdin: OwnedFd = match stdin {
-        SessionStdin::Inherit => io::stdin().as_fd().try_clone_to_owned()?,
-        SessionStdin::Null => std::fs::File::open("/dev/null")?.into(),
-    };
     let (out_r, out_w) = io::pipe()?;
     let (err_r, err_w) = io::pipe()?;
     master.write_all(&new_session(command)).await?;
@@ -75,9 +83,9 @@ pub async fn start(socket: &Path, command: &str, stdin: SessionStdin) -> io::Res
     }
     // The master holds the write ends now: the pipes end when the session does.
     drop((stdin, out_w, err_w));
-    Ok(RemoteSession {
-        stdout: Box::new(pipe::Receiver::from_owned_fd(out_r.into())?),
-        stderr: Box::new(pipe::Receiver::from_owned_fd(err_r.into())?),
+    Ok(Passenger {
+        stdout: pipe::Receiver::from_owned_fd(out_r.into())?,
+        stderr: pipe::Receiver::from_owned_fd(err_r.into())?,
         ended: Box::pin(ended(master)),
     })
 }
@@ -367,10 +375,14 @@ mod tests {
         (dir, handle)
     }
 
+    fn null() -> OwnedFd {
+        std::fs::File::open("/dev/null").unwrap().into()
+    }
+
     /// Runs `command` against `then`; returns the exit code, stdout, stderr and the request.
     async fn session(then: Master) -> (i32, String, String, Vec<u8>) {
         let (dir, handle) = master(VERSION, then);
-        let s = start(&dir.path().join("cm"), "echo hi", SessionStdin::Null)
+        let s = start(&dir.path().join("cm"), "echo hi", null())
             .await
             .unwrap();
         let mut out = String::new();
@@ -422,17 +434,17 @@ mod tests {
     #[tokio::test]
     async fn no_session_starts_without_a_master_speaking_version_4() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = start(&dir.path().join("cm"), "true", SessionStdin::Null).await;
+        let missing = start(&dir.path().join("cm"), "true", null()).await;
         assert!(missing.is_err(), "no socket");
         let (dir, handle) = master(3, Master::Drops);
-        let old = start(&dir.path().join("cm"), "true", SessionStdin::Null).await;
+        let old = start(&dir.path().join("cm"), "true", null()).await;
         let e = old.err().expect("another protocol version is refused");
         assert!(e.to_string().contains("mux protocol 3"), "{e}");
         handle.join().unwrap();
         // A socket whose owner never says hello.
         let dir = tempfile::tempdir().unwrap();
         let _silent = UnixListener::bind(dir.path().join("cm")).unwrap();
-        let e = start(&dir.path().join("cm"), "true", SessionStdin::Null)
+        let e = start(&dir.path().join("cm"), "true", null())
             .await
             .err()
             .expect("a silent master is given up on");

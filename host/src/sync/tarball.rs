@@ -11,7 +11,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 use anyhow::Result;
 use tokio::io::AsyncWriteExt;
@@ -20,7 +19,7 @@ use tokio::sync::mpsc;
 use crate::error::{ErrorKind, Failure};
 use crate::redact::Redactor;
 use crate::remote::quote;
-use crate::ssh::SshClient;
+use crate::ssh::{SessionStdin, SshClient};
 
 /// Bytes per chunk handed from the archive builder to ssh.
 const CHUNK: usize = 256 * 1024;
@@ -34,21 +33,16 @@ pub(super) async fn send(
     files: Vec<Vec<u8>>,
     redactor: &Redactor,
 ) -> Result<u64> {
-    let mut cmd = ssh.ssh();
     // `-o`: files belong to whoever extracts them, never to the uid recorded here.
-    cmd.arg(ssh.alias())
-        .arg(format!(
-            "mkdir -p -- {dir} && cd -- {dir} && tar -x -o -f -",
-            dir = quote(remote_dir)
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
+    let line = format!(
+        "mkdir -p -- {dir} && cd -- {dir} && tar -x -o -f -",
+        dir = quote(remote_dir)
+    );
+    let mut session = ssh
+        .start(&line, SessionStdin::Piped)
+        .await
         .map_err(|e| Failure::new(ErrorKind::Sync, crate::ssh::spawn_error(&e)))?;
-    let mut stdin = child.stdin.take().expect("piped");
+    let mut stdin = session.stdin.take().expect("piped");
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
     let root = root.to_path_buf();
     let builder = tokio::task::spawn_blocking(move || archive(&root, &files, tx));
@@ -60,7 +54,7 @@ pub(super) async fn send(
             }
         }
     };
-    let (_, out) = tokio::join!(forward, child.wait_with_output());
+    let (_, out) = tokio::join!(forward, session.output());
     let out = out.map_err(|e| Failure::new(ErrorKind::Sync, format!("wait for ssh: {e}")))?;
     let built = builder
         .await

@@ -30,12 +30,15 @@ pub(super) async fn prepare(
         deleted_in.push(0);
     }
     let dir = quote(remote_dir);
-    let mut cmd = ssh.ssh();
-    cmd.arg(ssh.alias()).arg(format!(
+    let line = format!(
         "mkdir -p -- {dir} && cd -- {dir} && xargs -0 rm -f -- && {}",
         RemoteTools::PROBE
-    ));
-    let remote = run_with_input(cmd, &deleted_in, "prepare the work directory", redactor).await?;
+    );
+    let out = ssh
+        .output_with_input(&line, &deleted_in)
+        .await
+        .map_err(|e| Failure::new(ErrorKind::Sync, crate::ssh::spawn_error(&e)))?;
+    let remote = succeeded(out, "prepare the work directory", redactor)?;
     Ok(RemoteTools::parse(&String::from_utf8_lossy(&remote)))
 }
 
@@ -131,14 +134,8 @@ async fn output_with_input(
     out
 }
 
-/// Runs `cmd` with `input` on stdin; returns its stdout.
-async fn run_with_input(
-    cmd: tokio::process::Command,
-    input: &[u8],
-    what: &str,
-    redactor: &Redactor,
-) -> Result<Vec<u8>> {
-    let out = output_with_input(cmd, input, "ssh", crate::ssh::spawn_error).await?;
+/// The stdout of a remote step that ended well; else a sync error with its exit and stderr.
+fn succeeded(out: std::process::Output, what: &str, redactor: &Redactor) -> Result<Vec<u8>> {
     if !out.status.success() {
         return Err(Failure::new(
             ErrorKind::Sync,
