@@ -77,6 +77,11 @@ pub async fn start(socket: &Path, command: &str, stdin: OwnedFd) -> io::Result<P
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the master did not say hello"))??;
     let (out_r, out_w) = io::pipe()?;
     let (err_r, err_w) = io::pipe()?;
+    let stdout = pipe::Receiver::from_owned_fd(out_r.into())?;
+    let stderr = pipe::Receiver::from_owned_fd(err_r.into())?;
+    // From here nothing fails once the last descriptor is sent: an error before it means the
+    // master cannot have opened the session (it needs all three), so the caller's `ssh`
+    // fallback never runs the command a second time.
     master.write_all(&new_session(command)).await?;
     for fd in [stdin.as_fd(), out_w.as_fd(), err_w.as_fd()] {
         send_fd(&master, fd).await?;
@@ -84,8 +89,8 @@ pub async fn start(socket: &Path, command: &str, stdin: OwnedFd) -> io::Result<P
     // The master holds the write ends now: the pipes end when the session does.
     drop((stdin, out_w, err_w));
     Ok(Passenger {
-        stdout: pipe::Receiver::from_owned_fd(out_r.into())?,
-        stderr: pipe::Receiver::from_owned_fd(err_r.into())?,
+        stdout,
+        stderr,
         ended: Box::pin(ended(master)),
     })
 }
