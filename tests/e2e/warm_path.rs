@@ -636,3 +636,57 @@ fn warm_path_a_damaged_intent_file_is_reported_as_on_the_full_path() {
     std::fs::remove_file(&bad).unwrap();
     w.cbx(&["stop", "damaged"]).ok();
 }
+
+/// Warm runs racing on one lease each get a session of their own over the one master: every
+/// command's output and exit status are its own, stdin reaches the right command, and none of
+/// them starts an ssh process.
+#[test]
+fn warm_path_concurrent_runs_share_the_master_each_with_its_own_output_and_status() {
+    let Some(w) = World::new() else { return };
+    let (lease, _) = warm_lease(&w, "race");
+    let shims = ArgvShims::install(w.home.path());
+    let path = shims.path_var();
+    let runs: Vec<_> = (0..4)
+        .map(|i| {
+            let mut cmd = w.home.command(&[
+                "run",
+                "--id",
+                "race",
+                "--",
+                "sh",
+                "-c",
+                &format!(
+                    "read line; echo \"$line from {i}\"; echo err {i} >&2; exit {}",
+                    10 + i
+                ),
+            ]);
+            let mut child = cmd
+                .env("PATH", &path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(stdin, "input {i}").unwrap();
+            drop(stdin);
+            child
+        })
+        .collect();
+    for (i, child) in runs.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(10 + i as i32), "{stdout}\n{stderr}");
+        assert_eq!(stdout, format!("input {i} from {i}\n"), "{stderr}");
+        assert!(stderr.contains(&format!("err {i}\n")), "{stderr}");
+    }
+    assert!(
+        !shims.logged().lines().any(|l| l.starts_with("ssh ")),
+        "no ssh process: {}",
+        shims.logged()
+    );
+    assert!(master_up(&w, &lease));
+    w.cbx(&["stop", "race"]).ok();
+}
