@@ -18,9 +18,9 @@
 //!
 //! [`start`] fails — and the caller starts `ssh` instead, exactly as before — whenever no
 //! session can have been opened: no socket, no master behind it, another protocol version, a
-//! descriptor that could not be sent. Once the request is out, the session's end is the exit
-//! status the master reports, or 255 when the master closes without one (the connection was
-//! lost, or the master refused), which is what `ssh` itself would return. Dropping the
+//! descriptor that could not be sent, a master that refused the session. Once the session may
+//! have started, its end is the exit status the master reports, or 255 when the master closes
+//! without one (the connection was lost), which is what `ssh` itself would return. Dropping the
 //! session's future closes the socket, and the master then ends the session, as it does when
 //! an `ssh` client is killed.
 
@@ -79,19 +79,22 @@ pub async fn start(socket: &Path, command: &str, stdin: OwnedFd) -> io::Result<P
     let (err_r, err_w) = io::pipe()?;
     let stdout = pipe::Receiver::from_owned_fd(out_r.into())?;
     let stderr = pipe::Receiver::from_owned_fd(err_r.into())?;
-    // From here nothing fails once the last descriptor is sent: an error before it means the
-    // master cannot have opened the session (it needs all three), so the caller's `ssh`
-    // fallback never runs the command a second time.
+    // An error before the last descriptor is sent means the master cannot have opened the
+    // session (it needs all three); after it, only the master's refusal is an error: in
+    // both cases nothing ran, so the caller's `ssh` fallback never runs the command twice.
+    // A session whose opening is unknown (the master closed without an answer) ends as 255,
+    // which the caller's run-file guard settles.
     master.write_all(&new_session(command)).await?;
     for fd in [stdin.as_fd(), out_w.as_fd(), err_w.as_fd()] {
         send_fd(&master, fd).await?;
     }
     // The master holds the write ends now: the pipes end when the session does.
     drop((stdin, out_w, err_w));
+    let session = opened(&mut master).await?;
     Ok(Passenger {
         stdout,
         stderr,
-        ended: Box::pin(ended(master)),
+        ended: Box::pin(ended(master, session)),
     })
 }
 
@@ -153,40 +156,56 @@ async fn send_fd(master: &UnixStream, fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
-/// Waits for the session to end: the exit status the master reports, 255 without one.
-async fn ended(mut master: UnixStream) -> io::Result<ExitStatus> {
-    let code = match session_exit(&mut master).await {
-        Ok(Some(code)) => code & 0xff,
-        Ok(None) => 255,
-        Err(e) => {
-            tracing::debug!("the multiplexed session ended without an exit status: {e}");
-            255
+/// The master's answer to the session request: the session's id; an error when it refused
+/// (nothing ran); `None` when the answer is unknown (it may have started).
+async fn opened(master: &mut UnixStream) -> io::Result<Option<u32>> {
+    let answer = async {
+        let reply = read_packet(master).await?;
+        let mut fields = Fields(&reply);
+        let kind = fields.u32()?;
+        if fields.u32()? != REQUEST {
+            return Err(invalid("the master answered another request"));
         }
+        match kind {
+            MUX_S_SESSION_OPENED => Ok(Ok(fields.u32()?)),
+            MUX_S_FAILURE | MUX_S_PERMISSION_DENIED => {
+                Ok(Err(String::from_utf8_lossy(fields.string()?).into_owned()))
+            }
+            other => Err(invalid(&format!("unexpected reply 0x{other:08x}"))),
+        }
+    };
+    match answer.await {
+        Ok(Ok(session)) => Ok(Some(session)),
+        Ok(Err(why)) => Err(io::Error::other(format!(
+            "the master refused the session: {}",
+            inert(&why)
+        ))),
+        Err(e) => {
+            tracing::debug!("no answer to the multiplexed session request: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// Waits for the session `session` to end: the exit status the master reports, 255 without
+/// one (also for a session whose opening is unknown).
+async fn ended(mut master: UnixStream, session: Option<u32>) -> io::Result<ExitStatus> {
+    let code = match session {
+        None => 255,
+        Some(session) => match session_exit(&mut master, session).await {
+            Ok(Some(code)) => code & 0xff,
+            Ok(None) => 255,
+            Err(e) => {
+                tracing::debug!("the multiplexed session ended without an exit status: {e}");
+                255
+            }
+        },
     };
     Ok(ExitStatus::from_raw((code as i32) << 8))
 }
 
 /// The session's messages until the master closes the socket: the exit value, if one came.
-async fn session_exit(master: &mut UnixStream) -> io::Result<Option<u32>> {
-    let reply = read_packet(master).await?;
-    let mut fields = Fields(&reply);
-    let kind = fields.u32()?;
-    if fields.u32()? != REQUEST {
-        return Err(invalid("the master answered another request"));
-    }
-    match kind {
-        MUX_S_SESSION_OPENED => {}
-        MUX_S_FAILURE | MUX_S_PERMISSION_DENIED => {
-            let why = String::from_utf8_lossy(fields.string()?).into_owned();
-            tracing::warn!(
-                "the SSH master connection refused the session: {}",
-                inert(&why)
-            );
-            return Ok(None);
-        }
-        other => return Err(invalid(&format!("unexpected reply 0x{other:08x}"))),
-    }
-    let session = fields.u32()?;
+async fn session_exit(master: &mut UnixStream, session: u32) -> io::Result<Option<u32>> {
     let mut exit = None;
     // The master writes the exit message, then closes the socket once the session's output
     // is flushed; reading to the end keeps the session whole (PROTOCOL.mux).
@@ -430,10 +449,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_that_ends_without_an_exit_status_reports_255() {
-        for then in [Master::Drops, Master::Refuses, Master::Garbles] {
+        for then in [Master::Drops, Master::Garbles] {
             let (code, out, err, _) = session(then).await;
             assert_eq!((code, out.as_str(), err.as_str()), (255, "", ""));
         }
+    }
+
+    #[tokio::test]
+    async fn a_refused_session_is_an_error_so_that_ssh_is_started_instead() {
+        let (dir, handle) = master(VERSION, Master::Refuses);
+        let e = start(&dir.path().join("cm"), "true", null())
+            .await
+            .err()
+            .expect("a refusal is not a session");
+        handle.join().unwrap();
+        assert_eq!(e.to_string(), "the master refused the session: \\x1b[31mno");
     }
 
     #[tokio::test]
