@@ -458,7 +458,7 @@ fn without_rsync_on_the_sandbox_auto_syncs_with_tar() {
 
 /// The ssh processes a command started to reach a sandbox (rsync's own included; not
 /// doctor's `ssh -V`), from the shims' log.
-fn ssh_lines(shims: &ArgvShims) -> Vec<String> {
+pub(crate) fn ssh_lines(shims: &ArgvShims) -> Vec<String> {
     shims
         .logged()
         .lines()
